@@ -1,0 +1,115 @@
+"""The normalized event schema: every event on the bus is one of these, msgpack-encoded as a map.
+
+Python attribute names are descriptive; the wire keys are short (see docs/events.md). The kind
+is the tag field `k`, written first. `q` (sequence) and `e` (epoch) are filled in by the
+Publisher just before encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+STATUS_STATES = ("connecting", "connected", "authenticated", "subscribed", "disconnected", "error")
+
+PriceLevel = tuple[float, float]
+"""(price, size); in a delta, size 0.0 removes the level."""
+
+
+class Event(msgspec.Struct, kw_only=True, tag_field="k"):
+    """Fields every event carries."""
+
+    version: int = msgspec.field(default=SCHEMA_VERSION, name="v")
+    provider: str = msgspec.field(name="p")
+    symbol: str = msgspec.field(default="", name="s")
+    ts_event: int = msgspec.field(name="te")
+    ts_recv: int = msgspec.field(name="tr")
+    seq: int = msgspec.field(default=0, name="q")
+    epoch: int = msgspec.field(default=0, name="e")
+
+
+class Trade(Event, tag="trade"):
+    price: float = msgspec.field(name="px")
+    size: float = msgspec.field(name="sz")
+    trade_id: str = msgspec.field(default="", name="id")
+    side: str = msgspec.field(default="", name="sd")
+    """Aggressor side: "b" buy, "s" sell, "" unknown."""
+    exchange: str = msgspec.field(default="", name="x")
+    conditions: list[str] = msgspec.field(default_factory=list, name="c")
+
+
+class Quote(Event, tag="quote"):
+    bid_price: float = msgspec.field(name="bp")
+    bid_size: float = msgspec.field(name="bs")
+    ask_price: float = msgspec.field(name="ap")
+    ask_size: float = msgspec.field(name="as")
+    bid_exchange: str = msgspec.field(default="", name="bx")
+    ask_exchange: str = msgspec.field(default="", name="ax")
+
+
+class BookSnapshot(Event, tag="book_snapshot"):
+    """The whole book: bids best (highest) first, asks best (lowest) first."""
+
+    bids: list[PriceLevel] = msgspec.field(name="b")
+    asks: list[PriceLevel] = msgspec.field(name="a")
+
+
+class BookDelta(Event, tag="book_delta"):
+    """Changed levels only, each with its new absolute size; size 0.0 removes the level."""
+
+    bids: list[PriceLevel] = msgspec.field(name="b")
+    asks: list[PriceLevel] = msgspec.field(name="a")
+
+
+class Bar(Event, tag="bar"):
+    """An aggregate over [ts_event, ts_event + interval_s)."""
+
+    interval_s: int = msgspec.field(name="iv")
+    open: float = msgspec.field(name="o")
+    high: float = msgspec.field(name="h")
+    low: float = msgspec.field(name="l")
+    close: float = msgspec.field(name="cl")
+    volume: float = msgspec.field(name="vol")
+    vwap: float = msgspec.field(default=0.0, name="vw")
+    trades: int = msgspec.field(default=0, name="n")
+
+
+class Status(Event, tag="status"):
+    """A connection state change of a handler (state is one of STATUS_STATES)."""
+
+    state: str = msgspec.field(name="st")
+    message: str = msgspec.field(default="", name="msg")
+    code: int = msgspec.field(default=0, name="code")
+
+
+class Heartbeat(Event, tag="heartbeat"):
+    """Each process, every second. `provider` holds the process name; counters are cumulative."""
+
+    pid: int = msgspec.field(name="pid")
+    counters: dict[str, int] = msgspec.field(default_factory=dict, name="ct")
+
+
+AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat]
+KINDS: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    for cls in (Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat)
+}
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+
+encode = _encoder.encode
+"""Event -> msgpack bytes (a standard msgpack map; any msgpack library decodes it)."""
+
+
+def decode(payload: bytes) -> AnyEvent:
+    """msgpack bytes -> typed event. Raises msgspec.DecodeError / ValidationError on bad input."""
+    return _decoder.decode(payload)
+
+
+def to_dict(event: Event) -> dict:
+    """The event as a plain dict with its wire keys (for JSON output)."""
+    return msgspec.to_builtins(event)

@@ -1,0 +1,86 @@
+"""Topic strings: built so ZeroMQ's prefix filtering can select kind, provider and exact symbol.
+
+A topic is `kind.source.SYMBOL|`. `kind` and `source` never contain a dot; the symbol may
+(BRK.B) but never contains `|`, which terminates it: `trade.alpaca.AAPL|` is not a prefix of
+`trade.alpaca.AAPLX|`. Patterns such as `*.*.AAPL` are matched here, in the client, for the
+parts a prefix cannot express.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TERMINATOR = "|"
+_NAME = re.compile(r"^[a-z0-9_-]+$")
+
+
+class TopicError(ValueError):
+    """A kind, source, symbol or pattern that cannot form a valid topic."""
+
+
+def topic(kind: str, source: str, symbol: str = "") -> bytes:
+    """The wire topic for one event stream."""
+    if not _NAME.match(kind) or not _NAME.match(source):
+        raise TopicError(f"kind and source must match [a-z0-9_-]+: {kind!r}, {source!r}")
+    if TERMINATOR in symbol:
+        raise TopicError(f"symbol must not contain {TERMINATOR!r}: {symbol!r}")
+    return f"{kind}.{source}.{symbol}{TERMINATOR}".encode()
+
+
+def split(topic_bytes: bytes) -> tuple[str, str, str]:
+    """(kind, source, symbol) of a wire topic."""
+    text = topic_bytes.decode()
+    if not text.endswith(TERMINATOR):
+        raise TopicError(f"topic does not end with {TERMINATOR!r}: {text!r}")
+    kind, source, symbol = text[:-1].split(".", 2)
+    return kind, source, symbol
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A subscription pattern: `kind[.source[.SYMBOL]]`, each part a literal or `*`.
+
+    `prefix` is what to subscribe to in ZeroMQ; `matches` finishes the filtering in the client
+    when a `*` stands before a literal part (e.g. `*.*.AAPL`).
+    """
+
+    kind: str
+    source: str
+    symbol: str | None  # None: any symbol (pattern had no third part, or it was `*`)
+
+    @classmethod
+    def parse(cls, text: str) -> "Pattern":
+        if not text or TERMINATOR in text:
+            raise TopicError(f"bad pattern {text!r}")
+        parts = text.split(".", 2)
+        parts += ["*"] * (3 - len(parts))
+        kind, source, symbol = parts
+        for part in (kind, source):
+            if part != "*" and not _NAME.match(part):
+                raise TopicError(f"bad pattern {text!r}: {part!r} is not a kind or source name")
+        return cls(kind, source, None if symbol == "*" else symbol)
+
+    @property
+    def prefix(self) -> bytes:
+        if self.kind == "*":
+            return b""
+        if self.source == "*":
+            return f"{self.kind}.".encode()
+        if self.symbol is None:
+            return f"{self.kind}.{self.source}.".encode()
+        return topic(self.kind, self.source, self.symbol)
+
+    @property
+    def needs_client_filter(self) -> bool:
+        return (self.kind == "*" and (self.source != "*" or self.symbol is not None)) or (
+            self.source == "*" and self.symbol is not None
+        )
+
+    def matches(self, topic_bytes: bytes) -> bool:
+        kind, source, symbol = split(topic_bytes)
+        return (
+            self.kind in ("*", kind)
+            and self.source in ("*", source)
+            and self.symbol in (None, symbol)
+        )

@@ -1,0 +1,1 @@
+"""Consumer processes: each subscribes to the bus by topic pattern."""

@@ -1,0 +1,1 @@
+"""Feed handlers: one folder per provider (protocol, simulator, handler)."""

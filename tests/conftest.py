@@ -1,0 +1,98 @@
+"""Shared fixtures: short ipc run directories, free ports, real processes that never outlive
+their test (each started in its own process group, and the whole group killed at teardown)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from bus.process import PARENT_ENV, SPEC_ENV, BusEndpoints, ChildSpec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM the process group, wait a little, then SIGKILL whatever is left of it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=5)
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A short directory for ipc:// endpoints (their paths must stay under ~100 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="tm-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def bus_endpoints(run_dir: Path) -> BusEndpoints:
+    return BusEndpoints(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe")
+
+
+@pytest.fixture
+def spawn() -> Iterator:
+    """spawn(argv, env=..., **popen_kwargs) -> Popen, in a new process group killed at teardown."""
+    started: list[subprocess.Popen] = []
+
+    def _spawn(argv: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+        full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+        proc = subprocess.Popen(argv, cwd=REPO, env=full_env, start_new_session=True, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in reversed(started):
+        kill_group(proc)
+
+
+@pytest.fixture
+def spawn_child(spawn, bus_endpoints: BusEndpoints):
+    """spawn_child(module, name, settings) -> Popen: a tickmesh child module, as the supervisor
+    would start it, on this test's bus."""
+
+    def _spawn_child(module: str, name: str, settings: dict | None = None, **kwargs):
+        spec = ChildSpec(name, settings or {}, bus_endpoints)
+        env = {SPEC_ENV: spec.to_json(), PARENT_ENV: str(os.getpid())}
+        return spawn([sys.executable, "-m", module], env=env, **kwargs)
+
+    return _spawn_child
+
+
+@pytest.fixture
+def forwarder(spawn_child, bus_endpoints: BusEndpoints) -> BusEndpoints:
+    """A running forwarder on this test's bus; returns its endpoints once both are bound."""
+    from tests.waiting import wait_until
+
+    spawn_child("bus.forwarder", "forwarder")
+    for endpoint in (bus_endpoints.publish, bus_endpoints.subscribe):
+        path = Path(endpoint[len("ipc://"):])
+        wait_until(path.exists, timeout=10, what=f"forwarder to bind {endpoint}")
+    return bus_endpoints

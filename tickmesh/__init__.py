@@ -1,0 +1,1 @@
+"""The tickmesh command line."""
