@@ -16,6 +16,7 @@ from bus import events
 from bus.topics import topic
 
 DEFAULT_SNDHWM = 100_000
+DEFAULT_LINGER_MS = 200  # at close, pending sends get this long to leave, then are dropped
 
 
 class Publisher:
@@ -33,7 +34,7 @@ class Publisher:
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
-        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.LINGER, DEFAULT_LINGER_MS)
         self._socket.connect(endpoint)
         self._send = self._socket.send
         # (kind, provider, symbol) -> [topic bytes, last sequence number]
@@ -53,4 +54,4 @@ class Publisher:
         self.published += 1
 
     def close(self) -> None:
-        self._socket.close(linger=0)
+        self._socket.close()

@@ -86,13 +86,27 @@ def spawn_child(spawn, bus_endpoints: BusEndpoints):
     return _spawn_child
 
 
+def wait_for_forwarder(endpoints: BusEndpoints) -> None:
+    """Wait until a forwarder has bound both ipc endpoints."""
+    from tests.waiting import wait_until
+
+    for endpoint in (endpoints.publish, endpoints.subscribe):
+        path = Path(endpoint[len("ipc://"):])
+        wait_until(path.exists, timeout=10, what=f"forwarder to bind {endpoint}")
+
+
 @pytest.fixture
 def forwarder(spawn_child, bus_endpoints: BusEndpoints) -> BusEndpoints:
     """A running forwarder on this test's bus; returns its endpoints once both are bound."""
-    from tests.waiting import wait_until
-
     spawn_child("bus.forwarder", "forwarder")
-    for endpoint in (bus_endpoints.publish, bus_endpoints.subscribe):
-        path = Path(endpoint[len("ipc://"):])
-        wait_until(path.exists, timeout=10, what=f"forwarder to bind {endpoint}")
+    wait_for_forwarder(bus_endpoints)
     return bus_endpoints
+
+
+@pytest.fixture
+def free_tcp_endpoints(spawn) -> tuple[str, str]:
+    """A forwarder bound on two loopback TCP ports: (publish, subscribe)."""
+    endpoints = BusEndpoints(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
+    env = {SPEC_ENV: ChildSpec("forwarder", {}, endpoints).to_json(), PARENT_ENV: str(os.getpid())}
+    spawn([sys.executable, "-m", "bus.forwarder"], env=env)
+    return endpoints.publish, endpoints.subscribe

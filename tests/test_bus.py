@@ -1,0 +1,190 @@
+"""The bus, with a real forwarder process: exact-symbol filtering, gap detection for a slow
+subscriber while others lose nothing, restarts not mistaken for gaps, standard msgpack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from bus import Publisher, Subscriber, Trade
+from bus.subscriber import GapTracker
+from bus.topics import Pattern, TopicError, topic
+from tests.conftest import wait_for_forwarder
+from tests.waiting import wait_until
+
+SYMBOLS = ["AAPL", "AAPLX", "BRK", "BRK.B", "BTC/USD"]
+
+
+def trade(symbol: str, provider: str = "alpaca") -> Trade:
+    return Trade(provider=provider, symbol=symbol, ts_event=1, ts_recv=2, price=1.0, size=1.0)
+
+
+def drain(sub: Subscriber, into: list) -> None:
+    while (event := sub.recv(timeout=0.01)) is not None:
+        into.append(event)
+
+
+def test_exact_symbol_filtering(forwarder):
+    patterns = {
+        "trade.alpaca.AAPL": {"AAPL"},
+        "*.*.AAPL": {"AAPL"},
+        "trade.alpaca.BRK": {"BRK"},
+        "trade.*.BRK.B": {"BRK.B"},
+        "trade.alpaca.BTC/USD": {"BTC/USD"},
+        "trade.alpaca": set(SYMBOLS),
+        "quote": set(),
+    }
+    subs = {p: Subscriber(forwarder.subscribe, [p]) for p in patterns}
+    received: dict[str, list] = {p: [] for p in patterns}
+    pub = Publisher(forwarder.publish)
+
+    def every_trade_subscriber_has_enough() -> bool:
+        for symbol in SYMBOLS:
+            pub.publish(trade(symbol))
+        for p, sub in subs.items():
+            drain(sub, received[p])
+        return all(len(received[p]) >= 20 for p, want in patterns.items() if want)
+
+    wait_until(every_trade_subscriber_has_enough, timeout=15, what="trades on every subscription")
+    for p, want in patterns.items():
+        assert {e.symbol for e in received[p]} == want, p
+    for sub in subs.values():
+        sub.close()
+    pub.close()
+
+
+def test_slow_subscriber_sees_gaps_while_publisher_and_others_keep_pace(spawn, spawn_child, bus_endpoints):
+    spawn_child("bus.forwarder", "forwarder", {"hwm": 2000})
+    wait_for_forwarder(bus_endpoints)
+    count, rate = 30_000, 20_000
+    fast = Subscriber(bus_endpoints.subscribe, ["trade.test"])
+    slow = Subscriber(bus_endpoints.subscribe, ["trade.test"], rcvhwm=100)
+    publisher = spawn(
+        [sys.executable, "-m", "tests.bus_publisher", bus_endpoints.publish, "DATA", str(count), str(rate)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    for sub in (fast, slow):
+        wait_until(lambda: (e := sub.recv(timeout=0.05)) is not None and e.symbol == "WARM",
+                   timeout=15, what="warm-up trades")
+
+    fast_events: list = []
+    slow_events: list = []
+    publisher_done = threading.Event()
+    slow_saw_end = threading.Event()
+
+    def read_slowly_then_drain() -> None:
+        while not slow_saw_end.is_set():
+            event = slow.recv(timeout=0.05)
+            if event is None or event.symbol != "DATA":
+                continue
+            slow_events.append(event)
+            if event.price < 0:
+                slow_saw_end.set()
+            elif not publisher_done.is_set():
+                time.sleep(0.002)  # the deliberate slowness under test, not synchronization
+
+    reader = threading.Thread(target=read_slowly_then_drain)
+    reader.start()
+    publisher.stdin.write("go\n")
+    publisher.stdin.flush()
+
+    def fast_has_all() -> bool:
+        while (event := fast.recv(timeout=0.01)) is not None:
+            if event.symbol == "DATA" and event.price >= 0:
+                fast_events.append(event)
+        return len(fast_events) >= count
+
+    wait_until(fast_has_all, timeout=30, what="every event at the fast subscriber")
+    assert publisher.stdout.readline().strip() == f"done {count}"
+    slow_received_when_publisher_done = len(slow_events)
+    publisher_done.set()
+    wait_until(slow_saw_end.is_set, timeout=20, what="the slow subscriber to drain to the end")
+    reader.join()
+    publisher.stdin.write("quit\n")
+    publisher.stdin.flush()
+
+    assert [e.seq for e in fast_events] == list(range(fast_events[0].seq, fast_events[0].seq + count))
+    assert fast.missed == 0 and fast.gaps == 0
+    # The publisher finished at its own pace while the slow reader was far behind ...
+    assert slow_received_when_publisher_done < count // 2
+    # ... and the slow reader was told exactly what it lost.
+    first, last = slow_events[0].seq, slow_events[-1].seq
+    assert slow.gaps > 0
+    assert len(slow_events) + slow.missed == last - first + 1
+
+
+def test_restart_is_not_a_gap_but_a_skip_is():
+    gaps = []
+    tracker = GapTracker(on_gap=gaps.append)
+    t = topic("trade", "alpaca", "AAPL")
+    for seq in (1, 2, 3):
+        tracker.check(t, epoch=100, seq=seq)
+    tracker.check(t, epoch=200, seq=1)  # the publisher restarted
+    assert (tracker.gaps, tracker.restarts) == (0, 1)
+    tracker.check(t, epoch=200, seq=5)
+    assert (tracker.gaps, tracker.missed) == (1, 3)
+    assert (gaps[0].expected, gaps[0].received) == (2, 5)
+    tracker.check(topic("trade", "alpaca", "MSFT"), epoch=200, seq=7)  # first sight: no gap
+    assert tracker.gaps == 1
+
+
+def test_wire_format_is_standard_msgpack_behind_a_topic_frame(forwarder):
+    context = zmq.Context.instance()
+    raw = context.socket(zmq.SUB)
+    raw.setsockopt(zmq.SUBSCRIBE, b"trade.alpaca.AAPL|")
+    raw.connect(forwarder.subscribe)
+    pub = Publisher(forwarder.publish)
+
+    def frames():
+        pub.publish(trade("AAPL"))
+        return raw.recv_multipart() if raw.poll(50) else None
+
+    topic_frame, payload = wait_until(frames, timeout=10, what="a raw message")
+    decoded = msgpack.unpackb(payload)
+    assert topic_frame == b"trade.alpaca.AAPL|"
+    assert decoded["k"] == "trade" and decoded["s"] == "AAPL" and decoded["v"] == 1
+    assert decoded["e"] == pub.epoch and decoded["q"] >= 1
+    assert {"p", "te", "tr", "px", "sz"} <= decoded.keys()
+    raw.close(linger=0)
+    pub.close()
+
+
+def test_tcp_endpoints_work(free_tcp_endpoints):
+    publish, subscribe = free_tcp_endpoints
+
+    sub = Subscriber(subscribe, ["trade.alpaca.AAPL"])
+    pub = Publisher(publish)
+
+    def delivered():
+        pub.publish(trade("AAPL"))
+        return sub.recv(timeout=0.05)
+
+    assert wait_until(delivered, timeout=15, what="a trade over tcp").symbol == "AAPL"
+    sub.close()
+    pub.close()
+
+
+@pytest.mark.parametrize("pattern, prefix, client_filter", [
+    ("trade", b"trade.", False),
+    ("trade.alpaca", b"trade.alpaca.", False),
+    ("trade.alpaca.AAPL", b"trade.alpaca.AAPL|", False),
+    ("trade.*.AAPL", b"trade.", True),
+    ("*.alpaca", b"", True),
+    ("*", b"", False),
+])
+def test_patterns_subscribe_by_the_longest_prefix(pattern, prefix, client_filter):
+    parsed = Pattern.parse(pattern)
+    assert parsed.prefix == prefix
+    assert parsed.needs_client_filter is client_filter
+
+
+@pytest.mark.parametrize("bad", ["", "Trade.alpaca", "trade.al paca", "trade.alpaca.A|B"])
+def test_bad_patterns_are_rejected(bad):
+    with pytest.raises(TopicError):
+        Pattern.parse(bad)
