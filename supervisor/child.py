@@ -1,0 +1,124 @@
+"""One supervised child's life as a state machine. No I/O: the supervisor loop starts and
+signals processes and tells the machine what happened, with the time it happened.
+
+    stopped --start--> starting --(up STARTUP_SECONDS)--> running
+    starting/running --exit--> backoff (restart after a delay) | exited (policy: no restart)
+                               | failed (more than max_restarts restarts within within_seconds)
+    backoff --(delay)--> starting
+    starting/running --stop--> stopping --exit--> stopped;   backoff --stop--> stopped
+
+Restart policies are OTP's: permanent always restarts, transient only after an abnormal exit
+(nonzero code or a signal), temporary never. The restart delay doubles from BACKOFF_FIRST up
+to BACKOFF_MAX, and starts over once a child has run for STABLE_SECONDS.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from supervisor.config import ChildConfig
+
+STARTUP_SECONDS = 0.5
+STABLE_SECONDS = 10.0
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 10.0
+
+
+class State(StrEnum):
+    STARTING = "starting"  # started less than STARTUP_SECONDS ago
+    RUNNING = "running"
+    BACKOFF = "backoff"  # exited, to be restarted after a delay
+    STOPPING = "stopping"  # asked to stop, not yet gone
+    STOPPED = "stopped"  # not started yet, or stopped by the supervisor
+    EXITED = "exited"  # exited, and its restart policy says to leave it so
+    FAILED = "failed"  # restarted too often: given up on
+
+
+class Child:
+    def __init__(self, config: ChildConfig) -> None:
+        self.config = config
+        self.state = State.STOPPED
+        self.pid: int | None = None
+        self.restarts = 0
+        self.exit_code: int | None = None
+        self._started_at = 0.0
+        self._restart_times: deque[float] = deque()
+        self._backoff_level = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def alive(self) -> bool:
+        """Is there a process (to signal, to wait for)?"""
+        return self.state in (State.STARTING, State.RUNNING, State.STOPPING)
+
+    def started(self, pid: int, now: float) -> None:
+        self.pid = pid
+        self._started_at = now
+        self._enter(State.STARTING)
+
+    def up(self, pid: int) -> None:
+        """STARTUP_SECONDS have passed since process `pid` was started."""
+        if self.state is State.STARTING and self.pid == pid:
+            self._enter(State.RUNNING)
+
+    def exited(self, code: int, now: float) -> float | None:
+        """The process exited with `code` (negative: killed by that signal). Returns the delay
+        before restarting it, or None if it is not to be restarted."""
+        self.exit_code = code
+        self.pid = None
+        if self.state is State.STOPPING:
+            self._enter(State.STOPPED)
+            return None
+        if not self._policy_restarts(code):
+            self._enter(State.EXITED)
+            return None
+        while self._restart_times and now - self._restart_times[0] > self.config.within_seconds:
+            self._restart_times.popleft()
+        if len(self._restart_times) >= self.config.max_restarts:
+            self._enter(State.FAILED)
+            return None
+        self._restart_times.append(now)
+        self.restarts += 1
+        if now - self._started_at >= STABLE_SECONDS:
+            self._backoff_level = 0
+        delay = min(BACKOFF_FIRST * 2**self._backoff_level, BACKOFF_MAX)
+        self._backoff_level += 1
+        self._enter(State.BACKOFF, delay=delay)
+        return delay
+
+    def stop(self) -> bool:
+        """The supervisor is stopping this child. True if a process must be signalled."""
+        if self.state in (State.STARTING, State.RUNNING):
+            self._enter(State.STOPPING)
+            return True
+        if self.state is State.BACKOFF:
+            self._enter(State.STOPPED)
+        return False
+
+    def status(self, now: float) -> dict[str, Any]:
+        return {
+            "state": str(self.state),
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "uptime": round(now - self._started_at, 1) if self.alive else None,
+            "exit_code": self.exit_code,
+        }
+
+    def _policy_restarts(self, code: int) -> bool:
+        return self.config.restart == "permanent" or (
+            self.config.restart == "transient" and code != 0
+        )
+
+    def _enter(self, state: State, **details: Any) -> None:
+        self.state = state
+        structlog.get_logger().info(
+            "child state", child=self.name, state=str(state), pid=self.pid,
+            exit_code=self.exit_code, restarts=self.restarts, **details,
+        )

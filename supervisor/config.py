@@ -1,0 +1,243 @@
+"""Loading and validating the TOML config (format: docs/architecture.md, "Config").
+
+Everything is checked before anything starts; every problem found is reported at once, each
+naming the file, the key (`children[2].restart`, counting from 0) and what is wrong.
+`{run_dir}` and `{uid}` in strings are replaced; TICKMESH_RUN_DIR overrides the run_dir.
+The forwarder is implicit: `Config.processes` is the forwarder, then the configured children.
+"""
+
+from __future__ import annotations
+
+import datetime
+import keyword
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bus.process import BusEndpoints
+
+RUN_DIR_ENV = "TICKMESH_RUN_DIR"
+DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
+DEFAULT_PUBLISH = "ipc://{run_dir}/publish"
+DEFAULT_SUBSCRIBE = "ipc://{run_dir}/subscribe"
+DEFAULT_CONTROL = "ipc://{run_dir}/control"
+FORWARDER_NAME = "forwarder"
+FORWARDER_MODULE = "bus.forwarder"
+RESTART_POLICIES = ("permanent", "transient", "temporary")
+IPC_PATH_MAX = 107  # sun_path is 108 bytes, with the terminating NUL
+
+_CHILD_NAME = re.compile(r"[a-z0-9_-]+")  # a child's name is a topic source (bus.topics)
+_NUMBER = (int, float)
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "": {"bus": dict, "supervisor": dict, "children": list},
+    "bus": {"publish": str, "subscribe": str, "hwm": int},
+    "supervisor": {"control": str, "run_dir": str},
+    "child": {
+        "name": str, "run": str, "restart": str, "max_restarts": int,
+        "within_seconds": _NUMBER, "shutdown_timeout": _NUMBER, "settings": dict,
+    },
+}
+_TYPE_NAMES = {str: "a string", int: "an integer", _NUMBER: "a number", dict: "a table",
+               list: "an array of tables"}
+
+
+class ConfigError(Exception):
+    """The config cannot be used; `problems` lists every reason, each naming its key."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        super().__init__("\n".join(f"{path}: {problem}" for problem in problems))
+        self.path = path
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    name: str
+    run: str
+    restart: str = "permanent"
+    max_restarts: int = 5
+    within_seconds: float = 60.0
+    shutdown_timeout: float = 3.0
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    run_dir: Path
+    control: str
+    bus: BusEndpoints
+    forwarder: ChildConfig
+    children: tuple[ChildConfig, ...]
+
+    @property
+    def processes(self) -> tuple[ChildConfig, ...]:
+        """Everything the supervisor runs, in start order."""
+        return (self.forwarder, *self.children)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate one config file; raises ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    config = _build(path, raw, problems)
+    if problems:
+        raise ConfigError(path, problems)
+    return config
+
+
+# --- building ------------------------------------------------------------------------------
+
+def _build(path: Path, raw: dict, problems: list[str]) -> Config:
+    top = _checked(raw, "", "", problems)
+    bus = _checked(top.get("bus", {}), "bus", "bus.", problems)
+    sup = _checked(top.get("supervisor", {}), "supervisor", "supervisor.", problems)
+    run_dir = _run_dir(sup, problems)
+    places = {"{run_dir}": str(run_dir), "{uid}": str(os.getuid())}
+    endpoints = {
+        key: _endpoint(_expand(table.get(key, default), places), f"{section}.{key}", problems)
+        for section, table, key, default in (
+            ("bus", bus, "publish", DEFAULT_PUBLISH),
+            ("bus", bus, "subscribe", DEFAULT_SUBSCRIBE),
+            ("supervisor", sup, "control", DEFAULT_CONTROL),
+        )
+    }
+    if len(set(endpoints.values())) < len(endpoints):
+        problems.append("bus.publish, bus.subscribe and supervisor.control must all differ")
+    if "hwm" in bus and bus["hwm"] <= 0:
+        problems.append(f"bus.hwm: must be positive, not {bus['hwm']}")
+    forwarder_settings = {"hwm": bus["hwm"]} if "hwm" in bus else {}
+    return Config(
+        path=path,
+        run_dir=run_dir,
+        control=endpoints["control"],
+        bus=BusEndpoints(endpoints["publish"], endpoints["subscribe"]),
+        forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE, settings=forwarder_settings),
+        children=_children(top.get("children", []), places, problems),
+    )
+
+
+def _run_dir(sup: dict, problems: list[str]) -> Path:
+    key, text = "supervisor.run_dir", sup.get("run_dir", DEFAULT_RUN_DIR)
+    if os.environ.get(RUN_DIR_ENV):
+        key, text = RUN_DIR_ENV, os.environ[RUN_DIR_ENV]
+    run_dir = Path(text.replace("{uid}", str(os.getuid())))
+    if not run_dir.is_absolute():
+        problems.append(f"{key}: must be an absolute path, not {text!r}")
+    return run_dir
+
+
+def _children(tables: list, places: dict[str, str], problems: list[str]) -> tuple[ChildConfig, ...]:
+    children: list[ChildConfig] = []
+    taken = {FORWARDER_NAME: "the implicit forwarder"}
+    for index, table in enumerate(tables):
+        where = f"children[{index}]"
+        if not isinstance(table, dict):
+            problems.append(f"{where}: must be a table ([[children]]), not {table!r}")
+            continue
+        child = _child(_checked(table, "child", f"{where}.", problems), where, places, problems)
+        if child is None:
+            continue
+        if child.name in taken:
+            owner = taken[child.name]
+            problems.append(f"{where}.name: {child.name!r} is already the name of {owner}")
+        taken[child.name] = where
+        children.append(child)
+    return tuple(children)
+
+
+def _child(table: dict, where: str, places: dict[str, str],
+           problems: list[str]) -> ChildConfig | None:
+    missing = [key for key in ("name", "run") if key not in table]
+    problems.extend(f"{where}.{key}: missing (required)" for key in missing)
+    if missing:
+        return None
+    child = ChildConfig(**{**table, "settings": _expand(table.get("settings", {}), places)})
+    problems.extend(f"{where}.{problem}" for problem in _child_problems(child))
+    return child
+
+
+def _child_problems(child: ChildConfig) -> list[str]:
+    problems = []
+    if not _CHILD_NAME.fullmatch(child.name):
+        problems.append(f"name: {child.name!r} must match [a-z0-9_-]+ (it names bus topics)")
+    if not all(_is_name(part) for part in child.run.split(".")):
+        problems.append(f"run: {child.run!r} is not a module name (like handlers.alpaca.handler)")
+    if child.restart not in RESTART_POLICIES:
+        problems.append(f"restart: {child.restart!r} is not one of {', '.join(RESTART_POLICIES)}")
+    if child.max_restarts < 0:
+        problems.append(f"max_restarts: must be 0 or more, not {child.max_restarts}")
+    for key in ("within_seconds", "shutdown_timeout"):
+        if getattr(child, key) <= 0:
+            problems.append(f"{key}: must be positive, not {getattr(child, key)}")
+    problems.extend(f"settings{path}: {what}" for path, what in _unsupported(child.settings, ""))
+    return problems
+
+
+# --- checking pieces -----------------------------------------------------------------------
+
+def _is_name(text: str) -> bool:
+    return text.isidentifier() and not keyword.iskeyword(text)
+
+
+def _checked(table: dict, schema: str, prefix: str, problems: list[str]) -> dict:
+    """The keys of `table` known to `schema` and of the right type; reports the others."""
+    good = {}
+    for key, value in table.items():
+        expected = _SCHEMAS[schema].get(key)
+        if expected is None:
+            known = ", ".join(_SCHEMAS[schema])
+            problems.append(f"{prefix}{key}: unknown key (known keys: {known})")
+        elif isinstance(value, bool) or not isinstance(value, expected):
+            problems.append(f"{prefix}{key}: must be {_TYPE_NAMES[expected]}, not {value!r}")
+        else:
+            good[key] = value
+    return good
+
+
+def _endpoint(text: str, key: str, problems: list[str]) -> str:
+    scheme, _, address = text.partition("://")
+    if scheme == "ipc" and not address:
+        problems.append(f"{key}: {text!r} has no path")
+    elif scheme == "ipc" and len(address.encode()) > IPC_PATH_MAX:
+        problems.append(f"{key}: {text!r} is longer than {IPC_PATH_MAX} bytes (shorten run_dir)")
+    elif scheme == "tcp" and not re.fullmatch(r"[^:]+:\d{1,5}", address):
+        problems.append(f"{key}: {text!r} must be tcp://HOST:PORT")
+    elif scheme not in ("ipc", "tcp"):
+        problems.append(f"{key}: {text!r} must start with ipc:// or tcp://")
+    return text
+
+
+def _expand(value: Any, places: dict[str, str]) -> Any:
+    """`value` with the placeholders replaced in every string it holds."""
+    if isinstance(value, str):
+        for placeholder, replacement in places.items():
+            value = value.replace(placeholder, replacement)
+        return value
+    if isinstance(value, list):
+        return [_expand(item, places) for item in value]
+    if isinstance(value, dict):
+        return {key: _expand(item, places) for key, item in value.items()}
+    return value
+
+
+def _unsupported(value: Any, path: str) -> list[tuple[str, str]]:
+    """(key path, reason) for values a child spec cannot carry (it is JSON)."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return [(path, "dates and times are not supported; use a string")]
+    if isinstance(value, list):
+        items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+        return [found for where, item in items for found in _unsupported(item, where)]
+    if isinstance(value, dict):
+        items = [(f"{path}.{key}", item) for key, item in value.items()]
+        return [found for where, item in items for found in _unsupported(item, where)]
+    return []

@@ -1,0 +1,27 @@
+"""A well-behaved child: publishes a Trade for settings["symbol"] (default TICK) every 5 ms."""
+
+import asyncio
+import time
+
+from bus import Trade
+from bus.process import ProcessContext, run
+
+INTERVAL = 0.005
+
+
+async def tick(ctx: ProcessContext) -> None:
+    symbol = ctx.settings.get("symbol", "TICK")
+    while True:
+        now = time.time_ns()
+        ctx.publisher.publish(
+            Trade(provider=ctx.name, symbol=symbol, ts_event=now, ts_recv=now, price=1.0, size=1.0)
+        )
+        await asyncio.sleep(INTERVAL)
+
+
+def main() -> None:
+    run(tick)
+
+
+if __name__ == "__main__":
+    main()

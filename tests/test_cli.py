@@ -1,0 +1,118 @@
+"""The `tickmesh` command line, run as a real process."""
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+import zmq
+
+from tests.conftest import REPO, free_port
+from tests.supervised import Running, child_toml, tickmesh, write_config
+
+TICKER = "tests.children.ticker"
+
+
+def test_the_console_script_checks_the_default_config(spawn, run_dir):
+    script = Path(sys.executable).parent / "tickmesh"
+    process = spawn([str(script), "check", "config/default.toml"], stdout=-1, text=True)
+    out, _ = process.communicate(timeout=20)
+    assert process.returncode == 0
+    assert out.startswith("ok: config/default.toml")
+
+
+def test_check_names_the_file_and_every_bad_key(spawn, run_dir):
+    config = write_config(run_dir, child_toml("a", TICKER, restart="sometimes"),
+                          child_toml("a", TICKER, max_restarts="5"))
+    result = tickmesh(spawn, run_dir, "check", str(config))
+    assert result.code == 2 and result.out == ""
+    assert f"{config}: children[0].restart: 'sometimes' is not one of" in result.err
+    assert f"{config}: children[1].max_restarts: must be an integer" in result.err
+    assert f"{config}: children[1].name: 'a' is already the name of children[0]" in result.err
+
+
+def test_run_refuses_a_bad_config_before_starting_anything(spawn, run_dir):
+    config = write_config(run_dir, child_toml("a", TICKER, color="red"))
+    result = tickmesh(spawn, run_dir, "run", str(config))
+    assert result.code == 2
+    assert "children[0].color: unknown key" in result.err
+    assert not (run_dir / "publish").exists()
+
+
+def test_run_with_a_missing_config(spawn, run_dir):
+    result = tickmesh(spawn, run_dir, "run", str(run_dir / "nope.toml"))
+    assert result.code == 2 and "nope.toml: cannot read" in result.err
+
+
+def test_status_prints_a_table(spawn, run_dir):
+    config = write_config(run_dir, child_toml("ticker", TICKER))
+    supervisor = Running(spawn, run_dir, config)
+    pid = supervisor.wait_for("ticker", "running")["pid"]
+    result = tickmesh(spawn, run_dir, "status", str(config))
+    assert result.code == 0, result.err
+    header, *rows = result.out.splitlines()[1:]
+    assert header.split() == ["name", "state", "pid", "restarts", "uptime", "exit_code"]
+    assert [row.split()[0] for row in rows] == ["forwarder", "ticker"]
+    assert rows[1].split()[1:4] == ["running", str(pid), "0"]
+
+
+def test_status_without_a_supervisor_fails_clearly(spawn, run_dir):
+    config = write_config(run_dir, child_toml("ticker", TICKER))
+    result = tickmesh(spawn, run_dir, "status", str(config), "--timeout", "0.2")
+    assert result.code == 1
+    assert f"no supervisor answered at ipc://{run_dir}/control within 0.2 s" in result.err
+
+
+def test_run_fails_clearly_when_the_control_endpoint_is_taken(spawn, run_dir):
+    port = free_port()
+    config = write_config(run_dir, f'[supervisor]\ncontrol = "tcp://127.0.0.1:{port}"\n')
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = tickmesh(spawn, run_dir, "run", str(config))
+    assert result.code == 1
+    assert f"cannot bind the control socket tcp://127.0.0.1:{port}" in result.err
+
+
+def test_sim_with_an_unknown_provider(spawn, run_dir):
+    result = tickmesh(spawn, run_dir, "sim", "nosuchprovider", "--port", "1")
+    assert result.code == 2
+    assert "unknown provider 'nosuchprovider' (no module handlers.nosuchprovider.simulator)" \
+        in result.err
+
+
+def test_sim_with_a_provider_that_is_not_a_name(spawn, run_dir):
+    result = tickmesh(spawn, run_dir, "sim", "../alpaca")
+    assert result.code == 2 and "'../alpaca' is not a provider name" in result.err
+
+
+def test_unknown_arguments_are_refused(spawn, run_dir):
+    result = tickmesh(spawn, run_dir, "check", str(REPO / "config" / "default.toml"), "--bogus")
+    assert result.code == 2 and "unrecognized arguments: --bogus" in result.err
+
+
+def test_sim_hands_its_arguments_to_the_provider_simulator(spawn, run_dir):
+    result = tickmesh(spawn, run_dir, "sim", "polygon", "--help")
+    assert result.code == 0, result.err
+    assert result.out.startswith("usage:") and "--port" in result.out
+
+
+def test_a_second_supervisor_on_the_same_run_dir_is_refused(spawn, run_dir):
+    config = write_config(run_dir, child_toml("ticker", TICKER))
+    first = Running(spawn, run_dir, config)
+    first.wait_for("ticker", "running")
+    result = tickmesh(spawn, run_dir, "run", str(config))
+    assert result.code == 1
+    assert f"cannot bind the control socket ipc://{run_dir}/control: someone listens" in result.err
+    assert first.child("ticker")["state"] == "running"
+
+
+def test_the_control_socket_answers_a_bad_request_and_carries_on(spawn, run_dir):
+    supervisor = Running(spawn, run_dir, write_config(run_dir))
+    supervisor.wait_for("forwarder", "running")
+    with zmq.Context.instance().socket(zmq.REQ) as requester:
+        requester.connect(supervisor.control)
+        requester.send_multipart([b"\xff garbage", b"more"])
+        assert requester.poll(5000)
+        assert "unknown request" in json.loads(requester.recv())["error"]
+    assert supervisor.child("forwarder")["state"] == "running"
