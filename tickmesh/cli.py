@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("provider", metavar="PROVIDER")
     sim.set_defaults(handler=_sim)
     tail = commands.add_parser("tail", add_help=False, help="print events from the bus: "
-                               "PATTERN... [--config CONFIG]")
+                               "PATTERN... [--config CONFIG] [--count N] [--json]")
+    tail.add_argument("--config", default=DEFAULT_CONFIG)
     tail.set_defaults(handler=_tail)
     return parser
 
@@ -114,8 +115,9 @@ def _sim(args: argparse.Namespace, rest: list[str]) -> None:
     _dispatch(f"handlers.{args.provider}.simulator", rest, f"unknown provider {args.provider!r}")
 
 
-def _tail(_args: argparse.Namespace, rest: list[str]) -> None:
-    _dispatch("consumers.tail", rest, "the tail consumer is not installed")
+def _tail(args: argparse.Namespace, rest: list[str]) -> None:
+    endpoint = _load(args.config).bus.subscribe
+    _dispatch("consumers.tail", ["--endpoint", endpoint, *rest], "the tail consumer is not installed")
 
 
 def _dispatch(module_name: str, argv: list[str], unknown: str) -> None:

@@ -1,0 +1,111 @@
+"""The tail consumer: prints live events from the bus, one line each.
+
+JSON lines (the events' wire keys) when stdout is a pipe or a file, a compact human line when
+it is a terminal. Gaps (messages this subscriber lost) are reported on stderr.
+
+    tickmesh tail 'trade.*.AAPL' 'quote.alpaca.*' [--count N] [--json]
+    python -m consumers.tail          (supervised; settings: patterns = [...])
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from typing import Callable, TextIO
+
+import msgspec
+
+from bus import events, process
+from bus.subscriber import AsyncSubscriber, Gap, Subscriber
+
+DEFAULT_PATTERNS = ["trade", "quote"]
+
+
+def format_json(event: events.Event) -> str:
+    return msgspec.json.encode(event).decode()
+
+
+def format_pretty(event: events.Event) -> str:
+    seconds, nanos = divmod(event.ts_event, 1_000_000_000)
+    clock = datetime.fromtimestamp(seconds, timezone.utc).strftime("%H:%M:%S") + f".{nanos // 1000:06d}"
+    kind = event.__struct_config__.tag
+    return f"{clock}  {kind:<13} {event.provider:<10} {event.symbol:<9} {_details(event)}"
+
+
+def _details(event: events.Event) -> str:
+    match event:
+        case events.Trade():
+            return f"{event.price:g} x {event.size:g}  {event.exchange} {','.join(event.conditions)}"
+        case events.Quote():
+            return f"{event.bid_price:g} x {event.bid_size:g}  /  {event.ask_price:g} x {event.ask_size:g}"
+        case events.BookSnapshot() | events.BookDelta():
+            return f"{len(event.bids)} bids, {len(event.asks)} asks"
+        case events.Bar():
+            return (f"{event.interval_s}s  o {event.open:g} h {event.high:g} l {event.low:g} "
+                    f"c {event.close:g} v {event.volume:g}")
+        case events.Status():
+            code = f" [{event.code}]" if event.code else ""
+            return f"{event.state}{code} {event.message}"
+        case events.Heartbeat():
+            return " ".join(f"{key}={value}" for key, value in sorted(event.counters.items()))
+    return ""
+
+
+def formatter_for(stream: TextIO, force_json: bool = False) -> Callable[[events.Event], str]:
+    return format_pretty if stream.isatty() and not force_json else format_json
+
+
+def report_gap(gap: Gap) -> None:
+    print(f"gap on {gap.topic.decode(errors='replace')}: lost {gap.missed} "
+          f"(expected seq {gap.expected}, got {gap.received})", file=sys.stderr, flush=True)
+
+
+def _write(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def cli(argv: list[str]) -> None:
+    """`tickmesh tail`: print events matching the patterns until interrupted (or --count)."""
+    parser = argparse.ArgumentParser(prog="tickmesh tail", description=__doc__.splitlines()[0])
+    parser.add_argument("patterns", nargs="*", default=DEFAULT_PATTERNS, metavar="PATTERN",
+                        help="kind[.provider[.SYMBOL]], each part a name or *")
+    parser.add_argument("--endpoint", required=True, help="the forwarder's subscribe endpoint")
+    parser.add_argument("--count", type=int, default=0, help="stop after N events")
+    parser.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    args = parser.parse_args(argv)
+    fmt = formatter_for(sys.stdout, args.json)
+    printed = 0
+    try:
+        with Subscriber(args.endpoint, args.patterns, on_gap=report_gap) as sub:
+            for event in sub:
+                _write(fmt(event))
+                printed += 1
+                if printed == args.count:
+                    return
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (`| head`): nothing left to say
+
+
+async def _supervised(ctx: process.ProcessContext) -> None:
+    patterns = ctx.settings.get("patterns", DEFAULT_PATTERNS)
+    fmt = formatter_for(sys.stdout, bool(ctx.settings.get("json", False)))
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns, on_gap=report_gap)
+    try:
+        async for event in sub:
+            _write(fmt(event))
+            ctx.counters["printed"] += 1
+            ctx.counters["missed"] = sub.missed
+    finally:
+        sub.close()
+
+
+def main() -> None:
+    process.run(_supervised)
+
+
+if __name__ == "__main__":
+    main()
