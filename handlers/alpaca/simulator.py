@@ -1,0 +1,324 @@
+"""A faithful local Alpaca market-data stream v2 (`wss://stream.data.alpaca.markets/v2/{feed}`),
+served as ws:// for demos, tests and benchmarks.
+
+Run it supervised (`python -m handlers.alpaca.simulator`, settings from TICKMESH_CHILD) or by
+hand (`tickmesh sim alpaca [--host H] [--port P] [--rate R] [--symbols A,B] [--replay FILE]
+[--blast N]`, i.e. `cli(argv)`). Any `/v2/{feed}` path is served (iex, sip, test, ...).
+The protocol is handlers.alpaca.session's; this module only does the I/O and the data.
+
+Each connection gets JSON text frames, or binary msgpack frames if its upgrade request says
+`Content-Type: application/msgpack`. Once it has subscribed, it gets, filtered by its
+subscription and batched per 20 ms tick into frames of several messages, either
+- a random walk of trades and quotes over `symbols` at `rate` messages/s (default), or
+- the frames of the `replay` file (one recorded JSON frame per line), paced at `rate`, or
+- with `blast` N > 0: N pre-built frames of 10 trades over `symbols` (default 100 symbols
+  S000..S099), as fast as the socket takes them, unfiltered (the benchmark's input; built
+  when first needed in an encoding, then reused for every connection).
+
+Settings: host ("127.0.0.1"), port (8765), rate (100), symbols, replay, blast, seed; the account:
+key_env / secret_env (names of environment variables holding the only credentials accepted;
+unset: any), feeds (feeds the account may use; empty: all), max_connections (authenticated
+connections at once; 0: no limit), symbol_limit (0: none), auth_timeout (10 s).
+Test controls, outside the protocol, each counted in data frames per connection: drop_after N
+aborts the connection (no close frame) after its N-th data frame; silent_after N stops the data
+but keeps the connection open and answering pings; freeze_after N stops the data and stops
+reading, so pings go unanswered, like a dead peer. Counters: connections, frames_sent,
+messages_sent, dropped, silenced, frozen, and error_<code> for each error sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, fields
+from http import HTTPStatus
+from typing import Any
+
+import uvloop
+from websockets.asyncio.server import Request, Response, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from bus import process
+from handlers.alpaca import replay, wire
+from handlers.alpaca.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
+from handlers.alpaca.session import Account, Registry, Reply, ServerSession
+
+TICK_S = 0.02
+CLOSE_TIMEOUT_S = 0.5
+"""At shutdown, how long a client gets to answer the close frame (a frozen one never does)."""
+PATH = re.compile(r"^/v2/([A-Za-z0-9_]+)/?$")
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    rate: float = 100.0
+    symbols: tuple[str, ...] = ()
+    replay: str = ""
+    blast: int = 0
+    seed: int = 0
+    key_env: str = ""
+    secret_env: str = ""
+    feeds: tuple[str, ...] = ()
+    max_connections: int = 0
+    symbol_limit: int = 0
+    auth_timeout: float = 10.0
+    drop_after: int = 0
+    silent_after: int = 0
+    freeze_after: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> "SimSettings":
+        """Check and convert a settings table; a ValueError names the key that is wrong."""
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(settings) - set(known))
+        if unknown:
+            raise ValueError(f"unknown simulator settings: {', '.join(unknown)}")
+        values = {name: _convert(name, known[name], value) for name, value in settings.items()}
+        result = cls(**values)
+        if result.rate <= 0 or result.port < 0 or result.auth_timeout <= 0:
+            raise ValueError("settings need rate > 0, port >= 0 and auth_timeout > 0")
+        return result
+
+    @property
+    def market_symbols(self) -> tuple[str, ...]:
+        return self.symbols or (BLAST_SYMBOLS if self.blast else DEFAULT_SYMBOLS)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
+
+
+def _convert(name: str, kind: str, value: Any) -> Any:
+    if kind == "tuple[str, ...]":
+        return _string_tuple(name, value)
+    if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
+        raise ValueError(f"setting {name} must be {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _string_tuple(name: str, value: Any) -> tuple[str, ...]:
+    """A list of strings, or one comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
+        raise ValueError(f"setting {name} must be a list of strings, got {value!r}")
+    return tuple(s.strip() for s in items if s.strip())
+
+
+def _feed(path: str) -> str:
+    """The feed of a /v2/{feed} path (query ignored), or "" if the path is not one."""
+    match = PATH.match(path.split("?", 1)[0])
+    return match.group(1) if match else ""
+
+
+class Simulator:
+    """What all connections share: settings, the account, the market, the recorded frames."""
+
+    def __init__(self, settings: SimSettings, counters: Counter) -> None:
+        self.settings = settings
+        self.counters = counters
+        self.account = Account(
+            key=process.secret_from_env(settings.key_env) if settings.key_env else "",
+            secret=process.secret_from_env(settings.secret_env) if settings.secret_env else "",
+            feeds=settings.feeds, symbol_limit=settings.symbol_limit,
+        )
+        self.registry = Registry(settings.max_connections)
+        self.market = Market(settings.market_symbols, seed=settings.seed)
+        self.replay = replay.load(settings.replay) if settings.replay else []
+        self._blast_frames: dict[str, list[bytes]] = {}
+
+    def blast_frames(self, encoding: str) -> list[bytes]:
+        """The blast, built at its first use in each encoding, then reused."""
+        if encoding not in self._blast_frames:
+            self._blast_frames[encoding] = build_blast_frames(
+                self.settings.blast, self.settings.market_symbols, encoding)
+        return self._blast_frames[encoding]
+
+    def check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if _feed(request.path):
+            return None
+        return connection.respond(HTTPStatus.NOT_FOUND, "not found: use /v2/{feed}\n")
+
+    async def handle(self, ws: ServerConnection) -> None:
+        connection = Connection(self, ws)
+        self.counters["connections"] += 1
+        process.log().info("client connected", feed=connection.session.feed,
+                           encoding=connection.encoding)
+        try:
+            await connection.run()
+        except ConnectionClosed:
+            pass
+        finally:
+            connection.session.close()
+            process.log().info("client gone", frames=connection.data_frames)
+
+
+class Connection:
+    """One client: the session's replies, the auth deadline, and the data once subscribed."""
+
+    def __init__(self, sim: Simulator, ws: ServerConnection) -> None:
+        self.sim = sim
+        self.ws = ws
+        assert ws.request is not None
+        headers = ws.request.headers
+        msgpack = headers.get("Content-Type", "").startswith(wire.MSGPACK_CONTENT_TYPE)
+        self.encoding = wire.MSGPACK if msgpack else wire.JSON
+        self.session = ServerSession(sim.account, sim.registry, _feed(ws.request.path))
+        self._header_credentials = (headers.get(wire.KEY_HEADER), headers.get(wire.SECRET_HEADER))
+        self.subscribed = asyncio.Event()
+        self.data_frames = 0
+
+    async def run(self) -> None:
+        if not await self._reply(self.session.open(*self._header_credentials)):
+            return
+        feeder = asyncio.create_task(self._feed())
+        try:
+            await self._read()
+        finally:
+            feeder.cancel()
+
+    async def _read(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.sim.settings.auth_timeout
+        while True:
+            try:
+                async with asyncio.timeout_at(None if self.session.authenticated else deadline):
+                    message = await self.ws.recv()
+            except TimeoutError:
+                await self._reply(self.session.timed_out())
+                return
+            if not await self._reply(self._answer(message)):
+                return
+            if any(self.session.channels.values()):
+                self.subscribed.set()
+
+    def _answer(self, message: bytes | str) -> Reply:
+        try:
+            return self.session.receive(message)
+        except Exception:  # a simulator bug must look like the real server's error 500
+            process.log().exception("cannot answer a client message")
+            return Reply([wire.error(500)])
+
+    async def _reply(self, reply: Reply) -> bool:
+        """Send each message in a frame of its own; False if the session ends here."""
+        for message in reply.messages:
+            if isinstance(message, wire.Error):
+                self.sim.counters[f"error_{message.code}"] += 1
+            await self._send(wire.encode_frame([message], self.encoding))
+        if reply.close:
+            await self.ws.close()
+        return not reply.close
+
+    async def _send(self, frame: bytes) -> None:
+        await self.ws.send(frame, text=self.encoding == wire.JSON)
+
+    async def _feed(self) -> None:
+        await self.subscribed.wait()
+        try:
+            if self.sim.settings.blast:
+                await self._blast()
+            elif self.sim.replay:
+                await self._replay()
+            else:
+                await self._live()
+        except ConnectionClosed:
+            pass  # the reader sees it too and ends the connection
+
+    async def _live(self) -> None:
+        loop = asyncio.get_running_loop()
+        per_tick, carry, deadline = self.sim.settings.rate * TICK_S, 0.0, loop.time()
+        while True:
+            carry += per_tick
+            count = int(carry)
+            carry -= count
+            if count and not await self._send_items(self.sim.market.batch(count, time.time_ns())):
+                return
+            deadline += TICK_S
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def _replay(self) -> None:
+        for frame in self.sim.replay:
+            if not await self._send_items(frame):
+                return
+            await asyncio.sleep(len(frame) / self.sim.settings.rate)
+
+    async def _blast(self) -> None:
+        frames = self.sim.blast_frames(self.encoding)
+        for frame in frames:
+            await self._send(frame)
+        self.sim.counters["frames_sent"] += len(frames)
+        process.log().info("blast sent", frames=len(frames))
+
+    async def _send_items(self, items: list[Item]) -> bool:
+        """Send the subscribed ones in one frame; False once the test controls stop the data."""
+        wanted = [item.payload(self.encoding) for item in items
+                  if self.session.wants(item.channel, item.symbol)]
+        if not wanted:
+            return True
+        await self._send(wire.encode_frame(wanted, self.encoding))
+        self.data_frames += 1
+        self.sim.counters["frames_sent"] += 1
+        self.sim.counters["messages_sent"] += len(wanted)
+        settings = self.sim.settings
+        if settings.drop_after and self.data_frames >= settings.drop_after:
+            self.sim.counters["dropped"] += 1
+            self.ws.transport.abort()
+            return False
+        if settings.silent_after and self.data_frames >= settings.silent_after:
+            self.sim.counters["silenced"] += 1
+            return False
+        if settings.freeze_after and self.data_frames >= settings.freeze_after:
+            self.sim.counters["frozen"] += 1
+            self.ws.transport.pause_reading()
+            return False
+        return True
+
+
+async def run_server(settings: SimSettings, counters: Counter) -> None:
+    """Serve until cancelled."""
+    sim = Simulator(settings, counters)
+    async with serve(sim.handle, settings.host, settings.port, compression=None,
+                     process_request=sim.check_path, close_timeout=CLOSE_TIMEOUT_S):
+        process.log().info("alpaca simulator listening", host=settings.host, port=settings.port,
+                           rate=settings.rate, replay=settings.replay, blast=settings.blast)
+        await asyncio.Future()
+
+
+async def _child_main(ctx: process.ProcessContext) -> None:
+    await run_server(SimSettings.from_settings(ctx.settings), ctx.counters)
+
+
+def main() -> None:
+    """Supervised: settings from TICKMESH_CHILD."""
+    process.run(_child_main)
+
+
+def cli(argv: list[str]) -> None:
+    """`tickmesh sim alpaca ...`: standalone, no bus."""
+    parser = argparse.ArgumentParser(prog="tickmesh sim alpaca",
+                                     description="A local Alpaca market-data stream v2.")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--rate", type=float, help="messages per second per connection")
+    parser.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
+    parser.add_argument("--replay", metavar="FILE", help="recorded frames, one JSON frame a line")
+    parser.add_argument("--blast", type=int, metavar="N", help="send N pre-built frames, fast")
+    args = parser.parse_args(argv)
+    try:
+        settings = SimSettings.from_settings(
+            {name: value for name, value in vars(args).items() if value is not None})
+    except ValueError as exc:
+        parser.error(str(exc))
+    process.configure_logging("alpaca-sim")
+    try:
+        uvloop.run(run_server(settings, Counter()))
+    except (OSError, ValueError) as exc:  # port in use, unreadable replay file
+        parser.exit(1, f"tickmesh sim alpaca: {exc}\n")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+"""Provider-agnostic pieces shared by handlers: the reconnecting WebSocket client
+(`client.ReconnectingClient`), the interface a provider's sans-I/O protocol implements for it
+(`protocol.ClientProtocol`, `Output`, `Change`), and the reconnect backoff (`backoff.Backoff`).
+Read handlers/common/protocol.py first: its docstring is the whole contract.
+"""
+
+from handlers.common.backoff import Backoff
+from handlers.common.client import ClientSettings, ReconnectingClient
+from handlers.common.protocol import Change, ClientProtocol, Output
+
+__all__ = ["Backoff", "Change", "ClientProtocol", "ClientSettings", "Output", "ReconnectingClient"]

@@ -1,0 +1,32 @@
+"""Capped exponential backoff with equal jitter, for reconnect loops.
+
+The n-th delay (from 0) is uniform in [d/2, d] with d = min(maximum, minimum * 2**n): spread out
+so that many clients do not reconnect in step, and never shorter than the previous delay's
+upper bound halved, so consecutive waits keep growing until the cap.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+
+class Backoff:
+    def __init__(self, minimum: float, maximum: float,
+                 rng: Callable[[], float] | None = None) -> None:
+        if not 0 < minimum <= maximum:
+            raise ValueError(f"backoff needs 0 < minimum <= maximum, got {minimum}, {maximum}")
+        self.minimum = minimum
+        self.maximum = maximum
+        self.attempt = 0
+        self._rng = rng or random.random
+
+    def next(self) -> float:
+        """The delay before the next attempt, in seconds."""
+        ceiling = min(self.maximum, self.minimum * 2 ** min(self.attempt, 64))
+        self.attempt += 1
+        return ceiling / 2 + self._rng() * ceiling / 2
+
+    def reset(self) -> None:
+        """The connection became healthy: start again from the minimum."""
+        self.attempt = 0

@@ -1,0 +1,196 @@
+"""The reconnecting WebSocket client: connect, drive a provider's protocol, publish, repeat.
+
+    protocol = MyProtocol(counters=ctx.counters)                  # a ClientProtocol
+    settings = ClientSettings.from_settings(ctx.settings, default_url="wss://...")
+    await ReconnectingClient(ctx, protocol, settings).run()        # until cancelled
+
+For each connection: publish Status "connecting", open the WebSocket (with the protocol's
+headers), send what `protocol.start()` asks, then feed every message to `protocol.receive`,
+publish its events, send its replies, publish its state changes, and close when it says so.
+A connection is dead when it closes, when a WebSocket ping goes unanswered for `ping_timeout`
+seconds, or when no frame at all arrives for `stale_after` seconds (0 turns that off). Then:
+Status "disconnected" with the reason, a jittered, capped exponential backoff
+(handlers.common.backoff; reset once the protocol reports "subscribed"), and a new connection,
+where the protocol authenticates and subscribes again from scratch.
+
+Settings (from the child's settings table): url, stale_after, backoff_min, backoff_max,
+ping_interval, ping_timeout, open_timeout. Counters: connects, reconnects, frames, events,
+errors (provider errors), stale, problems (bad input; the protocol counts the details),
+malformed (also: events the bus cannot carry, e.g. a symbol containing '|', are dropped here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from bus.events import STATUS_STATES, Status
+from bus.process import ProcessContext, log
+from bus.topics import TopicError
+from handlers.common.backoff import Backoff
+from handlers.common.protocol import ClientProtocol, Output
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    url: str
+    stale_after: float = 30.0
+    backoff_min: float = 0.5
+    backoff_max: float = 30.0
+    ping_interval: float = 10.0
+    ping_timeout: float = 10.0
+    open_timeout: float = 10.0
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], default_url: str) -> "ClientSettings":
+        """Read and check the client's keys; a ValueError names the key that is wrong."""
+        url = settings.get("url", default_url)
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"setting url must be a ws:// or wss:// address, got {url!r}")
+        numbers = {
+            name: _number(settings, name, getattr(cls, name))
+            for name in ("stale_after", "backoff_min", "backoff_max", "ping_interval",
+                         "ping_timeout", "open_timeout")
+        }
+        if not 0 < numbers["backoff_min"] <= numbers["backoff_max"]:
+            raise ValueError("settings need 0 < backoff_min <= backoff_max")
+        return cls(url=url, **numbers)
+
+
+def _number(settings: dict[str, Any], name: str, default: float) -> float:
+    value = settings.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"setting {name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+class ReconnectingClient:
+    def __init__(self, ctx: ProcessContext, protocol: ClientProtocol,
+                 settings: ClientSettings) -> None:
+        self.ctx = ctx
+        self.protocol = protocol
+        self.settings = settings
+        self.backoff = Backoff(settings.backoff_min, settings.backoff_max)
+        self._log = log().bind(provider=protocol.provider, url=settings.url)
+        self._last_frame = 0.0
+        self._close_reason = ""
+
+    async def run(self) -> None:
+        """Connect, stream, and reconnect, until cancelled."""
+        while True:
+            self._status("connecting")
+            self.ctx.counters["connects"] += 1
+            reason = await self._connection()
+            self._status("disconnected", message=reason)
+            delay = self.backoff.next()
+            self._log.info("reconnecting", delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+            self.ctx.counters["reconnects"] += 1
+
+    async def _connection(self) -> str:
+        """One connection's life; returns why it ended."""
+        self._close_reason = ""
+        try:
+            async with connect(
+                self.settings.url,
+                additional_headers=self.protocol.headers(),
+                compression=None,
+                open_timeout=self.settings.open_timeout or None,
+                ping_interval=self.settings.ping_interval or None,
+                ping_timeout=self.settings.ping_timeout or None,
+                close_timeout=1,
+                max_size=MAX_MESSAGE_BYTES,
+            ) as ws:
+                return await self._session(ws)
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            return self._close_reason or f"{type(exc).__name__}: {exc}"
+
+    async def _session(self, ws: ClientConnection) -> str:
+        self._last_frame = asyncio.get_running_loop().time()
+        watchdog = asyncio.create_task(self._watch(ws)) if self.settings.stale_after else None
+        try:
+            await self._apply(ws, self.protocol.start())
+            await self._pump(ws)
+        except ConnectionClosed as exc:
+            return self._close_reason or str(exc)
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+
+    async def _pump(self, ws: ClientConnection) -> NoReturn:
+        """The hot path: frame -> protocol -> bus, with nothing per event but the publish.
+        Ends only by raising ConnectionClosed."""
+        recv, receive, publish = ws.recv, self.protocol.receive, self.ctx.publisher.publish
+        counters = self.ctx.counters
+        clock = asyncio.get_running_loop().time
+        time_ns = time.time_ns
+        while True:
+            frame = await recv(decode=False)
+            out = receive(frame, time_ns())
+            self._last_frame = clock()
+            counters["frames"] += 1
+            if out.events:
+                counters["events"] += len(out.events)
+                for event in out.events:
+                    try:
+                        publish(event)
+                    except TopicError as exc:  # e.g. a symbol with '|': not for the bus
+                        counters["malformed"] += 1
+                        self._problem(f"cannot publish {type(event).__name__}: {exc}")
+            if out.replies or out.changes or out.problem or out.close:
+                await self._apply(ws, out)
+
+    async def _apply(self, ws: ClientConnection, out: Output) -> None:
+        """Everything but the events: problems, state changes, replies, a requested close."""
+        if out.problem:
+            self._problem(out.problem)
+        for change in out.changes:
+            self._status(change.state, change.code, change.message)
+        for reply in out.replies:
+            await ws.send(reply)
+        if out.close:
+            last = out.changes[-1] if out.changes else None
+            self._close_reason = (f"closed after error {last.code}: {last.message}"
+                                  if last and last.state == "error" else "closed by protocol")
+            await ws.close()
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        """Abort the connection when no frame has arrived for stale_after seconds."""
+        clock = asyncio.get_running_loop().time
+        limit = self.settings.stale_after
+        while True:
+            idle = clock() - self._last_frame
+            if idle >= limit:
+                self.ctx.counters["stale"] += 1
+                self._close_reason = f"stale: no frame for {limit:g} s"
+                ws.transport.abort()
+                return
+            await asyncio.sleep(limit - idle)
+
+    def _status(self, state: str, code: int = 0, message: str = "") -> None:
+        if state not in STATUS_STATES:
+            raise ValueError(f"unknown connection state {state!r}")
+        if state == "subscribed":
+            self.backoff.reset()
+        if state == "error":
+            self.ctx.counters["errors"] += 1
+        now = time.time_ns()
+        self.ctx.publisher.publish(Status(
+            provider=self.protocol.provider, ts_event=now, ts_recv=now,
+            state=state, code=code, message=message,
+        ))
+        level = self._log.warning if state in ("error", "disconnected") else self._log.info
+        level("connection state", state=state, code=code, message=message)
+
+    def _problem(self, problem: str) -> None:
+        """Log bad input at counts 1, 2, 4, 8, ... so that a flood cannot flood the log."""
+        count = self.ctx.counters["problems"] = self.ctx.counters["problems"] + 1
+        if count & (count - 1) == 0:
+            self._log.warning("bad input from the provider", problem=problem, count=count)
