@@ -1,0 +1,407 @@
+"""A local simulator of Polygon's stocks WebSocket (wss://socket.polygon.io/stocks), on ws://.
+
+It serves the real protocol (see handlers/polygon/protocol.py) at the path `/stocks`, the one the
+official client builds: `connected` on open; `auth` answered by `auth_success`, or by
+`auth_failed` and close 1008; no auth within `auth_timeout` seconds gives `auth_timeout` and close
+1008; subscribe/unsubscribe with one `success` status per topic, `T.*` wildcards included. Data is
+a random walk (handlers/polygon/feed.py) batched several messages per frame, or, with `replay`, a
+file of raw recorded frames, one per line, sent as they are (filtered by the subscriptions) at
+`rate` frames per second to each connection after its first subscribe. Lines that are not JSON
+go out verbatim, which lets a test put garbage on a real socket.
+
+Connections are counted per API key: when one more than `max_connections` authenticates, the
+oldest gets status `max_connections` and close 1008 (first in, first out, as Polygon does).
+
+Test control, outside the real protocol: plain HTTP GET on the same port.
+    /control/stats               JSON: live connections, their subscriptions, counters
+    /control/drop                drop every connection at once, without a close frame
+    /control/silence?seconds=N   every open connection gets nothing for N seconds: no data, no
+                                 replies, and its socket is not read (so pings go unanswered)
+A server restart is a process restart: kill the simulator, start it again on the same port.
+
+Run it standalone (`tickmesh sim polygon --port 8766`, i.e. `cli(argv)`) or supervised
+(`python -m handlers.polygon.simulator`, settings from TICKMESH_CHILD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import parse_qs
+
+import structlog
+import uvloop
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from bus import process
+from handlers.polygon import protocol as wire
+from handlers.polygon.feed import RandomFeed
+
+PATHS = ("/stocks", "/stocks/")
+TICK_SECONDS = 0.02
+OUTBOX_LIMIT = 10_000  # frames queued for one client before it is dropped as a slow consumer
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    host: str = "127.0.0.1"
+    port: int = 8766
+    rate: float = 20.0
+    """Random walk: messages per second per symbol. Replay: frames per second."""
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    replay: str | None = None
+    key: str | None = None
+    """The only API key accepted; None accepts any."""
+    max_connections: int = 1
+    auth_timeout: float = 10.0
+    seed: int | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> "SimSettings":
+        """Settings from a config table; raises ValueError naming the bad keys."""
+        unknown = set(raw) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown simulator settings: {sorted(unknown)}")
+        values = dict(raw)
+        symbols = values.get("symbols", DEFAULT_SYMBOLS)
+        if isinstance(symbols, str):
+            symbols = symbols.split(",")
+        if not isinstance(symbols, (list, tuple)) or not all(isinstance(s, str) for s in symbols):
+            raise ValueError(f"setting symbols must be a list of strings, got {symbols!r}")
+        values["symbols"] = tuple(s.strip() for s in symbols if s.strip())
+        settings = cls(**values)
+        settings._validate()
+        return settings
+
+    def _validate(self) -> None:
+        checks = {
+            "host": isinstance(self.host, str),
+            "port": _is_int(self.port) and 0 <= self.port <= 65535,
+            "rate": _is_number(self.rate) and self.rate > 0,
+            "symbols": bool(self.symbols) and all("|" not in s for s in self.symbols),
+            "replay": self.replay is None or Path(self.replay).is_file(),
+            "key": self.key is None or isinstance(self.key, str),
+            "max_connections": _is_int(self.max_connections) and self.max_connections >= 1,
+            "auth_timeout": _is_number(self.auth_timeout) and self.auth_timeout > 0,
+            "seed": self.seed is None or _is_int(self.seed),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid simulator settings: {', '.join(bad)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+@dataclass(eq=False)
+class _Client:
+    """One connection, and what it asked for."""
+
+    ws: ServerConnection
+    number: int
+    key: str | None = None  # set once authenticated
+    topics: set[str] = field(default_factory=set)
+    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
+    silent_until: float = 0.0
+    auth_timer: asyncio.TimerHandle | None = None
+    replay: asyncio.Task | None = None
+
+    def wants(self, message: Any) -> bool:
+        """Data on a channel is filtered by subscription; anything else (statuses, and in a
+        replay whatever was recorded) goes through."""
+        ev = message.get("ev") if isinstance(message, dict) else None
+        if ev not in wire.CHANNELS:
+            return True
+        return f"{ev}.{message.get('sym')}" in self.topics or f"{ev}.*" in self.topics
+
+    @property
+    def silent(self) -> bool:
+        return time.monotonic() < self.silent_until
+
+    def send(self, item: str | _Close) -> None:
+        if not self.silent:
+            self.outbox.put_nowait(item)
+
+    def close(self, code: int, reason: str) -> None:
+        self.key = None
+        self.topics.clear()
+        self.send(_Close(code, reason))
+
+
+class Simulator:
+    def __init__(self, settings: SimSettings, counters: Counter) -> None:
+        self.settings = settings
+        self.counters = counters
+        self.clients: dict[_Client, None] = {}  # in connection order, oldest first
+        self.accepted = 0
+        self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed)
+        self.replay_lines = self._load_replay()
+        self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
+
+    def _load_replay(self) -> list[str]:
+        if self.settings.replay is None:
+            return []
+        text = Path(self.settings.replay).read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if line.strip()]
+
+    # --- connections -----------------------------------------------------------------------
+
+    async def handle(self, ws: ServerConnection) -> None:
+        self.accepted += 1
+        client = _Client(ws, self.accepted)
+        self.clients[client] = None
+        self.counters["connections"] += 1
+        sender = asyncio.create_task(self._send_loop(client))
+        client.send(wire.encode_frame([wire.status(wire.CONNECTED, "Connected Successfully")]))
+        client.auth_timer = asyncio.get_running_loop().call_later(
+            self.settings.auth_timeout, self._auth_timed_out, client
+        )
+        try:
+            async for data in ws:
+                self._on_request(client, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            del self.clients[client]
+            for task in (sender, client.replay):
+                if task is not None:
+                    task.cancel()
+            if client.auth_timer is not None:
+                client.auth_timer.cancel()
+
+    async def _send_loop(self, client: _Client) -> None:
+        try:
+            while True:
+                item = await client.outbox.get()
+                if isinstance(item, _Close):
+                    await client.ws.close(item.code, item.reason)
+                    return
+                await client.ws.send(item)
+        except ConnectionClosed:
+            pass
+
+    def _status(self, client: _Client, state: str, message: str) -> None:
+        client.send(wire.encode_frame([wire.status(state, message)]))
+
+    def _auth_timed_out(self, client: _Client) -> None:
+        self.counters["auth_timeout"] += 1
+        self._status(client, wire.AUTH_TIMEOUT, "No authentication request received.")
+        client.close(wire.CLOSE_POLICY_VIOLATION, "authentication timeout")
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _on_request(self, client: _Client, data: str | bytes) -> None:
+        try:
+            request = wire.decode_action(data)
+        except wire.Malformed as exc:
+            count = self.counters["bad_request"] = self.counters["bad_request"] + 1
+            if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th...: a flood cannot flood the log
+                self.log.warning("bad request", client=client.number, error=exc.reason[:200],
+                                 count=count)
+            self._status(client, wire.ERROR, f"invalid request: {exc.reason[:200]}")
+            return
+        if request.action == "auth":
+            self._auth(client, request.params)
+        elif request.action not in ("subscribe", "unsubscribe"):
+            self.counters["bad_request"] += 1
+            self._status(client, wire.ERROR, f"unknown action: {request.action[:50]}")
+        elif client.key is None:
+            self.counters["not_authorized"] += 1
+            self._status(client, wire.ERROR, "not authorized")
+        else:
+            self._subscribe(client, request.action, request.params)
+
+    def _auth(self, client: _Client, key: str) -> None:
+        if client.auth_timer is not None:
+            client.auth_timer.cancel()
+        if self.settings.key is not None and key != self.settings.key:
+            self.counters["auth_failed"] += 1
+            self.log.warning("authentication failed", client=client.number)
+            self._status(client, wire.AUTH_FAILED, "authentication failed")
+            client.close(wire.CLOSE_POLICY_VIOLATION, "authentication failed")
+            return
+        client.key = key
+        self._status(client, wire.AUTH_SUCCESS, "authenticated")
+        self.log.info("client authenticated", client=client.number)
+        self._enforce_max_connections(key)
+
+    def _enforce_max_connections(self, key: str) -> None:
+        same_key = [c for c in self.clients if c.key == key]
+        for oldest in same_key[: max(0, len(same_key) - self.settings.max_connections)]:
+            self.counters["max_connections"] += 1
+            self.log.info("max connections: closing the oldest", client=oldest.number)
+            self._status(oldest, wire.MAX_CONNECTIONS, "Maximum number of connections exceeded.")
+            oldest.close(wire.CLOSE_POLICY_VIOLATION, "max connections")
+
+    def _subscribe(self, client: _Client, action: str, params: str) -> None:
+        done = "subscribed to" if action == "subscribe" else "unsubscribed to"
+        for topic in filter(None, (t.strip() for t in params.split(","))):
+            try:
+                wire.split_topic(topic)
+            except wire.Malformed:
+                self.counters["bad_topic"] += 1
+                self._status(client, wire.ERROR, f"invalid subscription: {topic[:50]}")
+                continue
+            (client.topics.add if action == "subscribe" else client.topics.discard)(topic)
+            self._status(client, wire.SUCCESS, f"{done}: {topic}")
+        if self.replay_lines and client.topics and client.replay is None:
+            client.replay = asyncio.create_task(self._replay(client))
+
+    # --- data ------------------------------------------------------------------------------
+
+    def _deliver(self, client: _Client, messages: list[Any], raw: str | None = None) -> None:
+        """Send the messages this client subscribed to, in one frame (`raw` as it is if all)."""
+        if client.key is None or client.silent:
+            return
+        wanted = [m for m in messages if client.wants(m)]
+        if not wanted:
+            return
+        if client.outbox.qsize() > OUTBOX_LIMIT:
+            self.counters["slow_consumer"] += 1
+            while not client.outbox.empty():
+                client.outbox.get_nowait()
+            client.close(wire.CLOSE_POLICY_VIOLATION, "slow consumer")
+            return
+        client.send(raw if raw is not None and len(wanted) == len(messages) else
+                    wire.encode_frame(wanted))
+        self.counters["frames"] += 1
+
+    async def run_random_walk(self) -> None:
+        while True:
+            messages = self.feed.advance(time.time_ns() // wire.MS)
+            if messages:
+                for client in list(self.clients):
+                    self._deliver(client, messages)
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def _replay(self, client: _Client) -> None:
+        for line in self.replay_lines:
+            try:
+                self._deliver(client, wire.decode_frame(line), raw=line)
+            except wire.Malformed:
+                if client.key is not None and not client.silent:
+                    client.send(line)  # garbage goes out as recorded
+            await asyncio.sleep(1 / self.settings.rate)
+        self.log.info("replay finished", client=client.number, frames=len(self.replay_lines))
+
+    # --- test control ----------------------------------------------------------------------
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path, _, query = request.path.partition("?")
+        if path in PATHS:
+            return None
+        if not path.startswith("/control/"):
+            return connection.respond(404, "Not Found: the stocks feed is at /stocks\n")
+        try:
+            answer = self._control(path.removeprefix("/control/"), parse_qs(query))
+        except (KeyError, ValueError) as exc:
+            return connection.respond(400, f"bad control request: {exc}\n")
+        return connection.respond(200, json.dumps(answer) + "\n")
+
+    def _control(self, command: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        if command == "drop":
+            for client in list(self.clients):
+                client.ws.transport.abort()
+            self.log.info("control: dropped every connection", count=len(self.clients))
+        elif command == "silence":
+            self._silence(float(query["seconds"][0]))
+        elif command != "stats":
+            raise KeyError(command)
+        return self.stats()
+
+    def _silence(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        for client in self.clients:
+            client.silent_until = time.monotonic() + seconds
+            client.ws.transport.pause_reading()
+            loop.call_later(seconds, _resume_reading, client)
+        self.log.info("control: silence", seconds=seconds, count=len(self.clients))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.clients),
+            "authenticated": sum(c.key is not None for c in self.clients),
+            "subscriptions": [sorted(c.topics) for c in self.clients if c.key is not None],
+            "accepted": self.accepted,
+            "counters": dict(self.counters),
+        }
+
+
+def _resume_reading(client: _Client) -> None:
+    if not client.ws.transport.is_closing():
+        client.ws.transport.resume_reading()
+
+
+async def run(settings: SimSettings, counters: Counter) -> None:
+    """Serve until cancelled."""
+    simulator = Simulator(settings, counters)
+    async with serve(simulator.handle, settings.host, settings.port,
+                     process_request=simulator.process_request, close_timeout=1) as server:
+        port = server.sockets[0].getsockname()[1]
+        simulator.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stocks",
+                           replay=settings.replay, symbols=list(settings.symbols))
+        if simulator.replay_lines:
+            await asyncio.Future()  # replays run per connection
+        await simulator.run_random_walk()
+
+
+# --- entry points -------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickmesh sim polygon",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=SimSettings.host)
+    parser.add_argument("--port", type=int, default=SimSettings.port)
+    parser.add_argument("--rate", type=float, default=SimSettings.rate,
+                        help="messages per second per symbol (replay: frames per second)")
+    parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated")
+    parser.add_argument("--replay", metavar="FILE", help="raw recorded frames, one per line")
+    parser.add_argument("--key", help="the only API key accepted (default: any)")
+    parser.add_argument("--max-connections", type=int, default=SimSettings.max_connections)
+    return parser
+
+
+def cli(argv: list[str]) -> None:
+    """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--replay FILE]`."""
+    args = vars(_parser().parse_args(argv))
+    try:
+        settings = SimSettings.from_mapping({k: v for k, v in args.items() if v is not None})
+    except ValueError as exc:
+        raise SystemExit(f"tickmesh sim polygon: {exc}") from None
+    process.configure_logging("polygon-sim")
+    try:
+        uvloop.run(run(settings, Counter()))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _child_main(ctx: process.ProcessContext) -> None:
+    await run(SimSettings.from_mapping(ctx.settings), ctx.counters)
+
+
+def main() -> None:
+    process.run(_child_main)
+
+
+if __name__ == "__main__":
+    main()

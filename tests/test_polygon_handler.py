@@ -1,0 +1,188 @@
+"""The Polygon handler as a real process: from the simulator's socket to normalized events on
+the bus, through dropped connections, silent connections, server restarts and a bad key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bus import Subscriber
+from bus.events import Bar, Heartbeat, Quote, Status, Trade
+from handlers.polygon.handler import DEFAULT_URL, PolygonSettings
+from tests.conftest import free_port, kill_group
+from tests.polygon_sim import Sim, start_sim
+from tests.waiting import wait_until
+
+KEY = "handler-test-key"
+KEY_ENV = "TICKMESH_TEST_POLYGON_KEY"
+SYMBOLS = ["AAPL", "MSFT"]
+CHANNELS = ["T", "Q", "A"]
+TOPICS = sorted(f"{c}.{s}" for c in CHANNELS for s in SYMBOLS)
+
+
+class Bus:
+    """Everything the handler publishes, collected as it arrives."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.sub = Subscriber(endpoint, ["trade.polygon", "quote.polygon", "bar.polygon",
+                                         "status.polygon", "heartbeat.polygon"])
+        self.events: list = []
+
+    def until(self, condition, timeout: float = 15.0, what: str = "events"):
+        def check():
+            event = self.sub.recv(timeout=0.05)
+            while event is not None:  # drain what has arrived: the feed is faster than polling
+                self.events.append(event)
+                event = self.sub.recv(timeout=0)
+            return condition(self.events)
+
+        return wait_until(check, timeout=timeout, what=what)
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def statuses(self, since: int = 0) -> list[Status]:
+        return [e for e in self.events[since:] if isinstance(e, Status)]
+
+    def subscribed_again(self, since: int, timeout: float = 15.0) -> None:
+        """A disconnect, then a new connection all the way to subscribed, then fresh trades."""
+        def back(events) -> bool:
+            states = [s.state for s in self.statuses(since)]
+            if "disconnected" not in states or "subscribed" not in states[states.index("disconnected"):]:
+                return False
+            after = since + max(i for i, e in enumerate(events[since:])
+                                if isinstance(e, Status) and e.state == "subscribed")
+            return any(isinstance(e, Trade) for e in events[after:])
+
+        self.until(back, timeout=timeout, what="a reconnect, resubscribe and fresh trades")
+
+
+@pytest.fixture
+def bus(forwarder):
+    collector = Bus(forwarder.subscribe)
+    yield collector
+    collector.sub.close()
+
+
+@pytest.fixture
+def sim(spawn_child) -> Sim:
+    return start_sim(spawn_child, key=KEY, symbols=SYMBOLS + ["SPY"], rate=100)
+
+
+def start_handler(spawn_child, monkeypatch, sim: Sim, key: str = KEY, log: Path | None = None,
+                  **settings):
+    monkeypatch.setenv(KEY_ENV, key)
+    config = {"url": sim.url, "symbols": SYMBOLS, "channels": CHANNELS, "key_env": KEY_ENV,
+              "stale_after": 1.0, "backoff_min": 0.1, "backoff_max": 0.5, **settings}
+    stderr = open(log, "w") if log else None
+    return spawn_child("handlers.polygon.handler", "polygon", config, stderr=stderr)
+
+
+def streaming(bus: Bus) -> None:
+    bus.until(lambda events: {Trade, Quote, Bar} <= {type(e) for e in events},
+              what="trades, quotes and bars")
+
+
+def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, monkeypatch,
+                                                  tmp_path):
+    # The handler starts first, so that its bus connection is up (a heartbeat came through)
+    # before the simulator opens and every state change of the first session is seen.
+    port = free_port()
+    log = tmp_path / "handler.log"
+    start_handler(spawn_child, monkeypatch, Sim(port, None), log=log)  # type: ignore[arg-type]
+    bus.until(lambda events: any(isinstance(e, Heartbeat) for e in events), what="a heartbeat")
+    sim = start_sim(spawn_child, port=port, key=KEY, symbols=SYMBOLS + ["SPY"], rate=100)
+    streaming(bus)
+    states = [s.state for s in bus.statuses()]
+    last_try = len(states) - states[::-1].index("connecting") - 1
+    assert states[last_try:last_try + 4] == ["connecting", "connected", "authenticated", "subscribed"]
+    assert "disconnected" in states[:last_try]  # the attempts before the simulator was up
+    market = [e for e in bus.events if isinstance(e, (Trade, Quote, Bar))]
+    assert {e.symbol for e in market} <= set(SYMBOLS)  # SPY is not subscribed
+    trade = next(e for e in market if isinstance(e, Trade))
+    assert trade.exchange.isdigit() and trade.trade_id and trade.price > 0
+    assert abs(trade.ts_event - trade.ts_recv) < 5 * 10**9  # ms on the wire, ns on the bus
+    bar = next(e for e in market if isinstance(e, Bar))
+    assert bar.interval_s == 1 and bar.ts_event % 10**9 == 0 and bar.low <= bar.high
+    assert sim.stats()["subscriptions"] == [TOPICS]
+    assert KEY not in log.read_text()
+
+
+def test_survives_a_dropped_connection(forwarder, bus, sim, spawn_child, monkeypatch):
+    start_handler(spawn_child, monkeypatch, sim)
+    streaming(bus)
+    since = bus.mark()
+    sim.control("drop")
+    bus.subscribed_again(since)
+    assert sim.stats()["subscriptions"] == [TOPICS]
+
+
+def test_survives_a_silent_connection(forwarder, bus, sim, spawn_child, monkeypatch):
+    start_handler(spawn_child, monkeypatch, sim)
+    streaming(bus)
+    since = bus.mark()
+    sim.control("silence", seconds=30)
+    bus.subscribed_again(since)
+    disconnect = next(s for s in bus.statuses(since) if s.state == "disconnected")
+    assert "stale" in disconnect.message
+    assert TOPICS in sim.stats()["subscriptions"]
+
+
+def test_survives_a_server_restart(forwarder, bus, sim, spawn_child, monkeypatch):
+    start_handler(spawn_child, monkeypatch, sim)
+    streaming(bus)
+    since = bus.mark()
+    kill_group(sim.proc)
+    restarted = start_sim(spawn_child, port=sim.port, key=KEY, symbols=SYMBOLS, rate=100)
+    bus.subscribed_again(since)
+    assert restarted.stats()["subscriptions"] == [TOPICS]
+
+
+def test_bad_key_gives_an_error_status_and_growing_backoff(forwarder, bus, sim, spawn_child,
+                                                           monkeypatch):
+    start_handler(spawn_child, monkeypatch, sim, key="wrong", backoff_min=0.2, backoff_max=10)
+    bus.until(lambda events: len([s for s in bus.statuses() if s.state == "connecting"]) >= 5,
+              timeout=20, what="five connection attempts")
+    errors = [s for s in bus.statuses() if s.state == "error"]
+    assert errors and errors[0].message == "auth_failed: authentication failed"
+    attempts = [s.ts_event for s in bus.statuses() if s.state == "connecting"]
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert all(later > earlier for earlier, later in zip(gaps, gaps[2:])), gaps
+    assert not any(isinstance(e, Trade) for e in bus.events)
+    assert sim.stats()["counters"]["auth_failed"] >= 4
+
+
+def test_garbage_from_the_server_is_counted_not_fatal(forwarder, bus, spawn_child, monkeypatch,
+                                                      tmp_path):
+    good = {"ev": "T", "sym": "AAPL", "x": 4, "i": "1", "p": 1.5, "s": 10, "t": 1, "q": 1}
+    lines = ["not json at all", json.dumps({"ev": "T"}), json.dumps([{**good, "p": "NaN"}]),
+             json.dumps([{"ev": "LULD", "T": "AAPL"}, good])]
+    recording = tmp_path / "frames.jsonl"
+    recording.write_text("\n".join(lines * 3) + "\n")
+    sim = start_sim(spawn_child, replay=str(recording), rate=100)
+    start_handler(spawn_child, monkeypatch, sim, channels=["T"], stale_after=0)
+
+    def counted(events) -> dict | None:
+        beats = [e for e in events if isinstance(e, Heartbeat) and e.counters.get("malformed_T")]
+        return beats[-1].counters if beats and beats[-1].counters["malformed_T"] >= 3 else None
+
+    counters = bus.until(counted, what="a heartbeat counting the malformed frames")
+    assert counters["malformed_frame"] >= 6 and counters["unknown_ev"] >= 3
+    assert len([e for e in bus.events if isinstance(e, Trade)]) == 3
+    assert counters["connects"] == 1  # never reconnected over bad input
+
+
+def test_settings_are_checked_by_name():
+    settings = PolygonSettings.from_settings({"symbols": ["AAPL", "BRK.B"], "channels": ["T", "AM"]})
+    assert settings.topics == ["T.AAPL", "T.BRK.B", "AM.AAPL", "AM.BRK.B"]
+    assert (settings.key_env, settings.client.url) == ("POLYGON_API_KEY", DEFAULT_URL)
+    assert settings.client.stale_after == 60.0
+    for bad, name in [({}, "symbols"), ({"symbols": "AAPL"}, "symbols"),
+                      ({"symbols": ["AAPL"], "channels": ["X"]}, "symbols/channels"),
+                      ({"symbols": ["A|B"]}, "symbols/channels"),
+                      ({"symbols": ["AAPL"], "key_env": ""}, "key_env"),
+                      ({"symbols": ["AAPL"], "url": "http://x"}, "url")]:
+        with pytest.raises(ValueError, match=name):
+            PolygonSettings.from_settings(bad)
