@@ -1,0 +1,224 @@
+"""A local fake TWS / IB Gateway: the TWS API socket protocol on TCP loopback.
+
+It speaks enough of the real protocol (handlers/ib/tws.py, on the framing of handlers/ib/wire.py)
+for ib_async's `IB().connect()` to complete at once, and streams market data, tick-by-tick
+trades and quotes, and position-indexed market depth from a random-walk book per symbol
+(handlers/ib/market.py), `rate` market steps per second per symbol. A duplicate client id gets
+error 326 and a closed socket; an unknown symbol gets error 200. Bytes that are not the TWS
+API are counted (`bad_input`) and close that connection.
+
+Test control, as signals (the TWS API has no room for a side channel):
+    SIGUSR1   toggle IB's connectivity: error 1100 to every client and the markets stop; on the
+              next SIGUSR1, error 1102 (restored, data maintained) and they move again
+    SIGUSR2   drop every client connection at once (the listener stays up)
+    SIGHUP    send every depth subscription one update past its last row (a faulty TWS)
+A TWS restart is a process restart: kill the simulator, start it again on the same port.
+
+Run it standalone (`tickmesh sim ib --port 7497`, i.e. `cli(argv)`) or supervised
+(`python -m handlers.ib.simulator`, settings from TICKMESH_CHILD: host, port, rate, symbols,
+depth_rows, latency, seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import signal
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import structlog
+import uvloop
+
+from bus import process
+from handlers.ib.market import Market
+from handlers.ib.settings import read
+from handlers.ib.tws import Session, Tws
+from handlers.ib.wire import WireError
+
+TICK_SECONDS = 0.01
+WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is dropped as slow
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    host: str = "127.0.0.1"
+    port: int = 7497
+    rate: float = 20.0
+    """Market steps per second per symbol (each a trade, a quote change or a depth change)."""
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    depth_rows: int = 10
+    latency: float = 0.0
+    """Seconds before TWS acts on what a client sends, as a TWS across a network would."""
+    seed: int = 0
+    """0: a different market every run."""
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> "SimSettings":
+        """Settings from a config table; raises ValueError naming the bad key."""
+        settings = read(cls, raw)
+        checks = {"port": 0 <= settings.port <= 65535, "rate": settings.rate > 0,
+                  "symbols": bool(settings.symbols), "depth_rows": settings.depth_rows >= 2,
+                  "latency": settings.latency >= 0}
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid simulator settings {bad}: {settings}")
+        return settings
+
+
+class _Connection(asyncio.Protocol):
+    """One client socket around its sans-I/O session."""
+
+    def __init__(self, simulator: "Simulator") -> None:
+        self.simulator = simulator
+        self.session: Session = simulator.tws.open()
+        self.transport: asyncio.Transport | None = None
+        self.inbox: deque[bytes] = deque()  # received, not yet acted on (latency)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.simulator.connections[self.session] = self
+        self.simulator.counters["connections"] += 1
+
+    def data_received(self, data: bytes) -> None:
+        self.inbox.append(data)
+        latency = self.simulator.settings.latency
+        if latency:
+            asyncio.get_running_loop().call_later(latency, self._act)
+        else:
+            self._act()
+
+    def _act(self) -> None:
+        """Act on the oldest data received."""
+        data = self.inbox.popleft()
+        if self.session.closed or self.transport.is_closing():
+            return
+        try:
+            replies = self.session.receive(data)
+        except WireError as exc:
+            self.simulator.bad_input(exc)
+            self.transport.close()
+            return
+        self.send(replies)
+        if self.session.closed:
+            self.simulator.log.info("refused a client", reason="client id in use")
+            self.transport.close()
+
+    def send(self, messages: list[bytes]) -> None:
+        if not messages or self.transport.is_closing():
+            return
+        self.transport.write(b"".join(messages))
+        if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+            self.simulator.counters["slow_clients"] += 1
+            self.simulator.log.warning("dropping a slow client", client_id=self.session.client_id)
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.simulator.tws.close(self.session)
+        self.simulator.connections.pop(self.session, None)
+
+
+class Simulator:
+    def __init__(self, settings: SimSettings, counters: Counter) -> None:
+        self.settings = settings
+        self.counters = counters
+        rng = random.Random(settings.seed or None)
+        self.tws = Tws([Market(symbol, settings.depth_rows, rng, price=rng.uniform(50, 500))
+                        for symbol in settings.symbols])
+        self.connections: dict[Session, _Connection] = {}
+        self.log = structlog.get_logger().bind(provider="ib")
+
+    async def run(self) -> None:
+        """Listen and move the markets until cancelled."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Connection(self), self.settings.host,
+                                          self.settings.port)
+        loop.add_signal_handler(signal.SIGUSR1, self.toggle_connectivity)
+        loop.add_signal_handler(signal.SIGUSR2, self.drop_clients)
+        loop.add_signal_handler(signal.SIGHUP, self.glitch_depth)
+        self.log.info("simulator listening", host=self.settings.host, port=self.settings.port,
+                      symbols=list(self.settings.symbols))
+        async with server:
+            await self._move_markets()
+
+    async def _move_markets(self) -> None:
+        loop = asyncio.get_running_loop()
+        budget, last = 0.0, loop.time()
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now = loop.time()
+            budget += (now - last) * self.settings.rate
+            last = now
+            steps = int(budget)
+            budget -= steps
+            if steps:
+                self._deliver(self.tws.advance(steps))
+
+    def _deliver(self, messages: dict[Session, list[bytes]]) -> None:
+        for session, outgoing in messages.items():
+            connection = self.connections.get(session)
+            if connection is not None:
+                connection.send(outgoing)
+
+    def bad_input(self, exc: WireError) -> None:
+        count = self.counters["bad_input"] = self.counters["bad_input"] + 1
+        self.log.warning("bad input, closing the connection", error=str(exc)[:200], count=count)
+
+    def toggle_connectivity(self) -> None:
+        self._deliver(self.tws.set_online(not self.tws.online))
+        self.log.info("control: IB connectivity", online=self.tws.online)
+
+    def glitch_depth(self) -> None:
+        self._deliver(self.tws.glitch_depth())
+        self.log.info("control: one impossible depth update per depth subscription")
+
+    def drop_clients(self) -> None:
+        self.log.info("control: dropping every client", count=len(self.connections))
+        for connection in list(self.connections.values()):
+            connection.transport.abort()
+
+
+# --- entry points -------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tickmesh sim ib", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=SimSettings.host)
+    parser.add_argument("--port", type=int, default=SimSettings.port)
+    parser.add_argument("--rate", type=float, default=SimSettings.rate,
+                        help="market steps per second per symbol")
+    parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated")
+    parser.add_argument("--depth-rows", type=int, default=SimSettings.depth_rows)
+    parser.add_argument("--latency", type=float, default=SimSettings.latency,
+                        help="seconds before acting on a request, as across a network")
+    parser.add_argument("--seed", type=int)
+    return parser
+
+
+def cli(argv: list[str]) -> None:
+    """`tickmesh sim ib [--host] [--port] [--rate] [--symbols] [--depth-rows] [--latency]
+    [--seed]`."""
+    args = vars(_parser().parse_args(argv))
+    try:
+        settings = SimSettings.from_mapping({k: v for k, v in args.items() if v is not None})
+    except ValueError as exc:
+        raise SystemExit(f"tickmesh sim ib: {exc}") from None
+    process.configure_logging("ib-sim")
+    try:
+        uvloop.run(Simulator(settings, Counter()).run())
+    except KeyboardInterrupt:
+        pass
+
+
+async def _child_main(ctx: process.ProcessContext) -> None:
+    await Simulator(SimSettings.from_mapping(ctx.settings), ctx.counters).run()
+
+
+def main() -> None:
+    process.run(_child_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Test helpers for IB: start the fake TWS as a supervised child on a free port, hold a client
+id on it with a bare socket, wait on an ib_async client, and collect what a process publishes
+on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+from dataclasses import dataclass
+from typing import Callable
+
+from ib_async import IB
+
+from bus import Subscriber
+from bus.events import Status
+from handlers.ib import wire
+from tests.conftest import free_port
+from tests.waiting import wait_until
+
+
+@dataclass
+class IbSim:
+    port: int
+    proc: subprocess.Popen
+
+    def toggle_connectivity(self) -> None:
+        """SIGUSR1: error 1100 to every client and the markets stop, or 1102 and they move."""
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def drop_clients(self) -> None:
+        """SIGUSR2: every client connection is cut; the listener stays."""
+        self.proc.send_signal(signal.SIGUSR2)
+
+    def glitch_depth(self) -> None:
+        """SIGHUP: every depth subscription gets an update one row past its end."""
+        self.proc.send_signal(signal.SIGHUP)
+
+
+def accepting(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def start_ib_sim(spawn_child, port: int | None = None, name: str = "ib-sim", **settings) -> IbSim:
+    """The simulator as the supervisor would run it; returns once it accepts connections."""
+    port = port or free_port()
+    proc = spawn_child("handlers.ib.simulator", name, {"port": port, **settings})
+    wait_until(lambda: accepting(port) or proc.poll() is not None, timeout=15,
+               what="the IB simulator to listen")
+    assert proc.poll() is None, "the IB simulator exited at start"
+    return IbSim(port, proc)
+
+
+def hold_client_id(port: int, client_id: int) -> socket.socket:
+    """A bare API connection that has started with `client_id` (close it to let go)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(wire.API_PREFIX + wire.frame(b"v157..178"))
+    sock.sendall(wire.encode(wire.Out.START_API, 2, client_id, ""))
+    reader, seen = wire.FrameReader(), []
+    while wire.In.NEXT_VALID_ID not in seen:
+        data = sock.recv(65536)
+        if not data:
+            sock.close()
+            raise ConnectionError(f"the simulator closed the connection (client id {client_id})")
+        seen += [int(wire.split_fields(payload)[0]) for payload in reader.feed(data)]
+    return sock
+
+
+async def until(ib: IB, condition: Callable[[], object], what: str,
+                timeout: float = 10.0) -> None:
+    """Wait, batch of TWS data by batch, until `condition()` holds."""
+    async def wait() -> None:
+        while not condition():
+            await ib.updateEvent
+
+    try:
+        await asyncio.wait_for(wait(), timeout)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+class BusLog:
+    """Everything published on some topics, collected as it arrives."""
+
+    def __init__(self, endpoint: str, patterns: list[str]) -> None:
+        self.sub = Subscriber(endpoint, patterns)
+        self.events: list = []
+
+    def until(self, condition: Callable[[list], object], timeout: float = 15.0,
+              what: str = "events"):
+        def check():
+            event = self.sub.recv(timeout=0.05)
+            while event is not None:  # drain: the feed is faster than polling
+                self.events.append(event)
+                event = self.sub.recv(timeout=0)
+            return condition(self.events)
+
+        return wait_until(check, timeout=timeout, what=what)
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def since(self, mark: int, kind: type) -> list:
+        return [e for e in self.events[mark:] if isinstance(e, kind)]
+
+    def states(self, mark: int = 0) -> list[tuple[str, int]]:
+        return [(s.state, s.code) for s in self.since(mark, Status)]
+
+    def close(self) -> None:
+        self.sub.close()

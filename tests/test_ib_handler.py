@@ -1,0 +1,213 @@
+"""The IB handler as a real process, between the fake TWS on a TCP port and a real bus: its
+book against the simulator's own, IB outages, dropped connections, a TWS restart, a client id
+in use, an unknown symbol."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from ib_async import IB, Stock
+
+from bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
+from handlers.ib.handler import IbSettings
+from tests.conftest import free_port, kill_group
+from tests.ib_sim import BusLog, IbSim, hold_client_id, start_ib_sim, until
+
+SYMBOLS = ["AAPL", "MSFT"]
+
+
+@pytest.fixture
+def bus(forwarder):
+    kinds = ("trade", "quote", "book_snapshot", "book_delta", "status", "heartbeat")
+    log = BusLog(forwarder.subscribe, [f"{kind}.ib" for kind in kinds])
+    yield log
+    log.close()
+
+
+def start_handler(spawn_child, bus: BusLog, port: int, **settings):
+    """The handler, before TWS is up: once its failed attempts show on the bus, what it
+    publishes reaches us (the first events of a new publisher can be lost)."""
+    config = {"port": port, "symbols": SYMBOLS, "depth_rows": 5, "backoff_min": 0.1,
+              "backoff_max": 0.4, "timeout": 3.0, **settings}
+    spawn_child("handlers.ib.handler", "ib", config)
+    bus.until(lambda _: ("disconnected", 0) in bus.states(), what="the handler on the bus")
+
+
+def flowing(bus: BusLog, mark: int, symbols: list[str], kinds=(Trade, Quote, BookSnapshot)):
+    """A condition: every kind of event for every symbol since `mark`."""
+    return lambda _events: all(
+        any(e.symbol == symbol for e in bus.since(mark, kind))
+        for kind in kinds for symbol in symbols
+    )
+
+
+def subscribed_again(bus: BusLog, mark: int) -> None:
+    """Disconnected, then all the way to subscribed, then fresh data for every symbol."""
+    def back(_events) -> bool:
+        states = [state for state, _ in bus.states(mark)]
+        if "disconnected" not in states:
+            return False
+        rest = [s for s in states[states.index("disconnected"):]
+                if s in ("disconnected", "connecting", "connected", "subscribed")]
+        return rest[-4:] == ["disconnected", "connecting", "connected", "subscribed"]
+
+    bus.until(back, what="a reconnect all the way to subscribed")
+    resubscribed = max(i for i, e in enumerate(bus.events)
+                       if isinstance(e, Status) and e.state == "subscribed")
+    bus.until(flowing(bus, resubscribed, SYMBOLS), what="fresh trades, quotes and books")
+
+
+# --- the book -------------------------------------------------------------------------------------
+
+class Book:
+    """What a consumer rebuilds from BookSnapshot and BookDelta."""
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+
+    def apply(self, event: BookSnapshot | BookDelta) -> None:
+        if isinstance(event, BookSnapshot):
+            self.bids, self.asks = {}, {}
+        for levels, side in ((event.bids, self.bids), (event.asks, self.asks)):
+            for price, size in levels:
+                if size:
+                    side[price] = size
+                else:
+                    side.pop(price, None)
+
+
+def simulators_book(port: int, symbol: str, rows: int) -> tuple[dict, dict]:
+    """The simulator's own top `rows` rows, as a fresh depth subscription receives them."""
+    async def ask() -> tuple[dict, dict]:
+        ib = IB()
+        await ib.connectAsync("127.0.0.1", port, clientId=99, timeout=5)
+        [contract] = await ib.qualifyContractsAsync(Stock(symbol, "SMART", "USD"))
+        ticker = ib.reqMktDepth(contract, numRows=rows)
+        await until(ib, lambda: len(ticker.domBids) == len(ticker.domAsks) == rows,
+                    what=f"{rows} rows each side")
+        ib.disconnect()
+        return ({level.price: level.size for level in ticker.domBids},
+                {level.price: level.size for level in ticker.domAsks})
+
+    return asyncio.run(ask())
+
+
+def freeze_and_compare_books(bus: BusLog, sim: IbSim) -> dict[str, tuple[dict, dict]]:
+    """Stop the markets (IB outage), then check every symbol's book as a consumer rebuilds it
+    from the bus against the simulator's own; returns the simulator's books."""
+    sim.toggle_connectivity()
+    bus.until(lambda _: ("disconnected", 1100) in bus.states(), what="status 1100")
+    books = {}
+    for symbol in SYMBOLS:
+        book = Book()
+        for event in bus.events:
+            if isinstance(event, (BookSnapshot, BookDelta)) and event.symbol == symbol:
+                book.apply(event)
+        books[symbol] = simulators_book(sim.port, symbol, rows=5)
+        assert (book.bids, book.asks) == books[symbol], symbol
+    return books
+
+
+def test_book_and_quotes_equal_the_simulators_own_through_an_ib_outage(spawn_child, bus):
+    port = free_port()
+    start_handler(spawn_child, bus, port)
+    sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10)
+    bus.until(lambda events: all(sum(e.symbol == s for e in bus.since(0, BookDelta)) >= 100
+                                 for s in SYMBOLS) and flowing(bus, 0, SYMBOLS)(events),
+              what="100 book deltas, trades and quotes per symbol")
+    for symbol, (bids, asks) in freeze_and_compare_books(bus, sim).items():
+        last_quote = [q for q in bus.since(0, Quote) if q.symbol == symbol][-1]
+        assert (last_quote.bid_price, last_quote.ask_price) == (max(bids), min(asks))
+        assert (last_quote.bid_size, last_quote.ask_size) == (bids[max(bids)], asks[min(asks)])
+    restored = bus.mark()
+    sim.toggle_connectivity()
+    bus.until(lambda _: ("subscribed", 1102) in bus.states(restored), what="status 1102")
+    bus.until(flowing(bus, restored, SYMBOLS, kinds=(Trade, Quote, BookDelta)),
+              what="data flowing again after 1102")
+
+
+def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, bus):
+    """With a TWS that acts on requests 50 ms late, as across a network, so that depth of the
+    cancelled subscription is still on its way when the handler subscribes again."""
+    port = free_port()
+    start_handler(spawn_child, bus, port)
+    sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10, latency=0.05)
+    bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
+    glitched = bus.mark()
+    sim.glitch_depth()
+    bus.until(lambda _: any(beat.counters.get("depth_errors") == len(SYMBOLS)
+                            for beat in bus.since(glitched, Heartbeat)),
+              what="one depth error counted per symbol")
+    bus.until(flowing(bus, glitched, SYMBOLS, kinds=(BookSnapshot, BookDelta)),
+              what="a new snapshot and deltas per symbol")
+    freeze_and_compare_books(bus, sim)
+    assert ("disconnected", 0) not in bus.states(glitched)
+
+
+# --- the connection ------------------------------------------------------------------------------
+
+def test_survives_dropped_connections_and_a_tws_restart_on_the_same_port(spawn_child, bus):
+    port = free_port()
+    start_handler(spawn_child, bus, port)
+    sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
+    bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
+    dropped = bus.mark()
+    sim.drop_clients()
+    subscribed_again(bus, dropped)
+    restarted = bus.mark()
+    kill_group(sim.proc)
+    start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
+    subscribed_again(bus, restarted)
+
+
+def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, bus):
+    port = free_port()
+    start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
+    holder = hold_client_id(port, 9)
+    start_handler(spawn_child, bus, port, client_id=9, backoff_min=0.3, backoff_max=0.6)
+    bus.until(lambda _: bus.states().count(("error", 326)) >= 3, what="three refusals")
+    statuses = bus.since(0, Status)
+    states = [s.state for s in statuses]
+    first = states.index("error")  # the very first "connecting" may precede the bus connection
+    assert states[first:first + 4] == ["error", "disconnected", "connecting", "error"]
+    assert "client id is already in use" in statuses[first].message
+    connecting = [s.ts_event for s in statuses if s.state == "connecting"]
+    waits = [(later - earlier) / 1e9 for earlier, later in zip(connecting, connecting[1:])]
+    assert all(wait >= 0.15 for wait in waits), waits  # at least half of backoff_min
+    released = bus.mark()
+    holder.close()
+    bus.until(lambda _: ("subscribed", 0) in bus.states(released), what="subscribed once free")
+    bus.until(flowing(bus, released, SYMBOLS), what="data once connected")
+
+
+def test_an_unknown_symbol_is_an_error_status_200_while_the_others_flow(spawn_child, bus):
+    port = free_port()
+    start_handler(spawn_child, bus, port, symbols=["AAPL", "NOPE", "MSFT"])
+    start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
+    bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books for the known symbols")
+    [unknown] = [s for s in bus.since(0, Status) if s.state == "error"]
+    assert (unknown.symbol, unknown.code) == ("NOPE", 200)
+    assert "No security definition" in unknown.message
+    [subscribed] = [s for s in bus.since(0, Status) if s.state == "subscribed"]
+    assert subscribed.message.startswith("2 of 3 symbols")
+    assert not [e for e in bus.events if e.symbol == "NOPE" and not isinstance(e, Status)]
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+def test_settings_are_checked_by_name():
+    settings = IbSettings.from_settings({"symbols": ["AAPL", "BRK B"], "port": 4002,
+                                         "backoff_min": 1})
+    assert (settings.symbols, settings.port, settings.backoff_min) == (("AAPL", "BRK B"), 4002, 1.0)
+    assert IbSettings.from_settings({"symbols": "AAPL, MSFT"}).symbols == ("AAPL", "MSFT")
+    for bad, key in [({}, "symbols"), ({"symbols": ["AAPL", ""]}, "symbols"),
+                     ({"symbols": [1]}, "symbols"), ({"symbols": ["A|B"]}, "symbols"),
+                     ({"symbols": ["A"], "port": "7497"}, "port"),
+                     ({"symbols": ["A"], "client_id": True}, "client_id"),
+                     ({"symbols": ["A"], "smart_depth": 1}, "smart_depth"),
+                     ({"symbols": ["A"], "clientid": 3}, "clientid"),
+                     ({"symbols": ["A"], "backoff_min": 5, "backoff_max": 1}, "backoff_min")]:
+        with pytest.raises(ValueError, match=key):
+            IbSettings.from_settings(bad)
