@@ -2,7 +2,8 @@
 (subscribers connect). Run as the supervisor's first child: `python -m bus.forwarder`.
 
 The XPUB's send high-water mark is per subscriber: a slow subscriber loses its own messages
-at that mark and nobody else is affected.
+at that mark and nobody else is affected. The XSUB subscribes to everything, so that every
+publisher learns at connect time that the forwarder is there (see bus.publisher).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import zmq
 from bus import process
 
 DEFAULT_HWM = 100_000
+SUBSCRIBE_ALL = b"\x01"
 
 
 def serve(publish: str, subscribe: str, hwm: int = DEFAULT_HWM) -> None:
@@ -28,6 +30,7 @@ def serve(publish: str, subscribe: str, hwm: int = DEFAULT_HWM) -> None:
     for socket, endpoint in ((frontend, publish), (backend, subscribe)):
         process.prepare_endpoint(endpoint)
         socket.bind(endpoint)
+    frontend.send(SUBSCRIBE_ALL)
     zmq.proxy(frontend, backend)
 
 

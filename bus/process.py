@@ -161,6 +161,7 @@ async def _heartbeat(ctx: ProcessContext, interval: float = 1.0) -> None:
             Heartbeat(provider=ctx.name, ts_event=now, ts_recv=now, pid=pid,
                       counters=dict(ctx.counters))
         )
+        ctx.publisher.discard_subscriptions()
         await asyncio.sleep(interval)
 
 

@@ -188,3 +188,22 @@ def test_patterns_subscribe_by_the_longest_prefix(pattern, prefix, client_filter
 def test_bad_patterns_are_rejected(bad):
     with pytest.raises(TopicError):
         Pattern.parse(bad)
+
+
+def test_a_new_publisher_loses_none_of_its_first_events(forwarder):
+    sub = Subscriber(forwarder.subscribe, ["trade.alpaca"])
+    warm = Publisher(forwarder.publish)
+
+    def subscription_is_live():
+        warm.publish(trade("WARM"))
+        return sub.recv(timeout=0.05)
+
+    wait_until(subscription_is_live, timeout=10, what="the subscription to reach the forwarder")
+    fresh = Publisher(forwarder.publish)
+    assert fresh.forwarder_ready
+    fresh.publish(trade("FIRST"))  # at once, no retry: it must not be lost
+    first = wait_until(lambda: (e := sub.recv(timeout=0.05)) is not None and e.symbol == "FIRST" and e,
+                       timeout=10, what="the fresh publisher's first event")
+    assert first.seq == 1 and first.epoch == fresh.epoch
+    for closable in (sub, warm, fresh):
+        closable.close()
