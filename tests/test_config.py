@@ -71,7 +71,9 @@ def test_the_environment_overrides_run_dir(write, monkeypatch):
 def test_the_shipped_default_config_is_valid(write):
     config = load(REPO / "config" / "default.toml")
     names = [child.name for child in config.processes]
-    assert names == ["forwarder", "alpaca-sim", "alpaca", "tail"]
+    assert names == ["forwarder", "alpaca-sim", "polygon-sim", "ib-sim", "alpaca", "polygon", "ib",
+                     "tail"]
+    assert all(config.processes[1 + i].name.endswith("-sim") for i in range(3))  # sims first
 
 
 @pytest.mark.parametrize("text, expected", [
