@@ -18,8 +18,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The peers' SDKs go in bench/.peer-venv, made on first use. e.g. BENCH_ARGS="--frames 2000 --runs 1"
 bench: $(STAMP)
-	$(BIN)/python -m bench.alpaca_throughput
+	$(BIN)/python -m bench.alpaca_throughput $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) bench/.peer-venv build *.egg-info .pytest_cache

@@ -1,0 +1,169 @@
+"""`make bench`: Alpaca trades through tickmesh against alpaca-py's StockDataStream, in one run.
+
+One Alpaca simulator in blast mode (pre-built msgpack frames of 10 trades over 100 symbols, sent
+as fast as the socket takes them) serves both sides, which take turns, run after run, so that
+machine noise hits both:
+- tickmesh: a forwarder, the Alpaca handler, and bench.counter (another process) counting the
+  trades the bus delivers and the handler's CPU time over the same span;
+- the peer: alpaca-py's StockDataStream with a callback that only counts (bench/peer_alpaca_sdk.py,
+  run in bench/.peer-venv, which is created on first use).
+The median of the runs goes in a table and in bench/results.json: delivered trades per second
+(target: at least 3x the peer's) and CPU seconds per million trades.
+
+usage: python -m bench.alpaca_throughput [--frames N] [--runs K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import peer_venv
+from bench.processes import Processes, free_port, listening, wait_for
+from bench.report import Scenario, print_table, scenario, write_results
+from handlers.alpaca.market import BLAST_TRADES_PER_FRAME
+
+FRAMES = 100_000
+RUNS = 3
+THROUGHPUT_TARGET = 3.0
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results.json"
+PEER_SCRIPT = BENCH_DIR / "peer_alpaca_sdk.py"
+KEY_ENV, SECRET_ENV = "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"
+CREDENTIALS = {KEY_ENV: "bench-key", SECRET_ENV: "bench-secret"}
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One side of one run, from its first trade to its last."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_per_million(self) -> float:
+        return self.cpu_seconds / self.events * 1e6
+
+    def describe(self, expected: int) -> str:
+        lost = f", {expected - self.events:,} lost" if self.events < expected else ""
+        return f"{self.rate:,.0f} trades/s, {self.cpu_per_million:.2f} CPU s/M{lost}"
+
+
+def start_bus_and_simulator(procs: Processes, frames: int) -> int:
+    """The forwarder and the blasting simulator, shared by every run; the simulator's port."""
+    procs.child("bus.forwarder", "forwarder", {})
+    bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
+    wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
+    port = free_port()
+    settings = {"port": port, "blast": frames, "key_env": KEY_ENV, "secret_env": SECRET_ENV}
+    procs.child("handlers.alpaca.simulator", "alpaca-sim", settings, env=CREDENTIALS)
+    wait_for(lambda: listening(port), "the simulator to listen")
+    return port
+
+
+def result_timeout(expected: int) -> int:
+    """Seconds to wait for a side's result: its start, then at least 10k trades/s."""
+    return 60 + expected // 10_000
+
+
+def run_ours(procs: Processes, port: int, expected: int) -> Measure:
+    counter = procs.start("counter", [sys.executable, "-m", "bench.counter", procs.bus.subscribe,
+                                      str(expected)], talk=True)
+    if counter.stdout.readline().strip() != "ready":
+        raise RuntimeError("bench.counter did not start")
+    settings = {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["*"], "channels": ["trades"]}
+    handler = procs.child("handlers.alpaca.handler", "alpaca", settings, env=CREDENTIALS)
+    try:
+        counter.stdin.write(f"{handler.pid}\n")
+        counter.stdin.flush()
+        return _result(counter, result_timeout(expected))
+    finally:
+        procs.stop(handler)
+        procs.stop(counter)
+
+
+def run_peer(procs: Processes, python: Path, port: int, expected: int) -> Measure:
+    timeout = result_timeout(expected)
+    argv = [str(python), str(PEER_SCRIPT), str(port), str(expected), str(timeout + 10)]
+    peer = procs.start("peer", argv, env=CREDENTIALS, talk=True)
+    try:
+        return _result(peer, timeout)
+    finally:
+        procs.stop(peer)
+
+
+def _result(proc: subprocess.Popen, timeout: int) -> Measure:
+    """The JSON line a measuring process prints last, as a Measure."""
+    out, _ = proc.communicate(timeout=timeout)
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
+    measure = Measure(**json.loads(lines[-1]))
+    if measure.seconds <= 0 or measure.cpu_seconds <= 0:
+        raise RuntimeError(f"too short to measure ({measure}): use more --frames")
+    return measure
+
+
+def scenarios(ours: list[Measure], peers: list[Measure], peer_name: str) -> list[Scenario]:
+    """The medians of the runs as the two scenario rows."""
+    def median(measures: list[Measure], attribute: str) -> float:
+        return statistics.median(getattr(m, attribute) for m in measures)
+
+    return [
+        scenario("alpaca-trades-throughput", "trades delivered per second", "events/s",
+                 median(ours, "rate"), median(peers, "rate"), peer_name,
+                 higher_is_better=True, target=THROUGHPUT_TARGET),
+        scenario("alpaca-handler-cpu", "handler CPU seconds per million trades", "CPU s/M events",
+                 median(ours, "cpu_per_million"), median(peers, "cpu_per_million"), peer_name,
+                 higher_is_better=False, target=None),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.alpaca_throughput",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=FRAMES, help=f"frames of "
+                        f"{BLAST_TRADES_PER_FRAME} trades per run (default {FRAMES})")
+    parser.add_argument("--runs", type=int, default=RUNS,
+                        help=f"runs of each side (default {RUNS})")
+    args = parser.parse_args(argv)
+    if args.frames < 1 or args.runs < 1:
+        parser.error("--frames and --runs must be at least 1")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # clean up as on ^C
+    python = peer_venv.peer_python()
+    peer_name = f"alpaca-py {peer_venv.installed_version(python, 'alpaca-py')} StockDataStream"
+    expected = args.frames * BLAST_TRADES_PER_FRAME
+    ours: list[Measure] = []
+    peers: list[Measure] = []
+    with Processes() as procs:
+        port = start_bus_and_simulator(procs, args.frames)
+        for run in range(1, args.runs + 1):
+            ours.append(run_ours(procs, port, expected))
+            peers.append(run_peer(procs, python, port, expected))
+            print(f"run {run}/{args.runs} ({expected:,} trades): "
+                  f"tickmesh {ours[-1].describe(expected)} | "
+                  f"alpaca-py {peers[-1].describe(expected)}", flush=True)
+    rows = scenarios(ours, peers, peer_name)
+    print_table(rows)
+    write_results(RESULTS, rows)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(128 + signal.SIGINT)
+    except (RuntimeError, subprocess.SubprocessError) as exc:
+        sys.exit(f"bench failed: {exc}")
