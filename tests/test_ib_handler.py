@@ -10,6 +10,7 @@ import pytest
 from ib_async import IB, Stock
 
 from bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
+from handlers.common.settings import read
 from handlers.ib.handler import IbSettings
 from tests.conftest import free_port, kill_group
 from tests.ib_sim import BusLog, IbSim, hold_client_id, start_ib_sim, until
@@ -198,10 +199,9 @@ def test_an_unknown_symbol_is_an_error_status_200_while_the_others_flow(spawn_ch
 # --- settings ------------------------------------------------------------------------------------
 
 def test_settings_are_checked_by_name():
-    settings = IbSettings.from_settings({"symbols": ["AAPL", "BRK B"], "port": 4002,
-                                         "backoff_min": 1})
+    settings = read(IbSettings, {"symbols": ["AAPL", "BRK B"], "port": 4002, "backoff_min": 1})
     assert (settings.symbols, settings.port, settings.backoff_min) == (("AAPL", "BRK B"), 4002, 1.0)
-    assert IbSettings.from_settings({"symbols": "AAPL, MSFT"}).symbols == ("AAPL", "MSFT")
+    assert read(IbSettings, {"symbols": "AAPL, MSFT"}).symbols == ("AAPL", "MSFT")
     for bad, key in [({}, "symbols"), ({"symbols": ["AAPL", ""]}, "symbols"),
                      ({"symbols": [1]}, "symbols"), ({"symbols": ["A|B"]}, "symbols"),
                      ({"symbols": ["A"], "port": "7497"}, "port"),
@@ -210,4 +210,4 @@ def test_settings_are_checked_by_name():
                      ({"symbols": ["A"], "clientid": 3}, "clientid"),
                      ({"symbols": ["A"], "backoff_min": 5, "backoff_max": 1}, "backoff_min")]:
         with pytest.raises(ValueError, match=key):
-            IbSettings.from_settings(bad)
+            read(IbSettings, bad)

@@ -10,6 +10,7 @@ import pytest
 
 from bus import Subscriber
 from bus.events import Bar, Heartbeat, Quote, Status, Trade
+from handlers.common.settings import read
 from handlers.polygon.handler import DEFAULT_URL, PolygonSettings
 from tests.conftest import free_port, kill_group
 from tests.polygon_sim import Sim, start_sim
@@ -175,14 +176,14 @@ def test_garbage_from_the_server_is_counted_not_fatal(forwarder, bus, spawn_chil
 
 
 def test_settings_are_checked_by_name():
-    settings = PolygonSettings.from_settings({"symbols": ["AAPL", "BRK.B"], "channels": ["T", "AM"]})
+    settings = read(PolygonSettings, {"symbols": ["AAPL", "BRK.B"], "channels": ["T", "AM"]})
     assert settings.topics == ["T.AAPL", "T.BRK.B", "AM.AAPL", "AM.BRK.B"]
-    assert (settings.key_env, settings.client.url) == ("POLYGON_API_KEY", DEFAULT_URL)
-    assert settings.client.stale_after == 60.0
+    assert (settings.key_env, settings.url) == ("POLYGON_API_KEY", DEFAULT_URL)
+    assert settings.stale_after == 60.0
     for bad, name in [({}, "symbols"), ({"symbols": "AAPL"}, "symbols"),
                       ({"symbols": ["AAPL"], "channels": ["X"]}, "symbols/channels"),
                       ({"symbols": ["A|B"]}, "symbols/channels"),
                       ({"symbols": ["AAPL"], "key_env": ""}, "key_env"),
                       ({"symbols": ["AAPL"], "url": "http://x"}, "url")]:
         with pytest.raises(ValueError, match=name):
-            PolygonSettings.from_settings(bad)
+            read(PolygonSettings, bad)

@@ -33,9 +33,8 @@ import asyncio
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
 
 import uvloop
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
@@ -45,6 +44,8 @@ from bus import process
 from handlers.alpaca import replay, wire
 from handlers.alpaca.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
 from handlers.alpaca.session import Account, Registry, Reply, ServerSession
+from handlers.common import child
+from handlers.common.settings import CommaStrings, SettingsError, read, require
 
 TICK_S = 0.02
 CLOSE_TIMEOUT_S = 0.5
@@ -52,18 +53,18 @@ CLOSE_TIMEOUT_S = 0.5
 PATH = re.compile(r"^/v2/([A-Za-z0-9_]+)/?$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SimSettings:
     host: str = "127.0.0.1"
     port: int = 8765
     rate: float = 100.0
-    symbols: tuple[str, ...] = ()
+    symbols: CommaStrings = ()
     replay: str = ""
     blast: int = 0
     seed: int = 0
     key_env: str = ""
     secret_env: str = ""
-    feeds: tuple[str, ...] = ()
+    feeds: CommaStrings = ()
     max_connections: int = 0
     symbol_limit: int = 0
     auth_timeout: float = 10.0
@@ -71,41 +72,14 @@ class SimSettings:
     silent_after: int = 0
     freeze_after: int = 0
 
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> "SimSettings":
-        """Check and convert a settings table; a ValueError names the key that is wrong."""
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(settings) - set(known))
-        if unknown:
-            raise ValueError(f"unknown simulator settings: {', '.join(unknown)}")
-        values = {name: _convert(name, known[name], value) for name, value in settings.items()}
-        result = cls(**values)
-        if result.rate <= 0 or result.port < 0 or result.auth_timeout <= 0:
-            raise ValueError("settings need rate > 0, port >= 0 and auth_timeout > 0")
-        return result
+    def __post_init__(self) -> None:
+        require(self.rate > 0, "rate", "a number > 0", self.rate)
+        require(self.port >= 0, "port", "an integer >= 0", self.port)
+        require(self.auth_timeout > 0, "auth_timeout", "a number > 0", self.auth_timeout)
 
     @property
     def market_symbols(self) -> tuple[str, ...]:
         return self.symbols or (BLAST_SYMBOLS if self.blast else DEFAULT_SYMBOLS)
-
-
-_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float)}
-
-
-def _convert(name: str, kind: str, value: Any) -> Any:
-    if kind == "tuple[str, ...]":
-        return _string_tuple(name, value)
-    if isinstance(value, bool) or not isinstance(value, _TYPES[kind]):
-        raise ValueError(f"setting {name} must be {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
-
-
-def _string_tuple(name: str, value: Any) -> tuple[str, ...]:
-    """A list of strings, or one comma-separated string."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(s, str) for s in items):
-        raise ValueError(f"setting {name} must be a list of strings, got {value!r}")
-    return tuple(s.strip() for s in items if s.strip())
 
 
 def _feed(path: str) -> str:
@@ -286,13 +260,13 @@ async def run_server(settings: SimSettings, counters: Counter) -> None:
         await asyncio.Future()
 
 
-async def _child_main(ctx: process.ProcessContext) -> None:
-    await run_server(SimSettings.from_settings(ctx.settings), ctx.counters)
+async def _child_main(ctx: process.ProcessContext, settings: SimSettings) -> None:
+    await run_server(settings, ctx.counters)
 
 
 def main() -> None:
     """Supervised: settings from TICKMESH_CHILD."""
-    process.run(_child_main)
+    child.run(_child_main, SimSettings)
 
 
 def cli(argv: list[str]) -> None:
@@ -307,9 +281,9 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--blast", type=int, metavar="N", help="send N pre-built frames, fast")
     args = parser.parse_args(argv)
     try:
-        settings = SimSettings.from_settings(
-            {name: value for name, value in vars(args).items() if value is not None})
-    except ValueError as exc:
+        settings = read(SimSettings,
+                        {name: value for name, value in vars(args).items() if value is not None})
+    except SettingsError as exc:
         parser.error(str(exc))
     process.configure_logging("alpaca-sim")
     try:

@@ -3,12 +3,17 @@
 The n-th delay (from 0) is uniform in [d/2, d] with d = min(maximum, minimum * 2**n): spread out
 so that many clients do not reconnect in step, and never shorter than the previous delay's
 upper bound halved, so consecutive waits keep growing until the cap.
+
+`BackoffSettings` are the two keys of a handler's settings table that set it.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Callable
+
+from handlers.common.settings import require
 
 
 class Backoff:
@@ -30,3 +35,18 @@ class Backoff:
     def reset(self) -> None:
         """The connection became healthy: start again from the minimum."""
         self.attempt = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BackoffSettings:
+    """A reconnecting handler's settings: its waits grow from backoff_min to backoff_max s."""
+
+    backoff_min: float = 0.5
+    backoff_max: float = 30.0
+
+    def __post_init__(self) -> None:
+        require(0 < self.backoff_min <= self.backoff_max, "backoff_min",
+                f"a number > 0 and <= backoff_max ({self.backoff_max:g})", self.backoff_min)
+
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_min, self.backoff_max)

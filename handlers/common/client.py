@@ -1,8 +1,7 @@
 """The reconnecting WebSocket client: connect, drive a provider's protocol, publish, repeat.
 
     protocol = MyProtocol(counters=ctx.counters)                  # a ClientProtocol
-    settings = ClientSettings.from_settings(ctx.settings, default_url="wss://...")
-    await ReconnectingClient(ctx, protocol, settings).run()        # until cancelled
+    await ReconnectingClient(ctx, protocol, settings).run()        # settings: ClientSettings
 
 For each connection: publish Status "connecting", open the WebSocket (with the protocol's
 headers), send what `protocol.start()` asks, then feed every message to `protocol.receive`,
@@ -13,10 +12,11 @@ Status "disconnected" with the reason, a jittered, capped exponential backoff
 (handlers.common.backoff; reset once the protocol reports "subscribed"), and a new connection,
 where the protocol authenticates and subscribes again from scratch.
 
-Settings (from the child's settings table): url, stale_after, backoff_min, backoff_max,
-ping_interval, ping_timeout, open_timeout. Counters: connects, reconnects, frames, events,
-errors (provider errors), stale, problems (bad input; the protocol counts the details),
-malformed (also: events the bus cannot carry, e.g. a symbol containing '|', are dropped here).
+Settings (`ClientSettings`, which a handler's own settings extend): url, stale_after,
+backoff_min, backoff_max, ping_interval, ping_timeout, open_timeout. Counters: connects,
+reconnects, frames, events, errors (provider errors), stale, problems (bad input; the protocol
+counts the details), malformed (also: events the bus cannot carry, e.g. a symbol containing
+'|', are dropped here).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
@@ -32,43 +32,29 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from bus.events import STATUS_STATES, Status
 from bus.process import ProcessContext, log
 from bus.topics import TopicError
-from handlers.common.backoff import Backoff
+from handlers.common.backoff import BackoffSettings
 from handlers.common.protocol import ClientProtocol, Output
+from handlers.common.settings import require
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class ClientSettings:
+@dataclass(frozen=True, kw_only=True)
+class ClientSettings(BackoffSettings):
+    """The client's keys of a handler's settings table (read with handlers.common.settings)."""
+
     url: str
     stale_after: float = 30.0
-    backoff_min: float = 0.5
-    backoff_max: float = 30.0
     ping_interval: float = 10.0
     ping_timeout: float = 10.0
     open_timeout: float = 10.0
 
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any], default_url: str) -> "ClientSettings":
-        """Read and check the client's keys; a ValueError names the key that is wrong."""
-        url = settings.get("url", default_url)
-        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"setting url must be a ws:// or wss:// address, got {url!r}")
-        numbers = {
-            name: _number(settings, name, getattr(cls, name))
-            for name in ("stale_after", "backoff_min", "backoff_max", "ping_interval",
-                         "ping_timeout", "open_timeout")
-        }
-        if not 0 < numbers["backoff_min"] <= numbers["backoff_max"]:
-            raise ValueError("settings need 0 < backoff_min <= backoff_max")
-        return cls(url=url, **numbers)
-
-
-def _number(settings: dict[str, Any], name: str, default: float) -> float:
-    value = settings.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"setting {name} must be a number >= 0, got {value!r}")
-    return float(value)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.url.startswith(("ws://", "wss://")), "url", "a ws:// or wss:// address",
+                self.url)
+        for key in ("stale_after", "ping_interval", "ping_timeout", "open_timeout"):
+            require(getattr(self, key) >= 0, key, "a number >= 0", getattr(self, key))
 
 
 class ReconnectingClient:
@@ -77,7 +63,7 @@ class ReconnectingClient:
         self.ctx = ctx
         self.protocol = protocol
         self.settings = settings
-        self.backoff = Backoff(settings.backoff_min, settings.backoff_max)
+        self.backoff = settings.backoff()
         self._log = log().bind(provider=protocol.provider, url=settings.url)
         self._last_frame = 0.0
         self._close_reason = ""

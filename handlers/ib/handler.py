@@ -16,9 +16,10 @@ everything when the data was lost (1101); 317 resets that symbol's book. 2100-21
 informational. When the connection drops (a TWS restart, IB's daily one included), the handler
 reconnects after a jittered, capped exponential backoff and requests everything again.
 
-Settings: host, port (7497 TWS paper, 7496 TWS live, 4002/4001 IB Gateway), client_id,
-symbols, depth_rows (0: no depth), smart_depth (aggregate depth over exchanges), exchange,
-currency, backoff_min, backoff_max, timeout (seconds for connecting and for contract lookups).
+Settings (`IbSettings`): host, port (7497 TWS paper, 7496 TWS live, 4002/4001 IB Gateway),
+client_id, symbols, depth_rows (0: no depth), smart_depth (aggregate depth over exchanges),
+exchange, currency, backoff_min, backoff_max, timeout (seconds for connecting and for contract
+lookups).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from ib_async import IB, Contract, Stock, Ticker
 from ib_async.ib import StartupFetchNONE
@@ -36,9 +37,10 @@ from ib_async.objects import MktDepthData, TickByTickAllLast, TickByTickBidAsk
 
 from bus import process
 from bus.events import BookDelta, BookSnapshot, Quote, Status, Trade
-from handlers.common.backoff import Backoff
+from handlers.common import child
+from handlers.common.backoff import BackoffSettings
+from handlers.common.settings import CommaStrings, require
 from handlers.ib.depth import DepthBook, DepthError
-from handlers.ib.settings import read
 
 PROVIDER = "ib"
 INFORMATIONAL = range(2100, 2200)
@@ -48,32 +50,26 @@ RESTORED_DATA_KEPT = 1102
 DEPTH_RESET = 317
 
 
-@dataclass(frozen=True)
-class IbSettings:
+@dataclass(frozen=True, kw_only=True)
+class IbSettings(BackoffSettings):
+    """The handler's settings table."""
+
     host: str = "127.0.0.1"
     port: int = 7497
     client_id: int = 1
-    symbols: tuple[str, ...] = ()
+    symbols: CommaStrings
     depth_rows: int = 5
     smart_depth: bool = True
     exchange: str = "SMART"
     currency: str = "USD"
-    backoff_min: float = 0.5
-    backoff_max: float = 30.0
     timeout: float = 10.0
 
-    @classmethod
-    def from_settings(cls, raw: Mapping[str, Any]) -> "IbSettings":
-        """Read and check the settings table; a ValueError names the key that is wrong."""
-        settings = read(cls, raw)
-        if not settings.symbols or any("|" in symbol for symbol in settings.symbols):
-            raise ValueError(f"setting symbols must list symbols (without '|'), "
-                             f"got {settings.symbols!r}")
-        if not 0 < settings.backoff_min <= settings.backoff_max:
-            raise ValueError("settings need 0 < backoff_min <= backoff_max")
-        if settings.depth_rows < 0 or settings.timeout <= 0:
-            raise ValueError("settings need depth_rows >= 0 and timeout > 0")
-        return settings
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.symbols) and not any("|" in symbol for symbol in self.symbols),
+                "symbols", "symbols (without '|')", self.symbols)
+        require(self.depth_rows >= 0, "depth_rows", "an integer >= 0", self.depth_rows)
+        require(self.timeout > 0, "timeout", "a number > 0", self.timeout)
 
 
 # --- normalization ----------------------------------------------------------------------------
@@ -103,7 +99,7 @@ class IbFeed:
     def __init__(self, ctx: process.ProcessContext, settings: IbSettings) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.backoff = Backoff(settings.backoff_min, settings.backoff_max)
+        self.backoff = settings.backoff()
         self.log = process.log().bind(provider=PROVIDER, port=settings.port,
                                       client_id=settings.client_id)
         # this connection's: the client, the contracts found (by symbol), depth resyncs under way
@@ -287,8 +283,7 @@ class _LibraryLog(logging.Handler):
         process.log().warning(record.getMessage(), logger=record.name, provider=PROVIDER)
 
 
-async def _main(ctx: process.ProcessContext) -> None:
-    settings = IbSettings.from_settings(ctx.settings)
+async def _main(ctx: process.ProcessContext, settings: IbSettings) -> None:
     library = logging.getLogger("ib_async")
     library.addHandler(_LibraryLog(ctx.counters))
     library.propagate = False
@@ -296,7 +291,7 @@ async def _main(ctx: process.ProcessContext) -> None:
 
 
 def main() -> None:
-    process.run(_main)
+    child.run(_main, IbSettings)
 
 
 if __name__ == "__main__":

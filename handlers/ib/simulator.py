@@ -27,14 +27,14 @@ import random
 import signal
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any, Mapping
 
 import structlog
 import uvloop
 
 from bus import process
+from handlers.common import child
+from handlers.common.settings import CommaStrings, SettingsError, read, require
 from handlers.ib.market import Market
-from handlers.ib.settings import read
 from handlers.ib.tws import Session, Tws
 from handlers.ib.wire import WireError
 
@@ -43,30 +43,25 @@ WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SimSettings:
     host: str = "127.0.0.1"
     port: int = 7497
     rate: float = 20.0
     """Market steps per second per symbol (each a trade, a quote change or a depth change)."""
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    symbols: CommaStrings = DEFAULT_SYMBOLS
     depth_rows: int = 10
     latency: float = 0.0
     """Seconds before TWS acts on what a client sends, as a TWS across a network would."""
     seed: int = 0
     """0: a different market every run."""
 
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> "SimSettings":
-        """Settings from a config table; raises ValueError naming the bad key."""
-        settings = read(cls, raw)
-        checks = {"port": 0 <= settings.port <= 65535, "rate": settings.rate > 0,
-                  "symbols": bool(settings.symbols), "depth_rows": settings.depth_rows >= 2,
-                  "latency": settings.latency >= 0}
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid simulator settings {bad}: {settings}")
-        return settings
+    def __post_init__(self) -> None:
+        require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
+        require(self.rate > 0, "rate", "a number > 0", self.rate)
+        require(bool(self.symbols), "symbols", "a non-empty list of strings", self.symbols)
+        require(self.depth_rows >= 2, "depth_rows", "an integer >= 2", self.depth_rows)
+        require(self.latency >= 0, "latency", "a number >= 0", self.latency)
 
 
 class _Connection(asyncio.Protocol):
@@ -202,8 +197,8 @@ def cli(argv: list[str]) -> None:
     [--seed]`."""
     args = vars(_parser().parse_args(argv))
     try:
-        settings = SimSettings.from_mapping({k: v for k, v in args.items() if v is not None})
-    except ValueError as exc:
+        settings = read(SimSettings, {k: v for k, v in args.items() if v is not None})
+    except SettingsError as exc:
         raise SystemExit(f"tickmesh sim ib: {exc}") from None
     process.configure_logging("ib-sim")
     try:
@@ -212,12 +207,12 @@ def cli(argv: list[str]) -> None:
         pass
 
 
-async def _child_main(ctx: process.ProcessContext) -> None:
-    await Simulator(SimSettings.from_mapping(ctx.settings), ctx.counters).run()
+async def _child_main(ctx: process.ProcessContext, settings: SimSettings) -> None:
+    await Simulator(settings, ctx.counters).run()
 
 
 def main() -> None:
-    process.run(_child_main)
+    child.run(_child_main, SimSettings)
 
 
 if __name__ == "__main__":

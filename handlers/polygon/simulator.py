@@ -30,9 +30,9 @@ import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
@@ -42,6 +42,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bus import process
+from handlers.common import child
+from handlers.common.settings import CommaStrings, SettingsError, read, require
 from handlers.polygon import protocol as wire
 from handlers.polygon.feed import RandomFeed
 
@@ -51,60 +53,30 @@ OUTBOX_LIMIT = 10_000  # frames queued for one client before it is dropped as a 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SimSettings:
     host: str = "127.0.0.1"
     port: int = 8766
     rate: float = 20.0
     """Random walk: messages per second per symbol. Replay: frames per second."""
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    replay: str | None = None
-    key: str | None = None
-    """The only API key accepted; None accepts any."""
+    symbols: CommaStrings = DEFAULT_SYMBOLS
+    replay: str = ""
+    key: str = ""
+    """The only API key accepted; empty accepts any."""
     max_connections: int = 1
     auth_timeout: float = 10.0
-    seed: int | None = None
+    seed: int = 0
+    """0: a different market every run."""
 
-    @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any]) -> "SimSettings":
-        """Settings from a config table; raises ValueError naming the bad keys."""
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown simulator settings: {sorted(unknown)}")
-        values = dict(raw)
-        symbols = values.get("symbols", DEFAULT_SYMBOLS)
-        if isinstance(symbols, str):
-            symbols = symbols.split(",")
-        if not isinstance(symbols, (list, tuple)) or not all(isinstance(s, str) for s in symbols):
-            raise ValueError(f"setting symbols must be a list of strings, got {symbols!r}")
-        values["symbols"] = tuple(s.strip() for s in symbols if s.strip())
-        settings = cls(**values)
-        settings._validate()
-        return settings
-
-    def _validate(self) -> None:
-        checks = {
-            "host": isinstance(self.host, str),
-            "port": _is_int(self.port) and 0 <= self.port <= 65535,
-            "rate": _is_number(self.rate) and self.rate > 0,
-            "symbols": bool(self.symbols) and all("|" not in s for s in self.symbols),
-            "replay": self.replay is None or Path(self.replay).is_file(),
-            "key": self.key is None or isinstance(self.key, str),
-            "max_connections": _is_int(self.max_connections) and self.max_connections >= 1,
-            "auth_timeout": _is_number(self.auth_timeout) and self.auth_timeout > 0,
-            "seed": self.seed is None or _is_int(self.seed),
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid simulator settings: {', '.join(bad)}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    def __post_init__(self) -> None:
+        require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
+        require(self.rate > 0, "rate", "a number > 0", self.rate)
+        require(bool(self.symbols) and all("|" not in s for s in self.symbols), "symbols",
+                "symbols (without '|')", self.symbols)
+        require(not self.replay or Path(self.replay).is_file(), "replay", "a file", self.replay)
+        require(self.max_connections >= 1, "max_connections", "an integer >= 1",
+                self.max_connections)
+        require(self.auth_timeout > 0, "auth_timeout", "a number > 0", self.auth_timeout)
 
 
 @dataclass(frozen=True)
@@ -154,12 +126,12 @@ class Simulator:
         self.counters = counters
         self.clients: dict[_Client, None] = {}  # in connection order, oldest first
         self.accepted = 0
-        self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed)
+        self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed or None)
         self.replay_lines = self._load_replay()
         self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
 
     def _load_replay(self) -> list[str]:
-        if self.settings.replay is None:
+        if not self.settings.replay:
             return []
         text = Path(self.settings.replay).read_text(encoding="utf-8", errors="replace")
         return [line for line in text.splitlines() if line.strip()]
@@ -234,7 +206,7 @@ class Simulator:
     def _auth(self, client: _Client, key: str) -> None:
         if client.auth_timer is not None:
             client.auth_timer.cancel()
-        if self.settings.key is not None and key != self.settings.key:
+        if self.settings.key and key != self.settings.key:
             self.counters["auth_failed"] += 1
             self.log.warning("authentication failed", client=client.number)
             self._status(client, wire.AUTH_FAILED, "authentication failed")
@@ -385,8 +357,8 @@ def cli(argv: list[str]) -> None:
     """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--replay FILE]`."""
     args = vars(_parser().parse_args(argv))
     try:
-        settings = SimSettings.from_mapping({k: v for k, v in args.items() if v is not None})
-    except ValueError as exc:
+        settings = read(SimSettings, {k: v for k, v in args.items() if v is not None})
+    except SettingsError as exc:
         raise SystemExit(f"tickmesh sim polygon: {exc}") from None
     process.configure_logging("polygon-sim")
     try:
@@ -395,12 +367,12 @@ def cli(argv: list[str]) -> None:
         pass
 
 
-async def _child_main(ctx: process.ProcessContext) -> None:
-    await run(SimSettings.from_mapping(ctx.settings), ctx.counters)
+async def _child_main(ctx: process.ProcessContext, settings: SimSettings) -> None:
+    await run(settings, ctx.counters)
 
 
 def main() -> None:
-    process.run(_child_main)
+    child.run(_child_main, SimSettings)
 
 
 if __name__ == "__main__":
