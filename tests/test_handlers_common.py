@@ -5,7 +5,9 @@ settings; and every handler and simulator refusing bad settings as a real child 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -123,3 +125,43 @@ def test_bad_settings_exit_2_with_one_log_line_naming_the_key(spawn_child, modul
     [line] = [json.loads(line) for line in err.splitlines()]
     assert (line["event"], line["level"], line["process"]) == ("bad settings", "error", "child")
     assert line["error"].startswith(message)
+
+
+# --- the simulators' shared command line ------------------------------------------------------
+
+PROVIDERS = ["alpaca", "polygon", "ib"]
+
+
+def sim_cli(spawn, provider: str, *args: str) -> tuple[int, str, str]:
+    proc = spawn([sys.executable, "-m", "tickmesh.cli", "sim", provider, *args],
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=20)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_simulator_has_the_shared_flags(spawn, provider):
+    code, out, _ = sim_cli(spawn, provider, "--help")
+    assert code == 0 and out.startswith(f"usage: tickmesh sim {provider}")
+    for flag in ("--host", "--port", "--rate", "--symbols"):
+        assert flag in out
+    assert ("--replay FILE" in out) == (provider != "ib")  # IB has nothing to replay
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_bad_flags_exit_2_naming_the_setting(spawn, provider):
+    code, _, err = sim_cli(spawn, provider, "--rate", "-3")
+    assert code == 2
+    assert err.rstrip().endswith(f"tickmesh sim {provider}: error: settings.rate: expected a "
+                                 f"number > 0, got -3.0")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_port_in_use_exits_1_with_the_reason(spawn, provider):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, _, err = sim_cli(spawn, provider, "--port", str(taken.getsockname()[1]))
+    assert code == 1
+    assert err.startswith(f"tickmesh sim {provider}: ") and "in use" in err
+    assert "Traceback" not in err

@@ -28,7 +28,6 @@ messages_sent, dropped, silenced, frozen, and error_<code> for each error sent.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import time
@@ -36,7 +35,6 @@ from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
 
-import uvloop
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -44,8 +42,9 @@ from bus import process
 from handlers.alpaca import replay, wire
 from handlers.alpaca.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
 from handlers.alpaca.session import Account, Registry, Reply, ServerSession
-from handlers.common import child
-from handlers.common.settings import CommaStrings, SettingsError, read, require
+from handlers.common import simulator
+from handlers.common.settings import CommaStrings, require
+from handlers.common.simulator import SimulatorSettings
 
 TICK_S = 0.02
 CLOSE_TIMEOUT_S = 0.5
@@ -54,11 +53,9 @@ PATH = re.compile(r"^/v2/([A-Za-z0-9_]+)/?$")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimSettings:
-    host: str = "127.0.0.1"
+class SimSettings(SimulatorSettings):
     port: int = 8765
     rate: float = 100.0
-    symbols: CommaStrings = ()
     replay: str = ""
     blast: int = 0
     seed: int = 0
@@ -73,8 +70,7 @@ class SimSettings:
     freeze_after: int = 0
 
     def __post_init__(self) -> None:
-        require(self.rate > 0, "rate", "a number > 0", self.rate)
-        require(self.port >= 0, "port", "an integer >= 0", self.port)
+        super().__post_init__()
         require(self.auth_timeout > 0, "auth_timeout", "a number > 0", self.auth_timeout)
 
     @property
@@ -260,38 +256,18 @@ async def run_server(settings: SimSettings, counters: Counter) -> None:
         await asyncio.Future()
 
 
-async def _child_main(ctx: process.ProcessContext, settings: SimSettings) -> None:
-    await run_server(settings, ctx.counters)
-
-
 def main() -> None:
     """Supervised: settings from TICKMESH_CHILD."""
-    child.run(_child_main, SimSettings)
+    simulator.run_child(run_server, SimSettings)
 
 
 def cli(argv: list[str]) -> None:
     """`tickmesh sim alpaca ...`: standalone, no bus."""
-    parser = argparse.ArgumentParser(prog="tickmesh sim alpaca",
-                                     description="A local Alpaca market-data stream v2.")
-    parser.add_argument("--host")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--rate", type=float, help="messages per second per connection")
-    parser.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
-    parser.add_argument("--replay", metavar="FILE", help="recorded frames, one JSON frame a line")
+    parser = simulator.parser("alpaca", "A local Alpaca market-data stream v2.",
+                              rate="messages per second per connection",
+                              replay="recorded frames, one JSON frame a line")
     parser.add_argument("--blast", type=int, metavar="N", help="send N pre-built frames, fast")
-    args = parser.parse_args(argv)
-    try:
-        settings = read(SimSettings,
-                        {name: value for name, value in vars(args).items() if value is not None})
-    except SettingsError as exc:
-        parser.error(str(exc))
-    process.configure_logging("alpaca-sim")
-    try:
-        uvloop.run(run_server(settings, Counter()))
-    except (OSError, ValueError) as exc:  # port in use, unreadable replay file
-        parser.exit(1, f"tickmesh sim alpaca: {exc}\n")
-    except KeyboardInterrupt:
-        pass
+    simulator.run_cli(parser, argv, SimSettings, run_server)
 
 
 if __name__ == "__main__":

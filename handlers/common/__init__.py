@@ -1,8 +1,9 @@
 """Provider-agnostic pieces shared by handlers: the reconnecting WebSocket client
 (`client.ReconnectingClient`), the interface a provider's sans-I/O protocol implements for it
 (`protocol.ClientProtocol`, `Output`, `Change`), the reconnect backoff (`backoff.Backoff`), the
-settings reader (`settings.read`: a settings table into a checked dataclass), and the child
-runner that reads a child's settings before it starts (`child.run`).
+settings reader (`settings.read`: a settings table into a checked dataclass), the child
+runner that reads a child's settings before it starts (`child.run`), and what every simulator
+shares: its common settings and its command line (`simulator`).
 Read handlers/common/protocol.py first: its docstring is the whole contract.
 """
 

@@ -21,7 +21,6 @@ depth_rows, latency, seed).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
 import signal
@@ -29,11 +28,10 @@ from collections import Counter, deque
 from dataclasses import dataclass
 
 import structlog
-import uvloop
 
-from bus import process
-from handlers.common import child
-from handlers.common.settings import CommaStrings, SettingsError, read, require
+from handlers.common import simulator
+from handlers.common.settings import CommaStrings, require
+from handlers.common.simulator import SimulatorSettings
 from handlers.ib.market import Market
 from handlers.ib.tws import Session, Tws
 from handlers.ib.wire import WireError
@@ -44,8 +42,7 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimSettings:
-    host: str = "127.0.0.1"
+class SimSettings(SimulatorSettings):
     port: int = 7497
     rate: float = 20.0
     """Market steps per second per symbol (each a trade, a quote change or a depth change)."""
@@ -57,8 +54,7 @@ class SimSettings:
     """0: a different market every run."""
 
     def __post_init__(self) -> None:
-        require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
-        require(self.rate > 0, "rate", "a number > 0", self.rate)
+        super().__post_init__()
         require(bool(self.symbols), "symbols", "a non-empty list of strings", self.symbols)
         require(self.depth_rows >= 2, "depth_rows", "an integer >= 2", self.depth_rows)
         require(self.latency >= 0, "latency", "a number >= 0", self.latency)
@@ -176,43 +172,28 @@ class Simulator:
             connection.transport.abort()
 
 
+async def run_server(settings: SimSettings, counters: Counter) -> None:
+    """Serve until cancelled."""
+    await Simulator(settings, counters).run()
+
+
 # --- entry points -------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tickmesh sim ib", description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=SimSettings.host)
-    parser.add_argument("--port", type=int, default=SimSettings.port)
-    parser.add_argument("--rate", type=float, default=SimSettings.rate,
-                        help="market steps per second per symbol")
-    parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated")
-    parser.add_argument("--depth-rows", type=int, default=SimSettings.depth_rows)
-    parser.add_argument("--latency", type=float, default=SimSettings.latency,
-                        help="seconds before acting on a request, as across a network")
-    parser.add_argument("--seed", type=int)
-    return parser
+def main() -> None:
+    """Supervised: settings from TICKMESH_CHILD."""
+    simulator.run_child(run_server, SimSettings)
 
 
 def cli(argv: list[str]) -> None:
     """`tickmesh sim ib [--host] [--port] [--rate] [--symbols] [--depth-rows] [--latency]
-    [--seed]`."""
-    args = vars(_parser().parse_args(argv))
-    try:
-        settings = read(SimSettings, {k: v for k, v in args.items() if v is not None})
-    except SettingsError as exc:
-        raise SystemExit(f"tickmesh sim ib: {exc}") from None
-    process.configure_logging("ib-sim")
-    try:
-        uvloop.run(Simulator(settings, Counter()).run())
-    except KeyboardInterrupt:
-        pass
-
-
-async def _child_main(ctx: process.ProcessContext, settings: SimSettings) -> None:
-    await Simulator(settings, ctx.counters).run()
-
-
-def main() -> None:
-    child.run(_child_main, SimSettings)
+    [--seed]`: standalone, no bus."""
+    parser = simulator.parser("ib", __doc__.split("\n")[0],
+                              rate="market steps per second per symbol")
+    parser.add_argument("--depth-rows", type=int)
+    parser.add_argument("--latency", type=float,
+                        help="seconds before acting on a request, as across a network")
+    parser.add_argument("--seed", type=int, help="0: a different market every run")
+    simulator.run_cli(parser, argv, SimSettings, run_server)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Run it standalone (`tickmesh sim polygon --port 8766`, i.e. `cli(argv)`) or supe
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -36,14 +35,13 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
-import uvloop
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bus import process
-from handlers.common import child
-from handlers.common.settings import CommaStrings, SettingsError, read, require
+from handlers.common import simulator
+from handlers.common.settings import CommaStrings, require
+from handlers.common.simulator import SimulatorSettings
 from handlers.polygon import protocol as wire
 from handlers.polygon.feed import RandomFeed
 
@@ -54,8 +52,7 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
 @dataclass(frozen=True, kw_only=True)
-class SimSettings:
-    host: str = "127.0.0.1"
+class SimSettings(SimulatorSettings):
     port: int = 8766
     rate: float = 20.0
     """Random walk: messages per second per symbol. Replay: frames per second."""
@@ -69,8 +66,7 @@ class SimSettings:
     """0: a different market every run."""
 
     def __post_init__(self) -> None:
-        require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
-        require(self.rate > 0, "rate", "a number > 0", self.rate)
+        super().__post_init__()
         require(bool(self.symbols) and all("|" not in s for s in self.symbols), "symbols",
                 "symbols (without '|')", self.symbols)
         require(not self.replay or Path(self.replay).is_file(), "replay", "a file", self.replay)
@@ -324,55 +320,35 @@ def _resume_reading(client: _Client) -> None:
         client.ws.transport.resume_reading()
 
 
-async def run(settings: SimSettings, counters: Counter) -> None:
+async def run_server(settings: SimSettings, counters: Counter) -> None:
     """Serve until cancelled."""
-    simulator = Simulator(settings, counters)
-    async with serve(simulator.handle, settings.host, settings.port,
-                     process_request=simulator.process_request, close_timeout=1) as server:
+    sim = Simulator(settings, counters)
+    async with serve(sim.handle, settings.host, settings.port,
+                     process_request=sim.process_request, close_timeout=1) as server:
         port = server.sockets[0].getsockname()[1]
-        simulator.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stocks",
-                           replay=settings.replay, symbols=list(settings.symbols))
-        if simulator.replay_lines:
+        sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stocks",
+                     replay=settings.replay, symbols=list(settings.symbols))
+        if sim.replay_lines:
             await asyncio.Future()  # replays run per connection
-        await simulator.run_random_walk()
+        await sim.run_random_walk()
 
 
 # --- entry points -------------------------------------------------------------------------
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tickmesh sim polygon",
-                                     description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default=SimSettings.host)
-    parser.add_argument("--port", type=int, default=SimSettings.port)
-    parser.add_argument("--rate", type=float, default=SimSettings.rate,
-                        help="messages per second per symbol (replay: frames per second)")
-    parser.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated")
-    parser.add_argument("--replay", metavar="FILE", help="raw recorded frames, one per line")
-    parser.add_argument("--key", help="the only API key accepted (default: any)")
-    parser.add_argument("--max-connections", type=int, default=SimSettings.max_connections)
-    return parser
+def main() -> None:
+    """Supervised: settings from TICKMESH_CHILD."""
+    simulator.run_child(run_server, SimSettings)
 
 
 def cli(argv: list[str]) -> None:
-    """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--replay FILE]`."""
-    args = vars(_parser().parse_args(argv))
-    try:
-        settings = read(SimSettings, {k: v for k, v in args.items() if v is not None})
-    except SettingsError as exc:
-        raise SystemExit(f"tickmesh sim polygon: {exc}") from None
-    process.configure_logging("polygon-sim")
-    try:
-        uvloop.run(run(settings, Counter()))
-    except KeyboardInterrupt:
-        pass
-
-
-async def _child_main(ctx: process.ProcessContext, settings: SimSettings) -> None:
-    await run(settings, ctx.counters)
-
-
-def main() -> None:
-    child.run(_child_main, SimSettings)
+    """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--replay FILE] [--key]
+    [--max-connections]`: standalone, no bus."""
+    parser = simulator.parser("polygon", __doc__.split("\n")[0],
+                              rate="messages per second per symbol (replay: frames per second)",
+                              replay="raw recorded frames, one per line")
+    parser.add_argument("--key", help="the only API key accepted (default: any)")
+    parser.add_argument("--max-connections", type=int)
+    simulator.run_cli(parser, argv, SimSettings, run_server)
 
 
 if __name__ == "__main__":
