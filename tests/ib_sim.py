@@ -1,6 +1,5 @@
 """Test helpers for IB: start the fake TWS as a supervised child on a free port, hold a client
-id on it with a bare socket, wait on an ib_async client, and collect what a process publishes
-on the bus."""
+id on it with a bare socket, and wait on an ib_async client."""
 
 from __future__ import annotations
 
@@ -13,8 +12,6 @@ from typing import Callable
 
 from ib_async import IB
 
-from bus import Subscriber
-from bus.events import Status
 from handlers.ib import wire
 from tests.conftest import free_port
 from tests.waiting import wait_until
@@ -82,34 +79,3 @@ async def until(ib: IB, condition: Callable[[], object], what: str,
         await asyncio.wait_for(wait(), timeout)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
-
-
-class BusLog:
-    """Everything published on some topics, collected as it arrives."""
-
-    def __init__(self, endpoint: str, patterns: list[str]) -> None:
-        self.sub = Subscriber(endpoint, patterns)
-        self.events: list = []
-
-    def until(self, condition: Callable[[list], object], timeout: float = 15.0,
-              what: str = "events"):
-        def check():
-            event = self.sub.recv(timeout=0.05)
-            while event is not None:  # drain: the feed is faster than polling
-                self.events.append(event)
-                event = self.sub.recv(timeout=0)
-            return condition(self.events)
-
-        return wait_until(check, timeout=timeout, what=what)
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    def since(self, mark: int, kind: type) -> list:
-        return [e for e in self.events[mark:] if isinstance(e, kind)]
-
-    def states(self, mark: int = 0) -> list[tuple[str, int]]:
-        return [(s.state, s.code) for s in self.since(mark, Status)]
-
-    def close(self) -> None:
-        self.sub.close()

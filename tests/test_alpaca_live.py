@@ -13,9 +13,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from bus import Heartbeat, Quote, Status, Subscriber, Trade
+from bus import Heartbeat, Quote, Status, Trade
 from handlers.alpaca import wire
 from handlers.alpaca.market import BLAST_SYMBOLS
+from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.waiting import wait_until
 
@@ -44,35 +45,10 @@ def start_handler(spawn_child, port: int, **settings) -> None:
     spawn_child(HANDLER, "alpaca", {**defaults, **settings})
 
 
-class Inbox:
-    """Everything a bus subscriber received so far; wait for a condition on it."""
-
-    def __init__(self, endpoint: str, patterns: list[str]) -> None:
-        self.sub = Subscriber(endpoint, patterns)
-        self.events: list = []
-
-    def wait_for(self, condition: Callable[[list], object], what: str, timeout: float = 15):
-        def check():
-            for _ in range(2000):
-                event = self.sub.recv(timeout=0.01)
-                if event is None:
-                    break
-                self.events.append(event)
-            return condition(self.events)
-        return wait_until(check, timeout=timeout, what=what)
-
-    def of(self, kind: type) -> list:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    def states(self) -> list[str]:
-        return [e.state for e in self.of(Status)]
-
-
 @pytest.fixture
-def inbox(forwarder):
-    box = Inbox(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "status.alpaca"])
-    yield box
-    box.sub.close()
+def bus(forwarder):
+    with BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "status.alpaca"]) as log:
+        yield log
 
 
 def _after(states: list[str], state: str, count: int) -> int:
@@ -88,12 +64,12 @@ def _after(states: list[str], state: str, count: int) -> int:
 # --- the handler ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("encoding", ["msgpack", "json"])
-def test_normalized_trades_and_quotes_arrive(spawn_child, inbox, encoding):
+def test_normalized_trades_and_quotes_arrive(spawn_child, bus, encoding):
     port = start_simulator(spawn_child, rate=1000, symbols=["AAPL", "MSFT", "BRK.B"])
     start_handler(spawn_child, port, encoding=encoding)
-    inbox.wait_for(lambda ev: len(inbox.of(Trade)) >= 5 and len(inbox.of(Quote)) >= 5,
+    bus.until(lambda ev: len(bus.of(Trade)) >= 5 and len(bus.of(Quote)) >= 5,
                    what="trades and quotes")
-    trades, quotes = inbox.of(Trade), inbox.of(Quote)
+    trades, quotes = bus.of(Trade), bus.of(Quote)
     assert {e.symbol for e in trades + quotes} <= {"AAPL", "BRK.B"}  # never MSFT
     for trade in trades:
         assert trade.provider == "alpaca" and trade.price > 0 and trade.size > 0
@@ -105,41 +81,41 @@ def test_normalized_trades_and_quotes_arrive(spawn_child, inbox, encoding):
     assert any(e.ts_event % 1000 for e in trades + quotes)
 
 
-def test_reconnects_and_resubscribes_after_a_dropped_connection(spawn_child, inbox):
+def test_reconnects_and_resubscribes_after_a_dropped_connection(spawn_child, bus):
     # (the statuses of the first connection may be lost: a new publisher's first messages can
     # leave before the forwarder has passed it the subscriptions; later ones cannot)
     port = start_simulator(spawn_child, rate=500, drop_after=5)
     start_handler(spawn_child, port)
-    inbox.wait_for(lambda ev: inbox.states().count("subscribed") >= 3, what="three subscriptions")
-    states = inbox.states()
+    bus.until(lambda ev: bus.states().count("subscribed") >= 3, what="three subscriptions")
+    states = bus.states()
     second = _after(states, "subscribed", 2)
     assert "disconnected" in states[:second] and "connecting" in states[:second]
     again = _after(states, "disconnected", 1)
     assert states[again:again + 4] == ["connecting", "connected", "authenticated", "subscribed"]
-    inbox.wait_for(lambda ev: any(isinstance(e, Trade | Quote) for e in ev[-50:]),
+    bus.until(lambda ev: any(isinstance(e, Trade | Quote) for e in ev[-50:]),
                    what="data after reconnecting")
-    assert len({e.epoch for e in inbox.events}) == 1  # one handler process throughout
+    assert len({e.epoch for e in bus.events}) == 1  # one handler process throughout
 
 
-def test_stale_connection_is_dropped_and_replaced(spawn_child, inbox):
+def test_stale_connection_is_dropped_and_replaced(spawn_child, bus):
     port = start_simulator(spawn_child, rate=500, silent_after=3)
     start_handler(spawn_child, port, stale_after=0.4, ping_interval=30)
-    inbox.wait_for(lambda ev: inbox.states().count("subscribed") >= 2, what="a second subscription")
-    disconnects = [e for e in inbox.of(Status) if e.state == "disconnected"]
+    bus.until(lambda ev: bus.states().count("subscribed") >= 2, what="a second subscription")
+    disconnects = [e for e in bus.of(Status) if e.state == "disconnected"]
     assert disconnects and "stale" in disconnects[0].message
-    first_data = next(e for e in inbox.events if isinstance(e, Quote | Trade))
-    assert inbox.events.index(first_data) < inbox.events.index(disconnects[0])
+    first_data = next(e for e in bus.events if isinstance(e, Quote | Trade))
+    assert bus.events.index(first_data) < bus.events.index(disconnects[0])
 
 
-def test_unanswered_pings_end_the_connection(spawn_child, inbox):
+def test_unanswered_pings_end_the_connection(spawn_child, bus):
     port = start_simulator(spawn_child, rate=500, freeze_after=3)
     start_handler(spawn_child, port, stale_after=0, ping_interval=0.2, ping_timeout=0.3)
-    inbox.wait_for(lambda ev: inbox.states().count("subscribed") >= 2, what="a second subscription")
-    disconnect = next(e for e in inbox.of(Status) if e.state == "disconnected")
+    bus.until(lambda ev: bus.states().count("subscribed") >= 2, what="a second subscription")
+    disconnect = next(e for e in bus.of(Status) if e.state == "disconnected")
     assert "ping timeout" in disconnect.message
 
 
-def test_wrong_keys_give_error_402_and_a_growing_backoff(spawn_child, inbox, monkeypatch):
+def test_wrong_keys_give_error_402_and_a_growing_backoff(spawn_child, bus, monkeypatch):
     monkeypatch.setenv("TEST_SIM_KEY", "right-key")
     monkeypatch.setenv("TEST_SIM_SECRET", "right-secret")
     monkeypatch.setenv("TEST_ALPACA_KEY", "wrong-key")
@@ -151,11 +127,11 @@ def test_wrong_keys_give_error_402_and_a_growing_backoff(spawn_child, inbox, mon
     def attempts(events):
         return [e.ts_event for e in events if isinstance(e, Status) and e.state == "connecting"]
 
-    inbox.wait_for(lambda ev: len(attempts(ev)) >= 6, what="six connection attempts")
-    errors = [e for e in inbox.of(Status) if e.state == "error"]
+    bus.until(lambda ev: len(attempts(ev)) >= 6, what="six connection attempts")
+    errors = [e for e in bus.of(Status) if e.state == "error"]
     assert errors and all((e.code, e.message) == (402, "auth failed") for e in errors)
-    assert "subscribed" not in inbox.states()
-    times = attempts(inbox.events)[:6]
+    assert "subscribed" not in bus.states()
+    times = attempts(bus.events)[:6]
     gaps = [(b - a) / wire.NS for a, b in zip(times, times[1:])]
     # equal jitter: a wait is at least half its ceiling, which doubles per attempt, so each gap
     # is longer than the one two attempts before, whatever the jitter
@@ -181,7 +157,7 @@ RECORDING = [
 def test_replay_of_a_recorded_file(spawn_child, forwarder, tmp_path, encoding):
     recording = tmp_path / "alpaca.jsonl"
     recording.write_text("\n".join(RECORDING) + "\n")
-    inbox = Inbox(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "heartbeat.alpaca"])
+    bus = BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "heartbeat.alpaca"])
     # The handler starts first and retries until the simulator listens: the replay is sent
     # once, and a publisher's very first messages could leave before the forwarder has passed
     # it the subscriptions.
@@ -192,16 +168,16 @@ def test_replay_of_a_recorded_file(spawn_child, forwarder, tmp_path, encoding):
     def malformed(events):
         return [e for e in events if isinstance(e, Heartbeat) and e.counters.get("malformed")]
 
-    inbox.wait_for(malformed, what="the unpublishable symbol to be counted")
-    assert [e.symbol for e in inbox.of(Trade)] == ["AAPL", "MSFT"]
-    trade, quote = inbox.of(Trade)[0], inbox.of(Quote)[0]
+    bus.until(malformed, what="the unpublishable symbol to be counted")
+    assert [e.symbol for e in bus.of(Trade)] == ["AAPL", "MSFT"]
+    trade, quote = bus.of(Trade)[0], bus.of(Quote)[0]
     assert (trade.symbol, trade.ts_event, trade.price, trade.size, trade.trade_id, trade.exchange,
             trade.conditions) == ("AAPL", 1614009104208000000, 126.55, 1.0, "96921", "D",
                                   ["@", "I"])
     assert (quote.symbol, quote.ts_event, quote.bid_price, quote.bid_size, quote.bid_exchange,
             quote.ask_price, quote.ask_size, quote.ask_exchange) == (
         "AMD", 1614009105335689322, 87.66, 1.0, "U", 87.68, 4.0, "Q")
-    inbox.sub.close()
+    bus.close()
 
 
 # --- the simulator, seen by other clients --------------------------------------------------

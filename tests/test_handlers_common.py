@@ -90,7 +90,8 @@ def test_settings_are_read_by_type_with_defaults():
     ({"name": "x", "rate": "1"}, "settings.rate: expected a number, got '1'"),
     ({"name": "x", "on": 1}, "settings.on: expected true or false, got 1"),
     ({"name": 5}, "settings.name: expected a string, got 5"),
-    ({"name": "x", "names": "A,B"}, "settings.names: expected a list of non-empty strings, got 'A,B'"),
+    ({"name": "x", "names": "A,B"},
+     "settings.names: expected a list of non-empty strings, got 'A,B'"),
     ({"name": "x", "listed": "A,,B"}, "settings.listed: expected a list of non-empty strings, or "
                                       "one string of them separated by commas, got 'A,,B'"),
     ({"name": "x", "rate": 0}, "settings.rate: expected a number > 0, got 0.0"),

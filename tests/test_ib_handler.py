@@ -13,7 +13,8 @@ from bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
 from handlers.common.settings import read
 from handlers.ib.handler import IbSettings
 from tests.conftest import free_port, kill_group
-from tests.ib_sim import BusLog, IbSim, hold_client_id, start_ib_sim, until
+from tests.buslog import BusLog
+from tests.ib_sim import IbSim, hold_client_id, start_ib_sim, until
 
 SYMBOLS = ["AAPL", "MSFT"]
 
@@ -21,9 +22,8 @@ SYMBOLS = ["AAPL", "MSFT"]
 @pytest.fixture
 def bus(forwarder):
     kinds = ("trade", "quote", "book_snapshot", "book_delta", "status", "heartbeat")
-    log = BusLog(forwarder.subscribe, [f"{kind}.ib" for kind in kinds])
-    yield log
-    log.close()
+    with BusLog(forwarder.subscribe, [f"{kind}.ib" for kind in kinds]) as log:
+        yield log
 
 
 def start_handler(spawn_child, bus: BusLog, port: int, **settings):
@@ -32,30 +32,21 @@ def start_handler(spawn_child, bus: BusLog, port: int, **settings):
     config = {"port": port, "symbols": SYMBOLS, "depth_rows": 5, "backoff_min": 0.1,
               "backoff_max": 0.4, "timeout": 3.0, **settings}
     spawn_child("handlers.ib.handler", "ib", config)
-    bus.until(lambda _: ("disconnected", 0) in bus.states(), what="the handler on the bus")
+    bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
 
 
 def flowing(bus: BusLog, mark: int, symbols: list[str], kinds=(Trade, Quote, BookSnapshot)):
     """A condition: every kind of event for every symbol since `mark`."""
     return lambda _events: all(
-        any(e.symbol == symbol for e in bus.since(mark, kind))
+        any(e.symbol == symbol for e in bus.of(kind, mark))
         for kind in kinds for symbol in symbols
     )
 
 
 def subscribed_again(bus: BusLog, mark: int) -> None:
     """Disconnected, then all the way to subscribed, then fresh data for every symbol."""
-    def back(_events) -> bool:
-        states = [state for state, _ in bus.states(mark)]
-        if "disconnected" not in states:
-            return False
-        rest = [s for s in states[states.index("disconnected"):]
-                if s in ("disconnected", "connecting", "connected", "subscribed")]
-        return rest[-4:] == ["disconnected", "connecting", "connected", "subscribed"]
-
-    bus.until(back, what="a reconnect all the way to subscribed")
-    resubscribed = max(i for i, e in enumerate(bus.events)
-                       if isinstance(e, Status) and e.state == "subscribed")
+    resubscribed = bus.until(lambda _: bus.resubscribed(mark),
+                             what="a reconnect all the way to subscribed")
     bus.until(flowing(bus, resubscribed, SYMBOLS), what="fresh trades, quotes and books")
 
 
@@ -99,7 +90,7 @@ def freeze_and_compare_books(bus: BusLog, sim: IbSim) -> dict[str, tuple[dict, d
     """Stop the markets (IB outage), then check every symbol's book as a consumer rebuilds it
     from the bus against the simulator's own; returns the simulator's books."""
     sim.toggle_connectivity()
-    bus.until(lambda _: ("disconnected", 1100) in bus.states(), what="status 1100")
+    bus.until(lambda _: ("disconnected", 1100) in bus.state_codes(), what="status 1100")
     books = {}
     for symbol in SYMBOLS:
         book = Book()
@@ -115,16 +106,16 @@ def test_book_and_quotes_equal_the_simulators_own_through_an_ib_outage(spawn_chi
     port = free_port()
     start_handler(spawn_child, bus, port)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10)
-    bus.until(lambda events: all(sum(e.symbol == s for e in bus.since(0, BookDelta)) >= 100
+    bus.until(lambda events: all(sum(e.symbol == s for e in bus.of(BookDelta)) >= 100
                                  for s in SYMBOLS) and flowing(bus, 0, SYMBOLS)(events),
               what="100 book deltas, trades and quotes per symbol")
     for symbol, (bids, asks) in freeze_and_compare_books(bus, sim).items():
-        last_quote = [q for q in bus.since(0, Quote) if q.symbol == symbol][-1]
+        last_quote = [q for q in bus.of(Quote) if q.symbol == symbol][-1]
         assert (last_quote.bid_price, last_quote.ask_price) == (max(bids), min(asks))
         assert (last_quote.bid_size, last_quote.ask_size) == (bids[max(bids)], asks[min(asks)])
     restored = bus.mark()
     sim.toggle_connectivity()
-    bus.until(lambda _: ("subscribed", 1102) in bus.states(restored), what="status 1102")
+    bus.until(lambda _: ("subscribed", 1102) in bus.state_codes(restored), what="status 1102")
     bus.until(flowing(bus, restored, SYMBOLS, kinds=(Trade, Quote, BookDelta)),
               what="data flowing again after 1102")
 
@@ -139,12 +130,12 @@ def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, bu
     glitched = bus.mark()
     sim.glitch_depth()
     bus.until(lambda _: any(beat.counters.get("depth_errors") == len(SYMBOLS)
-                            for beat in bus.since(glitched, Heartbeat)),
+                            for beat in bus.of(Heartbeat, glitched)),
               what="one depth error counted per symbol")
     bus.until(flowing(bus, glitched, SYMBOLS, kinds=(BookSnapshot, BookDelta)),
               what="a new snapshot and deltas per symbol")
     freeze_and_compare_books(bus, sim)
-    assert ("disconnected", 0) not in bus.states(glitched)
+    assert ("disconnected", 0) not in bus.state_codes(glitched)
 
 
 # --- the connection ------------------------------------------------------------------------------
@@ -168,8 +159,8 @@ def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, bus
     start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
     holder = hold_client_id(port, 9)
     start_handler(spawn_child, bus, port, client_id=9, backoff_min=0.3, backoff_max=0.6)
-    bus.until(lambda _: bus.states().count(("error", 326)) >= 3, what="three refusals")
-    statuses = bus.since(0, Status)
+    bus.until(lambda _: bus.state_codes().count(("error", 326)) >= 3, what="three refusals")
+    statuses = bus.of(Status)
     states = [s.state for s in statuses]
     first = states.index("error")  # the very first "connecting" may precede the bus connection
     assert states[first:first + 4] == ["error", "disconnected", "connecting", "error"]
@@ -179,7 +170,7 @@ def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, bus
     assert all(wait >= 0.15 for wait in waits), waits  # at least half of backoff_min
     released = bus.mark()
     holder.close()
-    bus.until(lambda _: ("subscribed", 0) in bus.states(released), what="subscribed once free")
+    bus.until(lambda _: ("subscribed", 0) in bus.state_codes(released), what="subscribed once free")
     bus.until(flowing(bus, released, SYMBOLS), what="data once connected")
 
 
@@ -188,10 +179,10 @@ def test_an_unknown_symbol_is_an_error_status_200_while_the_others_flow(spawn_ch
     start_handler(spawn_child, bus, port, symbols=["AAPL", "NOPE", "MSFT"])
     start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books for the known symbols")
-    [unknown] = [s for s in bus.since(0, Status) if s.state == "error"]
+    [unknown] = [s for s in bus.of(Status) if s.state == "error"]
     assert (unknown.symbol, unknown.code) == ("NOPE", 200)
     assert "No security definition" in unknown.message
-    [subscribed] = [s for s in bus.since(0, Status) if s.state == "subscribed"]
+    [subscribed] = [s for s in bus.of(Status) if s.state == "subscribed"]
     assert subscribed.message.startswith("2 of 3 symbols")
     assert not [e for e in bus.events if e.symbol == "NOPE" and not isinstance(e, Status)]
 

@@ -18,7 +18,8 @@ from bus.events import Heartbeat
 from handlers.ib import wire
 from handlers.ib.tws import Tws
 from tests.conftest import free_port
-from tests.ib_sim import BusLog, accepting, hold_client_id, start_ib_sim, until
+from tests.buslog import BusLog
+from tests.ib_sim import accepting, hold_client_id, start_ib_sim, until
 from tests.waiting import wait_until
 
 

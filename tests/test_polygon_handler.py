@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bus import Subscriber
 from bus.events import Bar, Heartbeat, Quote, Status, Trade
 from handlers.common.settings import read
 from handlers.polygon.handler import DEFAULT_URL, PolygonSettings
+from tests.buslog import BusLog
 from tests.conftest import free_port, kill_group
 from tests.polygon_sim import Sim, start_sim
-from tests.waiting import wait_until
 
 KEY = "handler-test-key"
 KEY_ENV = "TICKMESH_TEST_POLYGON_KEY"
@@ -23,48 +22,11 @@ CHANNELS = ["T", "Q", "A"]
 TOPICS = sorted(f"{c}.{s}" for c in CHANNELS for s in SYMBOLS)
 
 
-class Bus:
-    """Everything the handler publishes, collected as it arrives."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.sub = Subscriber(endpoint, ["trade.polygon", "quote.polygon", "bar.polygon",
-                                         "status.polygon", "heartbeat.polygon"])
-        self.events: list = []
-
-    def until(self, condition, timeout: float = 15.0, what: str = "events"):
-        def check():
-            event = self.sub.recv(timeout=0.05)
-            while event is not None:  # drain what has arrived: the feed is faster than polling
-                self.events.append(event)
-                event = self.sub.recv(timeout=0)
-            return condition(self.events)
-
-        return wait_until(check, timeout=timeout, what=what)
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    def statuses(self, since: int = 0) -> list[Status]:
-        return [e for e in self.events[since:] if isinstance(e, Status)]
-
-    def subscribed_again(self, since: int, timeout: float = 15.0) -> None:
-        """A disconnect, then a new connection all the way to subscribed, then fresh trades."""
-        def back(events) -> bool:
-            states = [s.state for s in self.statuses(since)]
-            if "disconnected" not in states or "subscribed" not in states[states.index("disconnected"):]:
-                return False
-            after = since + max(i for i, e in enumerate(events[since:])
-                                if isinstance(e, Status) and e.state == "subscribed")
-            return any(isinstance(e, Trade) for e in events[after:])
-
-        self.until(back, timeout=timeout, what="a reconnect, resubscribe and fresh trades")
-
-
 @pytest.fixture
 def bus(forwarder):
-    collector = Bus(forwarder.subscribe)
-    yield collector
-    collector.sub.close()
+    kinds = ("trade", "quote", "bar", "status", "heartbeat")
+    with BusLog(forwarder.subscribe, [f"{kind}.polygon" for kind in kinds]) as log:
+        yield log
 
 
 @pytest.fixture
@@ -81,9 +43,18 @@ def start_handler(spawn_child, monkeypatch, sim: Sim, key: str = KEY, log: Path 
     return spawn_child("handlers.polygon.handler", "polygon", config, stderr=stderr)
 
 
-def streaming(bus: Bus) -> None:
+def streaming(bus: BusLog) -> None:
     bus.until(lambda events: {Trade, Quote, Bar} <= {type(e) for e in events},
               what="trades, quotes and bars")
+
+
+def subscribed_again(bus: BusLog, since: int) -> None:
+    """A disconnect, then a new connection all the way to subscribed, then fresh trades."""
+    def back(events) -> bool:
+        resubscribed = bus.resubscribed(since)
+        return resubscribed is not None and any(isinstance(e, Trade) for e in events[resubscribed:])
+
+    bus.until(back, what="a reconnect, resubscribe and fresh trades")
 
 
 def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, monkeypatch,
@@ -96,7 +67,7 @@ def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, m
     bus.until(lambda events: any(isinstance(e, Heartbeat) for e in events), what="a heartbeat")
     sim = start_sim(spawn_child, port=port, key=KEY, symbols=SYMBOLS + ["SPY"], rate=100)
     streaming(bus)
-    states = [s.state for s in bus.statuses()]
+    states = bus.states()
     last_try = len(states) - states[::-1].index("connecting") - 1
     assert states[last_try:last_try + 4] == ["connecting", "connected", "authenticated", "subscribed"]
     assert "disconnected" in states[:last_try]  # the attempts before the simulator was up
@@ -116,7 +87,7 @@ def test_survives_a_dropped_connection(forwarder, bus, sim, spawn_child, monkeyp
     streaming(bus)
     since = bus.mark()
     sim.control("drop")
-    bus.subscribed_again(since)
+    subscribed_again(bus, since)
     assert sim.stats()["subscriptions"] == [TOPICS]
 
 
@@ -125,8 +96,8 @@ def test_survives_a_silent_connection(forwarder, bus, sim, spawn_child, monkeypa
     streaming(bus)
     since = bus.mark()
     sim.control("silence", seconds=30)
-    bus.subscribed_again(since)
-    disconnect = next(s for s in bus.statuses(since) if s.state == "disconnected")
+    subscribed_again(bus, since)
+    disconnect = next(s for s in bus.of(Status, since) if s.state == "disconnected")
     assert "stale" in disconnect.message
     assert TOPICS in sim.stats()["subscriptions"]
 
@@ -137,18 +108,18 @@ def test_survives_a_server_restart(forwarder, bus, sim, spawn_child, monkeypatch
     since = bus.mark()
     kill_group(sim.proc)
     restarted = start_sim(spawn_child, port=sim.port, key=KEY, symbols=SYMBOLS, rate=100)
-    bus.subscribed_again(since)
+    subscribed_again(bus, since)
     assert restarted.stats()["subscriptions"] == [TOPICS]
 
 
 def test_bad_key_gives_an_error_status_and_growing_backoff(forwarder, bus, sim, spawn_child,
                                                            monkeypatch):
     start_handler(spawn_child, monkeypatch, sim, key="wrong", backoff_min=0.2, backoff_max=10)
-    bus.until(lambda events: len([s for s in bus.statuses() if s.state == "connecting"]) >= 5,
-              timeout=20, what="five connection attempts")
-    errors = [s for s in bus.statuses() if s.state == "error"]
+    bus.until(lambda _: bus.states().count("connecting") >= 5, timeout=20,
+              what="five connection attempts")
+    errors = [s for s in bus.of(Status) if s.state == "error"]
     assert errors and errors[0].message == "auth_failed: authentication failed"
-    attempts = [s.ts_event for s in bus.statuses() if s.state == "connecting"]
+    attempts = [s.ts_event for s in bus.of(Status) if s.state == "connecting"]
     gaps = [b - a for a, b in zip(attempts, attempts[1:])]
     assert all(later > earlier for earlier, later in zip(gaps, gaps[2:])), gaps
     assert not any(isinstance(e, Trade) for e in bus.events)
