@@ -8,9 +8,10 @@ headers), send what `protocol.start()` asks, then feed every message to `protoco
 publish its events, send its replies, publish its state changes, and close when it says so.
 A connection is dead when it closes, when a WebSocket ping goes unanswered for `ping_timeout`
 seconds, or when no frame at all arrives for `stale_after` seconds (0 turns that off). Then:
-Status "disconnected" with the reason, a jittered, capped exponential backoff
-(handlers.common.backoff; reset once the protocol reports "subscribed"), and a new connection,
-where the protocol authenticates and subscribes again from scratch.
+Status "disconnected" with the reason, a jittered, capped exponential backoff (reset once the
+protocol reports "subscribed"), and a new connection, where the protocol authenticates and
+subscribes again from scratch. The Status events, the backoff and the connects, reconnects
+and errors counters are handlers.common.lifecycle's.
 
 Settings (`ClientSettings`, which a handler's own settings extend): url, stale_after,
 backoff_min, backoff_max, ping_interval, ping_timeout, open_timeout. Counters: connects,
@@ -29,10 +30,10 @@ from typing import NoReturn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bus.events import STATUS_STATES, Status
 from bus.process import ProcessContext, log
 from bus.topics import TopicError
 from handlers.common.backoff import BackoffSettings
+from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import ClientProtocol, Output
 from handlers.common.settings import require
 
@@ -63,22 +64,14 @@ class ReconnectingClient:
         self.ctx = ctx
         self.protocol = protocol
         self.settings = settings
-        self.backoff = settings.backoff()
         self._log = log().bind(provider=protocol.provider, url=settings.url)
+        self.lifecycle = Lifecycle(ctx, protocol.provider, settings.backoff(), self._log)
         self._last_frame = 0.0
         self._close_reason = ""
 
     async def run(self) -> None:
         """Connect, stream, and reconnect, until cancelled."""
-        while True:
-            self._status("connecting")
-            self.ctx.counters["connects"] += 1
-            reason = await self._connection()
-            self._status("disconnected", message=reason)
-            delay = self.backoff.next()
-            self._log.info("reconnecting", delay_s=round(delay, 3))
-            await asyncio.sleep(delay)
-            self.ctx.counters["reconnects"] += 1
+        await self.lifecycle.run(self._connection)
 
     async def _connection(self) -> str:
         """One connection's life; returns why it ended."""
@@ -138,7 +131,7 @@ class ReconnectingClient:
         if out.problem:
             self._problem(out.problem)
         for change in out.changes:
-            self._status(change.state, change.code, change.message)
+            self.lifecycle.status(change.state, change.code, change.message)
         for reply in out.replies:
             await ws.send(reply)
         if out.close:
@@ -159,21 +152,6 @@ class ReconnectingClient:
                 ws.transport.abort()
                 return
             await asyncio.sleep(limit - idle)
-
-    def _status(self, state: str, code: int = 0, message: str = "") -> None:
-        if state not in STATUS_STATES:
-            raise ValueError(f"unknown connection state {state!r}")
-        if state == "subscribed":
-            self.backoff.reset()
-        if state == "error":
-            self.ctx.counters["errors"] += 1
-        now = time.time_ns()
-        self.ctx.publisher.publish(Status(
-            provider=self.protocol.provider, ts_event=now, ts_recv=now,
-            state=state, code=code, message=message,
-        ))
-        level = self._log.warning if state in ("error", "disconnected") else self._log.info
-        level("connection state", state=state, code=code, message=message)
 
     def _problem(self, problem: str) -> None:
         """Log bad input at counts 1, 2, 4, 8, ... so that a flood cannot flood the log."""

@@ -36,9 +36,10 @@ from ib_async.ib import StartupFetchNONE
 from ib_async.objects import MktDepthData, TickByTickAllLast, TickByTickBidAsk
 
 from bus import process
-from bus.events import BookDelta, BookSnapshot, Quote, Status, Trade
+from bus.events import BookDelta, BookSnapshot, Quote, Trade
 from handlers.common import child
 from handlers.common.backoff import BackoffSettings
+from handlers.common.lifecycle import Lifecycle
 from handlers.common.settings import CommaStrings, require
 from handlers.ib.depth import DepthBook, DepthError
 
@@ -99,9 +100,9 @@ class IbFeed:
     def __init__(self, ctx: process.ProcessContext, settings: IbSettings) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.backoff = settings.backoff()
         self.log = process.log().bind(provider=PROVIDER, port=settings.port,
                                       client_id=settings.client_id)
+        self.lifecycle = Lifecycle(ctx, PROVIDER, settings.backoff(), self.log)
         # this connection's: the client, the contracts found (by symbol), depth resyncs under way
         self.ib: IB | None = None
         self.contracts: dict[str, Contract] = {}
@@ -110,15 +111,7 @@ class IbFeed:
         self.snapshot_due: set[str] = set()
 
     async def run(self) -> None:
-        while True:
-            self._status("connecting", message=f"{self.settings.host}:{self.settings.port}")
-            self.ctx.counters["connects"] += 1
-            reason = await self._connection()
-            self._status("disconnected", message=reason)
-            delay = self.backoff.next()
-            self.log.info("reconnecting", delay_s=round(delay, 3))
-            await asyncio.sleep(delay)
-            self.ctx.counters["reconnects"] += 1
+        await self.lifecycle.run(self._connection, f"{self.settings.host}:{self.settings.port}")
 
     async def _connection(self) -> str:
         """One connection's life: connect, subscribe, stream; returns why it ended."""
@@ -152,15 +145,15 @@ class IbFeed:
         s = self.settings
         await ib.connectAsync(s.host, s.port, s.client_id, timeout=s.timeout,
                               fetchFields=StartupFetchNONE)
-        self._status("connected", message=f"server version {ib.client.serverVersion()}")
+        self.lifecycle.status("connected", message=f"server version {ib.client.serverVersion()}")
         wanted = [Stock(symbol, s.exchange, s.currency) for symbol in s.symbols]
         found = await asyncio.wait_for(ib.qualifyContractsAsync(*wanted), s.timeout)
         for contract in found:
             if isinstance(contract, Contract):
                 self.contracts[contract.symbol] = contract
         self._request(ib, self.contracts.values())
-        self._status("subscribed", message=f"{len(self.contracts)} of {len(s.symbols)} symbols: "
-                                           f"{', '.join(self.contracts)}")
+        self.lifecycle.status("subscribed", message=f"{len(self.contracts)} of {len(s.symbols)} "
+                                                    f"symbols: {', '.join(self.contracts)}")
 
     def _request(self, ib: IB, contracts: Iterable[Contract]) -> None:
         for contract in contracts:
@@ -243,27 +236,16 @@ class IbFeed:
         if code in INFORMATIONAL:
             self.log.info("TWS notice", code=code, message=text)
         elif code == CONNECTIVITY_LOST:
-            self._status("disconnected", code=code, message=text)
+            self.lifecycle.status("disconnected", code=code, message=text)
         elif code in (RESTORED_DATA_LOST, RESTORED_DATA_KEPT):
             if code == RESTORED_DATA_LOST and self.ib is not None:
                 self._request(self.ib, self.contracts.values())
-            self._status("subscribed", code=code, message=text)
+            self.lifecycle.status("subscribed", code=code, message=text)
         elif code == DEPTH_RESET and symbol in self.books:
             self._reset_book(symbol)
             self.log.info("TWS reset the depth book", symbol=symbol, message=text)
         else:
-            self._status("error", code=code, message=text, symbol=symbol)
-
-    def _status(self, state: str, code: int = 0, message: str = "", symbol: str = "") -> None:
-        if state == "subscribed":
-            self.backoff.reset()
-        if state == "error":
-            self.ctx.counters["errors"] += 1
-        now = time.time_ns()
-        self.ctx.publisher.publish(Status(provider=PROVIDER, symbol=symbol, ts_event=now,
-                                          ts_recv=now, state=state, code=code, message=message))
-        level = self.log.warning if state in ("error", "disconnected") else self.log.info
-        level("connection state", state=state, code=code, message=message, symbol=symbol)
+            self.lifecycle.status("error", code=code, message=text, symbol=symbol)
 
 
 class _LibraryLog(logging.Handler):

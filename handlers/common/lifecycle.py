@@ -1,0 +1,58 @@
+"""A handler's connection life as the bus sees it, whatever owns the socket: a Status event on
+every change of state, the backoff between attempts, and the counters.
+
+    lifecycle = Lifecycle(ctx, "myprovider", settings.backoff(), log)
+    await lifecycle.run(connection)       # until cancelled
+    lifecycle.status("subscribed")        # from inside a connection, as the states change
+
+`run` calls `connection()` (one connection's whole life; it returns why it ended) again and
+again: Status "connecting" before each attempt, "disconnected" with the reason after it, then
+a jittered, capped exponential wait (handlers.common.backoff) that "subscribed" resets.
+Counters: connects, reconnects, errors (each "error" status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Awaitable, Callable, NoReturn
+
+from bus.events import STATUS_STATES, Status
+from bus.process import ProcessContext
+from handlers.common.backoff import Backoff
+
+
+class Lifecycle:
+    def __init__(self, ctx: ProcessContext, provider: str, backoff: Backoff, log: Any) -> None:
+        self.ctx = ctx
+        self.provider = provider
+        self.backoff = backoff
+        self.log = log
+
+    async def run(self, connection: Callable[[], Awaitable[str]], target: str = "") -> NoReturn:
+        """Connect again and again; `target` (e.g. host:port) is the "connecting" message."""
+        counters = self.ctx.counters
+        while True:
+            self.status("connecting", message=target)
+            counters["connects"] += 1
+            reason = await connection()
+            self.status("disconnected", message=reason)
+            delay = self.backoff.next()
+            self.log.info("reconnecting", delay_s=round(delay, 3))
+            await asyncio.sleep(delay)
+            counters["reconnects"] += 1
+
+    def status(self, state: str, code: int = 0, message: str = "", symbol: str = "") -> None:
+        """Publish and log a change of state (of one symbol's stream, if `symbol`)."""
+        if state not in STATUS_STATES:
+            raise ValueError(f"unknown connection state {state!r}")
+        if state == "subscribed":
+            self.backoff.reset()
+        if state == "error":
+            self.ctx.counters["errors"] += 1
+        now = time.time_ns()
+        self.ctx.publisher.publish(Status(provider=self.provider, symbol=symbol, ts_event=now,
+                                          ts_recv=now, state=state, code=code, message=message))
+        level = self.log.warning if state in ("error", "disconnected") else self.log.info
+        level("connection state", state=state, code=code, message=message,
+              **({"symbol": symbol} if symbol else {}))
