@@ -13,8 +13,7 @@ from typing import Callable
 from ib_async import IB
 
 from handlers.ib import wire
-from tests.conftest import free_port
-from tests.waiting import wait_until
+from tests import simulators
 
 
 @dataclass
@@ -35,22 +34,9 @@ class IbSim:
         self.proc.send_signal(signal.SIGHUP)
 
 
-def accepting(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
 def start_ib_sim(spawn_child, port: int | None = None, name: str = "ib-sim", **settings) -> IbSim:
     """The simulator as the supervisor would run it; returns once it accepts connections."""
-    port = port or free_port()
-    proc = spawn_child("handlers.ib.simulator", name, {"port": port, **settings})
-    wait_until(lambda: accepting(port) or proc.poll() is not None, timeout=15,
-               what="the IB simulator to listen")
-    assert proc.poll() is None, "the IB simulator exited at start"
-    return IbSim(port, proc)
+    return IbSim(*simulators.start(spawn_child, "handlers.ib.simulator", name, port, settings))
 
 
 def hold_client_id(port: int, client_id: int) -> socket.socket:

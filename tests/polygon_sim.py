@@ -10,14 +10,13 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from tests.conftest import free_port
-from tests.waiting import wait_until
+from tests import simulators
 
 
 @dataclass
 class Sim:
     port: int
-    proc: subprocess.Popen
+    proc: subprocess.Popen | None = None  # None: started otherwise
 
     @property
     def url(self) -> str:
@@ -33,9 +32,10 @@ class Sim:
         return self.control("stats")
 
 
-def _serving(sim: Sim) -> bool:
+def serving(port: int) -> bool:
+    """A simulator on `port` answers its test control."""
     try:
-        sim.stats()
+        Sim(port).stats()
         return True
     except (urllib.error.URLError, ConnectionError):
         return False
@@ -43,10 +43,5 @@ def _serving(sim: Sim) -> bool:
 
 def start_sim(spawn_child, port: int | None = None, name: str = "polygon-sim", **settings) -> Sim:
     """The simulator as the supervisor would run it; returns once it answers on its port."""
-    port = port or free_port()
-    proc = spawn_child("handlers.polygon.simulator", name, {"port": port, **settings})
-    sim = Sim(port, proc)
-    wait_until(lambda: _serving(sim) or proc.poll() is not None, timeout=15,
-               what="the polygon simulator to listen")
-    assert proc.poll() is None, "the simulator exited at start"
-    return sim
+    return Sim(*simulators.start(spawn_child, "handlers.polygon.simulator", name, port, settings,
+                                 ready=serving))

@@ -4,7 +4,6 @@ handler, and a bus subscriber (or another WebSocket client) in the test."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from typing import Callable
 
@@ -16,6 +15,7 @@ from websockets.sync.client import ClientConnection, connect
 from bus import Heartbeat, Quote, Status, Trade
 from handlers.alpaca import wire
 from handlers.alpaca.market import BLAST_SYMBOLS
+from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.waiting import wait_until
@@ -25,18 +25,7 @@ HANDLER = "handlers.alpaca.handler"
 
 
 def start_simulator(spawn_child, port: int | None = None, **settings) -> int:
-    port = port or free_port()
-    spawn_child(SIM, "alpaca-sim", {"port": port, **settings})
-    wait_until(lambda: _listening(port), timeout=10, what="the simulator to listen")
-    return port
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
+    return simulators.start(spawn_child, SIM, "alpaca-sim", port, settings)[0]
 
 
 def start_handler(spawn_child, port: int, **settings) -> None:
@@ -306,7 +295,7 @@ SIM_CLI = [sys.executable, "-c",
 def test_cli_serves_the_given_symbols(spawn):
     port = free_port()
     spawn(SIM_CLI + ["--port", str(port), "--rate", "500", "--symbols", "XYZ,ABC"])
-    wait_until(lambda: _listening(port), timeout=10, what="the simulator to listen")
+    wait_until(lambda: simulators.listening(port), timeout=10, what="the simulator to listen")
     with connect(f"ws://127.0.0.1:{port}/v2/iex") as ws:
         _handshake(ws, {"trades": ["*"], "quotes": ["*"]})
         symbols = {m["S"] for _ in range(10) for m in json.loads(ws.recv())}

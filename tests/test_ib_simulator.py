@@ -19,7 +19,8 @@ from handlers.ib import wire
 from handlers.ib.tws import Tws
 from tests.conftest import free_port
 from tests.buslog import BusLog
-from tests.ib_sim import accepting, hold_client_id, start_ib_sim, until
+from tests.ib_sim import hold_client_id, start_ib_sim, until
+from tests.simulators import listening
 from tests.waiting import wait_until
 
 
@@ -88,7 +89,7 @@ def test_the_cli_serves_the_symbols_it_is_given(spawn):
     port = free_port()
     proc = spawn([sys.executable, "-m", "tickmesh.cli", "sim", "ib", "--port", str(port),
                   "--symbols", "AAPL", "--rate", "5"])
-    wait_until(lambda: accepting(port) or proc.poll() is not None, what="the cli simulator")
+    wait_until(lambda: listening(port) or proc.poll() is not None, what="the cli simulator")
 
     async def lookup() -> list:
         ib = IB()

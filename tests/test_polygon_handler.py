@@ -63,7 +63,7 @@ def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, m
     # before the simulator opens and every state change of the first session is seen.
     port = free_port()
     log = tmp_path / "handler.log"
-    start_handler(spawn_child, monkeypatch, Sim(port, None), log=log)  # type: ignore[arg-type]
+    start_handler(spawn_child, monkeypatch, Sim(port), log=log)
     bus.until(lambda events: any(isinstance(e, Heartbeat) for e in events), what="a heartbeat")
     sim = start_sim(spawn_child, port=port, key=KEY, symbols=SYMBOLS + ["SPY"], rate=100)
     streaming(bus)

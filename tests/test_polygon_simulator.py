@@ -15,7 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.conftest import free_port
-from tests.polygon_sim import Sim, start_sim
+from tests.polygon_sim import Sim, serving, start_sim
 from tests.waiting import wait_until
 
 KEY = "sim-key"
@@ -178,20 +178,14 @@ def test_cli_runs_standalone(spawn):
     port = free_port()
     code = f"from handlers.polygon.simulator import cli; cli(['--port', '{port}', '--symbols', 'ZZZ'])"
     spawn([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
-    sim = Sim(port, None)  # type: ignore[arg-type]
-    wait_until(lambda: _answers(sim), timeout=15, what="the standalone simulator")
+    wait_until(lambda: serving(port), timeout=15, what="the standalone simulator")
+    sim = Sim(port)
+    assert sim.stats()["connections"] == 0
     with open_session(sim, key="anything") as ws:
         assert statuses(recv_json(ws)) == [("auth_success", "authenticated")]
         ws.send(json.dumps({"action": "subscribe", "params": "T.ZZZ"}))
         recv_json(ws)
         assert {m["sym"] for m in data_until(ws, lambda ms: bool(ms))} == {"ZZZ"}
-
-
-def _answers(sim: Sim) -> bool:
-    try:
-        return sim.stats()["connections"] == 0
-    except OSError:
-        return False
 
 
 # --- the official client ---------------------------------------------------------------------

@@ -2,9 +2,9 @@
 served as ws:// for demos, tests and benchmarks.
 
 Run it supervised (`python -m handlers.alpaca.simulator`, settings from TICKMESH_CHILD) or by
-hand (`tickmesh sim alpaca [--host H] [--port P] [--rate R] [--symbols A,B] [--replay FILE]
-[--blast N]`, i.e. `cli(argv)`). Any `/v2/{feed}` path is served (iex, sip, test, ...).
-The protocol is handlers.alpaca.session's; this module only does the I/O and the data.
+hand (`tickmesh sim alpaca [--host H] [--port P] [--rate R] [--symbols A,B] [--seed S]
+[--replay FILE] [--blast N]`, i.e. `cli(argv)`). Any `/v2/{feed}` path is served (iex, sip,
+test, ...). The protocol is handlers.alpaca.session's; this module only does the I/O and the data.
 
 Each connection gets JSON text frames, or binary msgpack frames if its upgrade request says
 `Content-Type: application/msgpack`. Once it has subscribed, it gets, filtered by its
@@ -15,10 +15,11 @@ subscription and batched per 20 ms tick into frames of several messages, either
   S000..S099), as fast as the socket takes them, unfiltered (the benchmark's input; built
   when first needed in an encoding, then reused for every connection).
 
-Settings: host ("127.0.0.1"), port (8765), rate (100), symbols, replay, blast, seed; the account:
-key_env / secret_env (names of environment variables holding the only credentials accepted;
-unset: any), feeds (feeds the account may use; empty: all), max_connections (authenticated
-connections at once; 0: no limit), symbol_limit (0: none), auth_timeout (10 s).
+Settings: host ("127.0.0.1"), port (8765), rate (100), symbols, replay, blast, seed (0: a
+different market every run); the account: key_env / secret_env (names of environment
+variables holding the only credentials accepted; unset: any), feeds (feeds the account may
+use; empty: all), max_connections (authenticated connections at once; 0: no limit),
+symbol_limit (0: none), auth_timeout (10 s).
 Test controls, outside the protocol, each counted in data frames per connection: drop_after N
 aborts the connection (no close frame) after its N-th data frame; silent_after N stops the data
 but keeps the connection open and answering pings; freeze_after N stops the data and stops
@@ -56,9 +57,9 @@ PATH = re.compile(r"^/v2/([A-Za-z0-9_]+)/?$")
 class SimSettings(SimulatorSettings):
     port: int = 8765
     rate: float = 100.0
+    symbols: CommaStrings = ()
     replay: str = ""
     blast: int = 0
-    seed: int = 0
     key_env: str = ""
     secret_env: str = ""
     feeds: CommaStrings = ()
@@ -96,7 +97,7 @@ class Simulator:
             feeds=settings.feeds, symbol_limit=settings.symbol_limit,
         )
         self.registry = Registry(settings.max_connections)
-        self.market = Market(settings.market_symbols, seed=settings.seed)
+        self.market = Market(settings.market_symbols, seed=settings.seed or None)
         self.replay = replay.load(settings.replay) if settings.replay else []
         self._blast_frames: dict[str, list[bytes]] = {}
 

@@ -33,6 +33,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from bus.process import ProcessContext, log
 from bus.topics import TopicError
 from handlers.common.backoff import BackoffSettings
+from handlers.common.badinput import count_bad_input
 from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import ClientProtocol, Output
 from handlers.common.settings import require
@@ -154,7 +155,5 @@ class ReconnectingClient:
             await asyncio.sleep(limit - idle)
 
     def _problem(self, problem: str) -> None:
-        """Log bad input at counts 1, 2, 4, 8, ... so that a flood cannot flood the log."""
-        count = self.ctx.counters["problems"] = self.ctx.counters["problems"] + 1
-        if count & (count - 1) == 0:
-            self._log.warning("bad input from the provider", problem=problem, count=count)
+        count_bad_input(self.ctx.counters, "problems", self._log, "bad input from the provider",
+                        problem=problem)

@@ -12,9 +12,9 @@ keys), `async def run_server(settings, counters)` (serve until cancelled), and:
         parser.add_argument("--blast", type=int)        # the provider's own flags
         simulator.run_cli(parser, argv, SimSettings, run_server)
 
-The shared flags: --host, --port, --rate, --symbols A,B, and --replay FILE for a simulator
-that replays recordings. A flag sets the settings key of its name (--max-connections sets
-max_connections); a flag not given leaves the key's default. Bad flags exit with code 2, a
+The shared flags: --host, --port, --rate, --symbols A,B, --seed, and --replay FILE for a
+simulator that replays recordings. A flag sets the settings key of its name (--max-connections
+sets max_connections); a flag not given leaves the key's default. Bad flags exit with code 2, a
 server that cannot start (a port in use, an unreadable file) with code 1.
 """
 
@@ -33,16 +33,19 @@ from handlers.common.settings import CommaStrings, SettingsError, read, require
 
 S = TypeVar("S")
 Server = Callable[[S, Counter], Awaitable[None]]
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SimulatorSettings:
-    """The keys every simulator has; each gives them its own defaults."""
+    """The keys every simulator has; each gives port and rate its default and its meaning."""
 
     host: str = "127.0.0.1"
-    port: int = 0
-    rate: float = 20.0
-    symbols: CommaStrings = ()
+    port: int
+    rate: float
+    symbols: CommaStrings = DEFAULT_SYMBOLS
+    seed: int = 0
+    """Of the random market; 0: a different market every run."""
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
@@ -58,14 +61,15 @@ def run_child(run_server: Server[S], settings: type[S]) -> None:
 
 def parser(provider: str, description: str, rate: str, replay: str = "") -> argparse.ArgumentParser:
     """The shared flags, with the provider's meaning of --rate and --replay (none: no --replay)."""
-    parser = argparse.ArgumentParser(prog=f"tickmesh sim {provider}", description=description)
-    parser.add_argument("--host", help="the address to listen on")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--rate", type=float, help=rate)
-    parser.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
+    command = argparse.ArgumentParser(prog=f"tickmesh sim {provider}", description=description)
+    command.add_argument("--host", help="the address to listen on")
+    command.add_argument("--port", type=int)
+    command.add_argument("--rate", type=float, help=rate)
+    command.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
+    command.add_argument("--seed", type=int, help="of the random market (0: new every run)")
     if replay:
-        parser.add_argument("--replay", metavar="FILE", help=replay)
-    return parser
+        command.add_argument("--replay", metavar="FILE", help=replay)
+    return command
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str], settings: type[S],

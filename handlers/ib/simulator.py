@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import structlog
 
 from handlers.common import simulator
-from handlers.common.settings import CommaStrings, require
+from handlers.common.badinput import count_bad_input
+from handlers.common.settings import require
 from handlers.common.simulator import SimulatorSettings
 from handlers.ib.market import Market
 from handlers.ib.tws import Session, Tws
@@ -38,7 +39,6 @@ from handlers.ib.wire import WireError
 
 TICK_SECONDS = 0.01
 WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is dropped as slow
-DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,12 +46,9 @@ class SimSettings(SimulatorSettings):
     port: int = 7497
     rate: float = 20.0
     """Market steps per second per symbol (each a trade, a quote change or a depth change)."""
-    symbols: CommaStrings = DEFAULT_SYMBOLS
     depth_rows: int = 10
     latency: float = 0.0
     """Seconds before TWS acts on what a client sends, as a TWS across a network would."""
-    seed: int = 0
-    """0: a different market every run."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -155,8 +152,8 @@ class Simulator:
                 connection.send(outgoing)
 
     def bad_input(self, exc: WireError) -> None:
-        count = self.counters["bad_input"] = self.counters["bad_input"] + 1
-        self.log.warning("bad input, closing the connection", error=str(exc)[:200], count=count)
+        count_bad_input(self.counters, "bad_input", self.log, "bad input, closing the connection",
+                        error=str(exc)[:200])
 
     def toggle_connectivity(self) -> None:
         self._deliver(self.tws.set_online(not self.tws.online))
@@ -185,14 +182,13 @@ def main() -> None:
 
 
 def cli(argv: list[str]) -> None:
-    """`tickmesh sim ib [--host] [--port] [--rate] [--symbols] [--depth-rows] [--latency]
-    [--seed]`: standalone, no bus."""
+    """`tickmesh sim ib [--host] [--port] [--rate] [--symbols] [--seed] [--depth-rows]
+    [--latency]`: standalone, no bus."""
     parser = simulator.parser("ib", __doc__.split("\n")[0],
                               rate="market steps per second per symbol")
     parser.add_argument("--depth-rows", type=int)
     parser.add_argument("--latency", type=float,
                         help="seconds before acting on a request, as across a network")
-    parser.add_argument("--seed", type=int, help="0: a different market every run")
     simulator.run_cli(parser, argv, SimSettings, run_server)
 
 

@@ -40,7 +40,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from handlers.common import simulator
-from handlers.common.settings import CommaStrings, require
+from handlers.common.badinput import count_bad_input
+from handlers.common.settings import require
 from handlers.common.simulator import SimulatorSettings
 from handlers.polygon import protocol as wire
 from handlers.polygon.feed import RandomFeed
@@ -48,7 +49,6 @@ from handlers.polygon.feed import RandomFeed
 PATHS = ("/stocks", "/stocks/")
 TICK_SECONDS = 0.02
 OUTBOX_LIMIT = 10_000  # frames queued for one client before it is dropped as a slow consumer
-DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,14 +56,11 @@ class SimSettings(SimulatorSettings):
     port: int = 8766
     rate: float = 20.0
     """Random walk: messages per second per symbol. Replay: frames per second."""
-    symbols: CommaStrings = DEFAULT_SYMBOLS
     replay: str = ""
     key: str = ""
     """The only API key accepted; empty accepts any."""
     max_connections: int = 1
     auth_timeout: float = 10.0
-    seed: int = 0
-    """0: a different market every run."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -182,10 +179,8 @@ class Simulator:
         try:
             request = wire.decode_action(data)
         except wire.Malformed as exc:
-            count = self.counters["bad_request"] = self.counters["bad_request"] + 1
-            if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th...: a flood cannot flood the log
-                self.log.warning("bad request", client=client.number, error=exc.reason[:200],
-                                 count=count)
+            count_bad_input(self.counters, "bad_request", self.log, "bad request",
+                            client=client.number, error=exc.reason[:200])
             self._status(client, wire.ERROR, f"invalid request: {exc.reason[:200]}")
             return
         if request.action == "auth":
@@ -341,8 +336,8 @@ def main() -> None:
 
 
 def cli(argv: list[str]) -> None:
-    """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--replay FILE] [--key]
-    [--max-connections]`: standalone, no bus."""
+    """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--seed] [--replay FILE]
+    [--key] [--max-connections]`: standalone, no bus."""
     parser = simulator.parser("polygon", __doc__.split("\n")[0],
                               rate="messages per second per symbol (replay: frames per second)",
                               replay="raw recorded frames, one per line")
