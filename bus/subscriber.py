@@ -61,15 +61,18 @@ class GapTracker:
 
 
 class _SubscriberBase:
+    _context_class: type[zmq.Context] = zmq.Context
+
     def __init__(
         self,
-        context: zmq.Context,
         endpoint: str,
         patterns: Iterable[str],
         *,
-        rcvhwm: int,
-        on_gap: Callable[[Gap], None] | None,
+        rcvhwm: int = DEFAULT_RCVHWM,
+        on_gap: Callable[[Gap], None] | None = None,
+        context: zmq.Context | None = None,
     ) -> None:
+        context = context or self._context_class.instance()
         self.patterns = [Pattern.parse(p) for p in patterns]
         self.tracker = GapTracker(on_gap)
         self.received = 0
@@ -123,19 +126,6 @@ class _SubscriberBase:
 class Subscriber(_SubscriberBase):
     """Blocking subscriber; iterate it, or call recv() with a timeout."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        patterns: Iterable[str],
-        *,
-        rcvhwm: int = DEFAULT_RCVHWM,
-        on_gap: Callable[[Gap], None] | None = None,
-        context: zmq.Context | None = None,
-    ) -> None:
-        super().__init__(
-            context or zmq.Context.instance(), endpoint, patterns, rcvhwm=rcvhwm, on_gap=on_gap
-        )
-
     def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
         """The next wanted event, or None if none came within `timeout` seconds."""
         while True:
@@ -170,19 +160,7 @@ class Subscriber(_SubscriberBase):
 class AsyncSubscriber(_SubscriberBase):
     """The same, for asyncio: `event = await sub.recv()` or `async for event in sub`."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        patterns: Iterable[str],
-        *,
-        rcvhwm: int = DEFAULT_RCVHWM,
-        on_gap: Callable[[Gap], None] | None = None,
-        context: zmq.asyncio.Context | None = None,
-    ) -> None:
-        super().__init__(
-            context or zmq.asyncio.Context.instance(), endpoint, patterns, rcvhwm=rcvhwm,
-            on_gap=on_gap,
-        )
+    _context_class = zmq.asyncio.Context
 
     async def recv(self) -> events.AnyEvent:
         while True:
