@@ -14,10 +14,16 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bus.process import PARENT_ENV, SPEC_ENV, BusEndpoints, ChildSpec
 
 REPO = Path(__file__).resolve().parent.parent
+
+# No per-example deadline (a loaded 2-core CI machine is slow, not wrong); in CI the examples are
+# derandomized so that a run is reproducible.
+hypothesis_settings.register_profile("tickmesh", deadline=None, derandomize=bool(os.environ.get("CI")))
+hypothesis_settings.load_profile("tickmesh")
 
 
 def free_port() -> int:
