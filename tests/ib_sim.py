@@ -1,5 +1,5 @@
-"""Test helpers for IB: start the fake TWS as a supervised child on a free port, hold a client
-id on it with a bare socket, and wait on an ib_async client."""
+"""Test helpers for IB: start the fake TWS as a supervised child on a free port, freeze it, hold
+a client id on it with a bare socket, and wait on an ib_async client."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import asyncio
 import signal
 import socket
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from ib_async import IB
 
@@ -32,6 +33,16 @@ class IbSim:
     def glitch_depth(self) -> None:
         """SIGHUP: every depth subscription gets an update one row past its end."""
         self.proc.send_signal(signal.SIGHUP)
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP for the block, then SIGCONT: a hung TWS that reads and sends nothing while
+        the kernel keeps its sockets up (and accepts new connections into the backlog)."""
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
 
 
 def start_ib_sim(spawn_child, port: int | None = None, name: str = "ib-sim", **settings) -> IbSim:

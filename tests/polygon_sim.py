@@ -1,5 +1,8 @@
 """Test helpers for the Polygon simulator: start it as a supervised child on a free port, wait
-until it serves, and drive its HTTP test control (/control/stats, /drop, /silence)."""
+until it serves, and drive its HTTP test control (/control/stats, /drop, /silence).
+
+The simulator takes the API key it accepts from an environment variable (`key_env`): a test
+sets SIM_KEY_ENV (monkeypatch.setenv) before `start_sim(..., key_env=SIM_KEY_ENV)`."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests import simulators
+
+SIM_KEY_ENV = "TICKMESH_TEST_POLYGON_SIM_KEY"
 
 
 @dataclass

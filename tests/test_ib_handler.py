@@ -1,6 +1,6 @@
 """The IB handler as a real process, between the fake TWS on a TCP port and a real bus: its
-book against the simulator's own, IB outages, dropped connections, a TWS restart, a client id
-in use, an unknown symbol."""
+book against the simulator's own, IB outages, dropped connections, a frozen TWS, a TWS restart,
+a client id in use, an unknown symbol."""
 
 from __future__ import annotations
 
@@ -48,6 +48,10 @@ def subscribed_again(bus: BusLog, mark: int) -> None:
     resubscribed = bus.until(lambda _: bus.resubscribed(mark),
                              what="a reconnect all the way to subscribed")
     bus.until(flowing(bus, resubscribed, SYMBOLS), what="fresh trades, quotes and books")
+
+
+def disconnects(bus: BusLog, since: int) -> list[Status]:
+    return [s for s in bus.of(Status, since) if s.state == "disconnected"]
 
 
 # --- the book -------------------------------------------------------------------------------------
@@ -154,6 +158,23 @@ def test_survives_dropped_connections_and_a_tws_restart_on_the_same_port(spawn_c
     subscribed_again(bus, restarted)
 
 
+def test_a_frozen_tws_goes_stale_and_everything_is_resubscribed_once_it_thaws(spawn_child, bus):
+    port = free_port()
+    start_handler(spawn_child, bus, port, keepalive=0.5, keepalive_timeout=0.5, timeout=1.0)
+    sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
+    bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
+    frozen = bus.mark()
+    with sim.frozen():
+        stale = bus.until(lambda _: disconnects(bus, frozen), timeout=4.0,
+                          what="a disconnect within keepalive + keepalive_timeout (1 s)")[0]
+        assert stale.message == "stale: no answer to reqCurrentTime within 0.5 s"
+        retried = bus.mark()
+        attempt = bus.until(lambda _: disconnects(bus, retried), timeout=6.0,
+                            what="a connection attempt to the frozen TWS to fail")[0]
+        assert "TimeoutError" in attempt.message
+    subscribed_again(bus, frozen)
+
+
 def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, bus):
     port = free_port()
     start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
@@ -199,6 +220,8 @@ def test_settings_are_checked_by_name():
                      ({"symbols": ["A"], "client_id": True}, "client_id"),
                      ({"symbols": ["A"], "smart_depth": 1}, "smart_depth"),
                      ({"symbols": ["A"], "clientid": 3}, "clientid"),
-                     ({"symbols": ["A"], "backoff_min": 5, "backoff_max": 1}, "backoff_min")]:
+                     ({"symbols": ["A"], "backoff_min": 5, "backoff_max": 1}, "backoff_min"),
+                     ({"symbols": ["A"], "keepalive": -1}, "keepalive"),
+                     ({"symbols": ["A"], "keepalive_timeout": 0}, "keepalive_timeout")]:
         with pytest.raises(ValueError, match=key):
             read(IbSettings, bad)

@@ -13,7 +13,7 @@ from handlers.common.settings import read
 from handlers.polygon.handler import DEFAULT_URL, PolygonSettings
 from tests.buslog import BusLog
 from tests.conftest import free_port, kill_group
-from tests.polygon_sim import Sim, start_sim
+from tests.polygon_sim import SIM_KEY_ENV, Sim, start_sim
 
 KEY = "handler-test-key"
 KEY_ENV = "TICKMESH_TEST_POLYGON_KEY"
@@ -30,8 +30,9 @@ def bus(forwarder):
 
 
 @pytest.fixture
-def sim(spawn_child) -> Sim:
-    return start_sim(spawn_child, key=KEY, symbols=SYMBOLS + ["SPY"], rate=100)
+def sim(spawn_child, monkeypatch) -> Sim:
+    monkeypatch.setenv(SIM_KEY_ENV, KEY)
+    return start_sim(spawn_child, key_env=SIM_KEY_ENV, symbols=SYMBOLS + ["SPY"], rate=100)
 
 
 def start_handler(spawn_child, monkeypatch, sim: Sim, key: str = KEY, log: Path | None = None,
@@ -65,7 +66,9 @@ def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, m
     log = tmp_path / "handler.log"
     start_handler(spawn_child, monkeypatch, Sim(port), log=log)
     bus.until(lambda events: any(isinstance(e, Heartbeat) for e in events), what="a heartbeat")
-    sim = start_sim(spawn_child, port=port, key=KEY, symbols=SYMBOLS + ["SPY"], rate=100)
+    monkeypatch.setenv(SIM_KEY_ENV, KEY)
+    sim = start_sim(spawn_child, port=port, key_env=SIM_KEY_ENV, symbols=SYMBOLS + ["SPY"],
+                    rate=100)
     streaming(bus)
     states = bus.states()
     last_try = len(states) - states[::-1].index("connecting") - 1
@@ -107,7 +110,8 @@ def test_survives_a_server_restart(forwarder, bus, sim, spawn_child, monkeypatch
     streaming(bus)
     since = bus.mark()
     kill_group(sim.proc)
-    restarted = start_sim(spawn_child, port=sim.port, key=KEY, symbols=SYMBOLS, rate=100)
+    restarted = start_sim(spawn_child, port=sim.port, key_env=SIM_KEY_ENV, symbols=SYMBOLS,
+                          rate=100)
     subscribed_again(bus, since)
     assert restarted.stats()["subscriptions"] == [TOPICS]
 

@@ -14,8 +14,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from handlers.common.settings import read
+from handlers.polygon.simulator import SimSettings
 from tests.conftest import free_port
-from tests.polygon_sim import Sim, serving, start_sim
+from tests.polygon_sim import SIM_KEY_ENV, Sim, serving, start_sim
 from tests.waiting import wait_until
 
 KEY = "sim-key"
@@ -51,8 +53,10 @@ def data_until(ws: ClientConnection, enough, timeout: float = 10.0) -> list[dict
 
 
 @pytest.fixture
-def sim(spawn_child) -> Sim:
-    return start_sim(spawn_child, key=KEY, symbols=["AAPL", "MSFT", "BRK.B"], rate=200, seed=7)
+def sim(spawn_child, monkeypatch) -> Sim:
+    monkeypatch.setenv(SIM_KEY_ENV, KEY)
+    return start_sim(spawn_child, key_env=SIM_KEY_ENV, symbols=["AAPL", "MSFT", "BRK.B"],
+                     rate=200, seed=7)
 
 
 def test_handshake_subscribe_and_batched_data(sim):
@@ -97,6 +101,16 @@ def test_wrong_key_is_refused_and_closed(sim):
             ws.recv(timeout=5)
     assert info.value.rcvd.code == 1008
     assert sim.stats()["counters"]["auth_failed"] == 1
+
+
+def test_the_key_comes_only_from_the_environment(monkeypatch):
+    monkeypatch.setenv(SIM_KEY_ENV, KEY)
+    assert read(SimSettings, {"key_env": SIM_KEY_ENV}).key_env == SIM_KEY_ENV
+    monkeypatch.delenv(SIM_KEY_ENV)
+    with pytest.raises(ValueError, match="settings.key_env: expected the name of an environment"):
+        read(SimSettings, {"key_env": SIM_KEY_ENV})
+    with pytest.raises(ValueError, match="settings.key: unknown key"):
+        read(SimSettings, {"key": KEY})
 
 
 def test_no_auth_times_out(spawn_child):

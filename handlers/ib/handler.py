@@ -16,10 +16,18 @@ everything when the data was lost (1101); 317 resets that symbol's book. 2100-21
 informational. When the connection drops (a TWS restart, IB's daily one included), the handler
 reconnects after a jittered, capped exponential backoff and requests everything again.
 
+A TWS that stops answering (frozen, while the kernel keeps its socket up) is found by a
+keepalive: every `keepalive` seconds the handler asks TWS the time (reqCurrentTime, which TWS
+answers itself, IB outage or not), and no answer within `keepalive_timeout` seconds makes the
+connection stale: it ends, and the handler reconnects as after a drop. Connecting to a frozen
+TWS fails after `timeout`.
+
 Settings (`IbSettings`): host, port (7497 TWS paper, 7496 TWS live, 4002/4001 IB Gateway),
 client_id, symbols, depth_rows (0: no depth), smart_depth (aggregate depth over exchanges),
-exchange, currency, backoff_min, backoff_max, timeout (seconds for connecting and for contract
-lookups).
+exchange, currency, backoff_min, backoff_max, timeout (seconds for each step of connecting and
+for contract lookups), keepalive (seconds; 0: none), keepalive_timeout.
+Counters: connects, reconnects, errors, stale, trades, quotes, book_snapshots, book_deltas,
+depth_errors, malformed.
 """
 
 from __future__ import annotations
@@ -64,6 +72,8 @@ class IbSettings(BackoffSettings):
     exchange: str = "SMART"
     currency: str = "USD"
     timeout: float = 10.0
+    keepalive: float = 10.0
+    keepalive_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -71,6 +81,9 @@ class IbSettings(BackoffSettings):
                 "symbols", "symbols (without '|')", self.symbols)
         require(self.depth_rows >= 0, "depth_rows", "an integer >= 0", self.depth_rows)
         require(self.timeout > 0, "timeout", "a number > 0", self.timeout)
+        require(self.keepalive >= 0, "keepalive", "a number >= 0", self.keepalive)
+        require(self.keepalive_timeout > 0, "keepalive_timeout", "a number > 0",
+                self.keepalive_timeout)
 
 
 # --- normalization ----------------------------------------------------------------------------
@@ -127,12 +140,10 @@ class IbFeed:
         # ib_async reports an error as it decodes it, but tickers only at the end of each read:
         # handle the error after the data TWS sent before it has been published.
         ib.errorEvent += lambda *error: asyncio.get_running_loop().call_soon(self._on_error, *error)
-        work = asyncio.ensure_future(self._start(ib))
+        work = asyncio.ensure_future(self._session(ib))
         try:
-            await asyncio.wait({work, ended}, return_when=asyncio.FIRST_COMPLETED)
-            if work.done():
-                work.result()
-            return await ended
+            done, _ = await asyncio.wait({work, ended}, return_when=asyncio.FIRST_COMPLETED)
+            return work.result() if work in done else ended.result()
         except (OSError, TimeoutError, ConnectionError) as exc:
             return ended.result() if ended.done() else repr(exc)
         finally:
@@ -141,10 +152,16 @@ class IbFeed:
             ib.disconnect()
             self.contracts.clear()
 
+    async def _session(self, ib: IB) -> str:
+        """Connect and subscribe, then check that TWS keeps answering; returns why it stopped."""
+        await self._start(ib)
+        return await self._keepalive(ib)
+
     async def _start(self, ib: IB) -> None:
         s = self.settings
+        # raiseSyncErrors: a TWS that does not answer the startup requests fails the connect
         await ib.connectAsync(s.host, s.port, s.client_id, timeout=s.timeout,
-                              fetchFields=StartupFetchNONE)
+                              raiseSyncErrors=True, fetchFields=StartupFetchNONE)
         self.lifecycle.status("connected", message=f"server version {ib.client.serverVersion()}")
         wanted = [Stock(symbol, s.exchange, s.currency) for symbol in s.symbols]
         found = await asyncio.wait_for(ib.qualifyContractsAsync(*wanted), s.timeout)
@@ -162,6 +179,21 @@ class IbFeed:
             if self.settings.depth_rows:
                 self._reset_book(contract.symbol)
                 ib.reqMktDepth(contract, self.settings.depth_rows, self.settings.smart_depth)
+
+    async def _keepalive(self, ib: IB) -> str:
+        """Ask TWS the time every `keepalive` seconds; returns why the connection is stale once
+        an answer is late (with keepalive 0, never). One request at a time: ib_async keeps a
+        single future for every reqCurrentTime, so a second one would take the first's place."""
+        s = self.settings
+        if not s.keepalive:
+            await asyncio.Future()  # forever: the connection ends some other way
+        while True:
+            await asyncio.sleep(s.keepalive)
+            try:
+                await asyncio.wait_for(ib.reqCurrentTimeAsync(), s.keepalive_timeout)
+            except TimeoutError:
+                self.ctx.counters["stale"] += 1
+                return f"stale: no answer to reqCurrentTime within {s.keepalive_timeout:g} s"
 
     def _reset_book(self, symbol: str) -> None:
         self.books.setdefault(symbol, DepthBook()).clear()

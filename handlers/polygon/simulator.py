@@ -9,6 +9,8 @@ file of raw recorded frames, one per line, sent as they are (filtered by the sub
 `rate` frames per second to each connection after its first subscribe. Lines that are not JSON
 go out verbatim, which lets a test put garbage on a real socket.
 
+The API key it accepts is in the environment variable that the setting `key_env` names (no
+key_env: any key; a key_env whose variable is unset or empty is a settings error).
 Connections are counted per API key: when one more than `max_connections` authenticates, the
 oldest gets status `max_connections` and close 1008 (first in, first out, as Polygon does).
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from bus import process
 from handlers.common import simulator
 from handlers.common.badinput import count_bad_input
 from handlers.common.settings import require
@@ -57,8 +61,8 @@ class SimSettings(SimulatorSettings):
     rate: float = 20.0
     """Random walk: messages per second per symbol. Replay: frames per second."""
     replay: str = ""
-    key: str = ""
-    """The only API key accepted; empty accepts any."""
+    key_env: str = ""
+    """The environment variable holding the only API key accepted; empty: any key."""
     max_connections: int = 1
     auth_timeout: float = 10.0
 
@@ -67,6 +71,8 @@ class SimSettings(SimulatorSettings):
         require(bool(self.symbols) and all("|" not in s for s in self.symbols), "symbols",
                 "symbols (without '|')", self.symbols)
         require(not self.replay or Path(self.replay).is_file(), "replay", "a file", self.replay)
+        require(not self.key_env or bool(os.environ.get(self.key_env)), "key_env",
+                "the name of an environment variable that is set", self.key_env)
         require(self.max_connections >= 1, "max_connections", "an integer >= 1",
                 self.max_connections)
         require(self.auth_timeout > 0, "auth_timeout", "a number > 0", self.auth_timeout)
@@ -119,6 +125,7 @@ class Simulator:
         self.counters = counters
         self.clients: dict[_Client, None] = {}  # in connection order, oldest first
         self.accepted = 0
+        self.key = process.secret_from_env(settings.key_env) if settings.key_env else ""
         self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed or None)
         self.replay_lines = self._load_replay()
         self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
@@ -197,7 +204,7 @@ class Simulator:
     def _auth(self, client: _Client, key: str) -> None:
         if client.auth_timer is not None:
             client.auth_timer.cancel()
-        if self.settings.key and key != self.settings.key:
+        if self.key and key != self.key:
             self.counters["auth_failed"] += 1
             self.log.warning("authentication failed", client=client.number)
             self._status(client, wire.AUTH_FAILED, "authentication failed")
@@ -322,7 +329,8 @@ async def run_server(settings: SimSettings, counters: Counter) -> None:
                      process_request=sim.process_request, close_timeout=1) as server:
         port = server.sockets[0].getsockname()[1]
         sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stocks",
-                     replay=settings.replay, symbols=list(settings.symbols))
+                     replay=settings.replay, symbols=list(settings.symbols),
+                     accepts=f"the API key in ${settings.key_env}" if sim.key else "any API key")
         if sim.replay_lines:
             await asyncio.Future()  # replays run per connection
         await sim.run_random_walk()
@@ -337,11 +345,13 @@ def main() -> None:
 
 def cli(argv: list[str]) -> None:
     """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--seed] [--replay FILE]
-    [--key] [--max-connections]`: standalone, no bus."""
+    [--key-env NAME] [--max-connections]`: standalone, no bus."""
     parser = simulator.parser("polygon", __doc__.split("\n")[0],
                               rate="messages per second per symbol (replay: frames per second)",
                               replay="raw recorded frames, one per line")
-    parser.add_argument("--key", help="the only API key accepted (default: any)")
+    parser.add_argument("--key-env", metavar="NAME",
+                        help="the environment variable holding the only API key accepted "
+                             "(default: any key)")
     parser.add_argument("--max-connections", type=int)
     simulator.run_cli(parser, argv, SimSettings, run_server)
 
