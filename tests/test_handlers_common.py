@@ -166,3 +166,8 @@ def test_a_port_in_use_exits_1_with_the_reason(spawn, provider):
     assert code == 1
     assert err.startswith(f"tickmesh sim {provider}: ") and "in use" in err
     assert "Traceback" not in err
+
+
+def test_abbreviated_flags_are_refused_so_a_key_cannot_pass_for_a_key_env(spawn):
+    code, _, err = sim_cli(spawn, "polygon", "--key", "SECRET")
+    assert code == 2 and "unrecognized arguments: --key" in err

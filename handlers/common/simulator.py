@@ -61,7 +61,8 @@ def run_child(run_server: Server[S], settings: type[S]) -> None:
 
 def parser(provider: str, description: str, rate: str, replay: str = "") -> argparse.ArgumentParser:
     """The shared flags, with the provider's meaning of --rate and --replay (none: no --replay)."""
-    command = argparse.ArgumentParser(prog=f"tickmesh sim {provider}", description=description)
+    command = argparse.ArgumentParser(prog=f"tickmesh sim {provider}", description=description,
+                                      allow_abbrev=False)
     command.add_argument("--host", help="the address to listen on")
     command.add_argument("--port", type=int)
     command.add_argument("--rate", type=float, help=rate)
