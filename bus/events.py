@@ -19,8 +19,9 @@ PriceLevel = tuple[float, float]
 """(price, size); in a delta, size 0.0 removes the level."""
 
 
-class Event(msgspec.Struct, kw_only=True, tag_field="k"):
-    """Fields every event carries."""
+class Event(msgspec.Struct, kw_only=True, tag_field="k", gc=False):
+    """Fields every event carries. (gc=False: the garbage collector does not track events,
+    which hold no reference cycles and are made by the million.)"""
 
     version: int = msgspec.field(default=SCHEMA_VERSION, name="v")
     provider: str = msgspec.field(name="p")
@@ -103,6 +104,10 @@ _decoder = msgspec.msgpack.Decoder(AnyEvent)
 
 encode = _encoder.encode
 """Event -> msgpack bytes (a standard msgpack map; any msgpack library decodes it)."""
+
+encode_into = _encoder.encode_into
+"""encode_into(event, buffer): the same bytes as `encode`, written over a reusable bytearray
+(which is resized to fit): no new bytes object per event, for the publisher's hot path."""
 
 
 def decode(payload: bytes) -> AnyEvent:

@@ -21,6 +21,8 @@ from bus.topics import topic
 DEFAULT_SNDHWM = 100_000
 DEFAULT_LINGER_MS = 200  # at close, pending sends get this long to leave, then are dropped
 DEFAULT_READY_TIMEOUT = 2.0  # seconds to wait for the forwarder at start
+_SNDMORE = zmq.SNDMORE
+_encode_into = events.encode_into
 
 
 class Publisher:
@@ -35,7 +37,6 @@ class Publisher:
     ) -> None:
         self.endpoint = endpoint
         self.epoch = epoch if epoch is not None else time.time_ns()
-        self.published = 0
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, sndhwm)
@@ -43,8 +44,9 @@ class Publisher:
         self._socket.connect(endpoint)
         # The Cython send, without pyzmq's Python wrapper: a measured ~15% of the hot path.
         self._send = zmq.backend.Socket.send.__get__(self._socket)
-        # (kind, provider, symbol) -> [topic bytes, last sequence number]
-        self._streams: dict[tuple[str, str, str], list] = {}
+        self._buffer = bytearray()  # every event is encoded into it; the send copies it out
+        # (event type, provider, symbol) -> [topic bytes, last sequence number]
+        self._streams: dict[tuple[type, str, str], list] = {}
         self.forwarder_ready = self._wait_for_forwarder(ready_timeout)
 
     def _wait_for_forwarder(self, timeout: float) -> bool:
@@ -62,16 +64,16 @@ class Publisher:
 
     def publish(self, event: events.Event) -> None:
         """Stamp the event with its topic's next sequence number and the epoch, and send it."""
-        key = (event.__struct_config__.tag, event.provider, event.symbol)
+        key = (type(event), event.provider, event.symbol)
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = [topic(*key), 0]
-        stream[1] += 1
-        event.seq = stream[1]
+            stream = self._streams[key] = [topic(event.__struct_config__.tag, *key[1:]), 0]
+        stream[1] = event.seq = stream[1] + 1
         event.epoch = self.epoch
-        self._send(stream[0], zmq.SNDMORE)
-        self._send(events.encode(event))
-        self.published += 1
+        buffer, send = self._buffer, self._send
+        _encode_into(event, buffer)
+        send(stream[0], _SNDMORE)
+        send(buffer)
 
     def close(self) -> None:
         self._socket.close()

@@ -62,7 +62,8 @@ Time = Union[str, Ext]
 """`t`: an RFC 3339 string in JSON, the Timestamp extension in msgpack."""
 
 
-class TradeMessage(msgspec.Struct, tag_field="T", tag="t", kw_only=True):
+# gc=False: the garbage collector need not track data messages (no reference cycles, millions).
+class TradeMessage(msgspec.Struct, tag_field="T", tag="t", kw_only=True, gc=False):
     symbol: str = field(name="S")
     trade_id: int = field(name="i")
     exchange: str = field(name="x")
@@ -73,7 +74,7 @@ class TradeMessage(msgspec.Struct, tag_field="T", tag="t", kw_only=True):
     tape: str = field(name="z", default="")
 
 
-class QuoteMessage(msgspec.Struct, tag_field="T", tag="q", kw_only=True):
+class QuoteMessage(msgspec.Struct, tag_field="T", tag="q", kw_only=True, gc=False):
     symbol: str = field(name="S")
     bid_exchange: str = field(name="bx")
     bid_price: float = field(name="bp")
@@ -286,11 +287,14 @@ def _offset_seconds(offset: str) -> int:
 def time_to_ns(value: Time) -> int:
     """`t` in either encoding -> ns since the epoch; ValueError if it is not a valid time.
     The usual case, msgpack's 8-byte timestamp, is inlined: it is on the hot path."""
-    if type(value) is Ext and len(value.data) == 8 and value.code == -1:
-        packed = int.from_bytes(value.data, "big")
-        ns = (packed & _LOW34) * NS + (packed >> 34)
-    elif type(value) is Ext:
-        ns = ext_to_ns(value)  # type: ignore[arg-type]
+    if type(value) is Ext:
+        data = value.data
+        if len(data) == 8 and value.code == -1:
+            packed = int.from_bytes(data)
+            ns = (packed & _LOW34) * NS + (packed >> 34)
+            if ns < MAX_NS:  # never negative in the 8-byte form
+                return ns
+        ns = ext_to_ns(value)
     else:
         ns = parse_timestamp(value)  # type: ignore[arg-type]
     if not 0 <= ns < MAX_NS:
