@@ -94,10 +94,6 @@ class Heartbeat(Event, tag="heartbeat"):
 
 
 AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat]
-KINDS: dict[str, type[Event]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
-    for cls in (Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat)
-}
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyEvent)
@@ -114,7 +110,3 @@ def decode(payload: bytes) -> AnyEvent:
     """msgpack bytes -> typed event. Raises msgspec.DecodeError / ValidationError on bad input."""
     return _decoder.decode(payload)
 
-
-def to_dict(event: Event) -> dict:
-    """The event as a plain dict with its wire keys (for JSON output)."""
-    return msgspec.to_builtins(event)
