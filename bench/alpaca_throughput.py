@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import peer_venv
 from bench.processes import Processes, free_port, listening, wait_for
 from bench.report import Scenario, print_table, scenario, write_results
-from handlers.alpaca.market import BLAST_TRADES_PER_FRAME
+from handlers.alpaca.sim.market import BLAST_TRADES_PER_FRAME
 
 FRAMES = 100_000
 RUNS = 3
@@ -67,7 +67,7 @@ def start_bus_and_simulator(procs: Processes, frames: int) -> int:
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     port = free_port()
     settings = {"port": port, "blast": frames, "key_env": KEY_ENV, "secret_env": SECRET_ENV}
-    procs.child("handlers.alpaca.simulator", "alpaca-sim", settings, env=CREDENTIALS)
+    procs.child("handlers.alpaca.sim.server", "alpaca-sim", settings, env=CREDENTIALS)
     wait_for(lambda: listening(port), "the simulator to listen")
     return port
 

@@ -20,7 +20,7 @@ import time
 import msgpack
 import zmq
 
-from bus import process
+from runtime import process
 from bus.subscriber import DEFAULT_RCVHWM
 
 PREFIX = b"trade.alpaca."

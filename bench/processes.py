@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bus.process import PARENT_ENV, SPEC_ENV, BusEndpoints, ChildSpec
+from bus.sockets import BusConfig
+from runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 3.0
@@ -51,7 +52,7 @@ class Processes:
 
     def __init__(self) -> None:
         self.run_dir = Path(tempfile.mkdtemp(prefix="tm-bench-", dir="/tmp"))
-        self.bus = BusEndpoints(f"ipc://{self.run_dir}/publish", f"ipc://{self.run_dir}/subscribe")
+        self.bus = BusConfig(f"ipc://{self.run_dir}/publish", f"ipc://{self.run_dir}/subscribe")
         self._started: list[subprocess.Popen] = []
 
     def __enter__(self) -> "Processes":

@@ -86,14 +86,41 @@ class Status(Event, tag="status"):
     code: int = msgspec.field(default=0, name="code")
 
 
+class Control(Event, tag="control"):
+    """A request to a handler, over the bus: topic `control.PROVIDER.SYMBOL`, where `provider`
+    is the handler addressed (its topic source) and `sender` the process asking. The one action
+    handlers know today is "resync": get a fresh snapshot of `symbol`."""
+
+    action: str = msgspec.field(name="act")
+    sender: str = msgspec.field(default="", name="from")
+
+
+class Sample(msgspec.Struct, array_like=True, gc=False):
+    """One metric's value, on the wire as [name, kind, labels, value] (runtime.metrics has the
+    schema of names; docs/metrics.md lists them)."""
+
+    name: str
+    kind: str  # counter | gauge | histogram
+    labels: dict[str, str]
+    value: float
+
+
 class Heartbeat(Event, tag="heartbeat"):
-    """Each process, every second. `provider` holds the process name; counters are cumulative."""
+    """Each process (the forwarder and the supervisor too), every second. `provider` holds the
+    process name; `metrics` its registry's samples (counters are cumulative)."""
 
     pid: int = msgspec.field(name="pid")
-    counters: dict[str, int] = msgspec.field(default_factory=dict, name="ct")
+    metrics: list[Sample] = msgspec.field(default_factory=list, name="m")
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of the sample `name` with these labels (all of its labels); 0.0 if none."""
+        for sample in self.metrics:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+        return 0.0
 
 
-AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat]
+AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat, Control]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyEvent)

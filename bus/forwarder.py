@@ -1,47 +1,62 @@
 """The forwarder: libzmq's own proxy between an XSUB (publishers connect) and an XPUB
-(subscribers connect). Run as the supervisor's first child: `python -m bus.forwarder`.
+(subscribers connect). The supervisor's first child: `python -m bus.forwarder`.
 
 The XPUB's send high-water mark is per subscriber: a slow subscriber loses its own messages
 at that mark and nobody else is affected. The XSUB subscribes to everything, so that every
-publisher learns at connect time that the forwarder is there (see bus.publisher).
+publisher learns at connect time that the forwarder is there (see bus.publisher), and takes no
+message larger than the bus's max_message_bytes (bus.sockets). Once both sides are bound the
+forwarder says it is ready; a thread publishes its heartbeat through its own front door.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import zmq
 
-from bus import process
+from bus.publisher import Publisher
+from bus.sockets import BusConfig, forwarder
+from runtime.lifeline import exit_with_parent
+from runtime.logs import configure_logging, log
+from runtime.metrics import Metrics
+from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
+from runtime.readiness import announce_ready
+from runtime.spec import child_spec
 
-DEFAULT_HWM = 100_000
 SUBSCRIBE_ALL = b"\x01"
+Settings = None
+"""The forwarder takes no settings: the [bus] table is its configuration."""
 
 
-def serve(publish: str, subscribe: str, hwm: int = DEFAULT_HWM) -> None:
-    """Bind both sides and proxy until the process is signalled."""
-    context = zmq.Context.instance()
-    frontend = context.socket(zmq.XSUB)
-    frontend.setsockopt(zmq.RCVHWM, hwm)
-    frontend.setsockopt(zmq.LINGER, 0)
-    backend = context.socket(zmq.XPUB)
-    backend.setsockopt(zmq.SNDHWM, hwm)
-    backend.setsockopt(zmq.LINGER, 0)
-    for socket, endpoint in ((frontend, publish), (backend, subscribe)):
-        process.prepare_endpoint(endpoint)
-        socket.bind(endpoint)
+def serve(config: BusConfig, name: str = "forwarder") -> None:
+    """Bind both sides, say ready, heartbeat, and proxy until the process is signalled."""
+    frontend, backend = forwarder(config)
     frontend.send(SUBSCRIBE_ALL)
+    announce_ready()
+    threading.Thread(target=_heartbeats, args=(config, name), daemon=True,
+                     name="heartbeat").start()
     zmq.proxy(frontend, backend)
 
 
+def _heartbeats(config: BusConfig, name: str) -> None:
+    publisher = Publisher(config.publish)
+    metrics = Metrics()
+    while True:
+        time.sleep(HEARTBEAT_SECONDS)
+        publish_heartbeat(publisher, name, metrics)
+        publisher.drain_subscriptions()
+
+
 def main() -> None:
-    spec = process.child_spec()
-    process.configure_logging(spec.name)
-    process.exit_with_parent()
-    hwm = int(spec.settings.get("hwm", DEFAULT_HWM))
-    process.log().info("forwarder starting", publish=spec.bus.publish, subscribe=spec.bus.subscribe)
+    spec = child_spec()
+    configure_logging(spec.name)
+    exit_with_parent()
+    log().info("forwarder starting", publish=spec.bus.publish, subscribe=spec.bus.subscribe,
+               hwm=spec.bus.hwm, max_message_bytes=spec.bus.max_message_bytes)
     try:
-        serve(spec.bus.publish, spec.bus.subscribe, hwm)
+        serve(spec.bus, spec.name)
     except KeyboardInterrupt:
         pass
     finally:

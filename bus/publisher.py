@@ -6,6 +6,10 @@ subscription before its first send, so a new process does not lose its first eve
 "slow joiner" race. After that, sends never block: libzmq drops past the send high-water mark,
 and subscribers see the drop as a gap in the per-topic sequence numbers. The epoch is fixed for
 this publisher's life, so subscribers tell a restart from a gap.
+
+One duty comes with it: the XPUB socket also receives the forwarder's subscription again each
+time the forwarder restarts. Call `drain_subscriptions()` now and then (the child runtime does
+it every second) so that those messages do not pile up; `publish` stays free of that work.
 """
 
 from __future__ import annotations
@@ -15,10 +19,9 @@ import time
 import zmq
 import zmq.backend
 
-from bus import events
+from bus import events, sockets
 from bus.topics import topic
 
-DEFAULT_SNDHWM = 100_000
 DEFAULT_LINGER_MS = 200  # at close, pending sends get this long to leave, then are dropped
 DEFAULT_READY_TIMEOUT = 2.0  # seconds to wait for the forwarder at start
 _SNDMORE = zmq.SNDMORE
@@ -31,17 +34,13 @@ class Publisher:
         endpoint: str,
         *,
         context: zmq.Context | None = None,
-        sndhwm: int = DEFAULT_SNDHWM,
+        sndhwm: int = sockets.DEFAULT_HWM,
         epoch: int | None = None,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
     ) -> None:
         self.endpoint = endpoint
         self.epoch = epoch if epoch is not None else time.time_ns()
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.XPUB)
-        self._socket.setsockopt(zmq.SNDHWM, sndhwm)
-        self._socket.setsockopt(zmq.LINGER, DEFAULT_LINGER_MS)
-        self._socket.connect(endpoint)
+        self._socket = sockets.publisher(endpoint, sndhwm, DEFAULT_LINGER_MS, context)
         # The Cython send, without pyzmq's Python wrapper: a measured ~15% of the hot path.
         self._send = zmq.backend.Socket.send.__get__(self._socket)
         self._buffer = bytearray()  # every event is encoded into it; the send copies it out
@@ -54,11 +53,11 @@ class Publisher:
         (then events published before it arrives are dropped, as for any absent forwarder)."""
         if not self._socket.poll(int(timeout * 1000)):
             return False
-        self.discard_subscriptions()
+        self.drain_subscriptions()
         return True
 
-    def discard_subscriptions(self) -> None:
-        """Drop the subscription messages the XPUB socket queued (call now and then)."""
+    def drain_subscriptions(self) -> None:
+        """Drop the subscription messages the XPUB socket queued (see the module's docstring)."""
         while self._socket.poll(0):
             self._socket.recv()
 
@@ -74,6 +73,14 @@ class Publisher:
         _encode_into(event, buffer)
         send(stream[0], _SNDMORE)
         send(buffer)
+
+    def stream_counts(self) -> dict[tuple[str, str], int]:
+        """Events published so far, by (kind, provider): the sum of the topics' sequences."""
+        counts: dict[tuple[str, str], int] = {}
+        for (kind, provider, _symbol), (_topic, seq) in self._streams.items():
+            key = (kind.__struct_config__.tag, provider)
+            counts[key] = counts.get(key, 0) + seq
+        return counts
 
     def close(self) -> None:
         self._socket.close()

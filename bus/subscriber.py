@@ -10,6 +10,8 @@ Gaps are tracked per topic and publisher epoch: a skipped sequence number on a t
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -17,10 +19,8 @@ import msgspec
 import zmq
 import zmq.asyncio
 
-from bus import events
+from bus import events, sockets
 from bus.topics import Pattern
-
-DEFAULT_RCVHWM = 100_000
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class _SubscriberBase:
         endpoint: str,
         patterns: Iterable[str],
         *,
-        rcvhwm: int = DEFAULT_RCVHWM,
+        rcvhwm: int = sockets.DEFAULT_HWM,
         on_gap: Callable[[Gap], None] | None = None,
         context: zmq.Context | None = None,
     ) -> None:
@@ -79,12 +79,8 @@ class _SubscriberBase:
         self.malformed = 0
         self._client_filter = [p for p in self.patterns if p.needs_client_filter]
         self._all_by_prefix = len(self._client_filter) < len(self.patterns)
-        self._socket = context.socket(zmq.SUB)
-        self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        for prefix in sorted({p.prefix for p in self.patterns}):
-            self._socket.setsockopt(zmq.SUBSCRIBE, prefix)
-        self._socket.connect(endpoint)
+        self._socket = sockets.subscriber(endpoint, sorted({p.prefix for p in self.patterns}),
+                                          rcvhwm, context)
 
     @property
     def gaps(self) -> int:
@@ -127,10 +123,14 @@ class Subscriber(_SubscriberBase):
     """Blocking subscriber; iterate it, or call recv() with a timeout."""
 
     def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
-        """The next wanted event, or None if none came within `timeout` seconds."""
+        """The next wanted event, or None if none came within `timeout` seconds (a deadline for
+        the whole call, however many unwanted messages arrive meanwhile)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if timeout is not None and not self._socket.poll(int(timeout * 1000)):
-                return None
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                if not self._socket.poll(int(left * 1000)):
+                    return None
             topic, payload = self._recv_message()
             if payload is not None:
                 event = self._accept(topic, payload)
@@ -162,7 +162,17 @@ class AsyncSubscriber(_SubscriberBase):
 
     _context_class = zmq.asyncio.Context
 
-    async def recv(self) -> events.AnyEvent:
+    async def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
+        """The next wanted event, or None if none came within `timeout` seconds (a deadline for
+        the whole call)."""
+        if timeout is None:
+            return await self._next()
+        try:
+            return await asyncio.wait_for(self._next(), timeout)
+        except TimeoutError:
+            return None
+
+    async def _next(self) -> events.AnyEvent:
         while True:
             frames = await self._socket.recv_multipart()
             if len(frames) != 2:
@@ -176,4 +186,4 @@ class AsyncSubscriber(_SubscriberBase):
         return self
 
     async def __anext__(self) -> events.AnyEvent:
-        return await self.recv()
+        return await self._next()

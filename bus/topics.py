@@ -51,9 +51,13 @@ class Pattern:
 
     @classmethod
     def parse(cls, text: str) -> "Pattern":
+        """An empty part is an error, not "any": `trade.alpaca.` (a raw ZeroMQ prefix) would
+        otherwise silently match nothing. Write `trade.alpaca` or `trade.alpaca.*`."""
         if not text or TERMINATOR in text:
             raise TopicError(f"bad pattern {text!r}")
         parts = text.split(".", 2)
+        if "" in parts:
+            raise TopicError(f"bad pattern {text!r}: an empty part (write * for any)")
         parts += ["*"] * (3 - len(parts))
         kind, source, symbol = parts
         for part in (kind, source):

@@ -4,22 +4,41 @@ JSON lines (the events' wire keys) when stdout is a pipe or a file, a compact hu
 it is a terminal. Gaps (messages this subscriber lost) are reported on stderr.
 
     tickmesh tail 'trade.*.AAPL' 'quote.alpaca.*' [--count N] [--json]
-    python -m consumers.tail          (supervised; settings: patterns = [...])
+    python -m consumers.tail          (supervised; settings: patterns = [...], json = false)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, TextIO
 
 import msgspec
 
-from bus import events, process
+from bus import events
 from bus.subscriber import AsyncSubscriber, Gap, Subscriber
+from bus.topics import Pattern, TopicError
+from runtime import process
+from runtime.settings import SettingsError, Strings
 
-DEFAULT_PATTERNS = ["trade", "quote"]
+DEFAULT_PATTERNS = ("trade", "quote")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The supervised tail's settings table."""
+
+    patterns: Strings = DEFAULT_PATTERNS
+    json: bool = False
+
+    def __post_init__(self) -> None:
+        for pattern in self.patterns:
+            try:
+                Pattern.parse(pattern)
+            except TopicError as exc:
+                raise SettingsError(f"settings.patterns: {exc}") from None
 
 
 def format_json(event: events.Event) -> str:
@@ -48,8 +67,15 @@ def _details(event: events.Event) -> str:
             code = f" [{event.code}]" if event.code else ""
             return f"{event.state}{code} {event.message}"
         case events.Heartbeat():
-            return " ".join(f"{key}={value}" for key, value in sorted(event.counters.items()))
+            return " ".join(f"{s.name}{_labels(s.labels)}={s.value:g}" for s in event.metrics
+                            if s.kind != "histogram")
+        case events.Control():
+            return f"{event.action} from {event.sender}"
     return ""
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f"{k}={v}" for k, v in labels.items()) + "}" if labels else ""
 
 
 def formatter_for(stream: TextIO, force_json: bool = False) -> Callable[[events.Event], str]:
@@ -90,21 +116,27 @@ def cli(argv: list[str]) -> None:
         sys.stderr.close()  # the reader went away (`| head`): nothing left to say
 
 
-async def _supervised(ctx: process.ProcessContext) -> None:
-    patterns = ctx.settings.get("patterns", DEFAULT_PATTERNS)
-    fmt = formatter_for(sys.stdout, bool(ctx.settings.get("json", False)))
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns, on_gap=report_gap)
+async def _supervised(ctx: process.ProcessContext[Settings]) -> None:
+    fmt = formatter_for(sys.stdout, ctx.settings.json)
+    counts = ctx.counts
+
+    def on_gap(gap: Gap) -> None:
+        counts["bus_gaps"] += 1
+        counts["bus_messages_missed"] += gap.missed
+        report_gap(gap)
+
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe, ctx.settings.patterns, on_gap=on_gap)
     try:
         async for event in sub:
+            counts["events_received"] += 1
             _write(fmt(event))
-            ctx.counters["printed"] += 1
-            ctx.counters["missed"] = sub.missed
+            counts["lines_printed"] += 1
     finally:
         sub.close()
 
 
 def main() -> None:
-    process.run(_supervised)
+    process.run(_supervised, Settings)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ signals processes and tells the machine what happened, with the time it happened
     starting/running --stop--> stopping --exit--> stopped;   backoff --stop--> stopped
 
 Restart policies are OTP's: permanent always restarts, transient only after an abnormal exit
-(nonzero code or a signal), temporary never. The restart delay doubles from BACKOFF_FIRST up
+(nonzero code or a signal), temporary never. Exit code 2 (bad settings, runtime.spec) is never
+restarted, whatever the policy: the child is failed at once. The restart delay doubles from BACKOFF_FIRST up
 to BACKOFF_MAX, and starts over once a child has run for STABLE_SECONDS.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from runtime.spec import EXIT_BAD_SETTINGS
 from supervisor.config import ChildConfig
 
 STARTUP_SECONDS = 0.5
@@ -45,6 +47,7 @@ class Child:
         self.pid: int | None = None
         self.restarts = 0
         self.exit_code: int | None = None
+        self.ready = False  # said "ready" since it was last started
         self._started_at = 0.0
         self._restart_times: deque[float] = deque()
         self._backoff_level = 0
@@ -60,6 +63,7 @@ class Child:
 
     def started(self, pid: int, now: float) -> None:
         self.pid = pid
+        self.ready = False
         self._started_at = now
         self._enter(State.STARTING)
 
@@ -73,8 +77,12 @@ class Child:
         before restarting it, or None if it is not to be restarted."""
         self.exit_code = code
         self.pid = None
+        self.ready = False
         if self.state is State.STOPPING:
             self._enter(State.STOPPED)
+            return None
+        if code == EXIT_BAD_SETTINGS:
+            self._enter(State.FAILED, reason="bad settings")
             return None
         if not self._policy_restarts(code):
             self._enter(State.EXITED)
@@ -108,6 +116,7 @@ class Child:
             "pid": self.pid,
             "restarts": self.restarts,
             "uptime": round(now - self._started_at, 1) if self.alive else None,
+            "ready": self.ready,
             "exit_code": self.exit_code,
         }
 

@@ -4,6 +4,11 @@ Everything is checked before anything starts; every problem found is reported at
 naming the file, the key (`children[2].restart`, counting from 0) and what is wrong.
 `{run_dir}` and `{uid}` in strings are replaced; TICKMESH_RUN_DIR overrides the run_dir.
 The forwarder is implicit: `Config.processes` is the forwarder, then the configured children.
+A child's `after` names the children it waits for (each must say "ready" first, or its
+`ready_timeout` pass); every child waits for the forwarder.
+
+This module checks the config's own shape. Each child's settings table is checked by the
+child's own settings class (supervisor.preflight), and so are the ports it will listen on.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.process import BusEndpoints
+from bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, BusConfig
 
 RUN_DIR_ENV = "TICKMESH_RUN_DIR"
 DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
@@ -31,17 +36,19 @@ IPC_PATH_MAX = 107  # sun_path is 108 bytes, with the terminating NUL
 
 _CHILD_NAME = re.compile(r"[a-z0-9_-]+")  # a child's name is a topic source (bus.topics)
 _NUMBER = (int, float)
+_NAMES = (list,)  # an array of child names (a tuple, to have a type name of its own)
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "": {"bus": dict, "supervisor": dict, "children": list},
-    "bus": {"publish": str, "subscribe": str, "hwm": int},
+    "bus": {"publish": str, "subscribe": str, "hwm": int, "max_message_bytes": int},
     "supervisor": {"control": str, "run_dir": str},
     "child": {
         "name": str, "run": str, "restart": str, "max_restarts": int,
-        "within_seconds": _NUMBER, "shutdown_timeout": _NUMBER, "settings": dict,
+        "within_seconds": _NUMBER, "shutdown_timeout": _NUMBER, "after": _NAMES,
+        "ready_timeout": _NUMBER, "settings": dict,
     },
 }
 _TYPE_NAMES = {str: "a string", int: "an integer", _NUMBER: "a number", dict: "a table",
-               list: "an array of tables"}
+               list: "an array of tables", _NAMES: "an array of child names"}
 
 
 class ConfigError(Exception):
@@ -61,6 +68,8 @@ class ChildConfig:
     max_restarts: int = 5
     within_seconds: float = 60.0
     shutdown_timeout: float = 3.0
+    after: tuple[str, ...] = ()
+    ready_timeout: float = 10.0
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,7 +78,7 @@ class Config:
     path: Path
     run_dir: Path
     control: str
-    bus: BusEndpoints
+    bus: BusConfig
     forwarder: ChildConfig
     children: tuple[ChildConfig, ...]
 
@@ -113,15 +122,17 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
     }
     if len(set(endpoints.values())) < len(endpoints):
         problems.append("bus.publish, bus.subscribe and supervisor.control must all differ")
-    if "hwm" in bus and bus["hwm"] <= 0:
-        problems.append(f"bus.hwm: must be positive, not {bus['hwm']}")
-    forwarder_settings = {"hwm": bus["hwm"]} if "hwm" in bus else {}
+    for key in ("hwm", "max_message_bytes"):
+        if key in bus and bus[key] <= 0:
+            problems.append(f"bus.{key}: must be positive, not {bus[key]}")
     return Config(
         path=path,
         run_dir=run_dir,
         control=endpoints["control"],
-        bus=BusEndpoints(endpoints["publish"], endpoints["subscribe"]),
-        forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE, settings=forwarder_settings),
+        bus=BusConfig(endpoints["publish"], endpoints["subscribe"],
+                      hwm=bus.get("hwm", DEFAULT_HWM),
+                      max_message_bytes=bus.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)),
+        forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE),
         children=_children(top.get("children", []), places, problems),
     )
 
@@ -152,6 +163,11 @@ def _children(tables: list, places: dict[str, str], problems: list[str]) -> tupl
             problems.append(f"{where}.name: {child.name!r} is already the name of {owner}")
         taken[child.name] = where
         children.append(child)
+    names = {child.name for child in children}
+    for index, child in enumerate(children):
+        for name in child.after:
+            if name not in names or name == child.name:
+                problems.append(f"children[{index}].after: {name!r} is not another child")
     return tuple(children)
 
 
@@ -161,7 +177,12 @@ def _child(table: dict, where: str, places: dict[str, str],
     problems.extend(f"{where}.{key}: missing (required)" for key in missing)
     if missing:
         return None
-    child = ChildConfig(**{**table, "settings": _expand(table.get("settings", {}), places)})
+    after = table.get("after", [])
+    if not all(isinstance(name, str) for name in after):
+        problems.append(f"{where}.after: must be an array of child names, not {after!r}")
+        after = []
+    child = ChildConfig(**{**table, "after": tuple(after),
+                           "settings": _expand(table.get("settings", {}), places)})
     problems.extend(f"{where}.{problem}" for problem in _child_problems(child))
     return child
 
@@ -176,7 +197,7 @@ def _child_problems(child: ChildConfig) -> list[str]:
         problems.append(f"restart: {child.restart!r} is not one of {', '.join(RESTART_POLICIES)}")
     if child.max_restarts < 0:
         problems.append(f"max_restarts: must be 0 or more, not {child.max_restarts}")
-    for key in ("within_seconds", "shutdown_timeout"):
+    for key in ("within_seconds", "shutdown_timeout", "ready_timeout"):
         if getattr(child, key) <= 0:
             problems.append(f"{key}: must be positive, not {getattr(child, key)}")
     problems.extend(f"settings{path}: {what}" for path, what in _unsupported(child.settings, ""))

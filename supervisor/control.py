@@ -6,13 +6,11 @@
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any, Callable
 
 import zmq
-import zmq.asyncio
 
-from bus.process import prepare_endpoint
+from bus import sockets
 
 STATUS = b"status"
 
@@ -30,14 +28,12 @@ class ControlServer:
 
     def __init__(self, endpoint: str, status: Callable[[], dict[str, Any]]) -> None:
         self._status = status
-        self._socket = zmq.asyncio.Context.instance().socket(zmq.REP)
-        self._socket.setsockopt(zmq.LINGER, 0)
+        problem = sockets.owner_problem(endpoint)
+        if problem:
+            raise ControlError(f"cannot bind the control socket {problem}")
         try:
-            _refuse_if_listening(endpoint)
-            prepare_endpoint(endpoint)
-            self._socket.bind(endpoint)
+            self._socket = sockets.control_server(endpoint)
         except (OSError, zmq.ZMQError) as exc:
-            self._socket.close(linger=0)
             raise ControlError(f"cannot bind the control socket {endpoint}: {exc}") from None
 
     async def serve(self) -> None:
@@ -55,24 +51,10 @@ class ControlServer:
         self._socket.close(linger=0)
 
 
-def _refuse_if_listening(endpoint: str) -> None:
-    """libzmq silently replaces an ipc socket file on bind: make sure nobody listens there."""
-    if not endpoint.startswith("ipc://"):
-        return  # a taken tcp port makes bind() fail by itself
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(endpoint[len("ipc://"):])
-        except OSError:
-            return  # no socket file, or a stale one
-    raise OSError("someone listens there already (another supervisor with the same run_dir?)")
-
-
 def request_status(endpoint: str, timeout: float) -> dict[str, Any]:
     """Ask the supervisor at `endpoint` for its status; NoSupervisor if no answer in time."""
-    requester = zmq.Context.instance().socket(zmq.REQ)
-    requester.setsockopt(zmq.LINGER, 0)
+    requester = sockets.control_client(endpoint)
     try:
-        requester.connect(endpoint)
         requester.send(STATUS)
         if not requester.poll(int(timeout * 1000)):
             raise NoSupervisor(f"no supervisor answered at {endpoint} within {timeout:g} s")

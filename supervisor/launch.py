@@ -4,7 +4,10 @@ A child is `python -m <module>` with its spec in TICKMESH_CHILD and the supervis
 TICKMESH_PARENT_PID, in its own process group (so a terminal's Ctrl-C reaches only the
 supervisor, which then stops the children in order). Between fork and exec it asks the kernel
 for SIGKILL when the supervisor dies (PR_SET_PDEATHSIG): even a child that never calls
-bus.process.exit_with_parent dies with it. Linux only.
+runtime.lifeline.exit_with_parent dies with it. Linux only.
+
+The child gets the write end of a pipe in TICKMESH_READY_FD, to say "ready" on
+(runtime.readiness); `watch_ready` is a future that is done when it has, or when it exits.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import subprocess
 import sys
 from typing import Callable
 
-from bus.process import PARENT_ENV, PR_SET_PDEATHSIG, SPEC_ENV, ChildSpec
+from runtime.lifeline import PR_SET_PDEATHSIG
+from runtime.spec import PARENT_ENV, READY_FD_ENV, SPEC_ENV, ChildSpec
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
 
@@ -33,13 +37,44 @@ def _die_with(parent_pid: int) -> Callable[[], None]:
     return preexec
 
 
-def start(module: str, spec: ChildSpec) -> subprocess.Popen:
-    """Start `python -m module` as a child of this process; stdout and stderr are inherited."""
+def start(module: str, spec: ChildSpec) -> tuple[subprocess.Popen, int]:
+    """Start `python -m module` as a child of this process (stdout and stderr inherited);
+    returns it and the read end of its readiness pipe."""
     parent_pid = os.getpid()
-    env = dict(os.environ, **{SPEC_ENV: spec.to_json(), PARENT_ENV: str(parent_pid)})
-    return subprocess.Popen(
-        [sys.executable, "-m", module], env=env, process_group=0, preexec_fn=_die_with(parent_pid),
-    )
+    ready_read, ready_write = os.pipe()
+    env = dict(os.environ, **{SPEC_ENV: spec.to_json(), PARENT_ENV: str(parent_pid),
+                              READY_FD_ENV: str(ready_write)})
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, process_group=0,
+            preexec_fn=_die_with(parent_pid), pass_fds=(ready_write,),
+        )
+    except BaseException:
+        os.close(ready_read)
+        raise
+    finally:
+        os.close(ready_write)
+    return process, ready_read
+
+
+def watch_ready(ready_read: int) -> asyncio.Future[bool]:
+    """A future: True once the child wrote to its readiness pipe, False if it closed it
+    without a word (it exited, or never says ready). Closes the descriptor."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bool] = loop.create_future()
+
+    def readable() -> None:
+        loop.remove_reader(ready_read)
+        try:
+            said = bool(os.read(ready_read, 64))
+        except OSError:
+            said = False
+        os.close(ready_read)
+        if not future.done():
+            future.set_result(said)
+
+    loop.add_reader(ready_read, readable)
+    return future
 
 
 def watch_exit(process: subprocess.Popen) -> asyncio.Future[int]:

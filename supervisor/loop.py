@@ -1,6 +1,14 @@
-"""The supervisor loop: start the forwarder and the children in config order, restart them
-as their state machines say, answer the control socket, and on SIGINT/SIGTERM stop them in
+"""The supervisor loop: start the forwarder and the children, restart them as their state
+machines say, answer the control socket, heartbeat, and on SIGINT/SIGTERM stop them in
 reverse order (SIGTERM, then SIGKILL after each one's shutdown_timeout).
+
+Start order: every child waits for the forwarder to say "ready", and for the children its
+`after` names (runtime.readiness), at most its `ready_timeout` seconds in all; then it starts
+anyway, with a warning (a handler reconnects with backoff; nothing is gained by never
+starting it). A restart does not wait.
+
+The run dir gets `system.json` (the control and bus endpoints, the config, the pid) while the
+system runs, so that `tickmesh status` and `tickmesh tail` find it from any directory.
 
 Everything runs on one asyncio (uvloop) loop; signal handlers only record the stop request.
 """
@@ -8,27 +16,40 @@ Everything runs on one asyncio (uvloop) loop; signal handlers only record the st
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+from pathlib import Path
+from typing import Coroutine
 
 import structlog
 
-from bus.process import ChildSpec
+from bus.publisher import Publisher
+from runtime.metrics import Metrics
+from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
+from runtime.spec import ChildSpec
 from supervisor import launch
-from supervisor.child import STARTUP_SECONDS, Child
+from supervisor.child import STARTUP_SECONDS, Child, State
 from supervisor.config import Config
 from supervisor.control import ControlServer
+
+SYSTEM_FILE = "system.json"
+NAME = "supervisor"
 
 
 class Supervisor:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.children = [Child(child) for child in config.processes]
+        self._ready = {child.name: asyncio.Event() for child in self.children}
         self._processes: dict[str, tuple[subprocess.Popen, asyncio.Future[int]]] = {}
         self._restarts: dict[str, asyncio.TimerHandle] = {}
+        self._waiting: set[asyncio.Task] = set()
         self._stopping = False
         self._log = structlog.get_logger()
+        self.metrics = Metrics()
+        self.metrics.collect(self._child_metrics)
 
     async def run(self) -> None:
         """Supervise until SIGINT or SIGTERM, then stop every child."""
@@ -38,15 +59,21 @@ class Supervisor:
             loop.add_signal_handler(signum, stop_requested.set)
         control = ControlServer(self.config.control, self.status)
         serving = asyncio.create_task(control.serve(), name="control")
+        self._write_system_file()
         self._log.info("supervisor starting", config=str(self.config.path), pid=os.getpid(),
                        control=self.config.control)
-        for child in self.children:
-            self._start(child)
+        forwarder, *children = self.children
+        self._start(forwarder)
+        for child in children:
+            self._spawn(self._start_when_ready(child))
+        beating = asyncio.create_task(self._heartbeat(), name="heartbeat")
         await stop_requested.wait()
         self._log.info("supervisor stopping")
+        beating.cancel()
         await self._stop_all()
         serving.cancel()
         control.close()
+        self._system_file().unlink(missing_ok=True)
         self._log.info("supervisor stopped")
 
     def status(self) -> dict:
@@ -57,18 +84,46 @@ class Supervisor:
             "children": {child.name: child.status(now) for child in self.children},
         }
 
+    # --- starting ---------------------------------------------------------------------------
+
+    def _spawn(self, coroutine: Coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
+    async def _start_when_ready(self, child: Child) -> None:
+        waits_for = [self.config.forwarder.name, *child.config.after]
+        pending = [self._ready[name].wait() for name in waits_for]
+        try:
+            await asyncio.wait_for(asyncio.gather(*pending), child.config.ready_timeout)
+        except TimeoutError:
+            late = [name for name in waits_for if not self._ready[name].is_set()]
+            self._log.warning("starting without waiting any longer", child=child.name,
+                              not_ready=late, waited_s=child.config.ready_timeout)
+        if not self._stopping:
+            self._start(child)
+
     def _start(self, child: Child) -> None:
         loop = asyncio.get_running_loop()
         spec = ChildSpec(child.name, child.config.settings, self.config.bus)
-        process = launch.start(child.config.run, spec)
+        process, ready_pipe = launch.start(child.config.run, spec)
         exit_code = launch.watch_exit(process)
         self._processes[child.name] = (process, exit_code)
         child.started(process.pid, loop.time())
         exit_code.add_done_callback(lambda done: self._exited(child, done.result()))
+        launch.watch_ready(ready_pipe).add_done_callback(
+            lambda said: self._said_ready(child, process.pid, said.result()))
         loop.call_later(STARTUP_SECONDS, child.up, process.pid)
+
+    def _said_ready(self, child: Child, pid: int, said: bool) -> None:
+        if said and child.pid == pid:
+            child.ready = True
+            self._ready[child.name].set()
+            self._log.info("child ready", child=child.name, pid=pid)
 
     def _exited(self, child: Child, code: int) -> None:
         del self._processes[child.name]
+        self._ready[child.name].clear()
         loop = asyncio.get_running_loop()
         delay = child.exited(code, loop.time())
         if delay is not None and not self._stopping:
@@ -78,8 +133,45 @@ class Supervisor:
         del self._restarts[child.name]
         self._start(child)
 
+    # --- heartbeat --------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        await self._ready[self.config.forwarder.name].wait()
+        publisher = Publisher(self.config.bus.publish, sndhwm=self.config.bus.hwm,
+                              ready_timeout=0)
+        try:
+            while True:
+                publish_heartbeat(publisher, NAME, self.metrics)
+                publisher.drain_subscriptions()
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+        finally:
+            publisher.close()
+
+    def _child_metrics(self) -> list[tuple[tuple[str, str], float]]:
+        pairs: list[tuple[tuple[str, str], float]] = []
+        for child in self.children:
+            pairs.append((("child_restarts", child.name), child.restarts))
+            pairs.append((("child_running", child.name), float(child.state is State.RUNNING)))
+        return pairs
+
+    # --- the run dir's system file ----------------------------------------------------------
+
+    def _system_file(self) -> Path:
+        return self.config.run_dir / SYSTEM_FILE
+
+    def _write_system_file(self) -> None:
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        self._system_file().write_text(json.dumps({
+            "pid": os.getpid(), "config": str(self.config.path.resolve()),
+            "control": self.config.control, "bus": self.config.bus.to_dict(),
+        }))
+
+    # --- stopping ---------------------------------------------------------------------------
+
     async def _stop_all(self) -> None:
         self._stopping = True
+        for task in self._waiting:
+            task.cancel()
         for timer in self._restarts.values():
             timer.cancel()
         for child in reversed(self.children):

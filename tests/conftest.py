@@ -16,7 +16,8 @@ from typing import Iterator
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from bus.process import PARENT_ENV, SPEC_ENV, BusEndpoints, ChildSpec
+from bus.sockets import BusConfig
+from runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -59,8 +60,8 @@ def run_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def bus_endpoints(run_dir: Path) -> BusEndpoints:
-    return BusEndpoints(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe")
+def bus_endpoints(run_dir: Path) -> BusConfig:
+    return BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe")
 
 
 @pytest.fixture
@@ -80,19 +81,20 @@ def spawn() -> Iterator:
 
 
 @pytest.fixture
-def spawn_child(spawn, bus_endpoints: BusEndpoints):
+def spawn_child(spawn, bus_endpoints: BusConfig):
     """spawn_child(module, name, settings) -> Popen: a tickmesh child module, as the supervisor
     would start it, on this test's bus."""
 
-    def _spawn_child(module: str, name: str, settings: dict | None = None, **kwargs):
-        spec = ChildSpec(name, settings or {}, bus_endpoints)
+    def _spawn_child(module: str, name: str, settings: dict | None = None,
+                     bus: BusConfig | None = None, **kwargs):
+        spec = ChildSpec(name, settings or {}, bus or bus_endpoints)
         env = {SPEC_ENV: spec.to_json(), PARENT_ENV: str(os.getpid())}
         return spawn([sys.executable, "-m", module], env=env, **kwargs)
 
     return _spawn_child
 
 
-def wait_for_forwarder(endpoints: BusEndpoints) -> None:
+def wait_for_forwarder(endpoints: BusConfig) -> None:
     """Wait until a forwarder has bound both ipc endpoints."""
     from tests.waiting import wait_until
 
@@ -102,7 +104,7 @@ def wait_for_forwarder(endpoints: BusEndpoints) -> None:
 
 
 @pytest.fixture
-def forwarder(spawn_child, bus_endpoints: BusEndpoints) -> BusEndpoints:
+def forwarder(spawn_child, bus_endpoints: BusConfig) -> BusConfig:
     """A running forwarder on this test's bus; returns its endpoints once both are bound."""
     spawn_child("bus.forwarder", "forwarder")
     wait_for_forwarder(bus_endpoints)
@@ -112,7 +114,7 @@ def forwarder(spawn_child, bus_endpoints: BusEndpoints) -> BusEndpoints:
 @pytest.fixture
 def free_tcp_endpoints(spawn) -> tuple[str, str]:
     """A forwarder bound on two loopback TCP ports: (publish, subscribe)."""
-    endpoints = BusEndpoints(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
+    endpoints = BusConfig(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
     env = {SPEC_ENV: ChildSpec("forwarder", {}, endpoints).to_json(), PARENT_ENV: str(os.getpid())}
     spawn([sys.executable, "-m", "bus.forwarder"], env=env)
     return endpoints.publish, endpoints.subscribe

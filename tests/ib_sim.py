@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 from ib_async import IB
 
-from handlers.ib import wire
+from handlers.ib.sim import wire
 from tests import simulators
 
 
@@ -47,7 +47,7 @@ class IbSim:
 
 def start_ib_sim(spawn_child, port: int | None = None, name: str = "ib-sim", **settings) -> IbSim:
     """The simulator as the supervisor would run it; returns once it accepts connections."""
-    return IbSim(*simulators.start(spawn_child, "handlers.ib.simulator", name, port, settings))
+    return IbSim(*simulators.start(spawn_child, "handlers.ib.sim.server", name, port, settings))
 
 
 def hold_client_id(port: int, client_id: int) -> socket.socket:

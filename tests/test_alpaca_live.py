@@ -14,13 +14,13 @@ from websockets.sync.client import ClientConnection, connect
 
 from bus import Heartbeat, Quote, Status, Trade
 from handlers.alpaca import wire
-from handlers.alpaca.market import BLAST_SYMBOLS
+from handlers.alpaca.sim.market import BLAST_SYMBOLS
 from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.waiting import wait_until
 
-SIM = "handlers.alpaca.simulator"
+SIM = "handlers.alpaca.sim.server"
 HANDLER = "handlers.alpaca.handler"
 
 
@@ -155,7 +155,7 @@ def test_replay_of_a_recorded_file(spawn_child, forwarder, tmp_path, encoding):
     start_simulator(spawn_child, port, replay=str(recording), rate=1000)
 
     def malformed(events):
-        return [e for e in events if isinstance(e, Heartbeat) and e.counters.get("malformed")]
+        return [e for e in events if isinstance(e, Heartbeat) and e.metric("bad_input", reason="unpublishable")]
 
     bus.until(malformed, what="the unpublishable symbol to be counted")
     assert [e.symbol for e in bus.of(Trade)] == ["AAPL", "MSFT"]
@@ -289,7 +289,7 @@ def test_blast_sends_prebuilt_frames_of_ten_trades(spawn_child):
 
 
 SIM_CLI = [sys.executable, "-c",
-           "import sys; from handlers.alpaca.simulator import cli; cli(sys.argv[1:])"]
+           "import sys; from handlers.alpaca.sim.server import cli; cli(sys.argv[1:])"]
 
 
 def test_cli_serves_the_given_symbols(spawn):

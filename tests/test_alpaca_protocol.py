@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from bus.events import Quote, Trade
 from handlers.alpaca import wire
 from handlers.alpaca.protocol import AlpacaProtocol
+from handlers.common.protocol import Output
 
 # The samples of Alpaca's market-data stream documentation.
 DOC_TRADE = {"T": "t", "S": "AAPL", "i": 96921, "x": "D", "p": 126.55, "s": 1,
@@ -79,7 +80,7 @@ def test_handshake_auth_then_subscribe(encoding):
                                    "corrections": ["AAPL", "BRK.B"]}], encoding), TS_RECV)
     assert out.changes[0].state == "subscribed" and "AAPL, BRK.B" in out.changes[0].message
     assert protocol.subscription.trades == ["AAPL", "BRK.B"]
-    assert protocol.start() == ((), (), (), "", False) and protocol.stage == "connecting"
+    assert protocol.start() == Output() and protocol.stage == "connecting"
 
 
 def test_auth_failure_is_an_error_that_closes_the_connection():
@@ -106,16 +107,18 @@ def test_unhandled_types_and_malformed_messages_are_counted_and_skipped():
     no_price = {k: v for k, v in DOC_TRADE.items() if k != "p"}
     out = protocol.receive(frame([bar, DOC_TRADE, bad_time, no_price], wire.JSON), 1)
     assert [e.symbol for e in out.events] == ["AAPL"]
-    assert counters == {"unhandled": 1, "malformed": 2} and out.problem
+    assert counters == {("bad_input", "unhandled"): 1, ("bad_input", "malformed"): 2}
+    assert out.problem
     out = protocol.receive(b"not json at all", 1)
-    assert not out.events and counters["malformed"] == 3 and "undecodable" in out.problem
+    assert not out.events and counters["bad_input", "malformed"] == 3
+    assert "undecodable" in out.problem
 
 
 def test_unexpected_control_message_is_counted():
     protocol = AlpacaProtocol(key="k", secret="s", symbols=["AAPL"], encoding=wire.JSON)
     protocol.start()
     out = protocol.receive(b'[{"T":"success","msg":"authenticated"}]', TS_RECV)
-    assert not out.replies and protocol.counters["unexpected"] == 1 and "unexpected" in out.problem
+    assert not out.replies and protocol.counters["bad_input", "unexpected"] == 1 and "unexpected" in out.problem
 
 
 def test_settings_are_checked():

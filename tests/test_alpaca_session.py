@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from handlers.alpaca import wire
-from handlers.alpaca.session import Account, Registry, ServerSession
+from handlers.alpaca.sim.session import Account, Registry, ServerSession
 
 
 def session(account: Account = Account(), registry: Registry | None = None,

@@ -51,9 +51,9 @@ def test_status_prints_a_table(spawn, run_dir):
     result = tickmesh(spawn, run_dir, "status", str(config))
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()[1:]
-    assert header.split() == ["name", "state", "pid", "restarts", "uptime", "exit_code"]
+    assert header.split() == ["name", "state", "ready", "pid", "restarts", "uptime", "exit_code"]
     assert [row.split()[0] for row in rows] == ["forwarder", "ticker"]
-    assert rows[1].split()[1:4] == ["running", str(pid), "0"]
+    assert rows[1].split()[1:5] == ["running", "yes", str(pid), "0"]
 
 
 def test_status_without_a_supervisor_fails_clearly(spawn, run_dir):
@@ -77,7 +77,7 @@ def test_run_fails_clearly_when_the_control_endpoint_is_taken(spawn, run_dir):
 def test_sim_with_an_unknown_provider(spawn, run_dir):
     result = tickmesh(spawn, run_dir, "sim", "nosuchprovider", "--port", "1")
     assert result.code == 2
-    assert "unknown provider 'nosuchprovider' (no module handlers.nosuchprovider.simulator)" \
+    assert "unknown provider 'nosuchprovider' (no module handlers.nosuchprovider.sim.server)" \
         in result.err
 
 
@@ -103,7 +103,7 @@ def test_a_second_supervisor_on_the_same_run_dir_is_refused(spawn, run_dir):
     first.wait_for("ticker", "running")
     result = tickmesh(spawn, run_dir, "run", str(config))
     assert result.code == 1
-    assert f"cannot bind the control socket ipc://{run_dir}/control: someone listens" in result.err
+    assert f"bus.publish: ipc://{run_dir}/publish: another process listens there" in result.err
     assert first.child("ticker")["state"] == "running"
 
 

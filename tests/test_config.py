@@ -55,7 +55,7 @@ def test_placeholders_are_replaced_everywhere(write):
     assert config.run_dir == Path(f"/tmp/x-{uid}")
     assert config.bus.publish == "tcp://127.0.0.1:7001"
     assert config.bus.subscribe == f"ipc:///tmp/x-{uid}/subscribe"
-    assert config.forwarder.settings == {"hwm": 10}
+    assert config.bus.hwm == 10
     assert config.children[0].settings == {
         "path": f"/tmp/x-{uid}/data", "nested": {"list": [str(uid), 1]},
     }

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from handlers.common import Backoff, ClientSettings
-from handlers.common.settings import CommaStrings, SettingsError, Strings, read, require
+from handlers.common.backoff import Backoff
+from handlers.common.client import ClientSettings
+from runtime.settings import CommaStrings, SettingsError, Strings, read, require
 
 
 def test_backoff_doubles_with_equal_jitter_up_to_the_cap():
@@ -114,9 +115,9 @@ def test_settings_errors_name_the_key_and_what_was_expected(raw, message):
      "settings.url: expected a ws:// or wss:// address, got 'http://x'"),
     ("handlers.ib.handler", {"symbols": ["AAPL"], "depth_rows": -1},
      "settings.depth_rows: expected an integer >= 0, got -1"),
-    ("handlers.alpaca.simulator", {"port": "abc"}, "settings.port: expected an integer, got 'abc'"),
-    ("handlers.polygon.simulator", {"rate": 0}, "settings.rate: expected a number > 0, got 0.0"),
-    ("handlers.ib.simulator", {"symbol": "AAPL"}, "settings.symbol: unknown key"),
+    ("handlers.alpaca.sim.server", {"port": "abc"}, "settings.port: expected an integer, got 'abc'"),
+    ("handlers.polygon.sim.server", {"rate": 0}, "settings.rate: expected a number > 0, got 0.0"),
+    ("handlers.ib.sim.server", {"symbol": "AAPL"}, "settings.symbol: unknown key"),
 ])
 def test_bad_settings_exit_2_with_one_log_line_naming_the_key(spawn_child, module, settings,
                                                               message):

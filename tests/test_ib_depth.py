@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE, DepthBook, DepthError
-from handlers.ib.market import Market
-from handlers.ib.tws import DepthStream
-from handlers.ib.wire import FrameReader, split_fields
+from handlers.ib.sim.market import Market
+from handlers.ib.sim.session import DepthStream
+from handlers.ib.sim.wire import FrameReader, split_fields
 
 
 def aggregate(rows: list[tuple[float, float]]) -> dict[float, float]:

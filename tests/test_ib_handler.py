@@ -10,7 +10,7 @@ import pytest
 from ib_async import IB, Stock
 
 from bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
-from handlers.common.settings import read
+from runtime.settings import read
 from handlers.ib.handler import IbSettings
 from tests.conftest import free_port, kill_group
 from tests.buslog import BusLog
@@ -133,7 +133,7 @@ def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, bu
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
     glitched = bus.mark()
     sim.glitch_depth()
-    bus.until(lambda _: any(beat.counters.get("depth_errors") == len(SYMBOLS)
+    bus.until(lambda _: any(beat.metric("bad_input", reason="depth_out_of_step") == len(SYMBOLS)
                             for beat in bus.of(Heartbeat, glitched)),
               what="one depth error counted per symbol")
     bus.until(flowing(bus, glitched, SYMBOLS, kinds=(BookSnapshot, BookDelta)),

@@ -15,8 +15,8 @@ from ib_async import IB, Stock
 from ib_async.objects import TickByTickAllLast
 
 from bus.events import Heartbeat
-from handlers.ib import wire
-from handlers.ib.tws import Tws
+from handlers.ib.sim import wire
+from handlers.ib.sim.session import Tws
 from tests.conftest import free_port
 from tests.buslog import BusLog
 from tests.ib_sim import hold_client_id, start_ib_sim, until
@@ -136,7 +136,7 @@ def test_garbage_is_counted_and_closes_only_that_connection(spawn_child, forward
     send()
     assert rejected > 20
     heartbeats.until(lambda events: any(isinstance(e, Heartbeat) and
-                                        e.counters.get("bad_input") == rejected for e in events),
+                                        e.metric("bad_input", reason="tws_api") == rejected for e in events),
                      what=f"the simulator to count {rejected} bad inputs")
     hold_client_id(sim.port, 1).close()
     assert sim.proc.poll() is None

@@ -1,4 +1,4 @@
-"""handlers.ib.tws, pure: the fake TWS's sessions — handshake, client ids, contract lookups,
+"""handlers.ib.sim.session, pure: the fake TWS's sessions — handshake, client ids, contract lookups,
 subscriptions, IB connectivity — without a socket."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from handlers.ib import wire
-from handlers.ib.market import Market
-from handlers.ib.tws import Session, Tws
-from handlers.ib.wire import FrameReader, In, WireError, split_fields
+from handlers.ib.sim import wire
+from handlers.ib.sim.market import Market
+from handlers.ib.sim.session import Session, Tws
+from handlers.ib.sim.wire import FrameReader, In, WireError, split_fields
 
 AAPL = ["0", "AAPL", "STK", "", "0.0", "", "", "SMART", "", "USD", "", ""]
 NOPE = ["0", "NOPE", "STK", "", "0.0", "", "", "SMART", "", "USD", "", ""]

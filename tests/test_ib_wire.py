@@ -1,4 +1,4 @@
-"""handlers.ib.wire, pure: framing, the handshake, request parsing, and the messages TWS sends
+"""handlers.ib.sim.wire, pure: framing, the handshake, request parsing, and the messages TWS sends
 as ib_async's own decoder reads them."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ib_async.decoder import Decoder
 
-from handlers.ib import wire
-from handlers.ib.wire import (
+from handlers.ib.sim import wire
+from handlers.ib.sim.wire import (
     Cancel, ContractDetailsRequest, DepthRequest, FrameReader, Handshake, MarketDataRequest,
     Other, Out, Query, ServerReader, StartApi, TickByTickRequest, WireError,
 )

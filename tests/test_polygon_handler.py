@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bus.events import Bar, Heartbeat, Quote, Status, Trade
-from handlers.common.settings import read
+from runtime.settings import read
 from handlers.polygon.handler import DEFAULT_URL, PolygonSettings
 from tests.buslog import BusLog
 from tests.conftest import free_port, kill_group
@@ -127,7 +127,7 @@ def test_bad_key_gives_an_error_status_and_growing_backoff(forwarder, bus, sim, 
     gaps = [b - a for a, b in zip(attempts, attempts[1:])]
     assert all(later > earlier for earlier, later in zip(gaps, gaps[2:])), gaps
     assert not any(isinstance(e, Trade) for e in bus.events)
-    assert sim.stats()["counters"]["auth_failed"] >= 4
+    assert sim.stats()["counters"]['sim_errors_sent{code="auth_failed"}'] >= 4
 
 
 def test_garbage_from_the_server_is_counted_not_fatal(forwarder, bus, spawn_child, monkeypatch,
@@ -140,14 +140,16 @@ def test_garbage_from_the_server_is_counted_not_fatal(forwarder, bus, spawn_chil
     sim = start_sim(spawn_child, replay=str(recording), rate=100)
     start_handler(spawn_child, monkeypatch, sim, channels=["T"], stale_after=0)
 
-    def counted(events) -> dict | None:
-        beats = [e for e in events if isinstance(e, Heartbeat) and e.counters.get("malformed_T")]
-        return beats[-1].counters if beats and beats[-1].counters["malformed_T"] >= 3 else None
+    def counted(events) -> Heartbeat | None:
+        beats = [e for e in events
+                 if isinstance(e, Heartbeat) and e.metric("bad_input", reason="malformed_T") >= 3]
+        return beats[-1] if beats else None
 
-    counters = bus.until(counted, what="a heartbeat counting the malformed frames")
-    assert counters["malformed_frame"] >= 6 and counters["unknown_ev"] >= 3
+    beat = bus.until(counted, what="a heartbeat counting the malformed frames")
+    assert beat.metric("bad_input", reason="malformed_frame") >= 6
+    assert beat.metric("bad_input", reason="unknown_ev") >= 3
     assert len([e for e in bus.events if isinstance(e, Trade)]) == 3
-    assert counters["connects"] == 1  # never reconnected over bad input
+    assert beat.metric("connects") == 1  # never reconnected over bad input
 
 
 def test_settings_are_checked_by_name():

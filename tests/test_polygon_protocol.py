@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.events import Bar, Quote, Trade, encode
-from handlers.common import Change, Output
-from handlers.polygon import protocol as wire
+from handlers.common.protocol import Change, Output
+from handlers.polygon import protocol, wire
 
 TS_RECV = 1_700_000_000_000_000_000
 
@@ -29,7 +29,7 @@ DOC_MINUTE = {"ev": "AM", "sym": "GTE", "v": 4110, "av": 9470157, "op": 0.4372, 
 
 
 def test_trade_sample_normalizes():
-    trade = wire.normalize_trade(DOC_TRADE, TS_RECV)
+    trade = protocol.normalize_trade(DOC_TRADE, TS_RECV)
     assert trade == Trade(
         provider="polygon", symbol="MSFT", ts_event=1536036818784_000_000, ts_recv=TS_RECV,
         price=114.125, size=100.0, trade_id="12345", exchange="4", conditions=["0", "12"],
@@ -37,7 +37,7 @@ def test_trade_sample_normalizes():
 
 
 def test_quote_sample_normalizes():
-    quote = wire.normalize_quote(DOC_QUOTE, TS_RECV)
+    quote = protocol.normalize_quote(DOC_QUOTE, TS_RECV)
     assert quote == Quote(
         provider="polygon", symbol="MSFT", ts_event=1536036818784_000_000, ts_recv=TS_RECV,
         bid_price=114.125, bid_size=100.0, ask_price=114.128, ask_size=160.0,
@@ -47,7 +47,7 @@ def test_quote_sample_normalizes():
 
 @pytest.mark.parametrize("sample, interval", [(DOC_SECOND, 1), (DOC_MINUTE, 60)])
 def test_aggregate_samples_normalize(sample, interval):
-    bar = wire.normalize_bar(sample, TS_RECV)
+    bar = protocol.normalize_bar(sample, TS_RECV)
     assert bar == Bar(
         provider="polygon", symbol=sample["sym"], ts_event=sample["s"] * 1_000_000,
         ts_recv=TS_RECV, interval_s=interval, open=sample["o"], high=sample["h"],
@@ -58,13 +58,13 @@ def test_aggregate_samples_normalize(sample, interval):
 
 def test_normalizers_are_keyed_by_event_type():
     frame = json.dumps([DOC_TRADE, DOC_QUOTE, DOC_SECOND, DOC_MINUTE])
-    events = [wire.NORMALIZERS[wire.event_type(m)](m, TS_RECV) for m in wire.decode_frame(frame)]
+    events = [protocol.NORMALIZERS[wire.event_type(m)](m, TS_RECV) for m in wire.decode_frame(frame)]
     assert [type(e).__name__ for e in events] == ["Trade", "Quote", "Bar", "Bar"]
 
 
 def test_trade_without_conditions_and_dotted_symbol():
     raw = {"ev": "T", "sym": "BRK.B", "x": 12, "i": "7", "p": 410.5, "s": 3, "t": 1}
-    trade = wire.normalize_trade(raw, TS_RECV)
+    trade = protocol.normalize_trade(raw, TS_RECV)
     assert (trade.symbol, trade.conditions, trade.exchange) == ("BRK.B", [], "12")
 
 
@@ -79,7 +79,7 @@ def test_trade_without_conditions_and_dotted_symbol():
     ({**DOC_SECOND, "ev": "X"}, "aggregate"),
 ])
 def test_bad_messages_are_malformed(raw, kind):
-    normalize = wire.NORMALIZERS.get(raw["ev"], wire.normalize_bar)
+    normalize = protocol.NORMALIZERS.get(raw["ev"], protocol.normalize_bar)
     with pytest.raises(wire.Malformed) as info:
         normalize(raw, TS_RECV)
     assert info.value.kind == kind
@@ -142,7 +142,7 @@ def near_misses(draw):
 @given(st.one_of(near_misses(), json_values))
 def test_any_message_normalizes_or_is_malformed(raw):
     try:
-        event = wire.NORMALIZERS[wire.event_type(raw)](raw, TS_RECV)
+        event = protocol.NORMALIZERS[wire.event_type(raw)](raw, TS_RECV)
     except KeyError:
         return  # an `ev` this handler does not normalize (status, LULD, ...): skipped upstream
     except wire.Malformed as exc:
@@ -170,7 +170,7 @@ def frame(*messages) -> bytes:
 
 
 def test_session_authenticates_first_then_subscribes_and_streams():
-    session = wire.PolygonProtocol("KEY", ["T.AAPL", "Q.AAPL"])
+    session = protocol.PolygonProtocol("KEY", ["T.AAPL", "Q.AAPL"])
     assert session.start() == Output()
     out = session.receive(frame(wire.status("connected", "Connected Successfully")), TS_RECV)
     assert out.changes == [Change("connected")]
@@ -189,14 +189,14 @@ def test_session_authenticates_first_then_subscribes_and_streams():
 
 @pytest.mark.parametrize("state", ["auth_failed", "auth_timeout", "max_connections"])
 def test_fatal_statuses_are_errors_that_close(state):
-    session = wire.PolygonProtocol("KEY", ["T.AAPL"])
+    session = protocol.PolygonProtocol("KEY", ["T.AAPL"])
     session.start()
     out = session.receive(frame(wire.status(state, "why")), TS_RECV)
     assert out.changes == [Change("error", message=f"{state}: why")] and out.close
 
 
 def test_bad_input_is_counted_reported_once_and_skipped():
-    session = wire.PolygonProtocol("KEY", ["T.AAPL"])
+    session = protocol.PolygonProtocol("KEY", ["T.AAPL"])
     session.start()
     first = session.receive(b"garbage", TS_RECV)
     second = session.receive(b"garbage", TS_RECV)
@@ -204,8 +204,8 @@ def test_bad_input_is_counted_reported_once_and_skipped():
     out = session.receive(frame({**DOC_TRADE, "p": "x"}, 7, {"ev": "LULD"}, DOC_QUOTE), TS_RECV)
     assert [type(e).__name__ for e in out.events] == ["Quote"]
     assert "T:" in out.problem and "unknown event type 'LULD'" in out.problem
-    assert session.counters == {"malformed_frame": 2, "malformed_T": 1, "malformed_message": 1,
-                                "unknown_ev": 1}
+    assert session.counters == {("bad_input", reason): count for reason, count in (
+        ("malformed_frame", 2), ("malformed_T", 1), ("malformed_message", 1), ("unknown_ev", 1))}
 
 
 @settings(max_examples=200, deadline=None)
@@ -213,7 +213,7 @@ def test_bad_input_is_counted_reported_once_and_skipped():
                           st.builds(wire.status, st.text(max_size=12), st.text(max_size=12))),
                 max_size=5))
 def test_session_never_raises(messages):
-    session = wire.PolygonProtocol("KEY", ["T.AAPL"])
+    session = protocol.PolygonProtocol("KEY", ["T.AAPL"])
     session.start()
     out = session.receive(json.dumps(messages).encode(), TS_RECV)
     assert len(out.events) <= len(messages)

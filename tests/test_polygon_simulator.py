@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from handlers.common.settings import read
-from handlers.polygon.simulator import SimSettings
+from runtime.settings import read
+from handlers.polygon.sim.server import SimSettings
 from tests.conftest import free_port
 from tests.polygon_sim import SIM_KEY_ENV, Sim, serving, start_sim
 from tests.waiting import wait_until
@@ -100,7 +100,7 @@ def test_wrong_key_is_refused_and_closed(sim):
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=5)
     assert info.value.rcvd.code == 1008
-    assert sim.stats()["counters"]["auth_failed"] == 1
+    assert sim.stats()["counters"]['sim_errors_sent{code="auth_failed"}'] == 1
 
 
 def test_the_key_comes_only_from_the_environment(monkeypatch):
@@ -135,8 +135,9 @@ def test_requests_before_auth_and_garbage_are_answered_not_fatal(sim):
         ws.send(json.dumps({"action": "subscribe", "params": "X.AAPL"}))
         assert statuses(recv_json(ws)) == [("error", "invalid subscription: X.AAPL")]
     counters = sim.stats()["counters"]
-    assert counters["not_authorized"] == 1 and counters["bad_request"] == 1
-    assert counters["bad_topic"] == 1
+    assert counters['bad_input{reason="not_authorized"}'] == 1
+    assert counters['bad_input{reason="bad_request"}'] == 1
+    assert counters['bad_input{reason="bad_topic"}'] == 1
 
 
 def test_one_connection_too_many_closes_the_oldest(spawn_child):
@@ -190,7 +191,7 @@ def test_replay_sends_recorded_frames_filtered(spawn_child, tmp_path):
 
 def test_cli_runs_standalone(spawn):
     port = free_port()
-    code = f"from handlers.polygon.simulator import cli; cli(['--port', '{port}', '--symbols', 'ZZZ'])"
+    code = f"from handlers.polygon.sim.server import cli; cli(['--port', '{port}', '--symbols', 'ZZZ'])"
     spawn([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     wait_until(lambda: serving(port), timeout=15, what="the standalone simulator")
     sim = Sim(port)

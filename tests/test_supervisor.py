@@ -44,6 +44,7 @@ def test_a_child_that_always_crashes_ends_failed(spawn, run_dir):
     children = json.loads(result.out)["children"]
     assert children["crasher"] == {
         "state": "failed", "pid": None, "restarts": 2, "uptime": None, "exit_code": 1,
+        "ready": False,
     }
     assert children["forwarder"]["state"] in ("starting", "running")
 

@@ -89,6 +89,14 @@ def test_status():
     child = started(now=10.0)
     assert child.status(now=12.5) == {
         "state": "starting", "pid": 100, "restarts": 0, "uptime": 2.5, "exit_code": None,
+        "ready": False,
     }
     child.exited(-9, now=13.0)
     assert child.status(now=14.0)["uptime"] is None
+
+
+def test_bad_settings_exit_code_2_fails_at_once_whatever_the_policy():
+    for policy in ("permanent", "transient"):
+        child = started(restart=policy)
+        assert child.exited(2, now=1.0) is None
+        assert child.state is State.FAILED and child.restarts == 0

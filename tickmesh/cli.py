@@ -3,9 +3,14 @@
     tickmesh run [CONFIG]               run the whole system under the supervisor
     tickmesh check CONFIG               validate a config: "ok", or every problem (exit 2)
     tickmesh status [CONFIG] [--json]   ask the running supervisor (exit 1 if none answers)
-    tickmesh sim PROVIDER [ARGS...]     handlers.<PROVIDER>.simulator's cli(ARGS)
+    tickmesh sim PROVIDER [ARGS...]     handlers.<PROVIDER>.sim.server's cli(ARGS)
     tickmesh tail PATTERN... [--config CONFIG]   consumers.tail's cli(ARGS)
 
+`check` and `run` check every child's settings with the child's own settings class
+(supervisor.preflight); `run` also checks that no other system holds the bus endpoints or the
+simulators' ports. Without a CONFIG, `status` and `tail` find the running system through its
+run dir (TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID), from any directory. `run`
+without one uses config/default.toml here, or else the one of this installation.
 Handlers and consumers are imported only by name, when their command runs.
 """
 
@@ -14,19 +19,23 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import uvloop
 
-from bus.process import configure_logging
-from supervisor import config
+from runtime.logs import configure_logging
+from supervisor import config, preflight
 from supervisor.control import ControlError, NoSupervisor, request_status
-from supervisor.loop import Supervisor
+from supervisor.loop import SYSTEM_FILE, Supervisor
 
 DEFAULT_CONFIG = "config/default.toml"
-STATUS_COLUMNS = ("name", "state", "pid", "restarts", "uptime", "exit_code")
+INSTALLED_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
+STATUS_COLUMNS = ("name", "state", "ready", "pid", "restarts", "uptime", "exit_code")
 EXIT_NO_SUPERVISOR = 1
+EXIT_TAKEN = 1  # another system holds what this one needs
 EXIT_USAGE = 2
 
 
@@ -43,13 +52,13 @@ def _parser() -> argparse.ArgumentParser:
                                      "on a ZeroMQ bus, run by a supervisor.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the system described by CONFIG")
-    run.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    run.add_argument("config", nargs="?")
     run.set_defaults(handler=_run)
     check = commands.add_parser("check", help="validate CONFIG without starting anything")
     check.add_argument("config")
     check.set_defaults(handler=_check)
     status = commands.add_parser("status", help="ask the running supervisor for its children")
-    status.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    status.add_argument("config", nargs="?")
     status.add_argument("--json", action="store_true", help="print the raw JSON answer")
     status.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
     status.set_defaults(handler=_status)
@@ -59,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.set_defaults(handler=_sim)
     tail = commands.add_parser("tail", add_help=False, help="print events from the bus: "
                                "PATTERN... [--config CONFIG] [--count N] [--json]")
-    tail.add_argument("--config", default=DEFAULT_CONFIG)
+    tail.add_argument("--config")
     tail.set_defaults(handler=_tail)
     return parser
 
@@ -76,8 +85,23 @@ def _die(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _checked(path: str) -> tuple[config.Config, list[list]]:
+    """The config at `path`, its children's modules and settings checked too (exit 2), and
+    the addresses its simulators will listen on."""
+    loaded = _load(path)
+    try:
+        return loaded, preflight.check_children(loaded)
+    except config.ConfigError as exc:
+        _die(str(exc), EXIT_USAGE)
+
+
 def _run(args: argparse.Namespace, _rest: list[str]) -> None:
-    loaded = _load(args.config)
+    path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else str(INSTALLED_CONFIG))
+    loaded, listens = _checked(path)
+    try:
+        preflight.check_machine(loaded, listens)
+    except config.ConfigError as exc:
+        _die(str(exc), EXIT_TAKEN)
     configure_logging("supervisor")
     try:
         uvloop.run(Supervisor(loaded).run())
@@ -86,13 +110,13 @@ def _run(args: argparse.Namespace, _rest: list[str]) -> None:
 
 
 def _check(args: argparse.Namespace, _rest: list[str]) -> None:
-    loaded = _load(args.config)
+    loaded, _ = _checked(args.config)
     print(f"ok: {loaded.path} ({len(loaded.processes)} processes)")
 
 
 def _status(args: argparse.Namespace, _rest: list[str]) -> None:
     try:
-        status = request_status(_load(args.config).control, args.timeout)
+        status = request_status(_system(args.config)["control"], args.timeout)
     except NoSupervisor as exc:
         _die(str(exc), EXIT_NO_SUPERVISOR)
     print(json.dumps(status, indent=2) if args.json else _table(status))
@@ -102,21 +126,42 @@ def _table(status: dict[str, Any]) -> str:
     rows = [STATUS_COLUMNS]
     for name, child in status["children"].items():
         values = [name] + [child[key] for key in STATUS_COLUMNS[1:]]
-        rows.append(tuple("-" if value is None else str(value) for value in values))
+        rows.append(tuple(_cell(value) for value in values))
     widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
              for row in rows]
     return f"supervisor pid {status['pid']}, config {status['config']}\n" + "\n".join(lines)
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "-" if value is None else str(value)
+
+
 def _sim(args: argparse.Namespace, rest: list[str]) -> None:
     if not args.provider.isidentifier():
         _die(f"{args.provider!r} is not a provider name", EXIT_USAGE)
-    _dispatch(f"handlers.{args.provider}.simulator", rest, f"unknown provider {args.provider!r}")
+    _dispatch(f"handlers.{args.provider}.sim.server", rest, f"unknown provider {args.provider!r}")
+
+
+def _system(path: str | None) -> dict[str, Any]:
+    """The endpoints of the system `path` describes, or else of the one running in the run
+    dir (exit 1 if there is none)."""
+    if path:
+        loaded = _load(path)
+        return {"control": loaded.control, "bus": loaded.bus.to_dict()}
+    run_dir = os.environ.get(config.RUN_DIR_ENV) or config.DEFAULT_RUN_DIR.replace(
+        "{uid}", str(os.getuid()))
+    try:
+        return json.loads((Path(run_dir) / SYSTEM_FILE).read_text())
+    except (OSError, ValueError):
+        _die(f"no running system found in {run_dir} (start one with `tickmesh run`, or "
+             "name its config)", EXIT_NO_SUPERVISOR)
 
 
 def _tail(args: argparse.Namespace, rest: list[str]) -> None:
-    endpoint = _load(args.config).bus.subscribe
+    endpoint = _system(args.config)["bus"]["subscribe"]
     _dispatch("consumers.tail", ["--endpoint", endpoint, *rest], "the tail consumer is not installed")
 
 

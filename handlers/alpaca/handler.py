@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bus import process
 from handlers.alpaca import wire
 from handlers.alpaca.protocol import CHANNELS, AlpacaProtocol
-from handlers.common import child
 from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common.settings import Strings, require
+from runtime import process
+from runtime.settings import Strings, require
 
 DEFAULT_HOST = "wss://stream.data.alpaca.markets"
 
@@ -48,17 +47,21 @@ class AlpacaSettings(ClientSettings):
                 f"one of {', '.join(wire.ENCODINGS)}", self.encoding)
 
 
-async def _main(ctx: process.ProcessContext, settings: AlpacaSettings) -> None:
+Settings = AlpacaSettings
+
+
+async def _main(ctx: process.ProcessContext[AlpacaSettings]) -> None:
+    settings = ctx.settings
     protocol = AlpacaProtocol(
-        key=child.credential(settings.key_env), secret=child.credential(settings.secret_env),
+        key=process.credential(settings.key_env), secret=process.credential(settings.secret_env),
         symbols=settings.symbols, channels=settings.channels, encoding=settings.encoding,
-        counters=ctx.counters,
+        counters=ctx.counts,
     )
     await ReconnectingClient(ctx, protocol, settings).run()
 
 
 def main() -> None:
-    child.run(_main, AlpacaSettings)
+    process.run(_main, Settings)
 
 
 if __name__ == "__main__":

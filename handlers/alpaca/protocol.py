@@ -8,8 +8,8 @@ subscribed); a provider error as Change("error", code, msg), and the errors afte
 connection is useless (FATAL_ERRORS) also ask the client to close it.
 
 Bad input never raises: a frame or message that cannot be decoded or has a bad time is skipped
-and counted ("malformed"); known message types this handler does not normalize (bars,
-statuses, ...) are counted as "unhandled". (A symbol that cannot be part of a topic is the
+and counted (bad_input{reason="malformed"}); known message types this handler does not
+normalize (bars, statuses, ...) are counted as bad_input{reason="unhandled"}. (A symbol that cannot be part of a topic is the
 client's to drop: it is caught when published.)
 """
 
@@ -30,7 +30,8 @@ CHANNELS = ("trades", "quotes")
 FATAL_ERRORS = frozenset({401, 402, 404, 406, 407, 409, 411})
 """After these the server closes the connection or serves nothing more on it: reconnect."""
 
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
+_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+"""RecursionError: a frame nested deeper than the decoder goes (a hostile server's)."""
 
 
 class AlpacaProtocol(ClientProtocol):
@@ -91,7 +92,7 @@ class AlpacaProtocol(ClientProtocol):
                 else:
                     control.append(m)
             except ValueError as exc:
-                self.counters["malformed"] += 1
+                self.counters["bad_input", "malformed"] += 1
                 problem = f"{kind.__name__}: {exc}"
         if control:
             return self._control(events, control, problem)
@@ -101,10 +102,10 @@ class AlpacaProtocol(ClientProtocol):
         try:
             messages, unhandled, malformed = self._decoder.salvage(frame)
         except _DECODE_ERRORS as exc:
-            self.counters["malformed"] += 1
+            self.counters["bad_input", "malformed"] += 1
             return [], f"undecodable frame ({exc}): {frame[:80]!r}"
-        self.counters["unhandled"] += unhandled
-        self.counters["malformed"] += malformed
+        self.counters["bad_input", "unhandled"] += unhandled
+        self.counters["bad_input", "malformed"] += malformed
         return messages, f"{malformed} malformed message(s) in a frame" if malformed else ""
 
     def _control(self, events: list[Event], messages: list, problem: str) -> Output:
@@ -128,7 +129,7 @@ class AlpacaProtocol(ClientProtocol):
                 changes.append(Change("authenticated"))
                 replies.append(self._subscribe_frame)
             else:
-                self.counters["unexpected"] += 1
+                self.counters["bad_input", "unexpected"] += 1
                 problem = f"unexpected {message!r} while {self.stage}"
         return Output(events, replies, changes, problem, close)
 

@@ -1,6 +1,6 @@
 """Alpaca market-data stream v2 on the wire: the messages both ways, their JSON and msgpack
 encodings, and the timestamps. Pure functions and types, shared by the client protocol
-(handlers.alpaca.protocol) and the simulator's session (handlers.alpaca.session).
+(handlers.alpaca.protocol) and the simulator's session (handlers.alpaca.sim.session).
 
 Server frames are arrays of maps, each with its type `T` as the first key. Client messages are
 single maps with an `action`. A client that sends `Content-Type: application/msgpack` on the
@@ -161,7 +161,7 @@ class FrameDecoder:
         for raw in self._raw(frame):
             try:
                 messages.append(self._one(raw))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 if self._type_of(raw) in OTHER_TYPES:
                     unhandled += 1
                 else:

@@ -1,16 +1,13 @@
-"""Provider-agnostic pieces shared by handlers: the reconnecting WebSocket client
-(`client.ReconnectingClient`), the interface a provider's sans-I/O protocol implements for it
-(`protocol.ClientProtocol`, `Output`, `Change`), the connection life as the bus sees it,
-whatever owns the socket (`lifecycle.Lifecycle`: Status events, backoff, counters), the
-reconnect backoff (`backoff.Backoff`), the settings reader (`settings.read`: a settings table
-into a checked dataclass), the child runner that reads a child's settings before it starts
-(`child.run`), and what every simulator shares: its common settings and its command line
-(`simulator`).
-Read handlers/common/protocol.py first: its docstring is the whole contract.
+"""What every provider's handler and simulator share. Read protocol.py first: its docstring is
+the whole contract between a provider's sans-I/O protocol and the client that runs it.
+
+    protocol    the contract: Output, Change, and the effects (Timer, HttpRequest, Resubscribe)
+    client      ReconnectingClient: the WebSocket I/O around a protocol
+    effects     how the client carries out timers, HTTP requests and resubscribes
+    lifecycle   a connection's life as the bus sees it: Status events and the backoff
+    backoff     capped exponential backoff with jitter
+    simulator   what every simulator shares: settings, command line, test controls
+    market      the market model every simulator draws its prices from (pure)
+
+This package re-exports nothing: importing one pure module loads no I/O library.
 """
-
-from handlers.common.backoff import Backoff
-from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common.protocol import Change, ClientProtocol, Output
-
-__all__ = ["Backoff", "Change", "ClientProtocol", "ClientSettings", "Output", "ReconnectingClient"]

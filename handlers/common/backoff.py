@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from handlers.common.settings import require
+from runtime.settings import require
 
 
 class Backoff:

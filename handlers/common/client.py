@@ -1,23 +1,30 @@
 """The reconnecting WebSocket client: connect, drive a provider's protocol, publish, repeat.
 
-    protocol = MyProtocol(counters=ctx.counters)                  # a ClientProtocol
+    protocol = MyProtocol(counters=ctx.counts)                     # a ClientProtocol
     await ReconnectingClient(ctx, protocol, settings).run()        # settings: ClientSettings
 
 For each connection: publish Status "connecting", open the WebSocket (with the protocol's
 headers), send what `protocol.start()` asks, then feed every message to `protocol.receive`,
-publish its events, send its replies, publish its state changes, and close when it says so.
+publish its events, send its replies, publish its state changes, carry out its effects
+(handlers.common.effects: timers, HTTP requests, single-symbol resubscribes), and close when
+it says so. Control requests addressed to the provider over the bus (`control.<provider>`)
+go to `protocol.control` while a connection is up. Whatever a protocol call raises is caught,
+counted (`protocol_faults`) and logged rate-limited, and that one input is skipped: the
+connection and the process go on.
+
 A connection is dead when it closes, when a WebSocket ping goes unanswered for `ping_timeout`
 seconds, or when no frame at all arrives for `stale_after` seconds (0 turns that off). Then:
 Status "disconnected" with the reason, a jittered, capped exponential backoff (reset once the
 protocol reports "subscribed"), and a new connection, where the protocol authenticates and
-subscribes again from scratch. The Status events, the backoff and the connects, reconnects
-and errors counters are handlers.common.lifecycle's.
+subscribes again from scratch. The Status events and the backoff are
+handlers.common.lifecycle's.
 
 Settings (`ClientSettings`, which a handler's own settings extend): url, stale_after,
-backoff_min, backoff_max, ping_interval, ping_timeout, open_timeout. Counters: connects,
-reconnects, frames, events, errors (provider errors), stale, problems (bad input; the protocol
-counts the details), malformed (also: events the bus cannot carry, e.g. a symbol containing
-'|', are dropped here).
+backoff_min, backoff_max, ping_interval, ping_timeout, open_timeout. Metrics
+(runtime.metrics): connects, reconnects, frames_received, provider_errors, stale_connections,
+protocol_faults, protocol_problems, timers_fired, http_requests, resubscribes, control_requests, and bad_input
+(the protocol counts the reasons; "unpublishable": an event the bus cannot carry, e.g. a
+symbol containing '|', dropped here).
 """
 
 from __future__ import annotations
@@ -25,25 +32,29 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bus.process import ProcessContext, log
+from bus.events import Control
+from bus.subscriber import AsyncSubscriber
 from bus.topics import TopicError
 from handlers.common.backoff import BackoffSettings
-from handlers.common.badinput import count_bad_input
+from handlers.common.effects import Effects
 from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import ClientProtocol, Output
-from handlers.common.settings import require
+from runtime.badinput import count_bad_input
+from runtime.logs import log
+from runtime.process import ProcessContext
+from runtime.settings import require
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClientSettings(BackoffSettings):
-    """The client's keys of a handler's settings table (read with handlers.common.settings)."""
+    """The client's keys of a handler's settings table (read with runtime.settings)."""
 
     url: str
     stale_after: float = 30.0
@@ -67,12 +78,20 @@ class ReconnectingClient:
         self.settings = settings
         self._log = log().bind(provider=protocol.provider, url=settings.url)
         self.lifecycle = Lifecycle(ctx, protocol.provider, settings.backoff(), self._log)
+        self.effects = Effects(protocol, self._deliver, ctx.counts, self._log)
+        self._ws: ClientConnection | None = None
         self._last_frame = 0.0
         self._close_reason = ""
+        self._applying: set[asyncio.Task] = set()
 
     async def run(self) -> None:
         """Connect, stream, and reconnect, until cancelled."""
-        await self.lifecycle.run(self._connection)
+        controls = asyncio.create_task(self._listen_for_control(), name="control")
+        try:
+            await self.lifecycle.run(self._connection)
+        finally:
+            controls.cancel()
+            await self.effects.aclose()
 
     async def _connection(self) -> str:
         """One connection's life; returns why it ended."""
@@ -91,12 +110,18 @@ class ReconnectingClient:
                 return await self._session(ws)
         except (OSError, TimeoutError, WebSocketException) as exc:
             return self._close_reason or f"{type(exc).__name__}: {exc}"
+        finally:
+            self._ws = None
+            self.effects.close()
 
     async def _session(self, ws: ClientConnection) -> str:
+        self._ws = ws
         self._last_frame = asyncio.get_running_loop().time()
         watchdog = asyncio.create_task(self._watch(ws)) if self.settings.stale_after else None
         try:
-            await self._apply(ws, self.protocol.start())
+            start = self._call(self.protocol.start)
+            if start is not None:
+                await self._apply(ws, start)
             await self._pump(ws)
         except ConnectionClosed as exc:
             return self._close_reason or str(exc)
@@ -108,31 +133,35 @@ class ReconnectingClient:
         """The hot path: frame -> protocol -> bus, with nothing per event but the publish.
         Ends only by raising ConnectionClosed."""
         recv, receive, publish = ws.recv, self.protocol.receive, self.ctx.publisher.publish
-        counters = self.ctx.counters
+        counts = self.ctx.counts
         clock = asyncio.get_running_loop().time
         time_ns = time.time_ns
         while True:
             frame = await recv(decode=False)
-            out = receive(frame, time_ns())
             self._last_frame = clock()
-            counters["frames"] += 1
-            if out.events:
-                counters["events"] += len(out.events)
-                for event in out.events:
-                    try:
-                        publish(event)
-                    except TopicError as exc:  # e.g. a symbol with '|': not for the bus
-                        counters["malformed"] += 1
-                        self._problem(f"cannot publish {type(event).__name__}: {exc}")
-            if out.replies or out.changes or out.problem or out.close:
+            counts["frames_received"] += 1
+            try:
+                out = receive(frame, time_ns())
+            except Exception as exc:  # a protocol bug must not end the connection
+                self._fault(exc, "receive")
+                continue
+            for event in out.events:
+                try:
+                    publish(event)
+                except TopicError as exc:  # e.g. a symbol with '|': not for the bus
+                    counts["bad_input", "unpublishable"] += 1
+                    self._problem(f"cannot publish {type(event).__name__}: {exc}")
+            if out.replies or out.changes or out.problem or out.close or out.effects:
                 await self._apply(ws, out)
 
     async def _apply(self, ws: ClientConnection, out: Output) -> None:
-        """Everything but the events: problems, state changes, replies, a requested close."""
+        """Everything but the events: problems, state changes, effects, replies, a close."""
         if out.problem:
             self._problem(out.problem)
         for change in out.changes:
             self.lifecycle.status(change.state, change.code, change.message)
+        if out.effects:
+            self.effects.run(out.effects)
         for reply in out.replies:
             await ws.send(reply)
         if out.close:
@@ -141,6 +170,54 @@ class ReconnectingClient:
                                   if last and last.state == "error" else "closed by protocol")
             await ws.close()
 
+    def _deliver(self, call: Callable[[], Output]) -> None:
+        """An effect's answer or a control request: call the protocol, then publish and apply
+        its Output on the current connection (if it is still there)."""
+        out = self._call(call)
+        ws = self._ws
+        if out is None or ws is None:
+            return
+        for event in out.events:
+            try:
+                self.ctx.publisher.publish(event)
+            except TopicError as exc:
+                self.ctx.counts["bad_input", "unpublishable"] += 1
+                self._problem(f"cannot publish {type(event).__name__}: {exc}")
+        task = asyncio.ensure_future(self._apply_quietly(ws, out))
+        self._applying.add(task)
+        task.add_done_callback(self._applying.discard)
+
+    async def _apply_quietly(self, ws: ClientConnection, out: Output) -> None:
+        try:
+            await self._apply(ws, out)
+        except ConnectionClosed:
+            pass  # the pump sees it too, and ends the connection
+
+    def _call(self, call: Callable[[], Output]) -> Output | None:
+        try:
+            return call()
+        except Exception as exc:
+            self._fault(exc, getattr(call, "__name__", "call"))
+            return None
+
+    async def _listen_for_control(self) -> None:
+        """Control requests for this provider, from the bus, while the process lives."""
+        pattern = f"control.{self.protocol.provider}"
+        subscriber = AsyncSubscriber(self.ctx.spec.bus.subscribe, [pattern])
+        try:
+            while True:
+                request = await subscriber.recv()
+                if not isinstance(request, Control):
+                    continue
+                self.ctx.counts["control_requests", request.action] += 1
+                if self._ws is None:
+                    self._log.info("control request while not connected: ignored",
+                                   action=request.action, symbol=request.symbol)
+                    continue
+                self._deliver(lambda: self.protocol.control(request, time.time_ns()))
+        finally:
+            subscriber.close()
+
     async def _watch(self, ws: ClientConnection) -> None:
         """Abort the connection when no frame has arrived for stale_after seconds."""
         clock = asyncio.get_running_loop().time
@@ -148,12 +225,16 @@ class ReconnectingClient:
         while True:
             idle = clock() - self._last_frame
             if idle >= limit:
-                self.ctx.counters["stale"] += 1
+                self.ctx.counts["stale_connections"] += 1
                 self._close_reason = f"stale: no frame for {limit:g} s"
                 ws.transport.abort()
                 return
             await asyncio.sleep(limit - idle)
 
+    def _fault(self, exc: Exception, where: str) -> None:
+        count_bad_input(self.ctx.counts, "protocol_faults", self._log,
+                        "the protocol raised: input skipped", where=where, exc_info=exc)
+
     def _problem(self, problem: str) -> None:
-        count_bad_input(self.ctx.counters, "problems", self._log, "bad input from the provider",
-                        problem=problem)
+        count_bad_input(self.ctx.counts, "protocol_problems", self._log,
+                        "bad input from the provider", problem=problem)

@@ -8,7 +8,8 @@ every change of state, the backoff between attempts, and the counters.
 `run` calls `connection()` (one connection's whole life; it returns why it ended) again and
 again: Status "connecting" before each attempt, "disconnected" with the reason after it, then
 a jittered, capped exponential wait (handlers.common.backoff) that "subscribed" resets.
-Counters: connects, reconnects, errors (each "error" status).
+Metrics: connects, reconnects, provider_errors (each "error" status, by code),
+reconnect_delay_seconds. Messages are published with every known secret masked.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import time
 from typing import Any, Awaitable, Callable, NoReturn
 
 from bus.events import STATUS_STATES, Status
-from bus.process import ProcessContext
 from handlers.common.backoff import Backoff
+from runtime.process import ProcessContext
+from runtime.secrets import redact
 
 
 class Lifecycle:
@@ -31,16 +33,17 @@ class Lifecycle:
 
     async def run(self, connection: Callable[[], Awaitable[str]], target: str = "") -> NoReturn:
         """Connect again and again; `target` (e.g. host:port) is the "connecting" message."""
-        counters = self.ctx.counters
+        counts = self.ctx.counts
         while True:
             self.status("connecting", message=target)
-            counters["connects"] += 1
+            counts["connects"] += 1
             reason = await connection()
             self.status("disconnected", message=reason)
             delay = self.backoff.next()
+            self.ctx.metrics.histogram("reconnect_delay_seconds").observe(delay)
             self.log.info("reconnecting", delay_s=round(delay, 3))
             await asyncio.sleep(delay)
-            counters["reconnects"] += 1
+            counts["reconnects"] += 1
 
     def status(self, state: str, code: int = 0, message: str = "", symbol: str = "") -> None:
         """Publish and log a change of state (of one symbol's stream, if `symbol`)."""
@@ -49,7 +52,8 @@ class Lifecycle:
         if state == "subscribed":
             self.backoff.reset()
         if state == "error":
-            self.ctx.counters["errors"] += 1
+            self.ctx.counts["provider_errors", str(code)] += 1
+        message = redact(message)  # a provider may echo the credentials back
         now = time.time_ns()
         self.ctx.publisher.publish(Status(provider=self.provider, symbol=symbol, ts_event=now,
                                           ts_recv=now, state=state, code=code, message=message))

@@ -2,7 +2,8 @@
 and its two ways to run.
 
 A simulator module defines `SimSettings` (a `SimulatorSettings` with its own defaults and
-keys), `async def run_server(settings, counters)` (serve until cancelled), and:
+keys), `async def run_server(settings, counts, ready)` (serve until cancelled, calling
+`ready()` once it listens: the supervisor starts the handlers that wait for it then), and:
 
     def main() -> None:                   # supervised: settings from TICKMESH_CHILD
         simulator.run_child(run_server, SimSettings)
@@ -27,12 +28,13 @@ from typing import Awaitable, Callable, TypeVar
 
 import uvloop
 
-from bus import process
-from handlers.common import child
-from handlers.common.settings import CommaStrings, SettingsError, read, require
+from runtime import process
+from runtime.logs import configure_logging
+from runtime.metrics import Counts
+from runtime.settings import CommaStrings, SettingsError, read, require
 
 S = TypeVar("S")
-Server = Callable[[S, Counter], Awaitable[None]]
+Server = Callable[[S, Counter, Callable[[], None]], Awaitable[None]]
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
@@ -51,12 +53,16 @@ class SimulatorSettings:
         require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
         require(self.rate > 0, "rate", "a number > 0", self.rate)
 
+    def listen_address(self) -> tuple[str, int]:
+        """Where it will listen: checked to be free before a system starts."""
+        return self.host, self.port
+
 
 def run_child(run_server: Server[S], settings: type[S]) -> None:
-    async def main(ctx: process.ProcessContext, parsed: S) -> None:
-        await run_server(parsed, ctx.counters)
+    async def main(ctx: process.ProcessContext[S]) -> None:
+        await run_server(ctx.settings, ctx.counts, ctx.ready)
 
-    child.run(main, settings)
+    process.run(main, settings, announces_ready=True)
 
 
 def parser(provider: str, description: str, rate: str, replay: str = "") -> argparse.ArgumentParser:
@@ -82,9 +88,9 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str], settings: type[S],
         parsed = read(settings, flags)
     except SettingsError as exc:
         parser.error(str(exc))
-    process.configure_logging(f"{parser.prog.rsplit(' ', 1)[-1]}-sim")
+    configure_logging(f"{parser.prog.rsplit(' ', 1)[-1]}-sim")
     try:
-        uvloop.run(run_server(parsed, Counter()))
+        uvloop.run(run_server(parsed, Counts(), lambda: None))
     except (OSError, ValueError) as exc:
         parser.exit(1, f"{parser.prog}: {exc}\n")
     except KeyboardInterrupt:

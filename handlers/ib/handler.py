@@ -1,20 +1,20 @@
 """The Interactive Brokers handler: a supervised child (`python -m handlers.ib.handler`) that
 streams trades, quotes and L2 depth from TWS or IB Gateway onto the bus.
 
-ib_async owns the socket and the TWS API. For each connection the handler connects with its
-client id, looks up every symbol's contract (reqContractDetails), and asks per symbol for
-tick-by-tick AllLast (trades), tick-by-tick BidAsk (quotes) and market depth. IB's depth is
-position-indexed; handlers.ib.depth turns it into price levels: a BookSnapshot with the first
-depth batch of every (re)subscription, BookDelta events after it.
+ib_async owns the socket and the TWS API; handlers.ib.protocol (pure) turns what it reports
+into bus events, state changes and resubscribes, and this module does the I/O. For each
+connection the handler connects with its client id, looks up every symbol's contract
+(reqContractDetails), and asks per symbol for tick-by-tick AllLast (trades), tick-by-tick
+BidAsk (quotes) and market depth.
 
-Every state change is a Status event: connecting, connected, subscribed, disconnected, error.
-IB's error codes surface as they are: 326 (client id in use) is an error status, then the
-connection ends and the handler backs off; 200 (no security definition) and any other error
-tied to a request is an error status for that symbol while the others keep flowing; 1100
-(TWS lost IB) is "disconnected", 1101/1102 (restored) "subscribed" again, after re-requesting
-everything when the data was lost (1101); 317 resets that symbol's book. 2100-2199 are
-informational. When the connection drops (a TWS restart, IB's daily one included), the handler
-reconnects after a jittered, capped exponential backoff and requests everything again.
+Every state change is a Status event: connecting, connected, subscribed, disconnected, error
+(IB's codes are handlers.ib.protocol's). 326 (client id in use) ends the connection and the
+handler backs off; 200 (no security definition) and other errors tied to a request are an
+error status for that symbol while the others keep flowing. A `Resubscribe(symbol)` (depth
+out of step, or 1101: data lost) cancels that symbol's streams, waits until TWS has answered a
+request sent after the cancel (so nothing of the old subscription is still on its way), and
+requests them again. When the connection drops (a TWS restart, IB's daily one included), the
+handler reconnects after a jittered, capped exponential backoff and requests everything again.
 
 A TWS that stops answering (frozen, while the kernel keeps its socket up) is found by a
 keepalive: every `keepalive` seconds the handler asks TWS the time (reqCurrentTime, which TWS
@@ -26,8 +26,8 @@ Settings (`IbSettings`): host, port (7497 TWS paper, 7496 TWS live, 4002/4001 IB
 client_id, symbols, depth_rows (0: no depth), smart_depth (aggregate depth over exchanges),
 exchange, currency, backoff_min, backoff_max, timeout (seconds for each step of connecting and
 for contract lookups), keepalive (seconds; 0: none), keepalive_timeout.
-Counters: connects, reconnects, errors, stale, trades, quotes, book_snapshots, book_deltas,
-depth_errors, malformed.
+Metrics: connects, reconnects, provider_errors, stale_connections, resubscribes, bad_input
+(depth_out_of_step, malformed).
 """
 
 from __future__ import annotations
@@ -37,26 +37,18 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable
+
 
 from ib_async import IB, Contract, Stock, Ticker
 from ib_async.ib import StartupFetchNONE
-from ib_async.objects import MktDepthData, TickByTickAllLast, TickByTickBidAsk
 
-from bus import process
-from bus.events import BookDelta, BookSnapshot, Quote, Trade
-from handlers.common import child
 from handlers.common.backoff import BackoffSettings
 from handlers.common.lifecycle import Lifecycle
-from handlers.common.settings import CommaStrings, require
-from handlers.ib.depth import DepthBook, DepthError
-
-PROVIDER = "ib"
-INFORMATIONAL = range(2100, 2200)
-CONNECTIVITY_LOST = 1100
-RESTORED_DATA_LOST = 1101
-RESTORED_DATA_KEPT = 1102
-DEPTH_RESET = 317
+from handlers.common.protocol import Output, Resubscribe
+from handlers.ib.protocol import PROVIDER, IbProtocol
+from runtime import process
+from runtime.logs import log
+from runtime.settings import CommaStrings, require
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,25 +78,6 @@ class IbSettings(BackoffSettings):
                 self.keepalive_timeout)
 
 
-# --- normalization ----------------------------------------------------------------------------
-
-def _ns(tick_time: Any) -> int:
-    return int(tick_time.timestamp() * 1e9)
-
-
-def trade(symbol: str, tick: TickByTickAllLast, ts_recv: int) -> Trade:
-    """ts_event is when ib_async read the tick: it keeps no other time (TWS's is in seconds)."""
-    return Trade(provider=PROVIDER, symbol=symbol, ts_event=_ns(tick.time), ts_recv=ts_recv,
-                 price=tick.price, size=tick.size, exchange=tick.exchange,
-                 conditions=tick.specialConditions.split())
-
-
-def quote(symbol: str, tick: TickByTickBidAsk, ts_recv: int) -> Quote:
-    return Quote(provider=PROVIDER, symbol=symbol, ts_event=_ns(tick.time), ts_recv=ts_recv,
-                 bid_price=tick.bidPrice, bid_size=tick.bidSize, ask_price=tick.askPrice,
-                 ask_size=tick.askSize)
-
-
 # --- the handler --------------------------------------------------------------------------------
 
 class IbFeed:
@@ -113,15 +86,13 @@ class IbFeed:
     def __init__(self, ctx: process.ProcessContext, settings: IbSettings) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.log = process.log().bind(provider=PROVIDER, port=settings.port,
-                                      client_id=settings.client_id)
+        self.log = log().bind(provider=PROVIDER, port=settings.port, client_id=settings.client_id)
         self.lifecycle = Lifecycle(ctx, PROVIDER, settings.backoff(), self.log)
-        # this connection's: the client, the contracts found (by symbol), depth resyncs under way
+        self.protocol = IbProtocol(ctx.counts)
+        # this connection's: the client, the contracts found (by symbol), resyncs under way
         self.ib: IB | None = None
         self.contracts: dict[str, Contract] = {}
-        self.resyncs: set[asyncio.Task] = set()
-        self.books: dict[str, DepthBook] = {}
-        self.snapshot_due: set[str] = set()
+        self.resyncs: dict[str, asyncio.Task] = {}
 
     async def run(self) -> None:
         await self.lifecycle.run(self._connection, f"{self.settings.host}:{self.settings.port}")
@@ -129,6 +100,7 @@ class IbFeed:
     async def _connection(self) -> str:
         """One connection's life: connect, subscribe, stream; returns why it ended."""
         ib = self.ib = IB()
+        self.protocol.start()
         ended: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def on_api_error(message: str) -> None:  # the socket closed, or connecting failed
@@ -147,8 +119,9 @@ class IbFeed:
         except (OSError, TimeoutError, ConnectionError) as exc:
             return ended.result() if ended.done() else repr(exc)
         finally:
-            for task in (work, *self.resyncs):
+            for task in (work, *self.resyncs.values()):
                 task.cancel()
+            self.resyncs.clear()
             ib.disconnect()
             self.contracts.clear()
 
@@ -168,17 +141,17 @@ class IbFeed:
         for contract in found:
             if isinstance(contract, Contract):
                 self.contracts[contract.symbol] = contract
-        self._request(ib, self.contracts.values())
+                self._request(ib, contract)
         self.lifecycle.status("subscribed", message=f"{len(self.contracts)} of {len(s.symbols)} "
                                                     f"symbols: {', '.join(self.contracts)}")
 
-    def _request(self, ib: IB, contracts: Iterable[Contract]) -> None:
-        for contract in contracts:
-            ib.reqTickByTickData(contract, "AllLast")
-            ib.reqTickByTickData(contract, "BidAsk")
-            if self.settings.depth_rows:
-                self._reset_book(contract.symbol)
-                ib.reqMktDepth(contract, self.settings.depth_rows, self.settings.smart_depth)
+    def _request(self, ib: IB, contract: Contract) -> None:
+        ib.reqTickByTickData(contract, "AllLast")
+        ib.reqTickByTickData(contract, "BidAsk")
+        depth = bool(self.settings.depth_rows)
+        self.protocol.subscribed(contract.symbol, depth)
+        if depth:
+            ib.reqMktDepth(contract, self.settings.depth_rows, self.settings.smart_depth)
 
     async def _keepalive(self, ib: IB) -> str:
         """Ask TWS the time every `keepalive` seconds; returns why the connection is stale once
@@ -192,92 +165,55 @@ class IbFeed:
             try:
                 await asyncio.wait_for(ib.reqCurrentTimeAsync(), s.keepalive_timeout)
             except TimeoutError:
-                self.ctx.counters["stale"] += 1
+                self.ctx.counts["stale_connections"] += 1
                 return f"stale: no answer to reqCurrentTime within {s.keepalive_timeout:g} s"
 
-    def _reset_book(self, symbol: str) -> None:
-        self.books.setdefault(symbol, DepthBook()).clear()
-        self.snapshot_due.add(symbol)
-
-    # --- data -------------------------------------------------------------------------------
+    # --- what ib_async reports, through the protocol ----------------------------------------
 
     def _on_tickers(self, tickers: set[Ticker]) -> None:
-        ts_recv = time.time_ns()
-        publish, counters = self.ctx.publisher.publish, self.ctx.counters
-        for ticker in tickers:
-            symbol = ticker.contract.symbol
-            for tick in ticker.tickByTicks:
-                if isinstance(tick, TickByTickAllLast):
-                    publish(trade(symbol, tick, ts_recv))
-                    counters["trades"] += 1
-                elif isinstance(tick, TickByTickBidAsk):
-                    publish(quote(symbol, tick, ts_recv))
-                    counters["quotes"] += 1
-            if ticker.domTicks and symbol in self.books:
-                self._on_depth(symbol, ticker.domTicks, ts_recv)
+        self._apply(self.protocol.tickers(tickers, time.time_ns()))
 
-    def _on_depth(self, symbol: str, ticks: list[MktDepthData], ts_recv: int) -> None:
-        book = self.books[symbol]
-        try:
-            for tick in ticks:
-                book.apply(tick.side, tick.position, tick.operation, tick.price, tick.size)
-        except DepthError as exc:
-            self._out_of_step(symbol, str(exc))
+    def _on_error(self, req_id: int, code: int, text: str, contract: Contract | None) -> None:
+        symbol = contract.symbol if contract is not None else ""
+        out = self.protocol.error(code, text, symbol)
+        if out.problem:
+            self.log.info(out.problem, code=code, **({"symbol": symbol} if symbol else {}))
+        for change in out.changes:
+            self.lifecycle.status(change.state, change.code, change.message, symbol=symbol
+                                  if change.state == "error" else "")
+        self._apply(out._replace(changes=(), problem=""))
+
+    def _apply(self, out: Output) -> None:
+        publish = self.ctx.publisher.publish
+        for event in out.events:
+            publish(event)
+        for effect in out.effects:
+            if isinstance(effect, Resubscribe):
+                self._resubscribe(effect)
+
+    def _resubscribe(self, request: Resubscribe) -> None:
+        contract = self.contracts.get(request.symbol)
+        if self.ib is None or contract is None or request.symbol in self.resyncs:
             return
-        if symbol in self.snapshot_due:
-            self.snapshot_due.discard(symbol)
-            self._publish_book(BookSnapshot, symbol, book.snapshot(), ts_recv)
-        else:
-            levels = book.delta()
-            if levels[0] or levels[1]:
-                self._publish_book(BookDelta, symbol, levels, ts_recv)
+        self.log.warning("resubscribing", symbol=request.symbol, reason=request.reason)
+        self.ctx.counts["resubscribes"] += 1
+        task = asyncio.ensure_future(self._resync(self.ib, contract))
+        self.resyncs[request.symbol] = task
+        task.add_done_callback(lambda _: self.resyncs.pop(request.symbol, None))
 
-    def _publish_book(self, kind: type[BookSnapshot | BookDelta], symbol: str,
-                      levels: tuple[list, list], ts_recv: int) -> None:
-        bids, asks = levels
-        self.ctx.publisher.publish(kind(provider=PROVIDER, symbol=symbol, ts_event=ts_recv,
-                                        ts_recv=ts_recv, bids=bids, asks=asks))
-        self.ctx.counters["book_snapshots" if kind is BookSnapshot else "book_deltas"] += 1
-
-    def _out_of_step(self, symbol: str, problem: str) -> None:
-        """The depth stream does not fit the book: count it, and resubscribe that symbol."""
-        self.ctx.counters["depth_errors"] += 1
-        self.log.warning("depth out of step with the book: resubscribing", symbol=symbol,
-                         problem=problem)
-        del self.books[symbol]  # its depth is ignored until the new subscription
-        task = asyncio.ensure_future(self._resync_depth(self.ib, self.contracts[symbol]))
-        self.resyncs.add(task)
-        task.add_done_callback(self.resyncs.discard)
-
-    async def _resync_depth(self, ib: IB, contract: Contract) -> None:
-        """Cancel the depth subscription, wait until TWS has answered a request sent after
-        the cancel (so nothing of the old subscription is still on its way), subscribe again.
+    async def _resync(self, ib: IB, contract: Contract) -> None:
+        """Cancel the symbol's streams, wait until TWS has answered a request sent after the
+        cancel (so nothing of the old subscription is still on its way), request them again.
         The request is a contract lookup: ib_async keys it by its own reqId."""
-        ib.cancelMktDepth(contract, self.settings.smart_depth)
+        ib.cancelTickByTickData(contract, "AllLast")
+        ib.cancelTickByTickData(contract, "BidAsk")
+        if self.settings.depth_rows:
+            ib.cancelMktDepth(contract, self.settings.smart_depth)
         try:
             await ib.reqContractDetailsAsync(contract)
         except ConnectionError:
             return  # the next connection subscribes afresh
-        self._reset_book(contract.symbol)
-        ib.reqMktDepth(contract, self.settings.depth_rows, self.settings.smart_depth)
-
-    # --- IB's error codes -------------------------------------------------------------------
-
-    def _on_error(self, req_id: int, code: int, text: str, contract: Contract | None) -> None:
-        symbol = contract.symbol if contract is not None else ""
-        if code in INFORMATIONAL:
-            self.log.info("TWS notice", code=code, message=text)
-        elif code == CONNECTIVITY_LOST:
-            self.lifecycle.status("disconnected", code=code, message=text)
-        elif code in (RESTORED_DATA_LOST, RESTORED_DATA_KEPT):
-            if code == RESTORED_DATA_LOST and self.ib is not None:
-                self._request(self.ib, self.contracts.values())
-            self.lifecycle.status("subscribed", code=code, message=text)
-        elif code == DEPTH_RESET and symbol in self.books:
-            self._reset_book(symbol)
-            self.log.info("TWS reset the depth book", symbol=symbol, message=text)
-        else:
-            self.lifecycle.status("error", code=code, message=text, symbol=symbol)
+        self._request(ib, contract)
 
 
 class _LibraryLog(logging.Handler):
@@ -293,19 +229,22 @@ class _LibraryLog(logging.Handler):
         if record.name in ("ib_async.wrapper", "ib_async.client"):
             return
         if record.name == "ib_async.Decoder":
-            self.counters["malformed"] += 1
-        process.log().warning(record.getMessage(), logger=record.name, provider=PROVIDER)
+            self.counters["bad_input", "malformed"] += 1
+        log().warning(record.getMessage(), logger=record.name, provider=PROVIDER)
 
 
-async def _main(ctx: process.ProcessContext, settings: IbSettings) -> None:
+Settings = IbSettings
+
+
+async def _main(ctx: process.ProcessContext[IbSettings]) -> None:
     library = logging.getLogger("ib_async")
-    library.addHandler(_LibraryLog(ctx.counters))
+    library.addHandler(_LibraryLog(ctx.counts))
     library.propagate = False
-    await IbFeed(ctx, settings).run()
+    await IbFeed(ctx, ctx.settings).run()
 
 
 def main() -> None:
-    child.run(_main, IbSettings)
+    process.run(_main, Settings)
 
 
 if __name__ == "__main__":

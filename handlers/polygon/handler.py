@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bus import process
-from handlers.common import child
 from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common.settings import Strings, SettingsError, require
-from handlers.polygon import protocol as wire
+from runtime import process
+from runtime.settings import SettingsError, Strings, require
+from handlers.polygon import wire
+from handlers.polygon.protocol import PolygonProtocol
 
 DEFAULT_URL = "wss://socket.polygon.io/stocks"
 DEFAULT_CHANNELS = ("T", "Q", "AM")
@@ -56,14 +56,17 @@ class PolygonSettings(ClientSettings):
         return wire.topics_for(self.channels, self.symbols)
 
 
-async def _main(ctx: process.ProcessContext, settings: PolygonSettings) -> None:
-    key = child.credential(settings.key_env)
-    protocol = wire.PolygonProtocol(key, settings.topics, counters=ctx.counters)
-    await ReconnectingClient(ctx, protocol, settings).run()
+Settings = PolygonSettings
+
+
+async def _main(ctx: process.ProcessContext[PolygonSettings]) -> None:
+    key = process.credential(ctx.settings.key_env)
+    protocol = PolygonProtocol(key, ctx.settings.topics, counters=ctx.counts)
+    await ReconnectingClient(ctx, protocol, ctx.settings).run()
 
 
 def main() -> None:
-    child.run(_main, PolygonSettings)
+    process.run(_main, Settings)
 
 
 if __name__ == "__main__":

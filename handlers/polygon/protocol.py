@@ -1,184 +1,28 @@
-"""The Polygon.io stocks WebSocket protocol, sans-I/O: frames in, normalized events out.
+"""The Polygon.io stocks WebSocket, client side, sans-I/O: frames in, normalized events out.
 
-Wire facts (docs and the official client, polygon-api-client / its successor `massive`):
-every server frame is a JSON array of objects, each tagged by `ev`. On open the server sends
-status `connected`; the client sends `{"action":"auth","params":KEY}` and gets `auth_success` or
-`auth_failed`; then `{"action":"subscribe","params":"T.AAPL,Q.*"}` (unsubscribe the same), each
-topic acknowledged by its own status `success` ("subscribed to: T.AAPL"). Data: trades `T`,
-quotes `Q`, per-second `A` and per-minute `AM` aggregates; all their timestamps are Unix
-milliseconds. Exchange ids and condition codes are integers on the wire, strings on the bus.
-
-`PolygonProtocol` is the client side as a state machine for handlers.common's reconnecting
-client. Nothing here touches a socket: the simulator and the handler are thin I/O around it.
+`PolygonProtocol` is the client's state machine for handlers.common's reconnecting client;
+the normalizers turn one wire message (handlers.polygon.wire) into one bus event. Nothing here
+touches a socket.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from typing import Annotated, Any, Callable, Iterable
-
-import msgspec
+from typing import Any, Callable
 
 from bus.events import Bar, Event, Quote, Trade
 from handlers.common.protocol import Change, ClientProtocol, Output
-
-PROVIDER = "polygon"
-CHANNELS = ("T", "Q", "A", "AM")
-BAR_SECONDS = {"A": 1, "AM": 60}
-MS = 1_000_000  # nanoseconds per millisecond
-
-# Values of `status` in {"ev":"status"} messages.
-CONNECTED = "connected"
-AUTH_SUCCESS = "auth_success"
-AUTH_FAILED = "auth_failed"
-AUTH_TIMEOUT = "auth_timeout"
-MAX_CONNECTIONS = "max_connections"
-SUCCESS = "success"
-ERROR = "error"
-FATAL = (AUTH_FAILED, AUTH_TIMEOUT, MAX_CONNECTIONS)
-"""Statuses after which the server closes the connection."""
-
-CLOSE_POLICY_VIOLATION = 1008
-"""The close code after max_connections, auth_failed and auth_timeout."""
-
-
-class Malformed(ValueError):
-    """A frame or message that does not follow the protocol. `kind` names what was wrong
-    (for a counter and a log line); the message says why."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(f"{kind}: {reason}")
-        self.kind = kind
-        self.reason = reason
-
-
-# --- the vocabulary both sides speak -------------------------------------------------------
-
-def encode_frame(messages: list[dict[str, Any]]) -> str:
-    """A server frame: always a JSON array, even for one message."""
-    return json.dumps(messages, separators=(",", ":"))
-
-
-def status(state: str, message: str) -> dict[str, Any]:
-    return {"ev": "status", "status": state, "message": message}
-
-
-def auth_request(key: str) -> str:
-    return json.dumps({"action": "auth", "params": key})
-
-
-def subscribe_request(topics: Iterable[str], action: str = "subscribe") -> str:
-    """`{"action":"subscribe","params":"T.AAPL,Q.AAPL"}`; action may be "unsubscribe"."""
-    return json.dumps({"action": action, "params": ",".join(topics)})
-
-
-def topics_for(channels: Iterable[str], symbols: Iterable[str]) -> list[str]:
-    """Every channel for every symbol: ["T","Q"] x ["AAPL"] -> ["T.AAPL", "Q.AAPL"]."""
-    symbols = list(symbols)
-    return [f"{channel}.{symbol}" for channel in channels for symbol in symbols]
-
-
-def split_topic(topic: str) -> tuple[str, str]:
-    """"T.BRK.B" -> ("T", "BRK.B"): the channel ends at the first dot. Raises Malformed."""
-    channel, dot, symbol = topic.strip().partition(".")
-    if not dot or channel not in CHANNELS or not symbol or "|" in symbol:
-        raise Malformed("topic", f"not CHANNEL.SYMBOL with a channel in {CHANNELS}: {topic!r}")
-    return channel, symbol
-
-
-class Action(msgspec.Struct):
-    """A client request: auth, subscribe or unsubscribe."""
-
-    action: str
-    params: str
-
-
-def decode_action(data: str | bytes) -> Action:
-    try:
-        return msgspec.json.decode(data, type=Action)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise Malformed("action", str(exc)) from None
-
-
-def decode_frame(data: str | bytes) -> list[Any]:
-    """A server frame -> its list of messages (each still raw). Raises Malformed."""
-    try:
-        messages = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise Malformed("frame", f"not JSON: {exc}") from None
-    if not isinstance(messages, list):
-        raise Malformed("frame", f"not a JSON array but {type(messages).__name__}")
-    return messages
-
-
-# --- wire messages, validated ---------------------------------------------------------------
-
-Symbol = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^|]+$")]
-NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
-Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // MS)]
-Code = Annotated[int, msgspec.Meta(ge=0)]
-
-
-class WireStatus(msgspec.Struct):
-    status: str
-    message: str = ""
-
-
-class WireTrade(msgspec.Struct):
-    sym: Symbol
-    p: NonNegative
-    s: NonNegative
-    t: Millis
-    x: Code = 0
-    i: str = ""
-    c: list[Code] = []
-    z: Code = 0
-    q: int = 0
-
-
-class WireQuote(msgspec.Struct):
-    sym: Symbol
-    bp: NonNegative
-    bs: NonNegative
-    ap: NonNegative
-    as_: NonNegative = msgspec.field(name="as")
-    t: Millis
-    bx: Code = 0
-    ax: Code = 0
-    c: Code = 0
-    i: list[Code] = []
-    z: Code = 0
-    q: int = 0
-
-
-class WireAggregate(msgspec.Struct):
-    sym: Symbol
-    o: NonNegative
-    h: NonNegative
-    l: NonNegative  # noqa: E741 - the wire name
-    c: NonNegative
-    v: NonNegative
-    s: Millis
-    e: Millis
-    vw: NonNegative = 0.0
-    av: NonNegative = 0.0
-    op: NonNegative = 0.0
-    a: NonNegative = 0.0
-    z: NonNegative = 0.0
-
-
-def _convert(raw: Any, kind: str, shape: type) -> Any:
-    try:
-        return msgspec.convert(raw, shape)
-    except msgspec.ValidationError as exc:
-        raise Malformed(kind, str(exc)) from None
+from handlers.polygon.wire import (
+    AUTH_SUCCESS, BAR_SECONDS, CONNECTED, ERROR, FATAL, MS, PROVIDER, SUCCESS, Malformed,
+    WireAggregate, WireQuote, WireStatus, WireTrade, convert, auth_request, decode_frame, decode_status,
+    event_type, subscribe_request,
+)
 
 
 # --- normalizers: one wire message -> one bus event ---------------------------------------
 
 def normalize_trade(raw: Any, ts_recv: int) -> Trade:
-    m: WireTrade = _convert(raw, "T", WireTrade)
+    m: WireTrade = convert(raw, "T", WireTrade)
     return Trade(
         provider=PROVIDER, symbol=m.sym, ts_event=m.t * MS, ts_recv=ts_recv, price=m.p,
         size=m.s, trade_id=m.i, exchange=str(m.x), conditions=[str(c) for c in m.c],
@@ -187,7 +31,7 @@ def normalize_trade(raw: Any, ts_recv: int) -> Trade:
 
 def normalize_quote(raw: Any, ts_recv: int) -> Quote:
     """Sizes stay as the provider sends them (round lots)."""
-    m: WireQuote = _convert(raw, "Q", WireQuote)
+    m: WireQuote = convert(raw, "Q", WireQuote)
     return Quote(
         provider=PROVIDER, symbol=m.sym, ts_event=m.t * MS, ts_recv=ts_recv, bid_price=m.bp,
         bid_size=m.bs, ask_price=m.ap, ask_size=m.as_, bid_exchange=str(m.bx),
@@ -200,7 +44,7 @@ def normalize_bar(raw: Any, ts_recv: int) -> Bar:
     channel = raw.get("ev") if isinstance(raw, dict) else None
     if channel not in BAR_SECONDS:
         raise Malformed("aggregate", f"ev must be one of {sorted(BAR_SECONDS)}: {channel!r}")
-    m: WireAggregate = _convert(raw, channel, WireAggregate)
+    m: WireAggregate = convert(raw, channel, WireAggregate)
     return Bar(
         provider=PROVIDER, symbol=m.sym, ts_event=m.s * MS, ts_recv=ts_recv,
         interval_s=BAR_SECONDS[channel], open=m.o, high=m.h, low=m.l, close=m.c, volume=m.v,
@@ -211,18 +55,6 @@ def normalize_bar(raw: Any, ts_recv: int) -> Bar:
 NORMALIZERS: dict[str, Callable[[Any, int], Event]] = {
     "T": normalize_trade, "Q": normalize_quote, "A": normalize_bar, "AM": normalize_bar,
 }
-
-
-def event_type(raw: Any) -> str:
-    """The `ev` tag of a raw message. Raises Malformed."""
-    ev = raw.get("ev") if isinstance(raw, dict) else None
-    if not isinstance(ev, str):
-        raise Malformed("message", f"not an object with a string `ev`: {raw!r:.200}")
-    return ev
-
-
-def decode_status(raw: Any) -> WireStatus:
-    return _convert(raw, "status", WireStatus)
 
 
 # --- the client side: one connection's state machine ----------------------------------------
@@ -299,10 +131,10 @@ class PolygonProtocol(ClientProtocol):
     def _malformed(self, exc: Malformed) -> str:
         return self._count_once(f"malformed_{exc.kind}", str(exc)[:300])
 
-    def _count_once(self, counter: str, problem: str) -> str:
-        """Count every occurrence; describe only the first of each kind."""
-        self.counters[counter] += 1
-        if counter in self._reported:
+    def _count_once(self, reason: str, problem: str) -> str:
+        """Count every occurrence (bad_input{reason}); describe only the first of each kind."""
+        self.counters["bad_input", reason] += 1
+        if reason in self._reported:
             return ""
-        self._reported.add(counter)
+        self._reported.add(reason)
         return problem

@@ -1,8 +1,14 @@
 """A child that exits at once with settings["code"] (default 1)."""
 
 import sys
+from dataclasses import dataclass
 
-from bus.process import child_spec
+from runtime.spec import child_spec
+
+
+@dataclass(frozen=True)
+class Settings:
+    code: int = 1
 
 
 def main() -> None:

@@ -2,15 +2,21 @@
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 from bus import Trade
-from bus.process import ProcessContext, run
+from runtime.process import ProcessContext, run
 
 INTERVAL = 0.005
 
 
-async def tick(ctx: ProcessContext) -> None:
-    symbol = ctx.settings.get("symbol", "TICK")
+@dataclass(frozen=True)
+class Settings:
+    symbol: str = "TICK"
+
+
+async def tick(ctx: ProcessContext[Settings]) -> None:
+    symbol = ctx.settings.symbol
     while True:
         now = time.time_ns()
         ctx.publisher.publish(
@@ -20,7 +26,7 @@ async def tick(ctx: ProcessContext) -> None:
 
 
 def main() -> None:
-    run(tick)
+    run(tick, Settings)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ Test control, outside the real protocol: plain HTTP GET on the same port.
 A server restart is a process restart: kill the simulator, start it again on the same port.
 
 Run it standalone (`tickmesh sim polygon --port 8766`, i.e. `cli(argv)`) or supervised
-(`python -m handlers.polygon.simulator`, settings from TICKMESH_CHILD).
+(`python -m handlers.polygon.sim.server`, settings from TICKMESH_CHILD).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import parse_qs
 
 import structlog
@@ -42,13 +42,14 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bus import process
+from runtime.secrets import secret_from_env
 from handlers.common import simulator
-from handlers.common.badinput import count_bad_input
-from handlers.common.settings import require
+from runtime.badinput import count_bad_input
+from runtime.metrics import flat
+from runtime.settings import require
 from handlers.common.simulator import SimulatorSettings
-from handlers.polygon import protocol as wire
-from handlers.polygon.feed import RandomFeed
+from handlers.polygon import wire
+from handlers.polygon.sim.market import RandomFeed
 
 PATHS = ("/stocks", "/stocks/")
 TICK_SECONDS = 0.02
@@ -125,7 +126,7 @@ class Simulator:
         self.counters = counters
         self.clients: dict[_Client, None] = {}  # in connection order, oldest first
         self.accepted = 0
-        self.key = process.secret_from_env(settings.key_env) if settings.key_env else ""
+        self.key = secret_from_env(settings.key_env) if settings.key_env else ""
         self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed or None)
         self.replay_lines = self._load_replay()
         self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
@@ -142,7 +143,7 @@ class Simulator:
         self.accepted += 1
         client = _Client(ws, self.accepted)
         self.clients[client] = None
-        self.counters["connections"] += 1
+        self.counters["sim_connections"] += 1
         sender = asyncio.create_task(self._send_loop(client))
         client.send(wire.encode_frame([wire.status(wire.CONNECTED, "Connected Successfully")]))
         client.auth_timer = asyncio.get_running_loop().call_later(
@@ -176,7 +177,7 @@ class Simulator:
         client.send(wire.encode_frame([wire.status(state, message)]))
 
     def _auth_timed_out(self, client: _Client) -> None:
-        self.counters["auth_timeout"] += 1
+        self.counters["sim_errors_sent", wire.AUTH_TIMEOUT] += 1
         self._status(client, wire.AUTH_TIMEOUT, "No authentication request received.")
         client.close(wire.CLOSE_POLICY_VIOLATION, "authentication timeout")
 
@@ -186,17 +187,17 @@ class Simulator:
         try:
             request = wire.decode_action(data)
         except wire.Malformed as exc:
-            count_bad_input(self.counters, "bad_request", self.log, "bad request",
+            count_bad_input(self.counters, ("bad_input", "bad_request"), self.log, "bad request",
                             client=client.number, error=exc.reason[:200])
             self._status(client, wire.ERROR, f"invalid request: {exc.reason[:200]}")
             return
         if request.action == "auth":
             self._auth(client, request.params)
         elif request.action not in ("subscribe", "unsubscribe"):
-            self.counters["bad_request"] += 1
+            self.counters["bad_input", "bad_request"] += 1
             self._status(client, wire.ERROR, f"unknown action: {request.action[:50]}")
         elif client.key is None:
-            self.counters["not_authorized"] += 1
+            self.counters["bad_input", "not_authorized"] += 1
             self._status(client, wire.ERROR, "not authorized")
         else:
             self._subscribe(client, request.action, request.params)
@@ -205,7 +206,7 @@ class Simulator:
         if client.auth_timer is not None:
             client.auth_timer.cancel()
         if self.key and key != self.key:
-            self.counters["auth_failed"] += 1
+            self.counters["sim_errors_sent", wire.AUTH_FAILED] += 1
             self.log.warning("authentication failed", client=client.number)
             self._status(client, wire.AUTH_FAILED, "authentication failed")
             client.close(wire.CLOSE_POLICY_VIOLATION, "authentication failed")
@@ -218,7 +219,7 @@ class Simulator:
     def _enforce_max_connections(self, key: str) -> None:
         same_key = [c for c in self.clients if c.key == key]
         for oldest in same_key[: max(0, len(same_key) - self.settings.max_connections)]:
-            self.counters["max_connections"] += 1
+            self.counters["sim_errors_sent", wire.MAX_CONNECTIONS] += 1
             self.log.info("max connections: closing the oldest", client=oldest.number)
             self._status(oldest, wire.MAX_CONNECTIONS, "Maximum number of connections exceeded.")
             oldest.close(wire.CLOSE_POLICY_VIOLATION, "max connections")
@@ -229,7 +230,7 @@ class Simulator:
             try:
                 wire.split_topic(topic)
             except wire.Malformed:
-                self.counters["bad_topic"] += 1
+                self.counters["bad_input", "bad_topic"] += 1
                 self._status(client, wire.ERROR, f"invalid subscription: {topic[:50]}")
                 continue
             (client.topics.add if action == "subscribe" else client.topics.discard)(topic)
@@ -247,14 +248,14 @@ class Simulator:
         if not wanted:
             return
         if client.outbox.qsize() > OUTBOX_LIMIT:
-            self.counters["slow_consumer"] += 1
+            self.counters["sim_slow_clients"] += 1
             while not client.outbox.empty():
                 client.outbox.get_nowait()
             client.close(wire.CLOSE_POLICY_VIOLATION, "slow consumer")
             return
         client.send(raw if raw is not None and len(wanted) == len(messages) else
                     wire.encode_frame(wanted))
-        self.counters["frames"] += 1
+        self.counters["sim_frames_sent"] += 1
 
     async def run_random_walk(self) -> None:
         while True:
@@ -313,7 +314,7 @@ class Simulator:
             "authenticated": sum(c.key is not None for c in self.clients),
             "subscriptions": [sorted(c.topics) for c in self.clients if c.key is not None],
             "accepted": self.accepted,
-            "counters": dict(self.counters),
+            "counters": flat(self.counters),
         }
 
 
@@ -322,8 +323,9 @@ def _resume_reading(client: _Client) -> None:
         client.ws.transport.resume_reading()
 
 
-async def run_server(settings: SimSettings, counters: Counter) -> None:
-    """Serve until cancelled."""
+async def run_server(settings: SimSettings, counters: Counter,
+                     ready: Callable[[], None]) -> None:
+    """Serve until cancelled; `ready()` once listening."""
     sim = Simulator(settings, counters)
     async with serve(sim.handle, settings.host, settings.port,
                      process_request=sim.process_request, close_timeout=1) as server:
@@ -331,12 +333,16 @@ async def run_server(settings: SimSettings, counters: Counter) -> None:
         sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stocks",
                      replay=settings.replay, symbols=list(settings.symbols),
                      accepts=f"the API key in ${settings.key_env}" if sim.key else "any API key")
+        ready()
         if sim.replay_lines:
             await asyncio.Future()  # replays run per connection
         await sim.run_random_walk()
 
 
 # --- entry points -------------------------------------------------------------------------
+
+Settings = SimSettings
+
 
 def main() -> None:
     """Supervised: settings from TICKMESH_CHILD."""

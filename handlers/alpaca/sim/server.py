@@ -1,10 +1,10 @@
 """A faithful local Alpaca market-data stream v2 (`wss://stream.data.alpaca.markets/v2/{feed}`),
 served as ws:// for demos, tests and benchmarks.
 
-Run it supervised (`python -m handlers.alpaca.simulator`, settings from TICKMESH_CHILD) or by
+Run it supervised (`python -m handlers.alpaca.sim.server`, settings from TICKMESH_CHILD) or by
 hand (`tickmesh sim alpaca [--host H] [--port P] [--rate R] [--symbols A,B] [--seed S]
 [--replay FILE] [--blast N]`, i.e. `cli(argv)`). Any `/v2/{feed}` path is served (iex, sip,
-test, ...). The protocol is handlers.alpaca.session's; this module only does the I/O and the data.
+test, ...). The protocol is handlers.alpaca.sim.session's; this module only does the I/O and the data.
 
 Each connection gets JSON text frames, or binary msgpack frames if its upgrade request says
 `Content-Type: application/msgpack`. Once it has subscribed, it gets, filtered by its
@@ -36,18 +36,21 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable
 from http import HTTPStatus
 
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from bus import process
-from handlers.alpaca import replay, wire
-from handlers.alpaca.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
-from handlers.alpaca.session import Account, Registry, Reply, ServerSession
+from runtime.logs import log
+from runtime.secrets import secret_from_env
+from handlers.alpaca import wire
+from handlers.alpaca.sim import replay
+from handlers.alpaca.sim.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
+from handlers.alpaca.sim.session import Account, Registry, Reply, ServerSession
 from handlers.common import simulator
-from handlers.common.settings import CommaStrings, require
+from runtime.settings import CommaStrings, require
 from handlers.common.simulator import SimulatorSettings
 
 TICK_S = 0.02
@@ -96,8 +99,8 @@ class Simulator:
         self.settings = settings
         self.counters = counters
         self.account = Account(
-            key=process.secret_from_env(settings.key_env) if settings.key_env else "",
-            secret=process.secret_from_env(settings.secret_env) if settings.secret_env else "",
+            key=secret_from_env(settings.key_env) if settings.key_env else "",
+            secret=secret_from_env(settings.secret_env) if settings.secret_env else "",
             feeds=settings.feeds, symbol_limit=settings.symbol_limit,
         )
         self.registry = Registry(settings.max_connections)
@@ -123,8 +126,8 @@ class Simulator:
 
     async def handle(self, ws: ServerConnection) -> None:
         connection = Connection(self, ws)
-        self.counters["connections"] += 1
-        process.log().info("client connected", feed=connection.session.feed,
+        self.counters["sim_connections"] += 1
+        log().info("client connected", feed=connection.session.feed,
                            encoding=connection.encoding)
         try:
             await connection.run()
@@ -132,7 +135,7 @@ class Simulator:
             pass
         finally:
             connection.session.close()
-            process.log().info("client gone", frames=connection.data_frames)
+            log().info("client gone", frames=connection.data_frames)
 
 
 class Connection:
@@ -177,14 +180,14 @@ class Connection:
         try:
             return self.session.receive(message)
         except Exception:  # a simulator bug must look like the real server's error 500
-            process.log().exception("cannot answer a client message")
+            log().exception("cannot answer a client message")
             return Reply([wire.error(500)])
 
     async def _reply(self, reply: Reply) -> bool:
         """Send each message in a frame of its own; False if the session ends here."""
         for message in reply.messages:
             if isinstance(message, wire.Error):
-                self.sim.counters[f"error_{message.code}"] += 1
+                self.sim.counters["sim_errors_sent", str(message.code)] += 1
             await self._send(wire.encode_frame([message], self.encoding))
         if reply.close:
             await self.ws.close()
@@ -231,8 +234,8 @@ class Connection:
                 return
             self.ws.transport.write(chunk)
             await self.ws.drain()
-        self.sim.counters["frames_sent"] += self.sim.settings.blast
-        process.log().info("blast sent", frames=self.sim.settings.blast)
+        self.sim.counters["sim_frames_sent"] += self.sim.settings.blast
+        log().info("blast sent", frames=self.sim.settings.blast)
 
     async def _send_items(self, items: list[Item]) -> bool:
         """Send the subscribed ones in one frame; False once the test controls stop the data."""
@@ -242,31 +245,36 @@ class Connection:
             return True
         await self._send(wire.encode_frame(wanted, self.encoding))
         self.data_frames += 1
-        self.sim.counters["frames_sent"] += 1
-        self.sim.counters["messages_sent"] += len(wanted)
+        self.sim.counters["sim_frames_sent"] += 1
+        self.sim.counters["sim_messages_sent"] += len(wanted)
         settings = self.sim.settings
         if settings.drop_after and self.data_frames >= settings.drop_after:
-            self.sim.counters["dropped"] += 1
+            self.sim.counters["sim_controls", "drop"] += 1
             self.ws.transport.abort()
             return False
         if settings.silent_after and self.data_frames >= settings.silent_after:
-            self.sim.counters["silenced"] += 1
+            self.sim.counters["sim_controls", "silence"] += 1
             return False
         if settings.freeze_after and self.data_frames >= settings.freeze_after:
-            self.sim.counters["frozen"] += 1
+            self.sim.counters["sim_controls", "freeze"] += 1
             self.ws.transport.pause_reading()
             return False
         return True
 
 
-async def run_server(settings: SimSettings, counters: Counter) -> None:
-    """Serve until cancelled."""
+async def run_server(settings: SimSettings, counters: Counter,
+                     ready: Callable[[], None]) -> None:
+    """Serve until cancelled; `ready()` once listening."""
     sim = Simulator(settings, counters)
     async with serve(sim.handle, settings.host, settings.port, compression=None,
                      process_request=sim.check_path, close_timeout=CLOSE_TIMEOUT_S):
-        process.log().info("alpaca simulator listening", host=settings.host, port=settings.port,
+        log().info("alpaca simulator listening", host=settings.host, port=settings.port,
                            rate=settings.rate, replay=settings.replay, blast=settings.blast)
+        ready()
         await asyncio.Future()
+
+
+Settings = SimSettings
 
 
 def main() -> None:

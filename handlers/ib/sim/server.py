@@ -15,7 +15,7 @@ Test control, as signals (the TWS API has no room for a side channel):
 A TWS restart is a process restart: kill the simulator, start it again on the same port.
 
 Run it standalone (`tickmesh sim ib --port 7497`, i.e. `cli(argv)`) or supervised
-(`python -m handlers.ib.simulator`, settings from TICKMESH_CHILD: host, port, rate, symbols,
+(`python -m handlers.ib.sim.server`, settings from TICKMESH_CHILD: host, port, rate, symbols,
 depth_rows, latency, seed).
 """
 
@@ -26,16 +26,17 @@ import random
 import signal
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Callable
 
 import structlog
 
 from handlers.common import simulator
-from handlers.common.badinput import count_bad_input
-from handlers.common.settings import require
+from runtime.badinput import count_bad_input
+from runtime.settings import require
 from handlers.common.simulator import SimulatorSettings
-from handlers.ib.market import Market
-from handlers.ib.tws import Session, Tws
-from handlers.ib.wire import WireError
+from handlers.ib.sim.market import Market
+from handlers.ib.sim.session import Session, Tws
+from handlers.ib.sim.wire import WireError
 
 TICK_SECONDS = 0.01
 WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is dropped as slow
@@ -69,7 +70,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.simulator.connections[self.session] = self
-        self.simulator.counters["connections"] += 1
+        self.simulator.counters["sim_connections"] += 1
 
     def data_received(self, data: bytes) -> None:
         self.inbox.append(data)
@@ -100,7 +101,7 @@ class _Connection(asyncio.Protocol):
             return
         self.transport.write(b"".join(messages))
         if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
-            self.simulator.counters["slow_clients"] += 1
+            self.simulator.counters["sim_slow_clients"] += 1
             self.simulator.log.warning("dropping a slow client", client_id=self.session.client_id)
             self.transport.abort()
 
@@ -119,8 +120,8 @@ class Simulator:
         self.connections: dict[Session, _Connection] = {}
         self.log = structlog.get_logger().bind(provider="ib")
 
-    async def run(self) -> None:
-        """Listen and move the markets until cancelled."""
+    async def run(self, ready: Callable[[], None]) -> None:
+        """Listen, say ready, and move the markets until cancelled."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Connection(self), self.settings.host,
                                           self.settings.port)
@@ -129,6 +130,7 @@ class Simulator:
         loop.add_signal_handler(signal.SIGHUP, self.glitch_depth)
         self.log.info("simulator listening", host=self.settings.host, port=self.settings.port,
                       symbols=list(self.settings.symbols))
+        ready()
         async with server:
             await self._move_markets()
 
@@ -152,8 +154,8 @@ class Simulator:
                 connection.send(outgoing)
 
     def bad_input(self, exc: WireError) -> None:
-        count_bad_input(self.counters, "bad_input", self.log, "bad input, closing the connection",
-                        error=str(exc)[:200])
+        count_bad_input(self.counters, ("bad_input", "tws_api"), self.log,
+                        "bad input, closing the connection", error=str(exc)[:200])
 
     def toggle_connectivity(self) -> None:
         self._deliver(self.tws.set_online(not self.tws.online))
@@ -169,12 +171,16 @@ class Simulator:
             connection.transport.abort()
 
 
-async def run_server(settings: SimSettings, counters: Counter) -> None:
-    """Serve until cancelled."""
-    await Simulator(settings, counters).run()
+async def run_server(settings: SimSettings, counters: Counter,
+                     ready: Callable[[], None]) -> None:
+    """Serve until cancelled; `ready()` once listening."""
+    await Simulator(settings, counters).run(ready)
 
 
 # --- entry points -------------------------------------------------------------------------
+
+Settings = SimSettings
+
 
 def main() -> None:
     """Supervised: settings from TICKMESH_CHILD."""

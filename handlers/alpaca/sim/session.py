@@ -1,5 +1,5 @@
 """Alpaca market-data stream v2, server side: one connection's session as a pure state machine,
-for the simulator (handlers.alpaca.simulator does the I/O).
+for the simulator (handlers.alpaca.sim.server does the I/O).
 
 What the real server does, and so this session:
 - on connect `[{"T":"success","msg":"connected"}]`; credentials in the upgrade headers

@@ -5,10 +5,10 @@ publishes, keeps the exact number)."""
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Hashable
 
 
-def count_bad_input(counters: Counter, counter: str, log: Any, event: str, **fields: Any) -> None:
+def count_bad_input(counters: Counter, counter: Hashable, log: Any, event: str, **fields: Any) -> None:
     count = counters[counter] = counters[counter] + 1
     if count & (count - 1) == 0:
         log.warning(event, count=count, **fields)

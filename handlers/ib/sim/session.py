@@ -15,10 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
-from handlers.ib import wire
+from handlers.ib.sim import wire
 from handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE
-from handlers.ib.market import DepthOp, Market, Step, Top
-from handlers.ib.wire import (
+from handlers.ib.sim.market import DepthOp, Market, Step, Top
+from handlers.ib.sim.wire import (
     Cancel, ContractDetailsRequest, DepthRequest, Handshake, MarketDataRequest, Query,
     StartApi, TickByTickRequest, WireError,
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 import msgspec
 
 from handlers.alpaca import wire
-from handlers.alpaca.market import Item
+from handlers.alpaca.sim.market import Item
 
 CHANNEL_OF_TYPE = {
     "t": "trades", "q": "quotes", "b": "bars", "u": "updatedBars", "d": "dailyBars",

@@ -1,0 +1,1 @@
+"""The alpaca simulator: everything only it uses."""

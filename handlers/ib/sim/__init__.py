@@ -1,0 +1,1 @@
+"""The ib simulator: everything only it uses."""

@@ -1,0 +1,1 @@
+"""The polygon simulator: everything only it uses."""

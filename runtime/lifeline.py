@@ -1,0 +1,23 @@
+"""A child dies with its supervisor: the kernel sends it SIGKILL when the parent dies
+(PR_SET_PDEATHSIG, Linux). The supervisor asks for it between fork and exec; a child calls
+`exit_with_parent()` too, which also catches a parent that died before that took effect."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+from runtime.spec import PARENT_ENV
+
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent() -> None:
+    expected = os.environ.get(PARENT_ENV)
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if expected and os.getppid() != int(expected):
+        os._exit(1)

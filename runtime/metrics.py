@@ -1,0 +1,176 @@
+"""Metrics with a schema: every metric a tickmesh process records is declared in SCHEMA, with
+its kind (counter, gauge, histogram), its labels and what it means; docs/metrics.md lists
+them. Each process has one `Metrics` registry, and its heartbeat carries the registry's
+samples every second (bus.events.Heartbeat), ready for a Prometheus exporter.
+
+Counting stays one dict operation on the hot path. `Counts` is a collections.Counter keyed by
+the metric's name, or by a tuple (name, label values...) for a labelled metric:
+
+    counts["frames_received"] += 1
+    counts["bad_input", "malformed"] += 1          # bad_input{reason="malformed"}
+
+and it refuses, at the first use of a key, a name the schema does not declare or the wrong
+number of label values: ad-hoc names cannot creep in. Pure protocol modules take any Counter
+(they import nothing from here); the runtime hands them the process's `Counts`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterable
+
+from bus.events import Sample
+
+COUNTER = "counter"
+GAUGE = "gauge"
+HISTOGRAM = "histogram"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+SCHEMA: dict[str, Metric] = {m.name: m for m in (
+    # every process
+    Metric("events_published", COUNTER, "events this process put on the bus",
+           ("kind", "provider")),
+    Metric("uptime_seconds", GAUGE, "seconds since the process started"),
+    Metric("bad_input", COUNTER, "input refused and skipped: frames, messages, requests, "
+           "settings of a control request; the reason says which", ("reason",)),
+    # handlers
+    Metric("connects", COUNTER, "connection attempts to the provider"),
+    Metric("reconnects", COUNTER, "attempts after the first"),
+    Metric("frames_received", COUNTER, "frames (WebSocket messages) read from the provider"),
+    Metric("provider_errors", COUNTER, "errors the provider reported, by its code", ("code",)),
+    Metric("stale_connections", COUNTER, "connections ended for silence or unanswered pings"),
+    Metric("protocol_faults", COUNTER, "exceptions the protocol raised on a frame (a bug: the "
+           "frame is skipped, the connection goes on)"),
+    Metric("protocol_problems", COUNTER, "bad input the protocol reported and skipped "
+           "(bad_input has the reasons)"),
+    Metric("timers_fired", COUNTER, "timers a protocol asked for that came due"),
+    Metric("http_requests", COUNTER, "HTTP requests made for a protocol, by outcome "
+           "(a status code, or 'failed')", ("outcome",)),
+    Metric("resubscribes", COUNTER, "single-symbol resubscriptions (resyncs)"),
+    Metric("control_requests", COUNTER, "control requests received over the bus", ("action",)),
+    Metric("reconnect_delay_seconds", HISTOGRAM, "waits before reconnecting"),
+    # simulators
+    Metric("sim_connections", COUNTER, "client connections accepted"),
+    Metric("sim_frames_sent", COUNTER, "frames sent to clients"),
+    Metric("sim_messages_sent", COUNTER, "data messages sent to clients"),
+    Metric("sim_errors_sent", COUNTER, "protocol errors sent to clients, by code", ("code",)),
+    Metric("sim_slow_clients", COUNTER, "clients dropped for not reading what was sent"),
+    Metric("sim_controls", COUNTER, "test controls applied (drop, stall, ...)", ("action",)),
+    # consumers
+    Metric("events_received", COUNTER, "events a consumer took from the bus"),
+    Metric("bus_gaps", COUNTER, "sequence gaps a consumer saw (it was too slow)"),
+    Metric("bus_messages_missed", COUNTER, "messages lost in those gaps"),
+    Metric("lines_printed", COUNTER, "lines the tail printed"),
+    # supervisor
+    Metric("child_restarts", COUNTER, "restarts of a supervised child", ("child",)),
+    Metric("child_running", GAUGE, "1 while the child runs, else 0", ("child",)),
+)}
+
+DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class UnknownMetric(KeyError):
+    """A metric name the schema does not declare, or the wrong label values for it."""
+
+
+def check_key(key: Hashable, kinds: tuple[str, ...] = (COUNTER, GAUGE)) -> Metric:
+    """The schema entry for a Counts key, or UnknownMetric."""
+    name, values = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+    metric = SCHEMA.get(name)  # type: ignore[arg-type]
+    if metric is None or metric.kind not in kinds:
+        raise UnknownMetric(f"{name!r} is not a declared {' or '.join(kinds)} "
+                            "(runtime.metrics.SCHEMA)")
+    if len(values) != len(metric.labels):
+        raise UnknownMetric(f"{name!r} takes the labels {metric.labels}, got {values!r}")
+    return metric
+
+
+class Counts(Counter):
+    """Counters and gauges by key (see the module's docstring)."""
+
+    def __missing__(self, key: Hashable) -> int:
+        check_key(key)
+        return 0
+
+
+class Histogram:
+    def __init__(self, buckets: Iterable[float] = DEFAULT_BUCKETS) -> None:
+        self.bounds = tuple(sorted(buckets))
+        self.counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def samples(self, name: str) -> list[Sample]:
+        """Prometheus' shape: cumulative name_bucket{le=...}, name_sum, name_count."""
+        out, total = [], 0
+        for bound, count in zip((*map(repr, self.bounds), "+Inf"), self.counts):
+            total += count
+            out.append(Sample(f"{name}_bucket", HISTOGRAM, {"le": bound}, float(total)))
+        out.append(Sample(f"{name}_sum", HISTOGRAM, {}, self.sum))
+        out.append(Sample(f"{name}_count", HISTOGRAM, {}, float(total)))
+        return out
+
+
+Collector = Callable[[], Iterable[tuple[Hashable, float]]]
+"""Gives (key, value) pairs computed when a snapshot is taken (e.g. from the publisher)."""
+
+
+class Metrics:
+    """One process's registry: counts, histograms, and collectors read at snapshot time."""
+
+    def __init__(self) -> None:
+        self.counts = Counts()
+        self._histograms: dict[str, Histogram] = {}
+        self._collectors: list[Collector] = []
+        self._started = time.monotonic()
+
+    def histogram(self, name: str) -> Histogram:
+        if name not in self._histograms:
+            check_key(name, (HISTOGRAM,))
+            self._histograms[name] = Histogram()
+        return self._histograms[name]
+
+    def collect(self, collector: Collector) -> None:
+        self._collectors.append(collector)
+
+    def samples(self) -> list[Sample]:
+        """Every metric's current value, labelled as the schema says."""
+        self.counts["uptime_seconds"] = round(time.monotonic() - self._started, 3)
+        pairs = list(self.counts.items())
+        for collector in self._collectors:
+            pairs.extend(collector())
+        out = [_sample(key, value) for key, value in pairs]
+        for name, histogram in self._histograms.items():
+            out.extend(histogram.samples(name))
+        return out
+
+
+def flat(counts: Counts) -> dict[str, float]:
+    """Counts as a JSON-able map, labelled keys in Prometheus' style: bad_input{reason="x"}."""
+    out = {}
+    for key, value in counts.items():
+        sample = _sample(key, value)
+        labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+        out[f"{sample.name}{{{labels}}}" if labels else sample.name] = value
+    return out
+
+
+def _sample(key: Hashable, value: float) -> Sample:
+    metric = check_key(key)
+    values = key[1:] if isinstance(key, tuple) else ()
+    return Sample(metric.name, metric.kind, dict(zip(metric.labels, map(str, values))),
+                  float(value))

@@ -1,0 +1,61 @@
+"""What is checked before a system starts, beyond the config file's shape (supervisor.config):
+
+- every child's module and settings, by the child's own settings class (runtime.check, run
+  in a process of its own: the supervisor imports no child's code);
+- before `tickmesh run` only, the machine: nobody may already hold the bus endpoints or the
+  ports the simulators will listen on (a second system would otherwise knock the first off or
+  quietly take its bus over).
+
+Each problem names the file, the child (children[3] (polygon)) and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+from bus.sockets import owner_problem
+from supervisor.config import Config, ConfigError
+
+CHECK_TIMEOUT = 60.0
+
+
+def check_children(config: Config) -> list[list]:
+    """Raise ConfigError listing every child whose module or settings are wrong; returns the
+    addresses the children will listen on: [where, host, port]."""
+    children = [{"where": f"children[{index}] ({child.name})", "run": child.run,
+                 "settings": child.settings}
+                for index, child in enumerate(config.children)]
+    done = subprocess.run([sys.executable, "-m", "runtime.check"], input=json.dumps(children),
+                          capture_output=True, text=True, timeout=CHECK_TIMEOUT)
+    if done.returncode != 0:
+        raise ConfigError(config.path, [f"the children could not be checked: {done.stderr}"])
+    answer = json.loads(done.stdout)
+    if answer["problems"]:
+        raise ConfigError(config.path, answer["problems"])
+    return answer["listens"]
+
+
+def check_machine(config: Config, listens: list[list]) -> None:
+    """Raise ConfigError if the bus endpoints or a simulator's port are held already."""
+    problems = [f"bus.{key}: {problem}" for key, endpoint in
+                (("publish", config.bus.publish), ("subscribe", config.bus.subscribe))
+                if (problem := owner_problem(endpoint))]
+    for where, host, port in listens:
+        if port and not _bindable(host, port):
+            problems.append(f"{where}.settings.port: {host}:{port} is in use (another system, "
+                            "or another program)")
+    if problems:
+        raise ConfigError(config.path, problems)
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
