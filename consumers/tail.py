@@ -101,6 +101,11 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--count", type=int, default=0, help="stop after N events")
     parser.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
     args = parser.parse_args(argv)
+    for pattern in args.patterns:
+        try:
+            Pattern.parse(pattern)
+        except TopicError as exc:
+            parser.error(str(exc))
     fmt = formatter_for(sys.stdout, args.json)
     printed = 0
     try:

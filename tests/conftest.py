@@ -71,7 +71,8 @@ def spawn() -> Iterator:
 
     def _spawn(argv: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-        proc = subprocess.Popen(argv, cwd=REPO, env=full_env, start_new_session=True, **kwargs)
+        kwargs.setdefault("cwd", REPO)
+        proc = subprocess.Popen(argv, env=full_env, start_new_session=True, **kwargs)
         started.append(proc)
         return proc
 

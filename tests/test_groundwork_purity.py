@@ -1,0 +1,52 @@
+"""Pure means pure: every sans-I/O module imports, in a fresh interpreter, without loading any
+I/O library (counting what package __init__ files pull in)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+IO_LIBRARIES = ("zmq", "websockets", "asyncio", "uvloop", "structlog", "aiohttp", "ib_async")
+PURE = sorted(
+    {".".join(path.relative_to(REPO).with_suffix("").parts)
+     for path in (REPO / "handlers").glob("*/protocol.py")}
+    | {".".join(path.relative_to(REPO).with_suffix("").parts)
+       for path in (REPO / "handlers").glob("*/wire.py")}
+    | {"handlers.ib.depth", "handlers.common.market", "bus.events", "bus.topics"}
+)
+
+
+def loaded_io(module: str) -> list[str]:
+    code = (f"import importlib, json, sys; importlib.import_module({module!r}); "
+            f"print(json.dumps([m for m in {IO_LIBRARIES!r} if m in sys.modules]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_every_provider_has_a_protocol_module():
+    providers = {p.name for p in (REPO / "handlers").iterdir()
+                 if p.is_dir() and p.name not in ("common", "__pycache__")}
+    assert providers and all(f"handlers.{p}.protocol" in PURE for p in providers)
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_a_pure_module_loads_no_io_library(module):
+    if not (REPO / Path(*module.split("."))).with_suffix(".py").exists():
+        pytest.skip(f"{module} does not exist yet")
+    assert loaded_io(module) == []
+
+
+def test_the_bus_package_exports_stay_lazy():
+    code = ("import sys; import bus; from bus import Trade; assert 'zmq' not in sys.modules; "
+            "from bus import Subscriber; assert 'zmq' in sys.modules; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=30)
+    assert done.stdout.strip() == "ok", done.stderr
