@@ -1,0 +1,109 @@
+"""The bus and the runtime's contracts: subscriber timeouts are deadlines, metrics have a
+schema, and every process heartbeats its metrics (the forwarder and the supervisor too)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from bus import AsyncSubscriber, Heartbeat, Publisher, Subscriber, Trade
+from bus.topics import Pattern, TopicError
+from runtime.metrics import SCHEMA, Counts, Metrics, UnknownMetric, flat
+from tests.buslog import BusLog
+from tests.supervised import Running, child_toml, write_config
+
+
+def trade(symbol: str) -> Trade:
+    return Trade(provider="test", symbol=symbol, ts_event=1, ts_recv=1, price=1.0, size=1.0)
+
+
+@pytest.mark.parametrize("text", ["trade.alpaca.", "trade..AAPL", ".alpaca", "trade."])
+def test_an_empty_pattern_part_is_an_error_not_a_silent_mismatch(text):
+    with pytest.raises(TopicError, match="empty part"):
+        Pattern.parse(text)
+
+
+def _flood(endpoint: str, stop: threading.Event) -> None:
+    """MSFT trades as fast as they go: each one wakes a subscriber that only wants AAPL."""
+    publisher = Publisher(endpoint)
+    while not stop.is_set():
+        publisher.publish(trade("MSFT"))
+        time.sleep(0.001)
+    publisher.close()
+
+
+def test_a_sync_recv_timeout_is_a_deadline_for_the_whole_call(forwarder):
+    stop = threading.Event()
+    flood = threading.Thread(target=_flood, args=(forwarder.publish, stop))
+    with Subscriber(forwarder.subscribe, ["*.*.AAPL", "*.*.MSFT"]) as warm, \
+            Subscriber(forwarder.subscribe, ["*.*.AAPL"]) as sub:
+        flood.start()
+        try:
+            assert warm.recv(timeout=10) is not None  # the flood reaches subscribers
+            started = time.monotonic()
+            assert sub.recv(timeout=0.3) is None
+            assert time.monotonic() - started < 3  # unwanted messages did not restart it
+        finally:
+            stop.set()
+            flood.join()
+
+
+def test_an_async_recv_takes_a_timeout(forwarder):
+    async def wait() -> object:
+        sub = AsyncSubscriber(forwarder.subscribe, ["trade.nobody"])
+        try:
+            return await sub.recv(timeout=0.2)
+        finally:
+            sub.close()
+
+    assert asyncio.run(wait()) is None
+
+
+def test_counts_refuse_names_the_schema_does_not_declare():
+    counts = Counts()
+    counts["frames_received"] += 1
+    counts["bad_input", "malformed"] += 2
+    with pytest.raises(UnknownMetric):
+        counts["malformed_T"] += 1
+    with pytest.raises(UnknownMetric):
+        counts["bad_input"] += 1  # bad_input takes a reason
+    assert flat(counts) == {"frames_received": 1, 'bad_input{reason="malformed"}': 2}
+
+
+def test_samples_carry_kinds_labels_and_histograms():
+    metrics = Metrics()
+    metrics.counts["provider_errors", "402"] += 1
+    metrics.histogram("reconnect_delay_seconds").observe(0.3)
+    metrics.collect(lambda: [(("events_published", "trade", "alpaca"), 7)])
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s for s in metrics.samples()}
+    assert samples["provider_errors", (("code", "402"),)].kind == "counter"
+    assert samples["events_published", (("kind", "trade"), ("provider", "alpaca"))].value == 7
+    assert samples["reconnect_delay_seconds_bucket", (("le", "0.5"),)].value == 1
+    assert samples["reconnect_delay_seconds_bucket", (("le", "0.1"),)].value == 0
+    assert samples["reconnect_delay_seconds_count", ()].value == 1
+    assert samples["uptime_seconds", ()].kind == "gauge"
+    assert all(m.help for m in SCHEMA.values())
+
+
+def test_every_metric_in_the_code_is_documented():
+    from tests.conftest import REPO
+
+    documented = (REPO / "docs" / "metrics.md").read_text()
+    assert all(f"`{name}`" in documented for name in SCHEMA)
+
+
+def test_the_forwarder_and_the_supervisor_heartbeat_with_their_metrics(spawn, run_dir):
+    config = write_config(run_dir, child_toml("ticker", "tests.children.ticker"))
+    Running(spawn, run_dir, config).wait_all_running()
+    with BusLog(f"ipc://{run_dir}/subscribe", ["heartbeat"]) as bus:
+        beats = bus.until(lambda _: {"forwarder", "supervisor", "ticker"} <= {
+            b.provider for b in bus.of(Heartbeat)} and bus.of(Heartbeat),
+            what="a heartbeat from every process")
+    supervisor = next(b for b in beats if b.provider == "supervisor")
+    assert supervisor.metric("child_running", child="ticker") == 1.0
+    ticker = [b for b in beats if b.provider == "ticker"][-1]
+    assert ticker.metric("events_published", kind="trade", provider="ticker") > 0
