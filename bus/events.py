@@ -11,7 +11,9 @@ from typing import Union
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: heartbeats carry typed metric samples (`m`) instead of a map of counters (`ct`); the
+`control` kind."""
 
 STATUS_STATES = ("connecting", "connected", "authenticated", "subscribed", "disconnected", "error")
 

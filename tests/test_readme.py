@@ -1,7 +1,9 @@
-"""The README's example consumer runs as written against a real bus, in under 20 lines."""
+"""The README's example consumers run as written: the plain one against a real bus, in under
+20 lines, and the supervised one under a real supervisor."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -9,6 +11,8 @@ import threading
 
 from bus import Publisher, Quote
 from tests.conftest import REPO
+from tests.supervised import TICKMESH, child_toml, env, write_config
+from tests.waiting import wait_until
 
 
 def readme_consumer() -> str:
@@ -43,3 +47,29 @@ def test_readme_consumer_is_short_and_prints_exactly_aapl_mids(forwarder, spawn,
         publisher.join()
     assert {line[0] for line in lines} == {"alpaca", "polygon"}
     assert all(line[1:] == ["AAPL", "mid", "100.2500"] for line in lines)
+
+
+def test_readme_supervised_consumer_runs_under_the_supervisor(spawn, run_dir):
+    section = (REPO / "README.md").read_text().split("To run it under the supervisor", 1)[1]
+    (run_dir / "readme_spread.py").write_text(
+        re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    config = write_config(run_dir, child_toml("spread", "readme_spread"))
+    log_path = run_dir / "supervisor.log"
+    environment = {**env(run_dir), "PYTHONPATH": str(run_dir)}
+    with log_path.open("w") as log:
+        spawn([*TICKMESH, "run", str(config)], env=environment, stderr=log)
+    wait_until(lambda: (run_dir / "system.json").exists(), what="the system to start")
+    publisher = Publisher(f"ipc://{run_dir}/publish")
+
+    def logged_spreads() -> list[dict]:
+        publisher.publish(Quote(provider="alpaca", symbol="AAPL", ts_event=1, ts_recv=2,
+                                bid_price=100.0, bid_size=1.0, ask_price=100.5, ask_size=1.0))
+        lines = [json.loads(line) for line in log_path.read_text().splitlines()
+                 if line.startswith("{")]
+        return [line for line in lines if line.get("event") == "spread"]
+
+    try:
+        spreads = wait_until(logged_spreads, timeout=20, what="the consumer's log lines")
+    finally:
+        publisher.close()
+    assert spreads[0]["spread"] == 0.5 and spreads[0]["process"] == "spread"

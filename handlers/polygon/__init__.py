@@ -1,2 +1,7 @@
-"""Polygon.io (now Massive) stocks WebSocket: the pure protocol, a faithful simulator, and the
-handler that normalizes trades, quotes and aggregates onto the bus."""
+"""Polygon.io stocks WebSocket.
+
+    wire        the messages both ways and their validation (pure)
+    protocol    the client side: a pure state machine and the normalizers
+    handler     the supervised handler process: settings and the thin I/O
+    sim/        the simulator: server (I/O), market (the random-walk feed)
+"""

@@ -1,1 +1,2 @@
-"""The alpaca simulator: everything only it uses."""
+"""The alpaca simulator and everything only it uses: `server` is the process
+(`python -m handlers.alpaca.sim.server`, or `tickmesh sim alpaca`)."""

@@ -1,1 +1,2 @@
-"""The polygon simulator: everything only it uses."""
+"""The polygon simulator and everything only it uses: `server` is the process
+(`python -m handlers.polygon.sim.server`, or `tickmesh sim polygon`)."""
