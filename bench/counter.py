@@ -20,8 +20,8 @@ import time
 import msgpack
 import zmq
 
-from runtime import process
-from bus.subscriber import DEFAULT_RCVHWM
+from bus import sockets
+from runtime.lifeline import exit_with_parent
 
 PREFIX = b"trade.alpaca."
 FIRST_EVENT_TIMEOUT_S = 60
@@ -37,12 +37,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def subscribe(endpoint: str) -> zmq.Socket:
-    socket = zmq.Context.instance().socket(zmq.SUB)
-    socket.setsockopt(zmq.RCVHWM, DEFAULT_RCVHWM)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.SUBSCRIBE, PREFIX)
-    socket.connect(endpoint)
-    return socket
+    return sockets.subscriber(endpoint, [PREFIX], sockets.DEFAULT_HWM)
 
 
 def count(socket: zmq.Socket, handler_pid: int, expected: int) -> dict:
@@ -74,7 +69,7 @@ def main() -> None:
     parser.add_argument("endpoint")
     parser.add_argument("expected", type=int)
     args = parser.parse_args()
-    process.exit_with_parent()
+    exit_with_parent()
     socket = subscribe(args.endpoint)
     print("ready", flush=True)
     handler_pid = int(sys.stdin.readline())
