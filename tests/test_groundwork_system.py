@@ -130,3 +130,10 @@ def test_a_pattern_with_an_empty_part_is_refused_by_tail(spawn, run_dir):
     config = write_config(run_dir, child_toml("ticker", TICKER))
     result = tickmesh(spawn, run_dir, "tail", "trade.alpaca.", "--config", str(config))
     assert result.code == 2 and "an empty part" in result.err
+
+
+def test_a_child_that_exits_2_for_bad_settings_is_not_restarted(spawn, run_dir):
+    config = write_config(run_dir, child_toml("crasher", "tests.children.crasher", {"code": 2}))
+    supervisor = Running(spawn, run_dir, config)
+    child = supervisor.wait_for("crasher", "failed")
+    assert child["restarts"] == 0 and child["exit_code"] == 2

@@ -1,5 +1,6 @@
 """The demo system of config/default.toml, whole, on free ports: every provider's trades reach
-`tickmesh tail`, and a SIGKILLed handler is restarted by the supervisor and flows again."""
+`tickmesh tail`, every handler connects at its first attempt, and a SIGKILLed handler is
+restarted by the supervisor and flows again."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import pytest
 
 from bus import Subscriber
+from tests.buslog import BusLog
 from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Running, env
 from tests.waiting import wait_until
@@ -62,3 +64,13 @@ def test_a_sigkilled_handler_is_restarted_and_data_flows_again(demo, run_dir):
         wait_until(from_the_restarted_handler, timeout=30, what="trades from the new handler")
     child = demo.child("alpaca")
     assert child["restarts"] == 1 and child["pid"] != old_pid
+
+
+@pytest.mark.timeout(90)
+def test_every_handler_connects_at_its_first_attempt(demo, run_dir):
+    """The handlers start only once their simulators listen (`after`), so none is refused."""
+    with BusLog(f"ipc://{run_dir}/subscribe", [f"heartbeat.{p}" for p in PROVIDERS]) as beats:
+        latest = beats.until(lambda events: {p: b for b in events for p in [b.provider]}
+                             if {b.provider for b in events} == PROVIDERS else None,
+                             timeout=20, what="a heartbeat from every handler")
+    assert {p: beat.metric("connects") for p, beat in latest.items()} == dict.fromkeys(PROVIDERS, 1)
