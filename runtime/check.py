@@ -43,13 +43,15 @@ def check(where: str, run: str, raw: dict[str, Any]) -> tuple[list[str], list[li
 
 
 def main() -> None:
+    answer = sys.stdout
+    sys.stdout = sys.stderr  # whatever a child module prints at import stays out of the answer
     problems: list[str] = []
     listens: list[list] = []
     for child in json.load(sys.stdin):
         found, addresses = check(child["where"], child["run"], child["settings"])
         problems += found
         listens += addresses
-    json.dump({"problems": problems, "listens": listens}, sys.stdout)
+    json.dump({"problems": problems, "listens": listens}, answer)
 
 
 if __name__ == "__main__":

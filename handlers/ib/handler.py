@@ -179,11 +179,12 @@ class IbFeed:
         if out.problem:
             self.log.info(out.problem, code=code, **({"symbol": symbol} if symbol else {}))
         for change in out.changes:
-            self.lifecycle.status(change.state, change.code, change.message, symbol=symbol
-                                  if change.state == "error" else "")
-        self._apply(out._replace(changes=(), problem=""))
+            on_symbol = symbol if change.state == "error" else ""  # an error may be one symbol's
+            self.lifecycle.status(change.state, change.code, change.message, symbol=on_symbol)
+        self._apply(out)
 
     def _apply(self, out: Output) -> None:
+        """The events and the effects (changes and problems are the caller's)."""
         publish = self.ctx.publisher.publish
         for event in out.events:
             publish(event)
