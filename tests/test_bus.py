@@ -149,7 +149,7 @@ def test_wire_format_is_standard_msgpack_behind_a_topic_frame(forwarder):
     topic_frame, payload = wait_until(frames, timeout=10, what="a raw message")
     decoded = msgpack.unpackb(payload)
     assert topic_frame == b"trade.alpaca.AAPL|"
-    assert decoded["k"] == "trade" and decoded["s"] == "AAPL" and decoded["v"] == 1
+    assert decoded["k"] == "trade" and decoded["s"] == "AAPL" and decoded["v"] == 2
     assert decoded["e"] == pub.epoch and decoded["q"] >= 1
     assert {"p", "te", "tr", "px", "sz"} <= decoded.keys()
     raw.close(linger=0)

@@ -47,7 +47,9 @@ class SimulatorSettings:
     rate: float
     symbols: CommaStrings = DEFAULT_SYMBOLS
     seed: int = 0
-    """Of the random market; 0: a different market every run."""
+    """Of the simulator's own random details (sizes, exchanges, the mix of messages); 0:
+    different every run. Prices follow the shared market (handlers/common/market.py) whatever
+    the seed, the same at every provider."""
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "port", "an integer from 0 to 65535", self.port)
@@ -73,7 +75,8 @@ def parser(provider: str, description: str, rate: str, replay: str = "") -> argp
     command.add_argument("--port", type=int)
     command.add_argument("--rate", type=float, help=rate)
     command.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
-    command.add_argument("--seed", type=int, help="of the random market (0: new every run)")
+    command.add_argument("--seed", type=int, help="of the random details: sizes, exchanges... "
+                         "(0: new every run; prices are the shared market's)")
     if replay:
         command.add_argument("--replay", metavar="FILE", help=replay)
     return command

@@ -1,5 +1,7 @@
-"""Synthetic market data for the simulator: a random-walk mid per symbol with spreads and trade
-sizes, and the benchmark's blast frames. Pure: the simulator decides when to send what.
+"""Synthetic market data for the simulator: quotes and trades around the shared market's fair
+price (handlers/common/market.py: the same path at every provider), with Alpaca's exchanges,
+tapes, sizes and conditions from the simulator's own random generator; and the benchmark's blast
+frames. Pure: the simulator decides when to send what, and at which time.
 
 Every message the simulator may send is an `Item`: its channel and symbol (for subscription
 filtering) and what to encode for each encoding (one wire struct serves both; a replayed
@@ -8,13 +10,13 @@ message carries its recorded bytes per encoding).
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any, NamedTuple, Sequence
 
 from msgspec.msgpack import Ext
 
 from handlers.alpaca import wire
+from handlers.common.market import TICK, fair_price, quote
 from handlers.alpaca.wire import QuoteMessage, TradeMessage
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "NVDA", "TSLA", "GOOGL", "META", "BRK.B")
@@ -42,7 +44,6 @@ class Market:
             raise ValueError("the market needs at least one symbol")
         self._rng = random.Random(seed)
         self.symbols = list(symbols)
-        self.mids = {s: round(self._rng.uniform(20, 500), 2) for s in self.symbols}
         self._tapes = {s: self._rng.choices(list(TAPES), list(TAPES.values()))[0] for s in symbols}
         self._trade_id = 0
         self._last_ns = 0
@@ -54,33 +55,32 @@ class Market:
     def next(self, now_ns: int) -> Item:
         rng = self._rng
         symbol = rng.choice(self.symbols)
-        mid = self.mids[symbol] * math.exp(rng.gauss(0, 4e-4))
-        mid = self.mids[symbol] = max(0.05, round(mid, 4))
-        half_spread = max(0.005, round(mid * rng.uniform(5e-5, 3e-4), 3))
         self._last_ns = max(now_ns, self._last_ns + 1)
+        bid, ask = quote(fair_price(symbol, self._last_ns))
         stamp = wire.timestamp_ext(self._last_ns)
         if rng.random() < TRADE_SHARE:
-            trade = self._trade(symbol, mid, half_spread, stamp)
+            trade = self._trade(symbol, rng.choice((bid, ask)), stamp)
             return Item("trades", symbol, trade, trade)
-        quote = self._quote(symbol, mid, half_spread, stamp)
-        return Item("quotes", symbol, quote, quote)
+        message = self._quote(symbol, bid, ask, stamp)
+        return Item("quotes", symbol, message, message)
 
-    def _trade(self, symbol: str, mid: float, half_spread: float, stamp: Ext) -> TradeMessage:
+    def _trade(self, symbol: str, price: float, stamp: Ext) -> TradeMessage:
         rng = self._rng
         self._trade_id += 1
         size = rng.choice((1, 5, 10, 50, 100, 100, 100, 200, 300, 500))
         return TradeMessage(
             symbol=symbol, trade_id=self._trade_id, exchange=rng.choice(EXCHANGES),
-            price=round(mid + rng.choice((-half_spread, half_spread)), 2), size=size,
-            time=stamp, conditions=["@", "I"] if size < 100 else ["@"], tape=self._tapes[symbol],
+            price=price, size=size, time=stamp, conditions=["@", "I"] if size < 100 else ["@"],
+            tape=self._tapes[symbol],
         )
 
-    def _quote(self, symbol: str, mid: float, half_spread: float, stamp: Ext) -> QuoteMessage:
+    def _quote(self, symbol: str, bid: float, ask: float, stamp: Ext) -> QuoteMessage:
+        """The best quote of one exchange: at the market's touch or a tick behind it."""
         rng = self._rng
         return QuoteMessage(
             symbol=symbol, bid_exchange=rng.choice(EXCHANGES), bid_size=rng.randint(1, 20),
-            bid_price=round(mid - half_spread, 2), ask_exchange=rng.choice(EXCHANGES),
-            ask_price=round(mid + half_spread, 2), ask_size=rng.randint(1, 20),
+            bid_price=round(bid - TICK * rng.randint(0, 1), 2), ask_exchange=rng.choice(EXCHANGES),
+            ask_price=round(ask + TICK * rng.randint(0, 1), 2), ask_size=rng.randint(1, 20),
             time=stamp, conditions=["R"], tape=self._tapes[symbol],
         )
 

@@ -1,9 +1,11 @@
-"""A random-walk stocks market in Polygon's wire format, for the simulator (pure, no I/O).
+"""A stocks market in Polygon's wire format, for the simulator (pure, no I/O).
 
-Each symbol's mid price walks; quotes (NBBO) and trades come at `rate` messages per second per
-symbol, about two quotes per trade. Trades fill per-second and per-minute windows, and each
-window that saw trades is published as an aggregate (`A`, `AM`) once the clock leaves it, as
-Polygon does. Sequence numbers `q` increase per symbol but skip, like the real feed's.
+Each symbol's NBBO is the shared market's quote around its fair price (handlers/common/market.py:
+the same path at every provider); quotes and trades come at `rate` messages per second per
+symbol, about two quotes per trade, with exchanges, sizes and conditions from the feed's own
+random generator. Trades fill per-second and per-minute windows, and each window that saw trades
+is published as an aggregate (`A`, `AM`) once the clock leaves it, as Polygon does. Sequence
+numbers `q` increase per symbol but skip, like the real feed's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import random
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
+
+from handlers.common.market import fair_price, quote
 
 EXCHANGES = (4, 8, 9, 10, 11, 12, 15, 19, 21)  # Polygon exchange ids: 4 FINRA TRF, 12 Nasdaq...
 ODD_LOT = 37  # trade condition: odd lot
@@ -45,7 +49,6 @@ class _Window:
 @dataclass
 class _Ticker:
     symbol: str
-    mid: float
     tape: int
     seq: int = 0
     trade_id: int = 0
@@ -66,8 +69,7 @@ class RandomFeed:
         self._tickers = [self._ticker(symbol) for symbol in symbols]
 
     def _ticker(self, symbol: str) -> _Ticker:
-        start = 20.0 + zlib.crc32(symbol.encode()) % 480
-        return _Ticker(symbol, mid=start, tape=1 + zlib.crc32(symbol.encode()) % 3)
+        return _Ticker(symbol, tape=1 + zlib.crc32(symbol.encode()) % 3)
 
     def advance(self, now_ms: int) -> list[dict[str, Any]]:
         elapsed = 0 if self._last_ms is None else max(0, now_ms - self._last_ms)
@@ -82,18 +84,16 @@ class RandomFeed:
         return out
 
     def _next_message(self, ticker: _Ticker, now_ms: int) -> dict[str, Any]:
-        ticker.mid = max(0.01, ticker.mid * (1 + self._rng.gauss(0, 0.0003)))
         ticker.seq += self._rng.randint(1, 4)
         if self._rng.random() < TRADE_SHARE:
             return self._trade(ticker, now_ms)
         return self._quote(ticker, now_ms)
 
-    def _spread(self, ticker: _Ticker) -> tuple[float, float]:
-        half = max(0.005, round(ticker.mid * 0.00005, 3))
-        return round(ticker.mid - half, 2), round(ticker.mid + half, 2)
+    def _spread(self, ticker: _Ticker, now_ms: int) -> tuple[float, float]:
+        return quote(fair_price(ticker.symbol, now_ms * 1_000_000))
 
     def _quote(self, ticker: _Ticker, now_ms: int) -> dict[str, Any]:
-        bid, ask = self._spread(ticker)
+        bid, ask = self._spread(ticker, now_ms)
         rng = self._rng
         return {
             "ev": "Q", "sym": ticker.symbol, "bx": rng.choice(EXCHANGES), "bp": bid,
@@ -103,7 +103,7 @@ class RandomFeed:
 
     def _trade(self, ticker: _Ticker, now_ms: int) -> dict[str, Any]:
         rng = self._rng
-        price = rng.choice(self._spread(ticker))
+        price = rng.choice(self._spread(ticker, now_ms))
         size = rng.choice((rng.randint(1, 99), 100 * rng.randint(1, 10)))
         conditions = [ODD_LOT] if size < 100 else ([ISO] if rng.random() < 0.1 else [])
         ticker.trade_id += 1
