@@ -1,5 +1,6 @@
-"""Test helpers for IB: start the fake TWS as a supervised child on a free port, freeze it, hold
-a client id on it with a bare socket, and wait on an ib_async client."""
+"""Test helpers for IB: start the fake TWS as a supervised child on a free port, drive its test
+control (tests.simcontrol) or freeze it, hold a client id on it with a bare socket, and wait on
+an ib_async client."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import socket
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from ib_async import IB
 
 from handlers.ib.sim import wire
-from tests import simulators
+from tests import simcontrol, simulators
 
 
 @dataclass
@@ -22,17 +23,8 @@ class IbSim:
     port: int
     proc: subprocess.Popen
 
-    def toggle_connectivity(self) -> None:
-        """SIGUSR1: error 1100 to every client and the markets stop, or 1102 and they move."""
-        self.proc.send_signal(signal.SIGUSR1)
-
-    def drop_clients(self) -> None:
-        """SIGUSR2: every client connection is cut; the listener stays."""
-        self.proc.send_signal(signal.SIGUSR2)
-
-    def glitch_depth(self) -> None:
-        """SIGHUP: every depth subscription gets an update one row past its end."""
-        self.proc.send_signal(signal.SIGHUP)
+    def control(self, action: str, **params: Any) -> dict[str, Any]:
+        return simcontrol.control(self.port, action, **params)
 
     @contextmanager
     def frozen(self) -> Iterator[None]:

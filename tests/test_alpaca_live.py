@@ -18,6 +18,7 @@ from handlers.alpaca.sim.market import BLAST_SYMBOLS
 from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import free_port
+from tests.simcontrol import control
 from tests.waiting import wait_until
 
 SIM = "handlers.alpaca.sim.server"
@@ -40,16 +41,6 @@ def bus(forwarder):
         yield log
 
 
-def _after(states: list[str], state: str, count: int) -> int:
-    """Index just past the count-th occurrence of state."""
-    seen = 0
-    for index, value in enumerate(states):
-        seen += value == state
-        if seen == count:
-            return index + 1
-    raise AssertionError(f"{state!r} not seen {count} times in {states}")
-
-
 # --- the handler ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("encoding", ["msgpack", "json"])
@@ -70,37 +61,49 @@ def test_normalized_trades_and_quotes_arrive(spawn_child, bus, encoding):
     assert any(e.ts_event % 1000 for e in trades + quotes)
 
 
+def streaming(bus: BusLog, since: int = 0) -> None:
+    bus.until(lambda ev: any(isinstance(e, Trade | Quote) for e in ev[since:]),
+              what="trades or quotes")
+
+
+def reconnected(bus: BusLog, since: int) -> list[Status]:
+    """Wait for a disconnect, a new connection all the way to subscribed and fresh data; the
+    statuses since `since`."""
+    resubscribed = bus.until(lambda _: bus.resubscribed(since),
+                             what="a reconnect all the way to subscribed")
+    streaming(bus, resubscribed)
+    return bus.of(Status, since)
+
+
 def test_reconnects_and_resubscribes_after_a_dropped_connection(spawn_child, bus):
-    # (the statuses of the first connection may be lost: a new publisher's first messages can
-    # leave before the forwarder has passed it the subscriptions; later ones cannot)
-    port = start_simulator(spawn_child, rate=500, drop_after=5)
+    port = start_simulator(spawn_child, rate=500)
     start_handler(spawn_child, port)
-    bus.until(lambda ev: bus.states().count("subscribed") >= 3, what="three subscriptions")
-    states = bus.states()
-    second = _after(states, "subscribed", 2)
-    assert "disconnected" in states[:second] and "connecting" in states[:second]
-    again = _after(states, "disconnected", 1)
-    assert states[again:again + 4] == ["connecting", "connected", "authenticated", "subscribed"]
-    bus.until(lambda ev: any(isinstance(e, Trade | Quote) for e in ev[-50:]),
-                   what="data after reconnecting")
+    streaming(bus)
+    dropped = bus.mark()
+    assert control(port, "drop")["connections"] == 1
+    states = [s.state for s in reconnected(bus, dropped)]
+    assert states[:5] == ["disconnected", "connecting", "connected", "authenticated", "subscribed"]
     assert len({e.epoch for e in bus.events}) == 1  # one handler process throughout
+    assert control(port, "stats")["counters"]['sim_controls{action="drop"}'] == 1
 
 
 def test_stale_connection_is_dropped_and_replaced(spawn_child, bus):
-    port = start_simulator(spawn_child, rate=500, silent_after=3)
+    port = start_simulator(spawn_child, rate=500)
     start_handler(spawn_child, port, stale_after=0.4, ping_interval=30)
-    bus.until(lambda ev: bus.states().count("subscribed") >= 2, what="a second subscription")
-    disconnects = [e for e in bus.of(Status) if e.state == "disconnected"]
-    assert disconnects and "stale" in disconnects[0].message
-    first_data = next(e for e in bus.events if isinstance(e, Quote | Trade))
-    assert bus.events.index(first_data) < bus.events.index(disconnects[0])
+    streaming(bus)
+    quieted = bus.mark()
+    control(port, "quiet", seconds=30)
+    disconnect = next(s for s in reconnected(bus, quieted) if s.state == "disconnected")
+    assert "stale" in disconnect.message
 
 
 def test_unanswered_pings_end_the_connection(spawn_child, bus):
-    port = start_simulator(spawn_child, rate=500, freeze_after=3)
+    port = start_simulator(spawn_child, rate=500)
     start_handler(spawn_child, port, stale_after=0, ping_interval=0.2, ping_timeout=0.3)
-    bus.until(lambda ev: bus.states().count("subscribed") >= 2, what="a second subscription")
-    disconnect = next(e for e in bus.of(Status) if e.state == "disconnected")
+    streaming(bus)
+    stalled = bus.mark()
+    control(port, "stall", seconds=30)
+    disconnect = next(s for s in reconnected(bus, stalled) if s.state == "disconnected")
     assert "ping timeout" in disconnect.message
 
 

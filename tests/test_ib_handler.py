@@ -93,7 +93,7 @@ def simulators_book(port: int, symbol: str, rows: int) -> tuple[dict, dict]:
 def freeze_and_compare_books(bus: BusLog, sim: IbSim) -> dict[str, tuple[dict, dict]]:
     """Stop the markets (IB outage), then check every symbol's book as a consumer rebuilds it
     from the bus against the simulator's own; returns the simulator's books."""
-    sim.toggle_connectivity()
+    sim.control("connectivity", online=0)
     bus.until(lambda _: ("disconnected", 1100) in bus.state_codes(), what="status 1100")
     books = {}
     for symbol in SYMBOLS:
@@ -118,7 +118,7 @@ def test_book_and_quotes_equal_the_simulators_own_through_an_ib_outage(spawn_chi
         assert (last_quote.bid_price, last_quote.ask_price) == (max(bids), min(asks))
         assert (last_quote.bid_size, last_quote.ask_size) == (bids[max(bids)], asks[min(asks)])
     restored = bus.mark()
-    sim.toggle_connectivity()
+    sim.control("connectivity", online=1)
     bus.until(lambda _: ("subscribed", 1102) in bus.state_codes(restored), what="status 1102")
     bus.until(flowing(bus, restored, SYMBOLS, kinds=(Trade, Quote, BookDelta)),
               what="data flowing again after 1102")
@@ -132,7 +132,7 @@ def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, bu
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10, latency=0.05)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
     glitched = bus.mark()
-    sim.glitch_depth()
+    assert sim.control("bad-depth")["connections"] == 1
     bus.until(lambda _: any(beat.metric("bad_input", reason="depth_out_of_step") == len(SYMBOLS)
                             for beat in bus.of(Heartbeat, glitched)),
               what="one depth error counted per symbol")
@@ -150,7 +150,7 @@ def test_survives_dropped_connections_and_a_tws_restart_on_the_same_port(spawn_c
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
     dropped = bus.mark()
-    sim.drop_clients()
+    assert sim.control("drop")["connections"] == 1
     subscribed_again(bus, dropped)
     restarted = bus.mark()
     kill_group(sim.proc)

@@ -1,5 +1,5 @@
 """The Polygon handler as a real process: from the simulator's socket to normalized events on
-the bus, through dropped connections, silent connections, server restarts and a bad key."""
+the bus, through dropped connections, stalled connections, server restarts and a bad key."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def test_survives_a_silent_connection(forwarder, bus, sim, spawn_child, monkeypa
     start_handler(spawn_child, monkeypatch, sim)
     streaming(bus)
     since = bus.mark()
-    sim.control("silence", seconds=30)
+    sim.control("stall", seconds=30)
     subscribed_again(bus, since)
     disconnect = next(s for s in bus.of(Status, since) if s.state == "disconnected")
     assert "stale" in disconnect.message

@@ -17,7 +17,8 @@ from websockets.sync.client import ClientConnection, connect
 from runtime.settings import read
 from handlers.polygon.sim.server import SimSettings
 from tests.conftest import free_port
-from tests.polygon_sim import SIM_KEY_ENV, Sim, serving, start_sim
+from tests.polygon_sim import SIM_KEY_ENV, Sim, start_sim
+from tests.simcontrol import serving
 from tests.waiting import wait_until
 
 KEY = "sim-key"

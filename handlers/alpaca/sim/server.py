@@ -22,11 +22,9 @@ different market every run); the account: key_env / secret_env (names of environ
 variables holding the only credentials accepted; unset: any), feeds (feeds the account may
 use; empty: all), max_connections (authenticated connections at once; 0: no limit),
 symbol_limit (0: none), auth_timeout (10 s).
-Test controls, outside the protocol, each counted in data frames per connection: drop_after N
-aborts the connection (no close frame) after its N-th data frame; silent_after N stops the data
-but keeps the connection open and answering pings; freeze_after N stops the data and stops
-reading, so pings go unanswered, like a dead peer. Counters: connections, frames_sent,
-messages_sent, dropped, silenced, frozen, and error_<code> for each error sent.
+
+Test control, outside the protocol: HTTP GET /control/<action> on the same port (stats, drop,
+stall, quiet, error, burst), as handlers.common.simcontrol documents for every simulator.
 """
 
 from __future__ import annotations
@@ -36,7 +34,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Coroutine
 from http import HTTPStatus
 
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
@@ -44,20 +42,24 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
 from runtime.logs import log
+from runtime.metrics import flat
 from runtime.secrets import secret_from_env
 from handlers.alpaca import wire
 from handlers.alpaca.sim import replay
 from handlers.alpaca.sim.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
 from handlers.alpaca.sim.session import Account, Registry, Reply, ServerSession
-from handlers.common import simulator
+from handlers.common import simcontrol, simulator
 from runtime.settings import CommaStrings, require
 from handlers.common.simulator import SimulatorSettings
 
 TICK_S = 0.02
 CLOSE_TIMEOUT_S = 0.5
-"""At shutdown, how long a client gets to answer the close frame (a frozen one never does)."""
+"""At shutdown, how long a client gets to answer the close frame (a stalled one never does)."""
 PATH = re.compile(r"^/v2/([A-Za-z0-9_]+)/?$")
 BLAST_WRITE_FRAMES = 64
+BURST_FRAME_MESSAGES = 100
+BURST_TRIES = 100
+"""Market batches looked at for a burst's messages, at most (a connection may want few)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +75,6 @@ class SimSettings(SimulatorSettings):
     max_connections: int = 0
     symbol_limit: int = 0
     auth_timeout: float = 10.0
-    drop_after: int = 0
-    silent_after: int = 0
-    freeze_after: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -107,6 +106,9 @@ class Simulator:
         self.market = Market(settings.market_symbols, seed=settings.seed or None)
         self.replay = replay.load(settings.replay) if settings.replay else []
         self._blast_writes: dict[str, list[bytes]] = {}
+        self.connections: dict[Connection, None] = {}  # open ones, oldest first
+        self.controls = simcontrol.actions(stats=self.stats, drop=self.drop, stall=self.stall,
+                                           quiet=self.quiet, error=self.error, burst=self.burst)
 
     def blast_writes(self, encoding: str) -> list[bytes]:
         """The blast as serialized WebSocket frames (server frames are not masked), joined
@@ -119,13 +121,18 @@ class Simulator:
                                             for i in range(0, len(frames), BLAST_WRITE_FRAMES)]
         return self._blast_writes[encoding]
 
-    def check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The test control, a WebSocket upgrade on /v2/{feed}, or 404."""
+        if simcontrol.is_control(request.path):
+            answer = simcontrol.answer(request.path, self.controls, self.counters)
+            return simcontrol.respond(connection, answer)
         if _feed(request.path):
             return None
         return connection.respond(HTTPStatus.NOT_FOUND, "not found: use /v2/{feed}\n")
 
     async def handle(self, ws: ServerConnection) -> None:
         connection = Connection(self, ws)
+        self.connections[connection] = None
         self.counters["sim_connections"] += 1
         log().info("client connected", feed=connection.session.feed,
                            encoding=connection.encoding)
@@ -134,8 +141,43 @@ class Simulator:
         except ConnectionClosed:
             pass
         finally:
+            del self.connections[connection]
             connection.session.close()
             log().info("client gone", frames=connection.data_frames)
+
+    # --- test control (handlers.common.simcontrol) -----------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {"connections": len(self.connections),
+                "subscriptions": [c.subscriptions() for c in self.connections],
+                "counters": flat(self.counters)}
+
+    def drop(self) -> dict[str, Any]:
+        for connection in self.connections:
+            connection.ws.transport.abort()
+        return {"connections": len(self.connections)}
+
+    def stall(self, seconds: float) -> dict[str, Any]:
+        for connection in self.connections:
+            connection.stall(seconds)
+        return {"connections": len(self.connections)}
+
+    def quiet(self, seconds: float) -> dict[str, Any]:
+        for connection in self.connections:
+            connection.quiet_until = time.monotonic() + seconds
+        return {"connections": len(self.connections)}
+
+    def error(self, code: str) -> dict[str, Any]:
+        number = simcontrol.int_code(code, wire.ERRORS)
+        for connection in self.connections:
+            connection.spawn(connection.reply(connection.session.error(number)))
+        return {"connections": len(self.connections)}
+
+    def burst(self, count: int) -> dict[str, Any]:
+        subscribed = [c for c in self.connections if c.subscribed.is_set()]
+        for connection in subscribed:
+            connection.spawn(connection.burst(count))
+        return {"connections": len(subscribed)}
 
 
 class Connection:
@@ -152,9 +194,12 @@ class Connection:
         self._header_credentials = (headers.get(wire.KEY_HEADER), headers.get(wire.SECRET_HEADER))
         self.subscribed = asyncio.Event()
         self.data_frames = 0
+        self.quiet_until = 0.0  # time.monotonic() until which no data goes out
+        self.stalled_until = 0.0  # ... and the socket is not read
+        self._tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
-        if not await self._reply(self.session.open(*self._header_credentials)):
+        if not await self.reply(self.session.open(*self._header_credentials)):
             return
         feeder = asyncio.create_task(self._feed())
         try:
@@ -169,9 +214,9 @@ class Connection:
                 async with asyncio.timeout_at(None if self.session.authenticated else deadline):
                     message = await self.ws.recv()
             except TimeoutError:
-                await self._reply(self.session.timed_out())
+                await self.reply(self.session.timed_out())
                 return
-            if not await self._reply(self._answer(message)):
+            if not await self.reply(self._answer(message)):
                 return
             if any(self.session.channels.values()):
                 self.subscribed.set()
@@ -183,7 +228,7 @@ class Connection:
             log().exception("cannot answer a client message")
             return Reply([wire.error(500)])
 
-    async def _reply(self, reply: Reply) -> bool:
+    async def reply(self, reply: Reply) -> bool:
         """Send each message in a frame of its own; False if the session ends here."""
         for message in reply.messages:
             if isinstance(message, wire.Error):
@@ -215,15 +260,14 @@ class Connection:
             carry += per_tick
             count = int(carry)
             carry -= count
-            if count and not await self._send_items(self.sim.market.batch(count, time.time_ns())):
-                return
+            if count:
+                await self._send_items(self.sim.market.batch(count, time.time_ns()))
             deadline += TICK_S
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     async def _replay(self) -> None:
         for frame in self.sim.replay:
-            if not await self._send_items(frame):
-                return
+            await self._send_items(frame)
             await asyncio.sleep(len(frame) / self.sim.settings.rate)
 
     async def _blast(self) -> None:
@@ -237,29 +281,62 @@ class Connection:
         self.sim.counters["sim_frames_sent"] += self.sim.settings.blast
         log().info("blast sent", frames=self.sim.settings.blast)
 
-    async def _send_items(self, items: list[Item]) -> bool:
-        """Send the subscribed ones in one frame; False once the test controls stop the data."""
-        wanted = [item.payload(self.encoding) for item in items
-                  if self.session.wants(item.channel, item.symbol)]
-        if not wanted:
-            return True
-        await self._send(wire.encode_frame(wanted, self.encoding))
+    async def _send_items(self, items: list[Item]) -> None:
+        """Send the subscribed ones in one frame (none while quiet or stalled)."""
+        if time.monotonic() >= max(self.quiet_until, self.stalled_until):
+            await self._send_data(self._wanted(items))
+
+    def _wanted(self, items: list[Item]) -> list[Any]:
+        return [item.payload(self.encoding) for item in items
+                if self.session.wants(item.channel, item.symbol)]
+
+    async def _send_data(self, messages: list[Any]) -> None:
+        if not messages:
+            return
+        await self._send(wire.encode_frame(messages, self.encoding))
         self.data_frames += 1
         self.sim.counters["sim_frames_sent"] += 1
-        self.sim.counters["sim_messages_sent"] += len(wanted)
-        settings = self.sim.settings
-        if settings.drop_after and self.data_frames >= settings.drop_after:
-            self.sim.counters["sim_controls", "drop"] += 1
-            self.ws.transport.abort()
-            return False
-        if settings.silent_after and self.data_frames >= settings.silent_after:
-            self.sim.counters["sim_controls", "silence"] += 1
-            return False
-        if settings.freeze_after and self.data_frames >= settings.freeze_after:
-            self.sim.counters["sim_controls", "freeze"] += 1
-            self.ws.transport.pause_reading()
-            return False
-        return True
+        self.sim.counters["sim_messages_sent"] += len(messages)
+
+    # --- test control ----------------------------------------------------------------------
+
+    def subscriptions(self) -> dict[str, list[str]]:
+        return {channel: list(symbols) for channel, symbols in self.session.channels.items()
+                if symbols}
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` beside the connection (a control's sends), ending quietly if it closes."""
+        async def guarded() -> None:
+            try:
+                await work
+            except ConnectionClosed:
+                pass
+
+        task = asyncio.create_task(guarded())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def stall(self, seconds: float) -> None:
+        self.stalled_until = time.monotonic() + seconds
+        self.ws.transport.pause_reading()
+        asyncio.get_running_loop().call_later(seconds, self._end_stall)
+
+    def _end_stall(self) -> None:
+        if time.monotonic() >= self.stalled_until and not self.ws.transport.is_closing():
+            self.ws.transport.resume_reading()
+
+    async def burst(self, count: int) -> None:
+        """At least `count` subscribed messages from the market (if it has such), at once, even
+        while quiet (not while stalled)."""
+        if time.monotonic() < self.stalled_until:
+            return
+        wanted: list[Any] = []
+        for _ in range(BURST_TRIES):
+            wanted += self._wanted(self.sim.market.batch(count, time.time_ns()))
+            if len(wanted) >= count:
+                break
+        for start in range(0, len(wanted), BURST_FRAME_MESSAGES):
+            await self._send_data(wanted[start:start + BURST_FRAME_MESSAGES])
 
 
 async def run_server(settings: SimSettings, counters: Counter,
@@ -267,7 +344,7 @@ async def run_server(settings: SimSettings, counters: Counter,
     """Serve until cancelled; `ready()` once listening."""
     sim = Simulator(settings, counters)
     async with serve(sim.handle, settings.host, settings.port, compression=None,
-                     process_request=sim.check_path, close_timeout=CLOSE_TIMEOUT_S):
+                     process_request=sim.process_request, close_timeout=CLOSE_TIMEOUT_S):
         log().info("alpaca simulator listening", host=settings.host, port=settings.port,
                            rate=settings.rate, replay=settings.replay, blast=settings.blast)
         ready()

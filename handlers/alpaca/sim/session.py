@@ -58,6 +58,10 @@ class Reply(NamedTuple):
     close: bool = False
 
 
+CLOSING_ERRORS = frozenset({402, 404, 407, 409})
+"""The errors after which the real server closes the connection."""
+
+
 class ServerSession:
     def __init__(self, account: Account, registry: Registry, feed: str) -> None:
         self.account = account
@@ -75,7 +79,11 @@ class ServerSession:
         return Reply(welcome + reply.messages, reply.close)
 
     def timed_out(self) -> Reply:
-        return Reply([wire.error(404)], close=True)
+        return self.error(404)
+
+    def error(self, code: int) -> Reply:
+        """Error `code` (of wire.ERRORS), closing the connection if the real server would."""
+        return Reply([wire.error(code)], close=code in CLOSING_ERRORS)
 
     def close(self) -> None:
         """The connection is gone: free its place under the connection limit."""
@@ -113,9 +121,9 @@ class ServerSession:
         if self.authenticated:
             return Reply([wire.error(403)])
         if account.key and (key, secret) != (account.key, account.secret):
-            return Reply([wire.error(402)], close=True)
+            return self.error(402)
         if account.feeds and self.feed not in account.feeds:
-            return Reply([wire.error(409)], close=True)
+            return self.error(409)
         if not self.registry.admit():
             return Reply([wire.error(406)])
         self.authenticated = True

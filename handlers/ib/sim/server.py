@@ -2,17 +2,15 @@
 
 It speaks enough of the real protocol (handlers/ib/tws.py, on the framing of handlers/ib/wire.py)
 for ib_async's `IB().connect()` to complete at once, and streams market data, tick-by-tick
-trades and quotes, and position-indexed market depth from a random-walk book per symbol
-(handlers/ib/market.py), `rate` market steps per second per symbol. A duplicate client id gets
-error 326 and a closed socket; an unknown symbol gets error 200. Bytes that are not the TWS
-API are counted (`bad_input`) and close that connection.
+trades and quotes, and position-indexed market depth from a book per symbol that follows the
+shared market's fair price (handlers/ib/sim/market.py), `rate` market steps per second per
+symbol. A duplicate client id gets error 326 and a closed socket; an unknown symbol gets error
+200. Bytes that are not the TWS API are counted (`bad_input`) and close that connection.
 
-Test control, as signals (the TWS API has no room for a side channel):
-    SIGUSR1   toggle IB's connectivity: error 1100 to every client and the markets stop; on the
-              next SIGUSR1, error 1102 (restored, data maintained) and they move again
-    SIGUSR2   drop every client connection at once (the listener stays up)
-    SIGHUP    send every depth subscription one update past its last row (a faulty TWS)
-A TWS restart is a process restart: kill the simulator, start it again on the same port.
+Test control, outside the TWS API: HTTP GET /control/<action> on the same port (a connection
+whose first bytes are `GET ` is answered as HTTP and closed; a TWS client starts with `API\0`):
+stats, drop, stall, quiet, error, burst, and IB's connectivity?online=0|1 and bad-depth, as
+handlers.common.simcontrol documents for every simulator.
 
 Run it standalone (`tickmesh sim ib --port 7497`, i.e. `cli(argv)`) or supervised
 (`python -m handlers.ib.sim.server`, settings from TICKMESH_CHILD: host, port, rate, symbols,
@@ -23,23 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
-from collections import Counter, deque
+import time
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import structlog
 
-from handlers.common import simulator
+from handlers.common import simcontrol, simulator
 from runtime.badinput import count_bad_input
+from runtime.metrics import flat
 from runtime.settings import require
 from handlers.common.simulator import SimulatorSettings
 from handlers.ib.sim.market import Market
-from handlers.ib.sim.session import Session, Tws
+from handlers.ib.sim.session import CLOSING_ERRORS, ERRORS, Session, Tws
 from handlers.ib.sim.wire import WireError
 
 TICK_SECONDS = 0.01
 WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is dropped as slow
+BURST_MAX_STEPS = 100
+"""Per message asked, the market steps a burst takes at most."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,13 +67,22 @@ class _Connection(asyncio.Protocol):
         self.session: Session = simulator.tws.open()
         self.transport: asyncio.Transport | None = None
         self.inbox: deque[bytes] = deque()  # received, not yet acted on (latency)
+        self.started = False  # the first bytes came, and they were the TWS API
+        self.http: bytearray | None = None  # or an HTTP request's head: a test control
+        self.stalled_until = 0.0  # time.monotonic()
+        self.held: list[bytes] = []  # what the stall holds back
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.simulator.connections[self.session] = self
-        self.simulator.counters["sim_connections"] += 1
 
     def data_received(self, data: bytes) -> None:
+        if self.http is not None or (not self.started and data.startswith(simcontrol.HTTP_GET)):
+            self._control(data)
+            return
+        if not self.started:
+            self.started = True
+            self.simulator.counters["sim_connections"] += 1
         self.inbox.append(data)
         latency = self.simulator.settings.latency
         if latency:
@@ -96,8 +106,35 @@ class _Connection(asyncio.Protocol):
             self.simulator.log.info("refused a client", reason="client id in use")
             self.transport.close()
 
+    def _control(self, data: bytes) -> None:
+        """An HTTP request instead of the TWS API: answer it once its head is in, and close."""
+        if self.http is None:
+            self.http = bytearray()
+            self.simulator.forget(self)
+        self.http += data
+        if b"\r\n\r\n" in self.http or len(self.http) > simcontrol.MAX_REQUEST_BYTES:
+            if not self.transport.is_closing():
+                self.transport.write(self.simulator.control(bytes(self.http)).http())
+                self.transport.close()
+
+    def stall(self, seconds: float) -> None:
+        """Send nothing and read nothing for `seconds`, then send what was held back."""
+        self.stalled_until = time.monotonic() + seconds
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(seconds, self._end_stall)
+
+    def _end_stall(self) -> None:
+        if time.monotonic() < self.stalled_until or self.transport.is_closing():
+            return
+        self.transport.resume_reading()
+        held, self.held = self.held, []
+        self.send(held)
+
     def send(self, messages: list[bytes]) -> None:
         if not messages or self.transport.is_closing():
+            return
+        if time.monotonic() < self.stalled_until:
+            self.held += messages
             return
         self.transport.write(b"".join(messages))
         if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
@@ -106,8 +143,8 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.simulator.tws.close(self.session)
-        self.simulator.connections.pop(self.session, None)
+        if self.http is None:
+            self.simulator.forget(self)
 
 
 class Simulator:
@@ -115,19 +152,22 @@ class Simulator:
         self.settings = settings
         self.counters = counters
         rng = random.Random(settings.seed or None)
-        self.tws = Tws([Market(symbol, settings.depth_rows, rng, price=rng.uniform(50, 500))
-                        for symbol in settings.symbols])
+        self.tws = Tws([Market(symbol, settings.depth_rows, rng) for symbol in settings.symbols])
         self.connections: dict[Session, _Connection] = {}
         self.log = structlog.get_logger().bind(provider="ib")
+        self.quiet_until = 0.0  # time.monotonic(): the markets stand still until then
+        self.controls = simcontrol.actions(
+            stats=self.stats, drop=self.drop, stall=self.stall, quiet=self.quiet,
+            error=self.error, burst=self.burst,
+            extra={"connectivity": simcontrol.Action(self.connectivity,
+                                                     {"online": simcontrol.flag}),
+                   "bad-depth": simcontrol.Action(self.bad_depth)})
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Listen, say ready, and move the markets until cancelled."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Connection(self), self.settings.host,
                                           self.settings.port)
-        loop.add_signal_handler(signal.SIGUSR1, self.toggle_connectivity)
-        loop.add_signal_handler(signal.SIGUSR2, self.drop_clients)
-        loop.add_signal_handler(signal.SIGHUP, self.glitch_depth)
         self.log.info("simulator listening", host=self.settings.host, port=self.settings.port,
                       symbols=list(self.settings.symbols))
         ready()
@@ -144,7 +184,7 @@ class Simulator:
             last = now
             steps = int(budget)
             budget -= steps
-            if steps:
+            if steps and time.monotonic() >= self.quiet_until:
                 self._deliver(self.tws.advance(steps))
 
     def _deliver(self, messages: dict[Session, list[bytes]]) -> None:
@@ -157,18 +197,67 @@ class Simulator:
         count_bad_input(self.counters, ("bad_input", "tws_api"), self.log,
                         "bad input, closing the connection", error=str(exc)[:200])
 
-    def toggle_connectivity(self) -> None:
-        self._deliver(self.tws.set_online(not self.tws.online))
-        self.log.info("control: IB connectivity", online=self.tws.online)
+    def forget(self, connection: _Connection) -> None:
+        """The connection is gone, or was a test control's and never a client."""
+        self.tws.close(connection.session)
+        self.connections.pop(connection.session, None)
 
-    def glitch_depth(self) -> None:
-        self._deliver(self.tws.glitch_depth())
-        self.log.info("control: one impossible depth update per depth subscription")
+    # --- test control (handlers.common.simcontrol) -----------------------------------------
 
-    def drop_clients(self) -> None:
-        self.log.info("control: dropping every client", count=len(self.connections))
+    def control(self, head: bytes) -> simcontrol.Answer:
+        return simcontrol.http_answer(head, self.controls, self.counters)
+
+    def stats(self) -> dict[str, Any]:
+        started = [s for s in self.connections if s.client_id is not None]
+        return {"connections": len(self.connections), "online": self.tws.online,
+                "client_ids": [s.client_id for s in started],
+                "subscriptions": [s.subscriptions() for s in started],
+                "counters": flat(self.counters)}
+
+    def drop(self) -> dict[str, Any]:
         for connection in list(self.connections.values()):
             connection.transport.abort()
+        return {"connections": len(self.connections)}
+
+    def stall(self, seconds: float) -> dict[str, Any]:
+        for connection in self.connections.values():
+            connection.stall(seconds)
+        return {"connections": len(self.connections)}
+
+    def quiet(self, seconds: float) -> dict[str, Any]:
+        self.quiet_until = time.monotonic() + seconds
+        return {"connections": len(self.connections)}
+
+    def error(self, code: str) -> dict[str, Any]:
+        number = simcontrol.int_code(code, ERRORS)
+        messages = self.tws.error(number)
+        self._deliver(messages)
+        if number in CLOSING_ERRORS:
+            for session in messages:
+                if session in self.connections:
+                    self.connections[session].transport.close()
+        return {"connections": len(messages)}
+
+    def burst(self, count: int) -> dict[str, Any]:
+        """Market steps, at once, until every subscribed connection got `count` messages."""
+        subscribed = [s for s in self.connections if any(s.streams.values())]
+        out: dict[Session, list[bytes]] = defaultdict(list)
+        steps = 0
+        while self.tws.online and steps < count * BURST_MAX_STEPS and any(
+                len(out[s]) < count for s in subscribed):
+            for session, messages in self.tws.advance(1).items():
+                out[session] += messages
+            steps += 1
+        self._deliver(out)
+        return {"connections": len(subscribed), "steps": steps}
+
+    def connectivity(self, online: bool) -> dict[str, Any]:
+        self._deliver(self.tws.set_online(online))
+        return {"online": online}
+
+    def bad_depth(self) -> dict[str, Any]:
+        self._deliver(self.tws.glitch_depth())
+        return {"connections": len(self.connections)}
 
 
 async def run_server(settings: SimSettings, counters: Counter,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Callable, ClassVar, Iterator, Protocol
 
 from handlers.ib.sim import wire
 from handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE
@@ -41,12 +41,26 @@ FARMS_OK = (
     (2106, "HMDS data farm connection is OK:ushmds"),
     (2158, "Sec-def data farm connection is OK:secdefnj"),
 )
+DATA_LOST = (1101, "Connectivity between IB and Trader Workstation has been restored - data "
+                   "lost.")
+DEPTH_RESET = (317, "Market depth data has been RESET. Please empty deep book contents before "
+                    "applying any new entries.")
+FARMS_BROKEN = (
+    (2103, "Market data farm connection is broken:usfarm"),
+    (2105, "HMDS data farm connection is broken:ushmds"),
+)
+ERRORS = dict([CLIENT_ID_IN_USE, NO_SECURITY, BAD_REQUEST, DEPTH_RESET, CONNECTIVITY_LOST,
+               DATA_LOST, CONNECTIVITY_RESTORED, *FARMS_BROKEN, *FARMS_OK])
+"""The errors a test may have TWS send (handlers.common.simcontrol's error action)."""
+PER_REQUEST_ERRORS = frozenset({NO_SECURITY[0], DEPTH_RESET[0], BAD_REQUEST[0]})
+CLOSING_ERRORS = frozenset({CLIENT_ID_IN_USE[0]})
 
 
 # --- what one subscription sends -------------------------------------------------------------
 
 class Stream(Protocol):
     symbol: str
+    request: ClassVar[str]
 
     def initial(self, market: Market, now: int) -> list[bytes]: ...
 
@@ -59,6 +73,7 @@ class MarketDataStream:
 
     req_id: int
     symbol: str
+    request: ClassVar[str] = "mktData"
 
     def initial(self, market: Market, now: int) -> list[bytes]:
         top = market.top
@@ -98,6 +113,7 @@ class TickByTickStream:
     req_id: int
     symbol: str
     tick_type: int
+    request: ClassVar[str] = "tickByTick"
 
     def initial(self, market: Market, now: int) -> list[bytes]:
         return self._top(market.top, now)
@@ -128,6 +144,7 @@ class DepthStream:
     symbol: str
     rows: int
     smart: bool
+    request: ClassVar[str] = "mktDepth"
 
     def initial(self, market: Market, now: int) -> list[bytes]:
         return [
@@ -191,6 +208,21 @@ class Session:
     def update(self, market: Market, step: Step, now: int) -> list[bytes]:
         return [message for stream in self.streams.get(market.symbol, {}).values()
                 for message in stream.update(market, step, now)]
+
+    def subscriptions(self) -> list[str]:
+        """What it streams, as "request:SYMBOL" (request: mktData, tickByTick or mktDepth)."""
+        return sorted(f"{stream.request}:{symbol}" for symbol, streams in self.streams.items()
+                      for stream in streams.values())
+
+    def error(self, code: int) -> list[bytes]:
+        """TWS error `code` (of ERRORS): one per subscription if it concerns a request (317:
+        each depth subscription), else one for the connection (request id -1)."""
+        text = ERRORS[code]
+        if code not in PER_REQUEST_ERRORS:
+            return [wire.error(-1, code, text)]
+        return [wire.error(req_id, code, text) for streams in self.streams.values()
+                for req_id, stream in streams.items()
+                if code != DEPTH_RESET[0] or isinstance(stream, DepthStream)]
 
     def _answer(self, request: wire.Request) -> list[bytes]:
         if isinstance(request, Handshake):
@@ -325,6 +357,10 @@ class Tws:
         return {session: [stream.glitch() for streams in session.streams.values()
                           for stream in streams.values() if isinstance(stream, DepthStream)]
                 for session in self.sessions}
+
+    def error(self, code: int) -> dict[Session, list[bytes]]:
+        """TWS error `code` (of ERRORS) to every session past startApi."""
+        return {s: s.error(code) for s in self.sessions if s.client_id is not None}
 
     def set_online(self, online: bool) -> dict[Session, list[bytes]]:
         """IB's side of TWS going away (1100) or coming back with data maintained (1102)."""

@@ -14,12 +14,10 @@ key_env: any key; a key_env whose variable is unset or empty is a settings error
 Connections are counted per API key: when one more than `max_connections` authenticates, the
 oldest gets status `max_connections` and close 1008 (first in, first out, as Polygon does).
 
-Test control, outside the real protocol: plain HTTP GET on the same port.
-    /control/stats               JSON: live connections, their subscriptions, counters
-    /control/drop                drop every connection at once, without a close frame
-    /control/silence?seconds=N   every open connection gets nothing for N seconds: no data, no
-                                 replies, and its socket is not read (so pings go unanswered)
-A server restart is a process restart: kill the simulator, start it again on the same port.
+Test control, outside the real protocol: HTTP GET /control/<action> on the same port (stats,
+drop, stall, quiet, error, burst), as handlers.common.simcontrol documents for every simulator.
+Here an error's `code` is a status (auth_failed, auth_timeout, max_connections, error), and a
+burst is trades of the connection's trade topics.
 
 Run it standalone (`tickmesh sim polygon --port 8766`, i.e. `cli(argv)`) or supervised
 (`python -m handlers.polygon.sim.server`, settings from TICKMESH_CHILD).
@@ -28,14 +26,12 @@ Run it standalone (`tickmesh sim polygon --port 8766`, i.e. `cli(argv)`) or supe
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import parse_qs
 
 import structlog
 from websockets.asyncio.server import ServerConnection, serve
@@ -43,7 +39,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from runtime.secrets import secret_from_env
-from handlers.common import simulator
+from handlers.common import simcontrol, simulator
 from runtime.badinput import count_bad_input
 from runtime.metrics import flat
 from runtime.settings import require
@@ -54,6 +50,12 @@ from handlers.polygon.sim.market import RandomFeed
 PATHS = ("/stocks", "/stocks/")
 TICK_SECONDS = 0.02
 OUTBOX_LIMIT = 10_000  # frames queued for one client before it is dropped as a slow consumer
+ERRORS = {  # status: (message, close reason: "" leaves the connection open)
+    wire.AUTH_FAILED: ("authentication failed", "authentication failed"),
+    wire.AUTH_TIMEOUT: ("No authentication request received.", "authentication timeout"),
+    wire.MAX_CONNECTIONS: ("Maximum number of connections exceeded.", "max connections"),
+    wire.ERROR: ("simulated error", ""),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,7 +96,8 @@ class _Client:
     key: str | None = None  # set once authenticated
     topics: set[str] = field(default_factory=set)
     outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
-    silent_until: float = 0.0
+    stalled_until: float = 0.0  # time.monotonic(): nothing goes out, the socket is not read
+    quiet_until: float = 0.0  # no data goes out
     auth_timer: asyncio.TimerHandle | None = None
     replay: asyncio.Task | None = None
 
@@ -107,11 +110,17 @@ class _Client:
         return f"{ev}.{message.get('sym')}" in self.topics or f"{ev}.*" in self.topics
 
     @property
-    def silent(self) -> bool:
-        return time.monotonic() < self.silent_until
+    def stalled(self) -> bool:
+        return time.monotonic() < self.stalled_until
+
+    @property
+    def takes_data(self) -> bool:
+        """Authenticated, and neither stalled nor quiet."""
+        return self.key is not None and time.monotonic() >= max(self.stalled_until,
+                                                                 self.quiet_until)
 
     def send(self, item: str | _Close) -> None:
-        if not self.silent:
+        if not self.stalled:
             self.outbox.put_nowait(item)
 
     def close(self, code: int, reason: str) -> None:
@@ -130,6 +139,10 @@ class Simulator:
         self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed or None)
         self.replay_lines = self._load_replay()
         self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
+        self.last_trades: dict[str, dict[str, Any]] = {}  # by symbol: what a burst repeats
+        self.bursts = 0
+        self.controls = simcontrol.actions(stats=self.stats, drop=self.drop, stall=self.stall,
+                                           quiet=self.quiet, error=self.error, burst=self.burst)
 
     def _load_replay(self) -> list[str]:
         if not self.settings.replay:
@@ -176,10 +189,16 @@ class Simulator:
     def _status(self, client: _Client, state: str, message: str) -> None:
         client.send(wire.encode_frame([wire.status(state, message)]))
 
+    def _error(self, client: _Client, status: str) -> None:
+        """Status `status` of ERRORS, then close if the real server would."""
+        message, close_reason = ERRORS[status]
+        self.counters["sim_errors_sent", status] += 1
+        self._status(client, status, message)
+        if close_reason:
+            client.close(wire.CLOSE_POLICY_VIOLATION, close_reason)
+
     def _auth_timed_out(self, client: _Client) -> None:
-        self.counters["sim_errors_sent", wire.AUTH_TIMEOUT] += 1
-        self._status(client, wire.AUTH_TIMEOUT, "No authentication request received.")
-        client.close(wire.CLOSE_POLICY_VIOLATION, "authentication timeout")
+        self._error(client, wire.AUTH_TIMEOUT)
 
     # --- requests --------------------------------------------------------------------------
 
@@ -206,10 +225,8 @@ class Simulator:
         if client.auth_timer is not None:
             client.auth_timer.cancel()
         if self.key and key != self.key:
-            self.counters["sim_errors_sent", wire.AUTH_FAILED] += 1
             self.log.warning("authentication failed", client=client.number)
-            self._status(client, wire.AUTH_FAILED, "authentication failed")
-            client.close(wire.CLOSE_POLICY_VIOLATION, "authentication failed")
+            self._error(client, wire.AUTH_FAILED)
             return
         client.key = key
         self._status(client, wire.AUTH_SUCCESS, "authenticated")
@@ -219,10 +236,8 @@ class Simulator:
     def _enforce_max_connections(self, key: str) -> None:
         same_key = [c for c in self.clients if c.key == key]
         for oldest in same_key[: max(0, len(same_key) - self.settings.max_connections)]:
-            self.counters["sim_errors_sent", wire.MAX_CONNECTIONS] += 1
             self.log.info("max connections: closing the oldest", client=oldest.number)
-            self._status(oldest, wire.MAX_CONNECTIONS, "Maximum number of connections exceeded.")
-            oldest.close(wire.CLOSE_POLICY_VIOLATION, "max connections")
+            self._error(oldest, wire.MAX_CONNECTIONS)
 
     def _subscribe(self, client: _Client, action: str, params: str) -> None:
         done = "subscribed to" if action == "subscribe" else "unsubscribed to"
@@ -242,7 +257,7 @@ class Simulator:
 
     def _deliver(self, client: _Client, messages: list[Any], raw: str | None = None) -> None:
         """Send the messages this client subscribed to, in one frame (`raw` as it is if all)."""
-        if client.key is None or client.silent:
+        if not client.takes_data:
             return
         wanted = [m for m in messages if client.wants(m)]
         if not wanted:
@@ -260,6 +275,7 @@ class Simulator:
     async def run_random_walk(self) -> None:
         while True:
             messages = self.feed.advance(time.time_ns() // wire.MS)
+            self.last_trades.update((m["sym"], m) for m in messages if m.get("ev") == "T")
             if messages:
                 for client in list(self.clients):
                     self._deliver(client, messages)
@@ -270,7 +286,7 @@ class Simulator:
             try:
                 self._deliver(client, wire.decode_frame(line), raw=line)
             except wire.Malformed:
-                if client.key is not None and not client.silent:
+                if client.takes_data:
                     client.send(line)  # garbage goes out as recorded
             await asyncio.sleep(1 / self.settings.rate)
         self.log.info("replay finished", client=client.number, frames=len(self.replay_lines))
@@ -278,35 +294,58 @@ class Simulator:
     # --- test control ----------------------------------------------------------------------
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        path, _, query = request.path.partition("?")
-        if path in PATHS:
+        """The stocks feed, the test control, or 404."""
+        if request.path.partition("?")[0] in PATHS:
             return None
-        if not path.startswith("/control/"):
-            return connection.respond(404, "Not Found: the stocks feed is at /stocks\n")
-        try:
-            answer = self._control(path.removeprefix("/control/"), parse_qs(query))
-        except (KeyError, ValueError) as exc:
-            return connection.respond(400, f"bad control request: {exc}\n")
-        return connection.respond(200, json.dumps(answer) + "\n")
+        if simcontrol.is_control(request.path):
+            answer = simcontrol.answer(request.path, self.controls, self.counters)
+            return simcontrol.respond(connection, answer)
+        return connection.respond(404, "Not Found: the stocks feed is at /stocks\n")
 
-    def _control(self, command: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        if command == "drop":
-            for client in list(self.clients):
-                client.ws.transport.abort()
-            self.log.info("control: dropped every connection", count=len(self.clients))
-        elif command == "silence":
-            self._silence(float(query["seconds"][0]))
-        elif command != "stats":
-            raise KeyError(command)
-        return self.stats()
+    def drop(self) -> dict[str, Any]:
+        for client in self.clients:
+            client.ws.transport.abort()
+        return {"connections": len(self.clients)}
 
-    def _silence(self, seconds: float) -> None:
+    def stall(self, seconds: float) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         for client in self.clients:
-            client.silent_until = time.monotonic() + seconds
+            client.stalled_until = time.monotonic() + seconds
             client.ws.transport.pause_reading()
-            loop.call_later(seconds, _resume_reading, client)
-        self.log.info("control: silence", seconds=seconds, count=len(self.clients))
+            loop.call_later(seconds, _end_stall, client)
+        return {"connections": len(self.clients)}
+
+    def quiet(self, seconds: float) -> dict[str, Any]:
+        for client in self.clients:
+            client.quiet_until = time.monotonic() + seconds
+        return {"connections": len(self.clients)}
+
+    def error(self, code: str) -> dict[str, Any]:
+        if code not in ERRORS:
+            raise simcontrol.ControlError(f"unknown status {code!r}; known: {sorted(ERRORS)}")
+        for client in list(self.clients):
+            self._error(client, code)
+        return {"connections": len(self.clients)}
+
+    def burst(self, count: int) -> dict[str, Any]:
+        """`count` trades, in one frame, to each connection with trade topics of our symbols."""
+        now = time.time_ns() // wire.MS
+        sent = 0
+        for client in self.clients:
+            symbols = [s for s in self.settings.symbols if client.wants({"ev": "T", "sym": s})]
+            if symbols and client.key is not None:  # even while quiet (client.send: not stalled)
+                client.send(wire.encode_frame([self._burst_trade(symbols[i % len(symbols)], now)
+                                               for i in range(count)]))
+                self.counters["sim_frames_sent"] += 1
+                sent += 1
+        return {"connections": sent}
+
+    def _burst_trade(self, symbol: str, now_ms: int) -> dict[str, Any]:
+        """The symbol's last trade again, with a new id and time (a plain one if none yet)."""
+        self.bursts += 1
+        last = self.last_trades.get(symbol, {"ev": "T", "sym": symbol, "x": 4, "z": 1,
+                                             "p": 100.0, "s": 100, "q": 0})
+        return {**last, "i": f"burst-{self.bursts}", "t": now_ms}
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -318,8 +357,8 @@ class Simulator:
         }
 
 
-def _resume_reading(client: _Client) -> None:
-    if not client.ws.transport.is_closing():
+def _end_stall(client: _Client) -> None:
+    if not client.stalled and not client.ws.transport.is_closing():
         client.ws.transport.resume_reading()
 
 

@@ -1,0 +1,286 @@
+"""The one test control (handlers.common.simcontrol), the same on every simulator: each started
+as a real process, driven over HTTP on its own port while a plain client of the provider's own
+protocol watches what it does. The markets are all but still (rate 0.01), so that whatever data
+a client sees comes from the control."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections import Counter
+from contextlib import contextmanager
+from typing import Any, Callable, ContextManager, Iterator
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from handlers.common import simcontrol as shared
+from handlers.ib.sim import wire as ib_wire
+from tests import simulators
+from tests.ib_sim import hold_client_id
+from tests.simcontrol import control, request, serving
+
+STILL = 0.01  # the simulators' rate: practically no data of their own
+READ_TIMEOUT = 5.0
+
+
+class AlpacaClient:
+    """A plain WebSocket client, authenticated and subscribed to AAPL's trades and quotes."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        for request_ in ({"action": "auth", "key": "k", "secret": "s"},
+                         {"action": "subscribe", "trades": ["AAPL"], "quotes": ["AAPL"]}):
+            self.ws.recv(timeout=READ_TIMEOUT)
+            self.ws.send(json.dumps(request_))
+        assert json.loads(self.ws.recv(timeout=READ_TIMEOUT))[0]["T"] == "subscription"
+
+    def messages(self) -> list[dict]:
+        """The messages of the next frame (ConnectionClosed once it is closed)."""
+        return json.loads(self.ws.recv(timeout=READ_TIMEOUT))
+
+    def data(self, messages: list[dict]) -> int:
+        return sum(m["T"] in ("t", "q") for m in messages)
+
+    def errors(self, messages: list[dict]) -> list[tuple[Any, str]]:
+        return [(m["code"], m["msg"]) for m in messages if m["T"] == "error"]
+
+
+class PolygonClient:
+    """A plain WebSocket client, authenticated and subscribed to AAPL's trades."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.ws.recv(timeout=READ_TIMEOUT)  # connected
+        self.ws.send(json.dumps({"action": "auth", "params": "any-key"}))
+        self.ws.recv(timeout=READ_TIMEOUT)  # auth_success
+        self.ws.send(json.dumps({"action": "subscribe", "params": "T.AAPL"}))
+        assert json.loads(self.ws.recv(timeout=READ_TIMEOUT))[0]["status"] == "success"
+
+    def messages(self) -> list[dict]:
+        return json.loads(self.ws.recv(timeout=READ_TIMEOUT))
+
+    def data(self, messages: list[dict]) -> int:
+        return sum(m["ev"] == "T" for m in messages)
+
+    def errors(self, messages: list[dict]) -> list[tuple[Any, str]]:
+        return [(m["status"], m["message"]) for m in messages if m["ev"] == "status"]
+
+
+class IbClient:
+    """A bare TWS API socket, started as client 1 and subscribed to AAPL's tick-by-tick trades."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.sendall(ib_wire.encode(ib_wire.Out.REQ_TICK_BY_TICK_DATA, 7, 0, "AAPL", "STK",
+                                         "", "", "", "", "SMART", "", "USD", "", "", "AllLast",
+                                         0, 0))
+        self.reader = ib_wire.FrameReader()
+
+    def messages(self) -> list[list[str]]:
+        """The messages of the next read, each as its fields (ConnectionClosed at the end)."""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                raise ConnectionClosed(None, None)
+            payloads = self.reader.feed(data)
+            if payloads:
+                return [ib_wire.split_fields(payload) for payload in payloads]
+
+    def data(self, messages: list[list[str]]) -> int:
+        return sum(int(m[0]) == ib_wire.In.TICK_BY_TICK for m in messages)
+
+    def errors(self, messages: list[list[str]]) -> list[tuple[Any, str]]:
+        return [(int(m[3]), m[4]) for m in messages if int(m[0]) == ib_wire.In.ERR_MSG]
+
+
+Client = AlpacaClient | PolygonClient | IbClient
+
+
+@contextmanager
+def alpaca_client(port: int) -> Iterator[Client]:
+    with connect(f"ws://127.0.0.1:{port}/v2/iex") as ws:
+        yield AlpacaClient(ws)
+
+
+@contextmanager
+def polygon_client(port: int) -> Iterator[Client]:
+    with connect(f"ws://127.0.0.1:{port}/stocks") as ws:
+        yield PolygonClient(ws)
+
+
+@contextmanager
+def ib_client(port: int) -> Iterator[Client]:
+    with hold_client_id(port, 1) as sock:
+        yield IbClient(sock)
+
+
+SIMULATORS: dict[str, tuple[str, dict[str, Any], Callable[[int], ContextManager[Client]]]] = {
+    "alpaca": ("handlers.alpaca.sim.server", {"symbols": ["AAPL"]}, alpaca_client),
+    "polygon": ("handlers.polygon.sim.server", {"symbols": ["AAPL", "MSFT"]}, polygon_client),
+    "ib": ("handlers.ib.sim.server", {"symbols": ["AAPL"]}, ib_client),
+}
+ERRORS = {  # an error that keeps the connection open, one that closes it, and an unknown code
+    "alpaca": ((406, "connection limit exceeded"), (402, "auth failed"), "999"),
+    "polygon": (("error", "simulated error"), ("auth_failed", "authentication failed"), "nope"),
+    "ib": ((1100, "Connectivity between IB and Trader Workstation has been lost."),
+           (326, "Unable to connect as the client id is already in use. "
+                 "Retry with a unique client id."), "1"),
+}
+
+
+@pytest.fixture(params=sorted(SIMULATORS))
+def provider(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def port(spawn_child, provider: str) -> int:
+    module, settings, _ = SIMULATORS[provider]
+    return simulators.start(spawn_child, module, f"{provider}-sim", None,
+                            {"rate": STILL, **settings}, ready=serving)[0]
+
+
+@pytest.fixture
+def client(port: int, provider: str) -> Iterator[Client]:
+    with SIMULATORS[provider][2](port) as opened:
+        yield opened
+
+
+def until_seen(client: Client, enough: Callable[[list], bool], what: str) -> list:
+    """Everything the client reads until `enough(all of it)`, within a deadline."""
+    seen: list = []
+    deadline = time.monotonic() + 10
+    while not enough(seen):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {seen[-5:]}"
+        seen += client.messages()
+    return seen
+
+
+def until_closed(client: Client) -> list:
+    """What the client reads before the connection ends (within a deadline)."""
+    seen: list = []
+    deadline = time.monotonic() + 10
+    with pytest.raises(ConnectionClosed) as closed:
+        while time.monotonic() < deadline:
+            seen += client.messages()
+    return [*seen, closed.value]
+
+
+# --- every simulator -------------------------------------------------------------------------
+
+def test_stats_answers_json_with_counters_and_subscriptions(port, client):
+    stats = control(port, "stats")
+    assert (stats["ok"], stats["action"], stats["connections"]) == (True, "stats", 1)
+    assert len(stats["subscriptions"]) == 1 and stats["subscriptions"][0]
+    assert stats["counters"]["sim_connections"] == 1
+
+
+def test_drop_aborts_every_connection(port, client, provider):
+    assert control(port, "drop")["connections"] == 1
+    closed = until_closed(client)[-1]
+    if provider != "ib":
+        assert closed.rcvd is None  # no close frame
+    assert control(port, "stats")["counters"]['sim_controls{action="drop"}'] == 1
+    with SIMULATORS[provider][2](port):
+        pass  # still serving
+
+
+def test_error_delivers_the_providers_own_error(port, client, provider):
+    stays_open, closes, unknown = ERRORS[provider]
+    assert control(port, "error", code=stays_open[0])["connections"] == 1
+    until_seen(client, lambda seen: stays_open in client.errors(seen), what=f"{stays_open}")
+    status, answer = request(port, "error", code=unknown)
+    assert status == 400 and not answer["ok"] and "unknown" in answer["error"]
+    control(port, "error", code=closes[0])
+    seen = until_closed(client)
+    assert closes in client.errors(seen[:-1])
+    assert control(port, "stats")["counters"]['sim_controls{action="error"}'] == 2
+
+
+def test_burst_delivers_at_least_count_data_messages(port, client):
+    assert control(port, "burst", count=300)["connections"] == 1
+    until_seen(client, lambda seen: client.data(seen) >= 300, what="300 data messages")
+
+
+def test_stall_and_quiet_are_applied_and_counted(port, client):
+    assert control(port, "quiet", seconds=30)["connections"] == 1
+    control(port, "burst", count=5)  # a burst is sent even to a quiet connection
+    until_seen(client, lambda seen: client.data(seen) >= 5, what="a burst while quiet")
+    assert control(port, "stall", seconds=0.1)["connections"] == 1
+    counters = control(port, "stats")["counters"]
+    assert counters['sim_controls{action="stall"}'] == counters['sim_controls{action="quiet"}'] == 1
+
+
+def test_unknown_actions_and_bad_parameters_are_refused_in_json(port, client):
+    status, answer = request(port, "explode")
+    assert status == 404 and answer["ok"] is False and "explode" in answer["error"]
+    assert {"stats", "drop", "stall", "quiet", "error", "burst"} <= set(answer["actions"])
+    for action, params in [("stall", {}), ("stall", {"seconds": "-1"}), ("quiet", {"seconds": "x"}),
+                           ("burst", {"count": "0"}), ("drop", {"now": "1"})]:
+        status, answer = request(port, action, **params)
+        assert status == 400 and answer["ok"] is False and answer["error"], (action, params)
+    stats = control(port, "stats")
+    assert stats["connections"] == 1 and stats["counters"]['bad_input{reason="control"}'] == 6
+    control(port, "burst", count=1)
+    until_seen(client, lambda seen: client.data(seen) >= 1, what="data: still serving")
+
+
+# --- IB: HTTP on the TWS API port -------------------------------------------------------------
+
+def raw_http(port: int, data: bytes) -> bytes:
+    """Send `data`, read until the simulator closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("provider", ["ib"])
+def test_ib_answers_http_and_refuses_garbage_http(port):
+    head, _, body = raw_http(port, b"GET /control/stats HTTP/1.1\r\nHost: x\r\n\r\n").partition(
+        b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"application/json" in head
+    assert json.loads(body)["connections"] == 0  # the control's own connection is no client
+    for garbage in (b"GET nonsense\r\n\r\n", b"GET /control/stats HTTP/9\r\n\r\n",
+                    b"GET " + bytes(range(256)) * 40):
+        head, _, body = raw_http(port, garbage).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request"), garbage[:30]
+        assert json.loads(body)["ok"] is False
+    hold_client_id(port, 5).close()  # still a TWS
+    assert control(port, "stats")["counters"]['bad_input{reason="control"}'] == 3
+
+
+@pytest.mark.parametrize("provider", ["ib"])
+def test_ib_connectivity_and_bad_depth(port, client):
+    control(port, "connectivity", online=0)
+    until_seen(client, lambda seen: (1100, ERRORS["ib"][0][1]) in client.errors(seen),
+               what="error 1100")
+    assert control(port, "stats")["online"] is False
+    control(port, "connectivity", online=1)
+    until_seen(client, lambda seen: 1102 in [code for code, _ in client.errors(seen)],
+               what="error 1102")
+    assert request(port, "connectivity", online="maybe")[0] == 400
+    assert control(port, "bad-depth")["ok"]
+
+
+def test_request_targets_are_parsed_without_a_server():
+    assert shared.request_target(b"GET /control/stall?seconds=1 HTTP/1.1\r\n\r\n") == \
+        "/control/stall?seconds=1"
+    with pytest.raises(shared.ControlError):
+        shared.request_target(b"POST /control/drop HTTP/1.1\r\n\r\n")
+    counts: Counter = Counter()
+    actions = shared.actions(stats=dict, drop=dict, stall=lambda seconds: {"s": seconds},
+                             quiet=lambda seconds: {}, error=lambda code: {}, burst=lambda count: {})
+    assert shared.answer("/control/stall?seconds=2.5", actions, counts) == (
+        200, {"ok": True, "action": "stall", "s": 2.5})
+    assert shared.answer("/control/stall?seconds=1&seconds=2", actions, counts).status == 400
+    assert shared.answer("/control/nope", actions, counts).status == 404
+    assert counts == {("sim_controls", "stall"): 1, ("bad_input", "control"): 2}
