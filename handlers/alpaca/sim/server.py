@@ -17,8 +17,9 @@ subscription and batched per 20 ms tick into frames of several messages, either
   frames serialized in advance, BLAST_WRITE_FRAMES to a socket write, so that the blaster
   costs next to nothing on a machine it shares with the handler it feeds.
 
-Settings: host ("127.0.0.1"), port (8765), rate (100), symbols, replay, blast, seed (0: a
-different market every run); the account: key_env / secret_env (names of environment
+Settings: host ("127.0.0.1"), port (8765), rate (100), symbols, replay, blast, seed (of the
+simulator's own details: sizes, exchanges, the message mix; 0: new every run; prices follow
+the shared market whatever the seed); the account: key_env / secret_env (names of environment
 variables holding the only credentials accepted; unset: any), feeds (feeds the account may
 use; empty: all), max_connections (authenticated connections at once; 0: no limit),
 symbol_limit (0: none), auth_timeout (10 s).

@@ -3,9 +3,10 @@
 It serves the real protocol (see handlers/polygon/protocol.py) at the path `/stocks`, the one the
 official client builds: `connected` on open; `auth` answered by `auth_success`, or by
 `auth_failed` and close 1008; no auth within `auth_timeout` seconds gives `auth_timeout` and close
-1008; subscribe/unsubscribe with one `success` status per topic, `T.*` wildcards included. Data is
-a random walk (handlers/polygon/feed.py) batched several messages per frame, or, with `replay`, a
-file of raw recorded frames, one per line, sent as they are (filtered by the subscriptions) at
+1008; subscribe/unsubscribe with one `success` status per topic, `T.*` wildcards included. Data
+is the shared market (handlers/common/market.py, through handlers/polygon/sim/market.py)
+batched several messages per frame, or, with `replay`, a file of raw recorded frames, one per
+line, sent as they are (filtered by the subscriptions) at
 `rate` frames per second to each connection after its first subscribe. Lines that are not JSON
 go out verbatim, which lets a test put garbage on a real socket.
 
