@@ -18,8 +18,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AnyEvent": "bus.events", "Bar": "bus.events", "BookDelta": "bus.events",
-    "BookSnapshot": "bus.events", "Control": "bus.events", "Event": "bus.events", "Heartbeat": "bus.events",
+    "AnyEvent": "bus.events", "Bar": "bus.events", "Bbo": "bus.events", "BookDelta": "bus.events",
+    "BookSnapshot": "bus.events", "BookStatus": "bus.events", "Control": "bus.events",
+    "Depth": "bus.events", "Event": "bus.events", "Heartbeat": "bus.events",
     "Quote": "bus.events", "Status": "bus.events", "Trade": "bus.events",
     "Publisher": "bus.publisher",
     "AsyncSubscriber": "bus.subscriber", "Gap": "bus.subscriber", "Subscriber": "bus.subscriber",

@@ -13,9 +13,12 @@ import msgspec
 
 SCHEMA_VERSION = 2
 """2: heartbeats carry typed metric samples (`m`) instead of a map of counters (`ct`); the
-`control` kind."""
+`control`, `bbo`, `depth` and `book_status` kinds; `ns`, the venue's own symbol."""
 
-STATUS_STATES = ("connecting", "connected", "authenticated", "subscribed", "disconnected", "error")
+STATUS_STATES = ("connecting", "connected", "authenticated", "subscribed", "disconnected", "error",
+                 "resyncing")
+"""The last is one symbol's: its book is being rebuilt (a snapshot follows)."""
+BOOK_STATES = ("live", "stale", "resyncing", "crossed")
 
 PriceLevel = tuple[float, float]
 """(price, size); in a delta, size 0.0 removes the level."""
@@ -28,6 +31,8 @@ class Event(msgspec.Struct, kw_only=True, tag_field="k", gc=False):
     version: int = msgspec.field(default=SCHEMA_VERSION, name="v")
     provider: str = msgspec.field(name="p")
     symbol: str = msgspec.field(default="", name="s")
+    native_symbol: str = msgspec.field(default="", name="ns")
+    """The venue's own spelling where it differs from `symbol` (BTCUSDT for BTC-USDT)."""
     ts_event: int = msgspec.field(name="te")
     ts_recv: int = msgspec.field(name="tr")
     seq: int = msgspec.field(default=0, name="q")
@@ -65,6 +70,29 @@ class BookDelta(Event, tag="book_delta"):
 
     bids: list[PriceLevel] = msgspec.field(name="b")
     asks: list[PriceLevel] = msgspec.field(name="a")
+
+
+class Bbo(Event, tag="bbo"):
+    """Best bid and offer of a book the order-book builder keeps, on every change of the top."""
+
+    bid_price: float = msgspec.field(name="bp")
+    bid_size: float = msgspec.field(name="bs")
+    ask_price: float = msgspec.field(name="ap")
+    ask_size: float = msgspec.field(name="as")
+
+
+class Depth(Event, tag="depth"):
+    """The top levels of a book the builder keeps, at its configured rate; best first."""
+
+    bids: list[PriceLevel] = msgspec.field(name="b")
+    asks: list[PriceLevel] = msgspec.field(name="a")
+
+
+class BookStatus(Event, tag="book_status"):
+    """A book's state changed (one of BOOK_STATES): only a live book is published as truth."""
+
+    state: str = msgspec.field(name="st")
+    message: str = msgspec.field(default="", name="msg")
 
 
 class Bar(Event, tag="bar"):
@@ -122,7 +150,8 @@ class Heartbeat(Event, tag="heartbeat"):
         return 0.0
 
 
-AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bar, Status, Heartbeat, Control]
+AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bbo, Depth, BookStatus, Bar, Status,
+                 Heartbeat, Control]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyEvent)

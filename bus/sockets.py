@@ -1,6 +1,7 @@
 """Every ZeroMQ socket tickmesh opens is made here: the publisher's, the subscriber's, the
-forwarder's two, and the supervisor's control socket (both ends). Socket options, and later
-transport security, are therefore set in one place.
+forwarder's two, and the request/reply pairs (the supervisor's control socket, the book
+builder's snapshot service). Socket options, and later transport security, are therefore set
+in one place.
 
 `BusConfig` is the `[bus]` table of a config, as every child receives it: the two endpoints,
 the high-water mark (messages queued per peer before libzmq drops) and the largest message the
@@ -81,8 +82,8 @@ def forwarder(config: BusConfig, context: zmq.Context | None = None) -> tuple[zm
     return frontend, backend
 
 
-def control_server(endpoint: str) -> zmq.asyncio.Socket:
-    """The supervisor's REP socket, bound (raises zmq.ZMQError or OSError)."""
+def reply_server(endpoint: str) -> zmq.asyncio.Socket:
+    """An asyncio REP socket, bound (raises zmq.ZMQError or OSError): a service's end."""
     sock = _socket(zmq.REP, context=zmq.asyncio.Context.instance())
     try:
         prepare_endpoint(endpoint)
@@ -93,8 +94,8 @@ def control_server(endpoint: str) -> zmq.asyncio.Socket:
     return sock
 
 
-def control_client(endpoint: str) -> zmq.Socket:
-    """A REQ socket connected to a supervisor's control endpoint."""
+def request_client(endpoint: str) -> zmq.Socket:
+    """A REQ socket connected to a service's endpoint (the supervisor's control, ...)."""
     sock = _socket(zmq.REQ)
     sock.connect(endpoint)
     return sock

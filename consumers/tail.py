@@ -58,8 +58,12 @@ def _details(event: events.Event) -> str:
             return f"{event.price:g} x {event.size:g}  {event.exchange} {','.join(event.conditions)}"
         case events.Quote():
             return f"{event.bid_price:g} x {event.bid_size:g}  /  {event.ask_price:g} x {event.ask_size:g}"
-        case events.BookSnapshot() | events.BookDelta():
+        case events.BookSnapshot() | events.BookDelta() | events.Depth():
             return f"{len(event.bids)} bids, {len(event.asks)} asks"
+        case events.Bbo():
+            return f"{event.bid_price:g} x {event.bid_size:g}  /  {event.ask_price:g} x {event.ask_size:g}"
+        case events.BookStatus():
+            return f"{event.state} {event.message}"
         case events.Bar():
             return (f"{event.interval_s}s  o {event.open:g} h {event.high:g} l {event.low:g} "
                     f"c {event.close:g} v {event.volume:g}")

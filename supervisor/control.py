@@ -32,7 +32,7 @@ class ControlServer:
         if problem:
             raise ControlError(f"cannot bind the control socket {problem}")
         try:
-            self._socket = sockets.control_server(endpoint)
+            self._socket = sockets.reply_server(endpoint)
         except (OSError, zmq.ZMQError) as exc:
             raise ControlError(f"cannot bind the control socket {endpoint}: {exc}") from None
 
@@ -53,7 +53,7 @@ class ControlServer:
 
 def request_status(endpoint: str, timeout: float) -> dict[str, Any]:
     """Ask the supervisor at `endpoint` for its status; NoSupervisor if no answer in time."""
-    requester = sockets.control_client(endpoint)
+    requester = sockets.request_client(endpoint)
     try:
         requester.send(STATUS)
         if not requester.poll(int(timeout * 1000)):

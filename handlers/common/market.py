@@ -15,6 +15,9 @@ The model, per symbol (and `seed`, 0 for the simulators: any other number is ano
   straight line between the minute's anchors; linear between seconds. So the price moves at
   every tick, and two processes that ask about the same nanosecond get the same number.
 
+Crypto pairs quoted in a dollar (BASE-USD, BASE-USDT, BASE-USDC) share their base asset's
+path: BTC-USD at Coinbase and BTC-USDT at Binance move together, as arbitrage keeps them.
+
 `quote(price)` is a realistic touch around a fair price: HALF_SPREAD_BPS of it on each side,
 at least one tick, rounded outwards to the tick (bid below the price, ask above it).
 """
@@ -39,7 +42,15 @@ NS_PER_DAY = MINUTES_PER_DAY * NS_PER_MINUTE
 KNOWN_PRICES = {
     "AAPL": 190.0, "MSFT": 410.0, "AMZN": 180.0, "NVDA": 120.0, "TSLA": 250.0, "GOOGL": 170.0,
     "META": 480.0, "BRK.B": 410.0, "SPY": 520.0, "QQQ": 440.0, "AMD": 160.0, "IBM": 180.0,
+    "BTC": 90_000.0, "ETH": 3_000.0, "SOL": 150.0, "LTC": 80.0, "LINK": 15.0, "AVAX": 30.0,
 }
+DOLLARS = ("USD", "USDT", "USDC")
+
+
+def path_symbol(symbol: str) -> str:
+    """Whose path `symbol` follows: its base asset for a crypto pair quoted in a dollar."""
+    base, dash, quote = symbol.partition("-")
+    return base if dash and quote in DOLLARS else symbol
 
 
 def base_price(symbol: str) -> float:
@@ -51,6 +62,7 @@ def base_price(symbol: str) -> float:
 
 def fair_price(symbol: str, t_ns: int, seed: int = 0) -> float:
     """The symbol's fair price at `t_ns` nanoseconds since the Unix epoch (unrounded)."""
+    symbol = path_symbol(symbol)
     day, in_day = divmod(t_ns, NS_PER_DAY)
     minute, in_minute = divmod(in_day, NS_PER_MINUTE)
     second, in_second = divmod(in_minute, NS_PER_SECOND)
