@@ -38,9 +38,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bus.events import Control
-from bus.subscriber import AsyncSubscriber
 from bus.topics import TopicError
 from handlers.common.backoff import BackoffSettings
+from handlers.common.control import listen_for_control
 from handlers.common.effects import Effects
 from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import ClientProtocol, Output
@@ -86,7 +86,8 @@ class ReconnectingClient:
 
     async def run(self) -> None:
         """Connect, stream, and reconnect, until cancelled."""
-        controls = asyncio.create_task(self._listen_for_control(), name="control")
+        controls = asyncio.create_task(
+            listen_for_control(self.ctx, self.protocol.provider, self._control), name="control")
         try:
             await self.lifecycle.run(self._connection)
         finally:
@@ -159,7 +160,7 @@ class ReconnectingClient:
         if out.problem:
             self._problem(out.problem)
         for change in out.changes:
-            self.lifecycle.status(change.state, change.code, change.message)
+            self.lifecycle.status(change.state, change.code, change.message, change.symbol)
         if out.effects:
             self.effects.run(out.effects)
         for reply in out.replies:
@@ -200,23 +201,13 @@ class ReconnectingClient:
             self._fault(exc, getattr(call, "__name__", "call"))
             return None
 
-    async def _listen_for_control(self) -> None:
-        """Control requests for this provider, from the bus, while the process lives."""
-        pattern = f"control.{self.protocol.provider}"
-        subscriber = AsyncSubscriber(self.ctx.spec.bus.subscribe, [pattern])
-        try:
-            while True:
-                request = await subscriber.recv()
-                if not isinstance(request, Control):
-                    continue
-                self.ctx.counts["control_requests", request.action] += 1
-                if self._ws is None:
-                    self._log.info("control request while not connected: ignored",
-                                   action=request.action, symbol=request.symbol)
-                    continue
-                self._deliver(lambda: self.protocol.control(request, time.time_ns()))
-        finally:
-            subscriber.close()
+    def _control(self, request: Control) -> None:
+        """A control request from the bus (handlers.common.control), for the protocol."""
+        if self._ws is None:
+            self._log.info("control request while not connected: ignored",
+                           action=request.action, symbol=request.symbol)
+            return
+        self._deliver(lambda: self.protocol.control(request, time.time_ns()))
 
     async def _watch(self, ws: ClientConnection) -> None:
         """Abort the connection when no frame has arrived for stale_after seconds."""

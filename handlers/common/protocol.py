@@ -30,9 +30,11 @@ What goes in, each call returning an Output:
 What comes out (`Output`, all optional):
 - `events`: normalized bus events, published as they are.
 - `replies`: frames to send (str goes out as a text frame, bytes as binary).
-- `changes`: connection state changes. The protocol reports "connected", "authenticated",
-  "subscribed" and "error" (with the provider's code and message); the client reports
-  "connecting" and "disconnected" itself, and publishes each as a `bus.events.Status`.
+- `changes`: state changes. The protocol reports "connected", "authenticated", "subscribed"
+  and "error" (with the provider's code and message), and for one symbol (`symbol` set)
+  "resyncing" when its book is being rebuilt (the next BookSnapshot ends it) or an "error";
+  the client reports "connecting" and "disconnected" itself, and publishes each as a
+  `bus.events.Status`.
 - `effects`: requests for the client to act on, each answered through the calls above:
   `Timer(key, delay)` (one pending timer per key: a new one replaces it),
   `HttpRequest(key, url, params)` (a GET; its answer comes back to `http_response`),
@@ -62,11 +64,13 @@ from bus.events import Control, Event
 
 
 class Change(NamedTuple):
-    """A connection state change to publish as a Status (state is one of STATUS_STATES)."""
+    """A state change to publish as a Status (state is one of STATUS_STATES): the
+    connection's, or with `symbol` one symbol's (e.g. "resyncing", or an error for it)."""
 
     state: str
     code: int = 0
     message: str = ""
+    symbol: str = ""
 
 
 class Timer(NamedTuple):

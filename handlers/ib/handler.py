@@ -42,9 +42,11 @@ from dataclasses import dataclass
 from ib_async import IB, Contract, Stock, Ticker
 from ib_async.ib import StartupFetchNONE
 
+from bus.events import Control
 from handlers.common.backoff import BackoffSettings
+from handlers.common.control import listen_for_control
 from handlers.common.lifecycle import Lifecycle
-from handlers.common.protocol import Output, Resubscribe
+from handlers.common.protocol import RESYNC, Output, Resubscribe
 from handlers.ib.protocol import PROVIDER, IbProtocol
 from runtime import process
 from runtime.logs import log
@@ -95,7 +97,21 @@ class IbFeed:
         self.resyncs: dict[str, asyncio.Task] = {}
 
     async def run(self) -> None:
-        await self.lifecycle.run(self._connection, f"{self.settings.host}:{self.settings.port}")
+        controls = asyncio.create_task(listen_for_control(self.ctx, PROVIDER, self._control))
+        try:
+            await self.lifecycle.run(self._connection,
+                                     f"{self.settings.host}:{self.settings.port}")
+        finally:
+            controls.cancel()
+
+    def _control(self, request: Control) -> None:
+        """A control request from the bus: "resync" resubscribes that symbol."""
+        if request.action == RESYNC and request.symbol:
+            self._resubscribe(Resubscribe(request.symbol, f"asked by {request.sender}"))
+        else:
+            self.ctx.counts["bad_input", "control"] += 1
+            self.log.warning("unknown control request", action=request.action,
+                             symbol=request.symbol, sender=request.sender)
 
     async def _connection(self) -> str:
         """One connection's life: connect, subscribe, stream; returns why it ended."""
@@ -179,8 +195,7 @@ class IbFeed:
         if out.problem:
             self.log.info(out.problem, code=code, **({"symbol": symbol} if symbol else {}))
         for change in out.changes:
-            on_symbol = symbol if change.state == "error" else ""  # an error may be one symbol's
-            self.lifecycle.status(change.state, change.code, change.message, symbol=on_symbol)
+            self.lifecycle.status(change.state, change.code, change.message, change.symbol)
         self._apply(out)
 
     def _apply(self, out: Output) -> None:

@@ -127,4 +127,4 @@ class IbProtocol:
         if code == DEPTH_RESET and symbol in self.books:
             self.subscribed(symbol, depth=True)
             return Output(problem=f"TWS reset the depth book of {symbol}: {text}")
-        return Output(changes=[Change("error", code, text)])
+        return Output(changes=[Change("error", code, text, symbol)])
