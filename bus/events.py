@@ -59,17 +59,22 @@ class Quote(Event, tag="quote"):
 
 
 class BookSnapshot(Event, tag="book_snapshot"):
-    """The whole book: bids best (highest) first, asks best (lowest) first."""
+    """The whole book: bids best (highest) first, asks best (lowest) first. `generation` counts
+    the symbol's snapshots in this publisher's life (1, 2, ...)."""
 
     bids: list[PriceLevel] = msgspec.field(name="b")
     asks: list[PriceLevel] = msgspec.field(name="a")
+    generation: int = msgspec.field(default=0, name="g")
 
 
 class BookDelta(Event, tag="book_delta"):
-    """Changed levels only, each with its new absolute size; size 0.0 removes the level."""
+    """Changed levels only, each with its new absolute size; size 0.0 removes the level.
+    `generation` is that of the snapshot it applies to: a delta of a newer generation than
+    the book a reader holds means the reader missed a snapshot (its topic is another one)."""
 
     bids: list[PriceLevel] = msgspec.field(name="b")
     asks: list[PriceLevel] = msgspec.field(name="a")
+    generation: int = msgspec.field(default=0, name="g")
 
 
 class Bbo(Event, tag="bbo"):

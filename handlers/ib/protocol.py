@@ -60,6 +60,7 @@ class IbProtocol:
         self.symbols: list[str] = []  # subscribed on this connection
         self.books: dict[str, DepthBook] = {}
         self.snapshot_due: set[str] = set()
+        self.generations: Counter = Counter()  # snapshots published per symbol
 
     def start(self) -> None:
         """A new connection: nothing of the last one's subscriptions is valid."""
@@ -102,16 +103,20 @@ class IbProtocol:
             del self.books[symbol]  # ignored until the new subscription
             effects.append(Resubscribe(symbol, f"depth out of step with the book: {exc}"))
             return
+        generation = self.generations[symbol]
         if symbol in self.snapshot_due:
             self.snapshot_due.discard(symbol)
+            generation = self.generations[symbol] = generation + 1
             bids, asks = book.snapshot()
             events.append(BookSnapshot(provider=PROVIDER, symbol=symbol, ts_event=ts_recv,
-                                       ts_recv=ts_recv, bids=bids, asks=asks))
+                                       ts_recv=ts_recv, bids=bids, asks=asks,
+                                       generation=generation))
         else:
             bids, asks = book.delta()
             if bids or asks:
                 events.append(BookDelta(provider=PROVIDER, symbol=symbol, ts_event=ts_recv,
-                                        ts_recv=ts_recv, bids=bids, asks=asks))
+                                        ts_recv=ts_recv, bids=bids, asks=asks,
+                                        generation=generation))
 
     def error(self, code: int, text: str, symbol: str = "") -> Output:
         """One of TWS's error messages (for the contract of `symbol`, if any)."""
