@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +14,8 @@ from bus import AsyncSubscriber, Heartbeat, Publisher, Subscriber, Trade
 from bus.topics import Pattern, TopicError
 from runtime.metrics import SCHEMA, Counts, Metrics, UnknownMetric, flat
 from tests.buslog import BusLog
+from tests.conftest import wait_for_forwarder
+from tests.waiting import wait_until
 from tests.supervised import Running, child_toml, write_config
 
 
@@ -107,3 +109,27 @@ def test_the_forwarder_and_the_supervisor_heartbeat_with_their_metrics(spawn, ru
     assert supervisor.metric("child_running", child="ticker") == 1.0
     ticker = [b for b in beats if b.provider == "ticker"][-1]
     assert ticker.metric("events_published", kind="trade", provider="ticker") > 0
+
+
+def test_the_forwarder_refuses_a_message_over_max_message_bytes(spawn_child, bus_endpoints):
+    spawn_child("bus.forwarder", "forwarder", bus=replace(bus_endpoints, max_message_bytes=100_000))
+    wait_for_forwarder(bus_endpoints)
+    huge = Trade(provider="test", symbol="HUGE", ts_event=1, ts_recv=1, price=1.0, size=1.0,
+                 conditions=["x" * 1000] * 1000)  # ~1 MB
+    with Subscriber(bus_endpoints.subscribe, ["trade.test"]) as sub:
+        publisher = Publisher(bus_endpoints.publish)
+        try:
+            publisher.publish(huge)
+            seen = []
+
+            def small_one_arrived() -> bool:
+                publisher.publish(trade("SMALL"))
+                event = sub.recv(timeout=0.05)
+                if event is not None:
+                    seen.append(event.symbol)
+                return "SMALL" in seen
+
+            wait_until(small_one_arrived, timeout=15, what="small messages after the huge one")
+        finally:
+            publisher.close()
+    assert "HUGE" not in seen
