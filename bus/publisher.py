@@ -46,15 +46,17 @@ class Publisher:
         self._buffer = bytearray()  # every event is encoded into it; the send copies it out
         # (event type, provider, symbol) -> [topic bytes, last sequence number]
         self._streams: dict[tuple[type, str, str], list] = {}
-        self.forwarder_ready = self._wait_for_forwarder(ready_timeout)
+        self.forwarder_ready = False
+        self.wait_for_forwarder(ready_timeout)
 
-    def _wait_for_forwarder(self, timeout: float) -> bool:
-        """True once the forwarder's subscription arrived, False if it did not within timeout
-        (then events published before it arrives are dropped, as for any absent forwarder)."""
-        if not self._socket.poll(int(timeout * 1000)):
-            return False
-        self.drain_subscriptions()
-        return True
+    def wait_for_forwarder(self, timeout: float) -> bool:
+        """True once the forwarder's subscription has arrived, False if it has not within
+        `timeout` s (0: just look); events published before it arrives are dropped, as for any
+        absent forwarder."""
+        if not self.forwarder_ready and self._socket.poll(int(timeout * 1000)):
+            self.drain_subscriptions()
+            self.forwarder_ready = True
+        return self.forwarder_ready
 
     def drain_subscriptions(self) -> None:
         """Drop the subscription messages the XPUB socket queued (see the module's docstring)."""

@@ -14,8 +14,10 @@ does not restart), sets up logging (runtime.logs), the lifeline (runtime.lifelin
 publisher, then runs `work(ctx)` beside three duties of its own:
 - a Heartbeat every second with the process's metrics (runtime.metrics);
 - the publisher's subscription draining (bus.publisher says why);
-- readiness: "ready" is said once the publisher is connected, unless the child says it itself
-  (`announces_ready=True`, then `ctx.ready()`, e.g. a simulator once it listens).
+- readiness: `work` starts once the publisher is connected to the forwarder (at most
+  FORWARDER_WAIT s: a handler's first Status must not be lost), and "ready" is said then,
+  unless the child says it itself (`announces_ready=True`, then `ctx.ready()`: a simulator,
+  once it listens; its `work` starts at once, since it publishes nothing but heartbeats).
 SIGTERM or SIGINT cancels `work` and ends the process with 0; `work` raising ends it with 1.
 
 `tickmesh check` finds a child's settings by the module attribute `Settings` (None: the child
@@ -46,6 +48,7 @@ from runtime.spec import EXIT_BAD_SETTINGS, ChildSpec, child_spec
 
 S = TypeVar("S")
 HEARTBEAT_SECONDS = 1.0
+FORWARDER_WAIT = 2.0
 STOP_GRACE_SECONDS = 2.0
 
 
@@ -101,7 +104,7 @@ def run(main: Callable[[ProcessContext[S]], Awaitable[None]], settings: type[S] 
         log().error("bad settings", error=str(exc))
         sys.exit(EXIT_BAD_SETTINGS)
     exit_with_parent()
-    publisher = Publisher(spec.bus.publish, sndhwm=spec.bus.hwm)
+    publisher = Publisher(spec.bus.publish, sndhwm=spec.bus.hwm, ready_timeout=0)
     metrics = Metrics()
     metrics.collect(lambda: [(("events_published", kind, provider), count)
                              for (kind, provider), count in publisher.stream_counts().items()])
@@ -120,6 +123,7 @@ async def _supervise(main: Callable[[ProcessContext[S]], Awaitable[None]],
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if not announces_ready:
+        await _connected(ctx.publisher)
         announce_ready()
     work = asyncio.create_task(main(ctx), name="main")
     duties = [asyncio.create_task(_heartbeat(ctx), name="heartbeat"),
@@ -141,6 +145,13 @@ def publish_heartbeat(publisher: Publisher, name: str, metrics: Metrics) -> None
     now = time.time_ns()
     publisher.publish(Heartbeat(provider=name, ts_event=now, ts_recv=now, pid=os.getpid(),
                                 metrics=metrics.samples()))
+
+
+async def _connected(publisher: Publisher) -> None:
+    """Wait, at most FORWARDER_WAIT s, for the forwarder, without blocking the loop."""
+    deadline = asyncio.get_running_loop().time() + FORWARDER_WAIT
+    while not publisher.wait_for_forwarder(0) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.005)
 
 
 async def _heartbeat(ctx: ProcessContext) -> None:
