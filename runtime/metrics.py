@@ -60,6 +60,15 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("resubscribes", COUNTER, "single-symbol resubscriptions (resyncs)"),
     Metric("control_requests", COUNTER, "control requests received over the bus", ("action",)),
     Metric("reconnect_delay_seconds", HISTOGRAM, "waits before reconnecting"),
+    # coinbase
+    Metric("trades_missed", COUNTER, "trades the provider's trade ids show were lost"),
+    Metric("resyncs", COUNTER, "books found out of step and resynced, by why", ("reason",)),
+    # binance
+    Metric("binance_snapshots", COUNTER, "Binance REST depth snapshots, by outcome "
+           "(requested, applied, stale, failed)", ("outcome",)),
+    Metric("binance_snapshot_queue", GAUGE, "Binance snapshot requests waiting for the "
+           "REST weight budget or a free slot"),
+    Metric("binance_rest_weight", GAUGE, "Binance REST request weight sent in the last minute"),
     # simulators
     Metric("sim_connections", COUNTER, "client connections accepted"),
     Metric("sim_frames_sent", COUNTER, "frames sent to clients"),
@@ -72,6 +81,16 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("bus_gaps", COUNTER, "sequence gaps a consumer saw (it was too slow)"),
     Metric("bus_messages_missed", COUNTER, "messages lost in those gaps"),
     Metric("lines_printed", COUNTER, "lines the tail printed"),
+    # order-book builder
+    Metric("books", GAUGE, "books the builder keeps, by state", ("state",)),
+    Metric("book_resyncs", COUNTER, "resync requests the builder sent, by provider and reason "
+           "(gap, missed_snapshot, crossed, timeout: asked again)", ("provider", "reason")),
+    Metric("books_crossed", COUNTER, "books found crossed or locked (never published as truth)",
+           ("provider",)),
+    Metric("book_deltas_ignored", COUNTER, "deltas not applied: to a book not live, or of an "
+           "older generation", ("reason",)),
+    Metric("book_requests", COUNTER, "snapshot-service requests, by outcome (ok, unknown_book, "
+           "bad_request)", ("outcome",)),
     # supervisor
     Metric("child_restarts", COUNTER, "restarts of a supervised child", ("child",)),
     Metric("child_running", GAUGE, "1 while the child runs, else 0", ("child",)),
