@@ -1,0 +1,1 @@
+"""The Binance spot simulator: streams, REST depth and the test control on one port."""

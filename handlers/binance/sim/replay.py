@@ -1,0 +1,83 @@
+"""Recorded Binance traffic for the simulator to replay.
+
+- The frames file: one combined-stream frame per line, as Binance sent it
+  (`{"stream":"btcusdt@depth@100ms","data":{...}}`); blank lines are skipped, and a line that
+  is not such a frame is kept as it is (it goes out verbatim: a way to put a hostile frame
+  on a real socket).
+- The snapshots file: one REST depth answer per line, `{"symbol":"BTCUSDT","response":{...}}`.
+  `Snapshots.next(symbol)` gives that symbol's answers in order, then the last one again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+
+from handlers.binance import wire
+
+
+class ReplayError(ValueError):
+    """A file that cannot be replayed; the message names the line."""
+
+
+class Frame(NamedTuple):
+    stream: str  # "" for a line that is not a frame: it goes to every subscriber as it is
+    line: str
+    raw: str  # the data alone, for a raw (/ws/...) connection
+    event_ms: int  # E of the data, for real-time pacing (0: none)
+
+
+def load_frames(path: str | Path) -> list[Frame]:
+    frames = []
+    for line in _lines(path):
+        try:
+            message = msgspec.json.decode(line)
+        except (msgspec.DecodeError, RecursionError):
+            message = None
+        if (isinstance(message, dict) and isinstance(message.get("stream"), str)
+                and isinstance(message.get("data"), dict)):
+            data = message["data"]
+            event_ms = data.get("E") if isinstance(data.get("E"), int) else 0
+            frames.append(Frame(message["stream"], line, wire.encode(data), event_ms))
+        else:
+            frames.append(Frame("", line, line, 0))
+    if not frames:
+        raise ReplayError(f"{path}: no frames to replay")
+    return frames
+
+
+class Snapshots:
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.answers: dict[str, list[dict[str, Any]]] = {}
+        self.served: dict[str, int] = {}
+        for number, line in enumerate(_lines(path) if path else [], 1):
+            try:
+                entry = msgspec.json.decode(line)
+                symbol, response = entry["symbol"].upper(), entry["response"]
+                wire.decode_snapshot(wire.encode(response).encode())
+            except (msgspec.DecodeError, KeyError, TypeError, AttributeError,
+                    wire.Malformed) as exc:
+                raise ReplayError(f"{path}:{number}: not {{\"symbol\": ..., \"response\": "
+                                  f"a depth answer}}: {exc}") from None
+            self.answers.setdefault(symbol, []).append(response)
+
+    def __contains__(self, symbol: str) -> bool:
+        return symbol in self.answers
+
+    def next(self, symbol: str) -> dict[str, Any] | None:
+        answers = self.answers.get(symbol)
+        if not answers:
+            return None
+        served = self.served.get(symbol, 0)
+        self.served[symbol] = served + 1
+        return answers[min(served, len(answers) - 1)]
+
+
+def _lines(path: str | Path) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ReplayError(f"cannot read {path}: {exc}") from exc
+    return [line for line in text.splitlines() if line.strip()]

@@ -1,0 +1,485 @@
+"""A local simulator of Binance spot market data (wss://stream.binance.com:9443 and the REST
+depth endpoint of https://api.binance.com), on ws:// and http:// on ONE port.
+
+WebSocket: `/ws/<stream>` (raw payloads), `/stream?streams=a/b` (combined: {"stream","data"}),
+and `/ws` or `/stream` alone, where the client SUBSCRIBEs; SUBSCRIBE / UNSUBSCRIBE /
+LIST_SUBSCRIPTIONS answered {"result":...,"id":N}, errors {"code":2|3,"msg":...}; more than
+`max_streams` streams on a connection is refused, more than 5 requests in a second closes it
+(1008) as Binance does. Pings every `ping_interval` s (20); after `max_age` seconds (24 h) a
+connection gets {"e":"serverShutdown","E":ms} and is closed.
+
+Plain HTTP on the same port: `GET /api/v3/depth?symbol=BTCUSDT&limit=N` (the book as of its
+lastUpdateId; 429 with code -1003 past `weight_per_minute` of request weight in a rolling
+minute), `GET /api/v3/exchangeInfo` (the symbols), and the test control `/control/<action>`:
+stats, drop, stall, quiet, error, burst (handlers.common.simcontrol; here quiet stops the whole
+market, so that a book can be compared while it stands still; error C is Binance's error code
+0..3, which does not close; burst is trades on the connection's trade streams), and
+    gap?symbol=BTCUSDT             the next depthUpdate of BTCUSDT is lost (the book moves on)
+    book?symbol=BTCUSDT&depth=N    the true book now: {"lastUpdateId", "bids", "asks"}
+    delay?symbol=BTCUSDT&seconds=S REST depth answers for BTCUSDT wait S seconds from now on
+    shutdown                       serverShutdown to every connection, then close it
+
+Data: a market per symbol (handlers.binance.sim.market; symbols normalized, BTC-USDT, served
+as BTCUSDT), `rate` book changes per second per symbol, depthUpdates every 100 ms, trades as
+they happen, bookTicker when the touch moves. Or, with `replay`, the recorded frames
+(handlers.binance.sim.replay) of the streams a connection subscribed to, in recorded order,
+as fast as it reads (`speed` > 0: at that multiple of the recorded pace), and with
+`snapshots` the recorded REST answers, per symbol in order, the last one again once they run
+out.
+
+Run it standalone (`tickmesh sim binance --port 19443`, i.e. `cli(argv)`) or supervised
+(`python -m handlers.binance.sim.server`, settings from TICKMESH_CHILD).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from handlers.binance import wire
+from handlers.binance.sim import replay
+from handlers.binance.sim.market import SymbolMarket
+from handlers.common import simcontrol, simulator
+from handlers.common.simulator import SimulatorSettings
+from handlers.common.symbols import joined, split_crypto
+from runtime.logs import log
+from runtime.metrics import flat
+from runtime.settings import CommaStrings, SettingsError, require
+
+STEP_SECONDS = 0.02
+STEPS_PER_FLUSH = 5  # depthUpdates every 100 ms
+OUTBOX_LIMIT = 10_000
+CLOSE = object()  # in an outbox: close the connection
+DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimSettings(SimulatorSettings):
+    port: int = 19443
+    rate: float = 50.0
+    """Book changes per second per symbol (batched into a depthUpdate every 100 ms)."""
+    symbols: CommaStrings = DEFAULT_SYMBOLS
+    replay: str = ""
+    snapshots: str = ""
+    speed: float = 0.0
+    max_age: float = 86_400.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 60.0
+    weight_per_minute: int = wire.WEIGHT_PER_MINUTE
+    max_streams: int = wire.MAX_STREAMS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for symbol in self.symbols:
+            try:
+                split_crypto(symbol)
+            except ValueError as exc:
+                raise SettingsError(f"settings.symbols: {exc}") from None
+        for key in ("speed", "ping_interval", "ping_timeout"):
+            require(getattr(self, key) >= 0, key, "a number >= 0", getattr(self, key))
+        require(self.max_age > 0, "max_age", "a number > 0", self.max_age)
+        require(self.weight_per_minute > 0, "weight_per_minute", "an integer > 0",
+                self.weight_per_minute)
+        require(self.max_streams > 0, "max_streams", "an integer > 0", self.max_streams)
+
+
+@dataclass(eq=False)
+class _Client:
+    ws: ServerConnection
+    number: int
+    combined: bool
+    streams: set[str] = field(default_factory=set)
+    outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
+    stalled_until: float = 0.0
+    requests: deque = field(default_factory=deque)  # when its last requests came
+    replaying: bool = False
+    tasks: list[asyncio.Task | asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def stalled(self) -> bool:
+        return time.monotonic() < self.stalled_until
+
+    def frame(self, stream: str, data: dict[str, Any]) -> str:
+        return wire.encode({"stream": stream, "data": data} if self.combined else data)
+
+    def send(self, text: Any) -> bool:
+        """Queue a frame; False if the client is too far behind (it is then aborted)."""
+        if self.stalled:
+            return True
+        try:
+            self.outbox.put_nowait(text)
+            return True
+        except asyncio.QueueFull:
+            self.ws.transport.abort()
+            return False
+
+
+class Simulator:
+    def __init__(self, settings: SimSettings, counters: Counter) -> None:
+        self.settings = settings
+        self.counters = counters
+        self.log = log().bind(provider=wire.PROVIDER)
+        self.clients: dict[_Client, None] = {}
+        self.accepted = 0
+        rng = random.Random(settings.seed or None)
+        now = time.time_ns()
+        self.frames = replay.load_frames(settings.replay) if settings.replay else []
+        self.snapshots = replay.Snapshots(settings.snapshots or None)
+        self.markets = {} if self.frames else {
+            joined(s): SymbolMarket(s, settings.rate, rng, now) for s in settings.symbols}
+        self.quiet_until = 0.0
+        self.delays: dict[str, float] = {}
+        self.rest_sent: deque[tuple[float, int]] = deque()
+        self.rest = Counter()
+        self.controls = simcontrol.actions(
+            stats=self.stats, drop=self.drop, stall=self.stall, quiet=self.quiet,
+            error=self.error, burst=self.burst, extra={
+                "gap": simcontrol.Action(self.gap, {"symbol": self._symbol}),
+                "book": simcontrol.Action(self.book, {"symbol": self._symbol,
+                                                      "depth": simcontrol.count}),
+                "delay": simcontrol.Action(self.delay, {"symbol": self._symbol,
+                                                        "seconds": simcontrol.seconds}),
+                "shutdown": simcontrol.Action(self.shutdown)})
+
+    # --- connections -----------------------------------------------------------------------
+
+    async def handle(self, ws: ServerConnection) -> None:
+        path, _, query = ws.request.path.partition("?")
+        client = _Client(ws, self.accepted + 1, combined=path.startswith("/stream"))
+        self.accepted += 1
+        self.clients[client] = None
+        self.counters["sim_connections"] += 1
+        if path.startswith("/ws/"):
+            self._add_streams(client, [path.removeprefix("/ws/")])
+        for streams in parse_qs(query).get("streams", []):
+            self._add_streams(client, streams.split("/"))
+        loop = asyncio.get_running_loop()
+        client.tasks.append(asyncio.create_task(self._send_loop(client)))
+        client.tasks.append(loop.call_later(self.settings.max_age, self._shut, client))
+        try:
+            async for data in ws:
+                self._on_request(client, data)
+        except ConnectionClosed:
+            pass
+        finally:
+            del self.clients[client]
+            for task in client.tasks:
+                task.cancel()
+
+    async def _send_loop(self, client: _Client) -> None:
+        try:
+            while True:
+                item = await client.outbox.get()
+                if item is CLOSE:
+                    await client.ws.close(1001, "server shutdown")
+                    return
+                await client.ws.send(item)
+                self.counters["sim_frames_sent"] += 1
+        except ConnectionClosed:
+            pass
+
+    def _add_streams(self, client: _Client, streams: list[str]) -> None:
+        client.streams.update(s for s in streams if s)
+        if self.frames and client.streams and not client.replaying:
+            client.replaying = True
+            client.tasks.append(asyncio.create_task(self._replay(client)))
+
+    def _shut(self, client: _Client) -> None:
+        client.send(wire.encode({"e": wire.SHUTDOWN, "E": time.time_ns() // wire.MS}))
+        client.send(CLOSE)
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _on_request(self, client: _Client, data: str | bytes) -> None:
+        now = time.monotonic()
+        client.requests.append(now)
+        while client.requests and client.requests[0] < now - 1:
+            client.requests.popleft()
+        if len(client.requests) > wire.MAX_MESSAGES_PER_SECOND:
+            self.counters["bad_input", "bad_request"] += 1
+            self.log.warning("too many requests: closing", client=client.number)
+            client.tasks.append(asyncio.create_task(client.ws.close(1008, "Too many requests")))
+            return
+        try:
+            request = wire.decode_request(data)
+        except wire.Malformed as exc:
+            self._refuse(client, 3 if exc.kind == "frame" else 2, exc.reason, None)
+            return
+        if request.method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+            self._subscribe(client, request)
+        elif request.method == "LIST_SUBSCRIPTIONS":
+            client.send(wire.encode({"result": sorted(client.streams), "id": request.id}))
+        else:
+            self._refuse(client, 2, f"Invalid request: unknown method {request.method[:40]!r}",
+                         request.id)
+
+    def _subscribe(self, client: _Client, request: wire.Request) -> None:
+        for stream in request.params:
+            try:
+                wire.split_stream(stream)
+            except wire.Malformed:
+                self._refuse(client, 2, f"Invalid request: bad stream {stream[:60]!r}",
+                             request.id)
+                return
+        if request.method == "UNSUBSCRIBE":
+            client.streams.difference_update(request.params)
+        elif len(client.streams | set(request.params)) > self.settings.max_streams:
+            self._refuse(client, 2, f"Invalid request: over {self.settings.max_streams} "
+                                    "streams", request.id)
+            return
+        else:
+            self._add_streams(client, request.params)
+        client.send(wire.encode({"result": None, "id": request.id}))
+
+    def _refuse(self, client: _Client, code: int, message: str, request_id: Any) -> None:
+        self.counters["bad_input", "bad_request"] += 1
+        self.counters["sim_errors_sent", str(code)] += 1
+        client.send(wire.encode({"code": code, "msg": message[:200], "id": request_id}))
+
+    # --- data ------------------------------------------------------------------------------
+
+    def _publish(self, stream: str, data: dict[str, Any]) -> None:
+        for client in list(self.clients):
+            if stream in client.streams and client.send(client.frame(stream, data)):
+                self.counters["sim_messages_sent"] += 1
+
+    async def run_market(self) -> None:
+        steps = 0
+        while True:
+            now = time.time_ns()
+            if time.monotonic() >= self.quiet_until:
+                for market in self.markets.values():
+                    for trade in market.step(now):
+                        self._publish(wire.stream_name(market.native, "trade"), trade)
+            steps += 1
+            if steps % STEPS_PER_FLUSH == 0:
+                for market in self.markets.values():
+                    self._flush(market, now // wire.MS)
+            await asyncio.sleep(STEP_SECONDS)
+
+    def _flush(self, market: SymbolMarket, now_ms: int) -> None:
+        depth, ticker = market.flush(now_ms)
+        if depth is not None:
+            self._publish(wire.stream_name(market.native, "depth"), depth)
+        if ticker is not None:
+            self._publish(wire.stream_name(market.native, "bookTicker"), ticker)
+
+    async def _replay(self, client: _Client) -> None:
+        last_ms = 0
+        for frame in self.frames:
+            if frame.stream and frame.stream not in client.streams:
+                continue
+            if self.settings.speed and frame.event_ms and last_ms:
+                pause = max(0, frame.event_ms - last_ms) / 1000
+                await asyncio.sleep(pause / self.settings.speed)
+            last_ms = frame.event_ms or last_ms
+            await client.outbox.put(frame.line if client.combined or not frame.stream
+                                    else frame.raw)
+            self.counters["sim_messages_sent"] += 1
+        self.log.info("replay finished", client=client.number)
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def process_request(self, connection: ServerConnection,
+                              request: Request) -> Response | None:
+        parts = urlsplit(request.path)
+        if parts.path in ("/ws", "/stream") or parts.path.startswith("/ws/"):
+            return None
+        if simcontrol.is_control(request.path):
+            return simcontrol.respond(connection,
+                                      simcontrol.answer(request.path, self.controls,
+                                                        self.counters))
+        if parts.path == "/api/v3/depth":
+            return await self._depth(connection, parse_qs(parts.query))
+        if parts.path == "/api/v3/exchangeInfo":
+            return _json(connection, 200, self._exchange_info())
+        return _json(connection, 404, {"code": -1, "msg": f"no such path {parts.path[:60]}"})
+
+    async def _depth(self, connection: ServerConnection,
+                     query: dict[str, list[str]]) -> Response:
+        symbol = query.get("symbol", [""])[0].upper()
+        limit_text = query.get("limit", ["100"])[0]
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= wire.MAX_DEPTH_LIMIT:
+            return _json(connection, 400, {"code": -1100, "msg": "Illegal characters found in "
+                                           f"parameter 'limit': {limit_text[:20]}"})
+        limit = int(limit_text)
+        weight = wire.depth_weight(limit)
+        if not self._spend(weight):
+            self.rest["refused"] += 1
+            return _json(connection, 429, {"code": -1003, "msg": "Too much request weight "
+                                           "used; please use WebSocket Streams for live "
+                                           "updates to avoid polling the API."})
+        self.rest["requests"] += 1
+        if symbol in self.delays:
+            await asyncio.sleep(self.delays[symbol])
+        answer = (self.snapshots.next(symbol) if symbol in self.snapshots else
+                  self.markets[symbol].snapshot(limit) if symbol in self.markets else None)
+        if answer is None:
+            return _json(connection, 400, {"code": -1121, "msg": "Invalid symbol."})
+        return _json(connection, 200, answer)
+
+    def _spend(self, weight: int) -> bool:
+        now = time.monotonic()
+        while self.rest_sent and self.rest_sent[0][0] <= now - 60:
+            self.rest_sent.popleft()
+        if self._weight_used() + weight > self.settings.weight_per_minute:
+            return False
+        self.rest_sent.append((now, weight))
+        return True
+
+    def _weight_used(self) -> int:
+        return sum(weight for _, weight in self.rest_sent)
+
+    def _exchange_info(self) -> dict[str, Any]:
+        symbols = [split_crypto(s) for s in self.settings.symbols]
+        return {"timezone": "UTC", "serverTime": time.time_ns() // wire.MS,
+                "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+                                "intervalNum": 1, "limit": self.settings.weight_per_minute}],
+                "exchangeFilters": [],
+                "symbols": [{"symbol": base + quote, "status": "TRADING", "baseAsset": base,
+                             "quoteAsset": quote, "isSpotTradingAllowed": True,
+                             "permissions": ["SPOT"], "filters": []}
+                            for base, quote in symbols]}
+
+    # --- test control ----------------------------------------------------------------------
+
+    def _symbol(self, text: str) -> str:
+        symbol = text.upper()
+        if symbol not in self.markets and symbol not in self.snapshots:
+            known = sorted(self.markets) or sorted(self.snapshots.answers)
+            raise simcontrol.ControlError(f"unknown symbol {text[:40]!r}; known: {known}")
+        return symbol
+
+    def _market(self, symbol: str) -> SymbolMarket:
+        if symbol not in self.markets:
+            raise simcontrol.ControlError("no market while replaying")
+        return self.markets[symbol]
+
+    def gap(self, symbol: str) -> dict[str, Any]:
+        self._market(symbol).gap()
+        return {"symbol": symbol}
+
+    def book(self, symbol: str, depth: int) -> dict[str, Any]:
+        return {"symbol": symbol, **self._market(symbol).snapshot(depth)}
+
+    def delay(self, symbol: str, seconds: float) -> dict[str, Any]:
+        self.delays[symbol] = seconds
+        return {"symbol": symbol}
+
+    def shutdown(self) -> dict[str, Any]:
+        for client in list(self.clients):
+            self._shut(client)
+        return {"connections": len(self.clients)}
+
+    def drop(self) -> dict[str, Any]:
+        for client in self.clients:
+            client.ws.transport.abort()
+        return {"connections": len(self.clients)}
+
+    def stall(self, seconds: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        for client in self.clients:
+            client.stalled_until = time.monotonic() + seconds
+            client.ws.transport.pause_reading()
+            loop.call_later(seconds, _end_stall, client)
+        return {"connections": len(self.clients)}
+
+    def quiet(self, seconds: float) -> dict[str, Any]:
+        self.quiet_until = time.monotonic() + seconds
+        return {"connections": len(self.clients)}
+
+    def error(self, code: str) -> dict[str, Any]:
+        number = simcontrol.int_code(code, wire.ERROR_CODES)
+        for client in self.clients:
+            self.counters["sim_errors_sent", str(number)] += 1
+            client.send(wire.encode({"code": number, "msg": wire.ERROR_CODES[number],
+                                     "id": None}))
+        return {"connections": len(self.clients)}
+
+    def burst(self, count: int) -> dict[str, Any]:
+        """`count` trades to each connection with trade streams of our markets."""
+        now_ms = time.time_ns() // wire.MS
+        reached = 0
+        for client in self.clients:
+            streams = [(s, m) for m in self.markets.values()
+                       if (s := wire.stream_name(m.native, "trade")) in client.streams]
+            if not streams or client.stalled:
+                continue
+            reached += 1
+            for i in range(count):
+                stream, market = streams[i % len(streams)]
+                client.send(client.frame(stream, market.burst_trade(now_ms)))
+        return {"connections": reached}
+
+    def stats(self) -> dict[str, Any]:
+        return {"connections": len(self.clients),
+                "subscriptions": [sorted(c.streams) for c in self.clients],
+                "accepted": self.accepted,
+                "rest": {**self.rest, "weight_1m": self._weight_used()},
+                "update_ids": {s: m.last_id for s, m in self.markets.items()},
+                "counters": flat(self.counters)}
+
+
+def _end_stall(client: _Client) -> None:
+    if not client.stalled and not client.ws.transport.is_closing():
+        client.ws.transport.resume_reading()
+
+
+def _json(connection: ServerConnection, status: int, body: dict[str, Any]) -> Response:
+    return simcontrol.respond(connection, simcontrol.Answer(status, body))
+
+
+async def run_server(settings: SimSettings, counters: Counter,
+                     ready: Callable[[], None]) -> None:
+    """Serve until cancelled; `ready()` once listening."""
+    try:
+        sim = Simulator(settings, counters)
+    except replay.ReplayError as exc:
+        raise ValueError(str(exc)) from None
+    async with serve(sim.handle, settings.host, settings.port,
+                     process_request=sim.process_request, close_timeout=1,
+                     ping_interval=settings.ping_interval or None,
+                     ping_timeout=settings.ping_timeout or None) as server:
+        port = server.sockets[0].getsockname()[1]
+        sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stream",
+                     rest=f"http://{settings.host}:{port}/api/v3/depth",
+                     replay=settings.replay, symbols=list(settings.symbols))
+        ready()
+        await sim.run_market()
+
+
+# --- entry points -------------------------------------------------------------------------
+
+Settings = SimSettings
+
+
+def main() -> None:
+    """Supervised: settings from TICKMESH_CHILD."""
+    simulator.run_child(run_server, SimSettings)
+
+
+def cli(argv: list[str]) -> None:
+    """`tickmesh sim binance [--host] [--port] [--rate] [--symbols] [--seed] [--replay FILE]
+    [--snapshots FILE] [--speed X] [--max-age S]`: standalone, no bus."""
+    parser = simulator.parser("binance", __doc__.split("\n")[0],
+                              rate="book changes per second per symbol",
+                              replay="recorded combined-stream frames, one per line")
+    parser.add_argument("--snapshots", metavar="FILE",
+                        help='recorded REST depth answers, one {"symbol","response"} per line')
+    parser.add_argument("--speed", type=float,
+                        help="replay at this multiple of the recorded pace (0: as fast as read)")
+    parser.add_argument("--max-age", type=float, help="seconds before serverShutdown")
+    simulator.run_cli(parser, argv, SimSettings, run_server)
+
+
+if __name__ == "__main__":
+    main()
