@@ -1,0 +1,84 @@
+"""The Coinbase Exchange handler: a supervised child (`python -m handlers.coinbase.handler`)
+that streams L2 books and trades from Coinbase's WebSocket feed onto the bus.
+
+The connection life (reconnect with jittered backoff, stale detection, Status events, a fresh
+subscribe on every connection, single-product resubscribes with their backoff, control
+requests) is handlers.common's ReconnectingClient; the Coinbase part is
+handlers.coinbase.protocol.CoinbaseProtocol.
+
+Settings (`CoinbaseSettings`): url (default wss://ws-feed.exchange.coinbase.com), symbols
+(normalized BASE-QUOTE, which is Coinbase's own spelling: ["BTC-USD", "ETH-USD"]), channel
+(level2_batch, the default, needs no credentials; level2 is signed with the key, secret and
+passphrase in the environment variables key_env, secret_env, passphrase_env: unset, a
+placeholder is sent that only a simulator accepts), and the client's stale_after (here 10 s:
+heartbeats come every second per product), backoff_min, backoff_max, ping_interval,
+ping_timeout, open_timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handlers.coinbase import wire
+from handlers.coinbase.protocol import CoinbaseProtocol, Credentials
+from handlers.common.client import ClientSettings, ReconnectingClient
+from handlers.common.symbols import split_crypto
+from runtime import process
+from runtime.settings import SettingsError, Strings, require
+
+DEFAULT_URL = "wss://ws-feed.exchange.coinbase.com"
+DEFAULT_STALE_AFTER = 10.0
+"""Seconds without a frame before the connection is called stale (heartbeats: every second)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoinbaseSettings(ClientSettings):
+    """The handler's settings table: the client's keys, and Coinbase's."""
+
+    url: str = DEFAULT_URL
+    stale_after: float = DEFAULT_STALE_AFTER
+    symbols: Strings
+    channel: str = wire.LEVEL2_BATCH
+    key_env: str = "COINBASE_API_KEY"
+    secret_env: str = "COINBASE_API_SECRET"
+    passphrase_env: str = "COINBASE_API_PASSPHRASE"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(bool(self.symbols), "symbols", "a non-empty list of BASE-QUOTE symbols",
+                self.symbols)
+        for symbol in self.symbols:
+            try:
+                split_crypto(symbol)
+            except ValueError as exc:
+                raise SettingsError(f"settings.symbols: {exc}") from None
+        require(len(set(self.symbols)) == len(self.symbols), "symbols", "no symbol twice",
+                self.symbols)
+        require(self.channel in wire.BOOK_CHANNELS, "channel",
+                " or ".join(wire.BOOK_CHANNELS), self.channel)
+
+
+Settings = CoinbaseSettings
+
+
+def credentials(settings: CoinbaseSettings) -> Credentials | None:
+    """What a level2 subscribe is signed with (None for level2_batch, which needs none)."""
+    if settings.channel != wire.LEVEL2:
+        return None
+    return Credentials(process.credential(settings.key_env),
+                       process.credential(settings.secret_env),
+                       process.credential(settings.passphrase_env))
+
+
+async def _main(ctx: process.ProcessContext[CoinbaseSettings]) -> None:
+    protocol = CoinbaseProtocol(list(ctx.settings.symbols), ctx.settings.channel,
+                                credentials(ctx.settings), counters=ctx.counts)
+    await ReconnectingClient(ctx, protocol, ctx.settings).run()
+
+
+def main() -> None:
+    process.run(_main, Settings)
+
+
+if __name__ == "__main__":
+    main()
