@@ -17,7 +17,9 @@ PURE = sorted(
      for path in (REPO / "handlers").glob("*/protocol.py")}
     | {".".join(path.relative_to(REPO).with_suffix("").parts)
        for path in (REPO / "handlers").glob("*/wire.py")}
-    | {"handlers.ib.depth", "handlers.common.market", "bus.events", "bus.topics"}
+    | {"handlers.ib.depth", "handlers.common.market", "handlers.common.book",
+       "handlers.common.symbols", "consumers.orderbook", "consumers.bookstate", "bus.events",
+       "bus.topics"}
 )
 
 

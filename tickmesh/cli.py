@@ -5,10 +5,11 @@
     tickmesh status [CONFIG] [--json]   ask the running supervisor (exit 1 if none answers)
     tickmesh sim PROVIDER [ARGS...]     handlers.<PROVIDER>.sim.server's cli(ARGS)
     tickmesh tail PATTERN... [--config CONFIG]   consumers.tail's cli(ARGS)
+    tickmesh book PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]   consumers.books' cli
 
 `check` and `run` check every child's settings with the child's own settings class
 (supervisor.preflight); `run` also checks that no other system holds the bus endpoints or the
-simulators' ports. Without a CONFIG, `status` and `tail` find the running system through its
+simulators' ports. Without a CONFIG, `status`, `tail` and `book` find the running system through its
 run dir (TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID), from any directory. `run`
 without one uses config/default.toml here, or else the one of this installation.
 Handlers and consumers are imported only by name, when their command runs.
@@ -37,12 +38,13 @@ STATUS_COLUMNS = ("name", "state", "ready", "pid", "restarts", "uptime", "exit_c
 EXIT_NO_SUPERVISOR = 1
 EXIT_TAKEN = 1  # another system holds what this one needs
 EXIT_USAGE = 2
+BOOKS_MODULE = "consumers.books"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("sim", "tail"):
+    if rest and args.command not in ("sim", "tail", "book"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.handler(args, rest)
 
@@ -70,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
                                "PATTERN... [--config CONFIG] [--count N] [--json]")
     tail.add_argument("--config")
     tail.set_defaults(handler=_tail)
+    book = commands.add_parser("book", add_help=False, help="print one book of the order-book "
+                               "builder: PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]")
+    book.add_argument("--config")
+    book.set_defaults(handler=_book)
     return parser
 
 
@@ -163,6 +169,22 @@ def _system(path: str | None) -> dict[str, Any]:
 def _tail(args: argparse.Namespace, rest: list[str]) -> None:
     endpoint = _system(args.config)["bus"]["subscribe"]
     _dispatch("consumers.tail", ["--endpoint", endpoint, *rest], "the tail consumer is not installed")
+
+
+def _book(args: argparse.Namespace, rest: list[str]) -> None:
+    endpoint = _builder_endpoint(args.config)
+    _dispatch(BOOKS_MODULE, ["--endpoint", endpoint, *rest], "the book builder is not installed")
+
+
+def _builder_endpoint(path: str | None) -> str:
+    """The snapshot_endpoint of the config's book builder (the config of the running system
+    without `path`); exit 1 if it has none."""
+    loaded = _load(path or _system(None)["config"])
+    for child in loaded.children:
+        if child.run == BOOKS_MODULE and isinstance(child.settings.get("snapshot_endpoint"), str):
+            return child.settings["snapshot_endpoint"]
+    _die(f"{loaded.path}: no book builder (a child with run = \"{BOOKS_MODULE}\" and its "
+         "snapshot_endpoint)", EXIT_NO_SUPERVISOR)
 
 
 def _dispatch(module_name: str, argv: list[str], unknown: str) -> None:

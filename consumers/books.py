@@ -1,0 +1,293 @@
+"""The order-book builder: every provider's L2 books, rebuilt from the bus, each either correct
+or visibly stale, never silently wrong.
+
+    python -m consumers.books          (supervised; settings below)
+    tickmesh book PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]   (this module's cli)
+
+Subscribes to book_snapshot, book_delta and status of the configured providers and symbols and
+keeps one book per (provider, symbol), with no provider-specific code: each book's life is a
+consumers.bookstate.BookMachine (its rules are there), its levels a consumers.orderbook
+.OrderBook. Publishes, with the process's publisher:
+- `bbo` on every change of a live book's best bid or ask (0.0 for an empty side);
+- `depth`, the top `depth_levels` of each live book that changed, `depth_rate` times a second;
+- `book_status` on every change of a book's state (or of its message: a resync asked again);
+- `control` "resync" to the provider when a book needs a fresh snapshot.
+A late joiner asks the snapshot service (consumers.bookservice) at `snapshot_endpoint` for a
+whole book at once. Metrics: books{state}, book_resyncs{provider,reason},
+books_crossed{provider}, book_deltas_ignored{reason}, book_requests{outcome}, and the
+consumers' events_received, bus_gaps, bus_messages_missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from bus import events, topics
+from bus.subscriber import AsyncSubscriber, Gap
+from consumers.bookservice import UNKNOWN_BOOK, BookService, NoBuilder, request_book
+from consumers.bookstate import BookMachine, Output, Timing
+from runtime import process
+from runtime.settings import SettingsError, Strings, require
+
+BOOK_KINDS = ("book_snapshot", "book_delta")
+TICK_SECONDS = 0.1  # how often overdue resyncs are looked for
+YIELD_EVERY = 256  # events read before letting the snapshot service and timers run
+EXIT_NO_BUILDER = 1
+EXIT_UNKNOWN_BOOK = 3
+
+Key = tuple[str, str]  # (provider, symbol)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The builder's settings table. `snapshot_endpoint` is required (there is no default: it
+    belongs in the run dir, e.g. "ipc://{run_dir}/books", which the config expands)."""
+
+    snapshot_endpoint: str
+    providers: Strings = ("*",)
+    symbols: Strings = ("*",)
+    depth_levels: int = 10
+    depth_rate: float = 1.0  # depth events per second per changed book; 0: none
+    resync_timeout: float = 2.0  # seconds for a snapshot to answer a resync before asking again
+    resync_max: float = 30.0  # the longest wait between two requests
+    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: the bus's hwm
+
+    def __post_init__(self) -> None:
+        require(self.snapshot_endpoint.split("://")[0] in ("ipc", "tcp"), "snapshot_endpoint",
+                "an ipc:// or tcp:// endpoint", self.snapshot_endpoint)
+        require(self.depth_levels > 0, "depth_levels", "an integer > 0", self.depth_levels)
+        require(self.depth_rate >= 0, "depth_rate", "a number >= 0", self.depth_rate)
+        require(self.resync_timeout > 0, "resync_timeout", "a number > 0", self.resync_timeout)
+        require(self.resync_max >= 2 * self.resync_timeout, "resync_max",
+                f"a number >= 2 * resync_timeout ({2 * self.resync_timeout:g})", self.resync_max)
+        require(self.rcvhwm >= 0, "rcvhwm", "an integer >= 0", self.rcvhwm)
+        try:
+            patterns(self)
+        except topics.TopicError as exc:
+            raise SettingsError(f"settings.providers/symbols: {exc}") from None
+
+    @property
+    def timing(self) -> Timing:
+        return Timing(self.resync_timeout, self.resync_max)
+
+
+def patterns(settings: Settings) -> list[str]:
+    """What to subscribe to: the book kinds of each provider's symbols, and its statuses."""
+    out = []
+    for provider in settings.providers:
+        for symbol in settings.symbols:
+            topics.topic("book_delta", "x" if provider == "*" else provider, symbol)
+        out += [f"{kind}.{provider}.{symbol}" for kind in BOOK_KINDS for symbol in settings.symbols]
+        out.append(f"status.{provider}")
+    for pattern in out:
+        topics.Pattern.parse(pattern)
+    return out
+
+
+class Builder:
+    """The books and what to publish about them; fed by `work`'s tasks."""
+
+    def __init__(self, ctx: process.ProcessContext[Settings]) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.timing = ctx.settings.timing
+        self.books: dict[Key, BookMachine] = {}
+        self.bbo: dict[Key, tuple] = {}  # the last top published, while live
+        self.changed: set[Key] = set()  # since the last depth
+        self._symbols = None if "*" in ctx.settings.symbols else set(ctx.settings.symbols)
+
+    def book(self, key: Key) -> BookMachine:
+        machine = self.books.get(key)
+        if machine is None:
+            machine = self.books[key] = BookMachine(self.timing)
+        return machine
+
+    def on_event(self, event: events.AnyEvent, now: float) -> None:
+        key = (event.provider, event.symbol)
+        if isinstance(event, events.BookSnapshot):
+            self.handle(key, self.book(key).snapshot(event, now))
+        elif isinstance(event, events.BookDelta):
+            self.handle(key, self.book(key).delta(event, now))
+        elif isinstance(event, events.Status):
+            self.on_status(event, now)
+
+    def on_status(self, status: events.Status, now: float) -> None:
+        if status.symbol:
+            if status.state == "resyncing" and self._wanted(status.symbol):
+                key = (status.provider, status.symbol)
+                self.handle(key, self.book(key).resyncing(now))
+            return
+        if status.state not in ("disconnected", "subscribed"):
+            return
+        for key, machine in list(self.books.items()):
+            if key[0] == status.provider:
+                up = status.state == "subscribed"
+                self.handle(key, machine.provider_up(now) if up else machine.disconnected(now))
+
+    def on_gap(self, gap: Gap, now: float) -> None:
+        self.ctx.counts["bus_gaps"] += 1
+        self.ctx.counts["bus_messages_missed"] += gap.missed
+        kind, provider, symbol = topics.split(gap.topic)
+        if kind in BOOK_KINDS and (provider, symbol) in self.books:
+            self.handle((provider, symbol), self.books[provider, symbol].gap(gap.missed, now))
+
+    def tick(self, now: float) -> None:
+        states: Counter = Counter({state: 0 for state in events.BOOK_STATES})
+        for key, machine in self.books.items():
+            self.handle(key, machine.tick(now))
+            states[machine.state] += 1
+        for state, count in states.items():
+            self.ctx.counts["books", state] = count
+
+    def publish_depth(self) -> None:
+        levels = self.settings.depth_levels
+        for key in self.changed:
+            machine = self.books[key]
+            if machine.live:
+                bids, asks = machine.book.top(levels)
+                self._publish(events.Depth, key, machine, bids=bids, asks=asks)
+        self.changed.clear()
+
+    def handle(self, key: Key, out: Output) -> None:
+        """Carry out what a book's machine said."""
+        machine = self.books[key]
+        counts = self.ctx.counts
+        if out.ignored:
+            counts["book_deltas_ignored", out.ignored] += 1
+        if out.status is not None:
+            self._status(key, machine, *out.status)
+        if out.resync:
+            counts["book_resyncs", key[0], out.resync] += 1
+            now = time.time_ns()
+            self.ctx.publisher.publish(events.Control(
+                provider=key[0], symbol=key[1], ts_event=now, ts_recv=now, action="resync",
+                sender=self.ctx.name))
+        if out.applied:
+            self.changed.add(key)
+            self._bbo(key, machine)
+
+    def _status(self, key: Key, machine: BookMachine, state: str, message: str) -> None:
+        if state != "live":
+            self.bbo.pop(key, None)
+        if state == "crossed":
+            self.ctx.counts["books_crossed", key[0]] += 1
+        now = time.time_ns()
+        self.ctx.publisher.publish(events.BookStatus(
+            provider=key[0], symbol=key[1], ts_event=now, ts_recv=now, state=state,
+            message=message))
+
+    def _bbo(self, key: Key, machine: BookMachine) -> None:
+        top = (machine.book.best_bid() or (0.0, 0.0), machine.book.best_ask() or (0.0, 0.0))
+        if self.bbo.get(key) != top:
+            self.bbo[key] = top
+            (bid_price, bid_size), (ask_price, ask_size) = top
+            self._publish(events.Bbo, key, machine, bid_price=bid_price, bid_size=bid_size,
+                          ask_price=ask_price, ask_size=ask_size)
+
+    def _publish(self, kind: type, key: Key, machine: BookMachine, **fields: Any) -> None:
+        ts_event = machine.last.ts_event if machine.last else 0
+        self.ctx.publisher.publish(kind(provider=key[0], symbol=key[1], ts_event=ts_event,
+                                        ts_recv=time.time_ns(), **fields))
+
+    def _wanted(self, symbol: str) -> bool:
+        return self._symbols is None or symbol in self._symbols
+
+
+async def work(ctx: process.ProcessContext[Settings]) -> None:
+    builder = Builder(ctx)
+
+    def count_request(outcome: str) -> None:
+        ctx.counts["book_requests", outcome] += 1
+
+    service = BookService(ctx.settings.snapshot_endpoint, builder.books, count_request)
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns(ctx.settings),
+                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.hwm,
+                          on_gap=lambda gap: builder.on_gap(gap, time.monotonic()))
+    tasks = [asyncio.create_task(service.serve(), name="snapshot-service"),
+             asyncio.create_task(_ticks(builder), name="resync-timer")]
+    if ctx.settings.depth_rate > 0:
+        tasks.append(asyncio.create_task(_depth(builder, ctx.settings.depth_rate), name="depth"))
+    try:
+        await _read(sub, builder, ctx)
+    finally:
+        for task in tasks:
+            task.cancel()
+        sub.close()
+        service.close()
+
+
+async def _read(sub: AsyncSubscriber, builder: Builder, ctx: process.ProcessContext) -> None:
+    counts = ctx.counts
+    received = 0
+    while True:
+        event = await sub.recv()
+        counts["events_received"] += 1
+        builder.on_event(event, time.monotonic())
+        received += 1
+        if received % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a ready socket never suspends `recv`: let the others run
+
+
+async def _ticks(builder: Builder) -> None:
+    while True:
+        builder.tick(time.monotonic())
+        await asyncio.sleep(TICK_SECONDS)
+
+
+async def _depth(builder: Builder, rate: float) -> None:
+    while True:
+        await asyncio.sleep(1 / rate)
+        builder.publish_depth()
+
+
+# --- tickmesh book ----------------------------------------------------------------------------
+
+def format_table(book: dict[str, Any]) -> str:
+    """A book as a terminal table: bids and asks side by side, best first."""
+    lines = [f"{book['provider']} {book['symbol']}: {book['state']}"
+             + (f" ({book['message']})" if book["message"] else "")
+             + f", generation {book['generation']}, seq {book['seq']}",
+             f"{'bid size':>12} {'bid':>12}   {'ask':<12} ask size"]
+    bids, asks = book["bids"], book["asks"]
+    for i in range(max(len(bids), len(asks))):
+        bid = f"{bids[i][1]:>12g} {bids[i][0]:>12g}" if i < len(bids) else " " * 25
+        ask = f"{asks[i][0]:<12g} {asks[i][1]:<12g}" if i < len(asks) else ""
+        lines.append(f"{bid}   {ask}".rstrip())
+    return "\n".join(lines)
+
+
+def cli(argv: list[str]) -> None:
+    """`tickmesh book`: ask the builder for one book and print it (exit 1: no builder
+    answered; 3: it has no such book)."""
+    parser = argparse.ArgumentParser(prog="tickmesh book", description=cli.__doc__.split(":")[0])
+    parser.add_argument("provider")
+    parser.add_argument("symbol")
+    parser.add_argument("--endpoint", required=True, help="the builder's snapshot_endpoint")
+    parser.add_argument("--depth", type=int, default=10, help="levels a side (0: all; 10)")
+    parser.add_argument("--json", action="store_true", help="print the builder's JSON answer")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
+    args = parser.parse_args(argv)
+    try:
+        book = request_book(args.endpoint, args.provider, args.symbol, args.depth, args.timeout)
+    except NoBuilder as exc:
+        print(f"tickmesh: {exc}", file=sys.stderr)
+        sys.exit(EXIT_NO_BUILDER)
+    if "error" in book:
+        print(f"tickmesh: {book['error']}", file=sys.stderr)
+        sys.exit(EXIT_UNKNOWN_BOOK if book.get("reason") == UNKNOWN_BOOK else EXIT_NO_BUILDER)
+    print(json.dumps(book) if args.json or not sys.stdout.isatty() else format_table(book))
+
+
+def main() -> None:
+    process.run(work, Settings)
+
+
+if __name__ == "__main__":
+    main()
