@@ -71,7 +71,8 @@ def test_the_environment_overrides_run_dir(write, monkeypatch):
 def test_the_shipped_default_config_is_valid(write):
     config = load(REPO / "config" / "default.toml")
     names = [child.name for child in config.processes]
-    assert names == ["forwarder", "alpaca-sim", "polygon-sim", "ib-sim", "alpaca", "polygon", "ib",
+    assert names == ["forwarder", "alpaca-sim", "polygon-sim", "ib-sim", "coinbase-sim",
+                     "binance-sim", "alpaca", "polygon", "ib", "coinbase", "binance", "books",
                      "tail"]
 
 
