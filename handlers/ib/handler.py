@@ -211,7 +211,7 @@ class IbFeed:
         contract = self.contracts.get(request.symbol)
         if self.ib is None or contract is None or request.symbol in self.resyncs:
             return
-        self.log.warning("resubscribing", symbol=request.symbol, reason=request.reason)
+        self.lifecycle.status("resyncing", message=request.reason, symbol=request.symbol)
         self.ctx.counts["resubscribes"] += 1
         task = asyncio.ensure_future(self._resync(self.ib, contract))
         self.resyncs[request.symbol] = task
