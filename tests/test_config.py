@@ -72,7 +72,7 @@ def test_the_shipped_default_config_is_valid(write):
     config = load(REPO / "config" / "default.toml")
     names = [child.name for child in config.processes]
     assert names == ["forwarder", "alpaca-sim", "polygon-sim", "ib-sim", "coinbase-sim",
-                     "binance-sim", "alpaca", "polygon", "ib", "coinbase", "binance", "books",
+                     "binance-sim", "books", "alpaca", "polygon", "ib", "coinbase", "binance",
                      "tail"]
 
 
