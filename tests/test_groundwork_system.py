@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Result, Running, child_toml, env, tickmesh, write_config
 
 ALPACA_SIM = "handlers.alpaca.sim.server"
@@ -137,3 +137,9 @@ def test_a_child_that_exits_2_for_bad_settings_is_not_restarted(spawn, run_dir):
     supervisor = Running(spawn, run_dir, config)
     child = supervisor.wait_for("crasher", "failed")
     assert child["restarts"] == 0 and child["exit_code"] == 2
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO / "config").glob("*.toml")))
+def test_every_shipped_config_passes_check(spawn, run_dir, config):
+    result = tickmesh(spawn, run_dir, "check", str(REPO / "config" / config))
+    assert result.code == 0 and result.out.startswith("ok:"), result.err
