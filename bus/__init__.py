@@ -18,7 +18,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AnyEvent": "bus.events", "Bar": "bus.events", "Bbo": "bus.events", "BookDelta": "bus.events",
+    "Alert": "bus.events", "AnyEvent": "bus.events", "Bar": "bus.events", "Bbo": "bus.events", "BookDelta": "bus.events",
     "BookSnapshot": "bus.events", "BookStatus": "bus.events", "Control": "bus.events",
     "Depth": "bus.events", "Event": "bus.events", "Heartbeat": "bus.events",
     "Quote": "bus.events", "Status": "bus.events", "Trade": "bus.events",

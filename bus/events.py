@@ -13,12 +13,13 @@ import msgspec
 
 SCHEMA_VERSION = 2
 """2: heartbeats carry typed metric samples (`m`) instead of a map of counters (`ct`); the
-`control`, `bbo`, `depth` and `book_status` kinds; `ns`, the venue's own symbol."""
+`control`, `bbo`, `depth`, `book_status` and `alert` kinds; `ns`, the venue's own symbol."""
 
 STATUS_STATES = ("connecting", "connected", "authenticated", "subscribed", "disconnected", "error",
                  "resyncing")
 """The last is one symbol's: its book is being rebuilt (a snapshot follows)."""
 BOOK_STATES = ("live", "stale", "resyncing", "crossed")
+ALERT_STATES = ("raised", "cleared")
 
 PriceLevel = tuple[float, float]
 """(price, size); in a delta, size 0.0 removes the level."""
@@ -100,6 +101,17 @@ class BookStatus(Event, tag="book_status"):
     message: str = msgspec.field(default="", name="msg")
 
 
+class Alert(Event, tag="alert"):
+    """The heartbeat monitor raised or cleared an alert (ALERT_STATES) about `provider` (a
+    process or a feed) and, where it concerns one, `symbol`. `what` names the check (e.g.
+    heartbeat_stopped, silent_connection, symbol_stale, reconnect_storm, gap_rate); `message`
+    says why, with the numbers."""
+
+    state: str = msgspec.field(name="st")
+    what: str = msgspec.field(name="w")
+    message: str = msgspec.field(default="", name="msg")
+
+
 class Bar(Event, tag="bar"):
     """An aggregate over [ts_event, ts_event + interval_s)."""
 
@@ -156,7 +168,7 @@ class Heartbeat(Event, tag="heartbeat"):
 
 
 AnyEvent = Union[Trade, Quote, BookSnapshot, BookDelta, Bbo, Depth, BookStatus, Bar, Status,
-                 Heartbeat, Control]
+                 Heartbeat, Control, Alert]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyEvent)
