@@ -18,9 +18,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The peers' SDKs go in bench/.peer-venv, made on first use. e.g. BENCH_ARGS="--frames 2000 --runs 1"
+# The peers' SDKs go in bench/.peer-venv, made on first use. A smoke:
+# BENCH_ARGS="--frames 2000 --events 5000 --runs 1"; one scenario: BENCH_ARGS="--only binance"
 bench: $(STAMP)
-	$(BIN)/python -m bench.alpaca_throughput $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) bench/.peer-venv build *.egg-info .pytest_cache

@@ -1,4 +1,5 @@
-"""Benchmarks: tickmesh's handlers against the providers' own SDKs, side by side in one run.
+"""Benchmarks: tickmesh's handlers and consumers against the providers' own SDKs and a peer
+library, side by side in one run.
 
-`make bench` runs `python -m bench.alpaca_throughput`; results go to bench/results.json.
+`make bench` runs `python -m bench` (bench/__main__.py); results go to bench/results.json.
 """

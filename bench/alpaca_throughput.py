@@ -1,4 +1,5 @@
-"""`make bench`: Alpaca trades through tickmesh against alpaca-py's StockDataStream, in one run.
+"""The Alpaca scenario of `make bench`: trades through tickmesh against alpaca-py's
+StockDataStream, in one run.
 
 One Alpaca simulator in blast mode (pre-built msgpack frames of 10 trades over 100 symbols, sent
 as fast as the socket takes them) serves both sides, which take turns, run after run, so that
@@ -7,17 +8,14 @@ machine noise hits both:
   trades the bus delivers and the handler's CPU time over the same span;
 - the peer: alpaca-py's StockDataStream with a callback that only counts (bench/peer_alpaca_sdk.py,
   run in bench/.peer-venv, which is created on first use).
-The median of the runs goes in a table and in bench/results.json: delivered trades per second
-(target: at least 3x the peer's) and CPU seconds per million trades.
-
-usage: python -m bench.alpaca_throughput [--frames N] [--runs K]
+The medians of the runs are the scenario rows (`measure`; `python -m bench` prints and saves
+them): delivered trades per second (target: at least 3x the peer's) and CPU seconds per
+million trades.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,15 +24,13 @@ from pathlib import Path
 
 from bench import peer_venv
 from bench.processes import Processes, free_port, listening, wait_for
-from bench.report import Scenario, print_table, scenario, write_results
+from bench.report import Scenario, scenario
 from handlers.alpaca.sim.market import BLAST_TRADES_PER_FRAME
 
 FRAMES = 100_000
 RUNS = 3
 THROUGHPUT_TARGET = 3.0
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS = BENCH_DIR / "results.json"
-PEER_SCRIPT = BENCH_DIR / "peer_alpaca_sdk.py"
+PEER_SCRIPT = Path(__file__).resolve().parent / "peer_alpaca_sdk.py"
 KEY_ENV, SECRET_ENV = "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"
 CREDENTIALS = {KEY_ENV: "bench-key", SECRET_ENV: "bench-secret"}
 
@@ -130,40 +126,19 @@ def scenarios(ours: list[Measure], peers: list[Measure], peer_name: str) -> list
     ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.alpaca_throughput",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=FRAMES, help=f"frames of "
-                        f"{BLAST_TRADES_PER_FRAME} trades per run (default {FRAMES})")
-    parser.add_argument("--runs", type=int, default=RUNS,
-                        help=f"runs of each side (default {RUNS})")
-    args = parser.parse_args(argv)
-    if args.frames < 1 or args.runs < 1:
-        parser.error("--frames and --runs must be at least 1")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # clean up as on ^C
+def measure(frames: int = FRAMES, runs: int = RUNS) -> list[Scenario]:
+    """Run both sides `runs` times over `frames` frames each; the medians as the rows."""
     python = peer_venv.peer_python()
     peer_name = f"alpaca-py {peer_venv.installed_version(python, 'alpaca-py')} StockDataStream"
-    expected = args.frames * BLAST_TRADES_PER_FRAME
+    expected = frames * BLAST_TRADES_PER_FRAME
     ours: list[Measure] = []
     peers: list[Measure] = []
     with Processes() as procs:
-        port = start_bus_and_simulator(procs, args.frames)
-        for run in range(1, args.runs + 1):
+        port = start_bus_and_simulator(procs, frames)
+        for run in range(1, runs + 1):
             ours.append(run_ours(procs, port, expected))
             peers.append(run_peer(procs, python, port, expected))
-            print(f"run {run}/{args.runs} ({expected:,} trades): "
+            print(f"run {run}/{runs} ({expected:,} trades): "
                   f"tickmesh {ours[-1].describe(expected)} | "
                   f"alpaca-py {peers[-1].describe(expected)}", flush=True)
-    rows = scenarios(ours, peers, peer_name)
-    print_table(rows)
-    write_results(RESULTS, rows)
-    print(f"wrote {RESULTS}")
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except KeyboardInterrupt:
-        sys.exit(128 + signal.SIGINT)
-    except (RuntimeError, subprocess.SubprocessError) as exc:
-        sys.exit(f"bench failed: {exc}")
+    return scenarios(ours, peers, peer_name)

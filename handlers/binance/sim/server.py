@@ -62,6 +62,16 @@ CLOSE = object()  # in an outbox: close the connection
 DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC")
 
 
+FILTERS = [
+    {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000",
+     "tickSize": "0.01000000"},
+    {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000",
+     "stepSize": "0.00001000"},
+]
+"""A symbol's filters as exchangeInfo lists them (clients such as cryptofeed read the first
+one's tickSize)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SimSettings(SimulatorSettings):
     port: int = 19443
@@ -347,7 +357,7 @@ class Simulator:
                 "exchangeFilters": [],
                 "symbols": [{"symbol": base + quote, "status": "TRADING", "baseAsset": base,
                              "quoteAsset": quote, "isSpotTradingAllowed": True,
-                             "permissions": ["SPOT"], "filters": []}
+                             "permissions": ["SPOT"], "filters": FILTERS}
                             for base, quote in symbols]}
 
     # --- test control ----------------------------------------------------------------------
