@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bus import Control, Heartbeat, Publisher, Status, Trade
+from bus import Control, Heartbeat, Publisher, Trade
 from tests.buslog import BusLog
 from tests.scripted_server import ScriptedServer
 

@@ -27,7 +27,9 @@ LEVELS = 60
 BAND = 2 * LEVELS
 LOT_DECIMALS = 5
 TRADES_PER_CHANGE = 0.1
-MIX = (("size", 0.75), ("remove", 0.12), ("add", 0.13))
+MIX = (("size", 0.75), ("remove", 0.08), ("add", 0.17))
+"""Kinds of random change. An add lands on an empty tick of the BAND with the chance
+(BAND - n) / BAND, so a side settles near n = BAND * (1 - remove / add): about LEVELS."""
 
 Side = dict[int, int]  # tick index -> size in lots
 
