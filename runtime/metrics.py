@@ -91,6 +91,31 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            "older generation", ("reason",)),
     Metric("book_requests", COUNTER, "snapshot-service requests, by outcome (ok, unknown_book, "
            "bad_request)", ("outcome",)),
+    # bars and consumers
+    Metric("bar_trades_late", COUNTER, "trades that came after their bar had closed (its end "
+           "+ grace): counted in no bar of that interval", ("provider", "interval")),
+    Metric("bars_open", GAUGE, "bars the bar builder is filling (one per provider, symbol, "
+           "interval and start)"),
+    Metric("consumer_errors", COUNTER, "exceptions a consumer's handler raised (that event is "
+           "skipped; the consumer goes on)", ("hook",)),
+    # recorder
+    Metric("recorder_events_written", COUNTER, "events the recorder wrote to its segments"),
+    Metric("recorder_bytes_written", COUNTER, "bytes the recorder wrote, record framing included"),
+    Metric("recorder_events_lost", COUNTER, "events received but not written, because writing "
+           "failed (a full disk)"),
+    Metric("recorder_segments", COUNTER, "segment files the recorder opened"),
+    Metric("recorder_writing", GAUGE, "1 while the recorder can write, 0 while writing fails"),
+    Metric("gapfill_requests", COUNTER, "gap-fill requests answered, by outcome (full, partial, "
+           "none, bad_request, too_many)", ("outcome",)),
+    Metric("gapfill_messages_sent", COUNTER, "recorded messages sent in gap-fill answers"),
+    # monitor
+    Metric("alerts_raised", COUNTER, "alerts the heartbeat monitor raised, by check",
+           ("what",)),
+    Metric("alerts_active", GAUGE, "alerts raised and not yet cleared"),
+    Metric("monitored_feeds", GAUGE, "feeds the monitor watches, by their market's phase now "
+           "(closed, pre, regular, post)", ("phase",)),
+    Metric("restart_requests", COUNTER, "hung processes the monitor asked the supervisor "
+           "about, by outcome (restarted, refused, not_hung, no_supervisor)", ("outcome",)),
     # supervisor
     Metric("child_restarts", COUNTER, "restarts of a supervised child", ("child",)),
     Metric("child_running", GAUGE, "1 while the child runs, else 0", ("child",)),

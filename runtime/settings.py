@@ -7,6 +7,8 @@ without a default is required. The types:
     float           an int is taken too
     Strings         a list of non-empty strings (each stripped)
     CommaStrings    the same, or one string of them separated by commas: "AAPL, MSFT"
+    dict[str, D]    a table of tables, each read into the dataclass D (its keys named
+                    `settings.KEY.NAME.key` in errors): per-feed settings, for one
 Unknown keys are errors. A check beyond the type goes in the dataclass's __post_init__, with
 `require`. Every error is a SettingsError (a ValueError) that names the key:
     settings.port: expected an integer, got 'abc'
@@ -14,8 +16,8 @@ Unknown keys are errors. A check beyond the type goes in the dataclass's __post_
 
 from __future__ import annotations
 
-from dataclasses import MISSING, fields
-from typing import Annotated, Any, Mapping, TypeVar, get_type_hints
+from dataclasses import MISSING, fields, is_dataclass
+from typing import Annotated, Any, Mapping, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -51,6 +53,8 @@ def read(cls: type[T], raw: Mapping[str, Any]) -> T:
 
 
 def _value(key: str, value: Any, kind: Any) -> Any:
+    if get_origin(kind) is dict:
+        return _tables(key, value, get_args(kind)[1])
     if kind in (Strings, CommaStrings):
         return _strings(key, value, comma=kind is CommaStrings)
     if kind is float:
@@ -67,3 +71,18 @@ def _strings(key: str, value: Any, comma: bool) -> Strings:
         isinstance(item, str) and item.strip() for item in items)
     require(ok, key, f"{_STRINGS}, {COMMA_SEPARATED}" if comma else _STRINGS, value)
     return tuple(item.strip() for item in items)
+
+
+def _tables(key: str, value: Any, cls: type) -> dict[str, Any]:
+    """A table of tables, each read into the dataclass `cls`; errors name the inner key."""
+    assert is_dataclass(cls), f"settings.{key}: a table of tables needs a dataclass"
+    require(isinstance(value, Mapping), key, "a table of tables", value)
+    out = {}
+    for name, table in value.items():
+        require(isinstance(table, Mapping), f"{key}.{name}", "a table", table)
+        try:
+            out[name] = read(cls, table)
+        except SettingsError as exc:
+            raise SettingsError(str(exc).replace("settings.", f"settings.{key}.{name}.", 1)) \
+                from None
+    return out

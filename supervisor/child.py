@@ -11,6 +11,10 @@ Restart policies are OTP's: permanent always restarts, transient only after an a
 (nonzero code or a signal), temporary never. Exit code 2 (bad settings, runtime.spec) is never
 restarted, whatever the policy: the child is failed at once. The restart delay doubles from BACKOFF_FIRST up
 to BACKOFF_MAX, and starts over once a child has run for STABLE_SECONDS.
+
+A restart can be requested (`restart NAME` on the control socket, e.g. by the heartbeat monitor
+for a hung child): the loop kills the process, and its exit, whatever the code and the policy,
+restarts it at once, counted as a restart (within max_restarts like any other).
 """
 
 from __future__ import annotations
@@ -51,10 +55,16 @@ class Child:
         self._started_at = 0.0
         self._restart_times: deque[float] = deque()
         self._backoff_level = 0
+        self._restart_requested = False
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def restarting(self) -> bool:
+        """A requested restart is under way: the process is being killed."""
+        return self._restart_requested
 
     @property
     def alive(self) -> bool:
@@ -78,15 +88,30 @@ class Child:
         self.exit_code = code
         self.pid = None
         self.ready = False
+        requested, self._restart_requested = self._restart_requested, False
         if self.state is State.STOPPING:
             self._enter(State.STOPPED)
             return None
+        if requested:
+            return self._count_restart(now, requested=True)
         if code == EXIT_BAD_SETTINGS:
             self._enter(State.FAILED, reason="bad settings")
             return None
         if not self._policy_restarts(code):
             self._enter(State.EXITED)
             return None
+        return self._count_restart(now)
+
+    def request_restart(self) -> bool:
+        """A restart was requested. True if there is a process to kill (its exit restarts it)."""
+        if self.state not in (State.STARTING, State.RUNNING) or self.restarting:
+            return False
+        self._restart_requested = True
+        structlog.get_logger().info("child restart requested", child=self.name, pid=self.pid)
+        return True
+
+    def _count_restart(self, now: float, requested: bool = False) -> float | None:
+        """Restart after a delay (none if requested), or fail after too many restarts."""
         while self._restart_times and now - self._restart_times[0] > self.config.within_seconds:
             self._restart_times.popleft()
         if len(self._restart_times) >= self.config.max_restarts:
@@ -94,6 +119,9 @@ class Child:
             return None
         self._restart_times.append(now)
         self.restarts += 1
+        if requested:
+            self._enter(State.BACKOFF, delay=0.0, reason="restart requested")
+            return 0.0
         if now - self._started_at >= STABLE_SECONDS:
             self._backoff_level = 0
         delay = min(BACKOFF_FIRST * 2**self._backoff_level, BACKOFF_MAX)

@@ -1,6 +1,12 @@
 """The control socket: the supervisor answers requests on a ZeroMQ REP socket, and
-`tickmesh status` asks there. A request is one frame, a command name; the only command is
-`status`. Every answer is a JSON object; a bad request gets {"error": ...}.
+`tickmesh status` and `tickmesh restart` ask there. A request is one UTF-8 frame, a command:
+    status          {"pid", "config", "children": {name: {"state", "pid", "restarts", ...}}}
+    restart NAME    kill the child NAME (SIGTERM, then SIGKILL after its shutdown_timeout) and
+                    start it again at once, counted as a restart, whatever its restart policy:
+                    {"ok": true, "child": NAME, "pid": the pid being killed}; refused, with
+                    "reason" "unknown_child" or "not_running", for a child that is not there or
+                    has no process to kill (or one already being restarted)
+Every answer is a JSON object; a bad or refused request gets {"error": ..., "reason": ...}.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ import zmq
 from bus import sockets
 
 STATUS = b"status"
+RESTART = "restart"
+UNKNOWN_CHILD = "unknown_child"
+NOT_RUNNING = "not_running"
+BAD_REQUEST = "bad_request"
 
 
 class ControlError(Exception):
@@ -23,11 +33,26 @@ class NoSupervisor(Exception):
     """Nobody (or something that is not a supervisor) answered at the control endpoint."""
 
 
+class Refused(Exception):
+    """The supervisor answered, refusing the request; `reason` says why (UNKNOWN_CHILD, ...)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def refusal(message: str, reason: str) -> dict[str, Any]:
+    """The answer to a request that cannot be carried out."""
+    return {"error": message, "reason": reason}
+
+
 class ControlServer:
     """Binds at once, so that a taken endpoint is known before any child starts."""
 
-    def __init__(self, endpoint: str, status: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, endpoint: str, status: Callable[[], dict[str, Any]],
+                 restart: Callable[[str], dict[str, Any]]) -> None:
         self._status = status
+        self._restart = restart
         problem = sockets.owner_problem(endpoint)
         if problem:
             raise ControlError(f"cannot bind the control socket {problem}")
@@ -45,7 +70,11 @@ class ControlServer:
     def _answer(self, request: list[bytes]) -> dict[str, Any]:
         if request == [STATUS]:
             return self._status()
-        return {"error": f"unknown request {request[0][:40]!r}; the only one is 'status'"}
+        command, _, name = request[0].decode(errors="replace").partition(" ")
+        if len(request) == 1 and command == RESTART and name:
+            return self._restart(name)
+        return refusal(f"unknown request {request[0][:40]!r}; known: 'status', 'restart NAME'",
+                       BAD_REQUEST)
 
     def close(self) -> None:
         self._socket.close(linger=0)
@@ -53,9 +82,26 @@ class ControlServer:
 
 def request_status(endpoint: str, timeout: float) -> dict[str, Any]:
     """Ask the supervisor at `endpoint` for its status; NoSupervisor if no answer in time."""
+    reply = request(endpoint, STATUS, timeout)
+    if "error" in reply:
+        raise NoSupervisor(f"unexpected answer from {endpoint}: {reply!r}")
+    return reply
+
+
+def request_restart(endpoint: str, name: str, timeout: float) -> dict[str, Any]:
+    """Ask the supervisor at `endpoint` to restart the child `name`: its answer; NoSupervisor
+    if none in time, Refused if it refuses."""
+    reply = request(endpoint, f"{RESTART} {name}".encode(), timeout)
+    if "error" in reply:
+        raise Refused(str(reply["error"]), str(reply.get("reason", "")))
+    return reply
+
+
+def request(endpoint: str, command: bytes, timeout: float) -> dict[str, Any]:
+    """One request's JSON object answer; NoSupervisor if there is none in time."""
     requester = sockets.request_client(endpoint)
     try:
-        requester.send(STATUS)
+        requester.send(command)
         if not requester.poll(int(timeout * 1000)):
             raise NoSupervisor(f"no supervisor answered at {endpoint} within {timeout:g} s")
         reply = json.loads(requester.recv())
@@ -63,6 +109,6 @@ def request_status(endpoint: str, timeout: float) -> dict[str, Any]:
         raise NoSupervisor(f"no supervisor at {endpoint}: {exc}") from None
     finally:
         requester.close(linger=0)
-    if not isinstance(reply, dict) or "error" in reply:
+    if not isinstance(reply, dict):
         raise NoSupervisor(f"unexpected answer from {endpoint}: {reply!r}")
     return reply

@@ -5,7 +5,9 @@ reverse order (SIGTERM, then SIGKILL after each one's shutdown_timeout).
 Start order: every child waits for the forwarder to say "ready", and for the children its
 `after` names (runtime.readiness), at most its `ready_timeout` seconds in all; then it starts
 anyway, with a warning (a handler reconnects with backoff; nothing is gained by never
-starting it). A restart does not wait.
+starting it). A restart does not wait. `restart NAME` on the control socket kills a running
+child (as at a stop: SIGTERM, then SIGKILL after its shutdown_timeout) and its exit restarts it
+at once.
 
 The run dir gets `system.json` (the control and bus endpoints, the config, the pid) while the
 system runs, so that `tickmesh status` and `tickmesh tail` find it from any directory.
@@ -32,7 +34,7 @@ from runtime.spec import ChildSpec
 from supervisor import launch
 from supervisor.child import STARTUP_SECONDS, Child, State
 from supervisor.config import Config
-from supervisor.control import ControlServer
+from supervisor.control import NOT_RUNNING, UNKNOWN_CHILD, ControlServer, refusal
 
 SYSTEM_FILE = "system.json"
 NAME = "supervisor"
@@ -57,7 +59,7 @@ class Supervisor:
         stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop_requested.set)
-        control = ControlServer(self.config.control, self.status)
+        control = ControlServer(self.config.control, self.status, self.restart)
         serving = asyncio.create_task(control.serve(), name="control")
         self._write_system_file()
         self._log.info("supervisor starting", config=str(self.config.path), pid=os.getpid(),
@@ -83,6 +85,20 @@ class Supervisor:
             "config": str(self.config.path),
             "children": {child.name: child.status(now) for child in self.children},
         }
+
+    def restart(self, name: str) -> dict:
+        """Kill the child `name` so that it starts again (the control's `restart NAME`)."""
+        child = next((child for child in self.children if child.name == name), None)
+        if child is None:
+            known = ", ".join(child.name for child in self.children)
+            return refusal(f"unknown child {name[:64]!r}; children: {known}", UNKNOWN_CHILD)
+        pid = child.pid
+        if self._stopping or not child.request_restart():
+            doing = "already restarting" if child.restarting else str(child.state)
+            return refusal(f"{name} is {doing}: nothing to restart", NOT_RUNNING)
+        self._log.warning("restarting child on request", child=name, pid=pid)
+        self._spawn(self._terminate(child))
+        return {"ok": True, "child": name, "pid": pid}
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -178,8 +194,11 @@ class Supervisor:
             await self._stop(child)
 
     async def _stop(self, child: Child) -> None:
-        if not child.stop():
-            return
+        if child.stop():
+            await self._terminate(child)
+
+    async def _terminate(self, child: Child) -> None:
+        """SIGTERM the child's process, then SIGKILL it after its shutdown_timeout."""
         process, exit_code = self._processes[child.name]
         process.send_signal(signal.SIGTERM)
         await asyncio.wait({exit_code}, timeout=child.config.shutdown_timeout)

@@ -3,15 +3,24 @@
     tickmesh run [CONFIG]               run the whole system under the supervisor
     tickmesh check CONFIG               validate a config: "ok", or every problem (exit 2)
     tickmesh status [CONFIG] [--json]   ask the running supervisor (exit 1 if none answers)
+    tickmesh restart NAME [CONFIG]      have the supervisor kill child NAME and start it again
+                                        (exit 1 if none answers, 3 if it refuses: no such
+                                        child, or none running)
     tickmesh sim PROVIDER [ARGS...]     handlers.<PROVIDER>.sim.server's cli(ARGS)
     tickmesh tail PATTERN... [--config CONFIG]   consumers.tail's cli(ARGS)
     tickmesh book PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]   consumers.books' cli
+    tickmesh consume MODULE:ATTR [--pattern P]... [--name NAME] [--config CONFIG]
+                                        run a consumer: runtime.consumer's cli
+    tickmesh replay PATH [--speed 1|10|max] [--filter P] [--from T] [--to T] [--live]
+                                        consumers.replay's cli (a bus of its own by default)
+    tickmesh export PATH --to parquet --out DIR   consumers.export's cli
 
 `check` and `run` check every child's settings with the child's own settings class
 (supervisor.preflight); `run` also checks that no other system holds the bus endpoints or the
-simulators' ports. Without a CONFIG, `status`, `tail` and `book` find the running system through its
-run dir (TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID), from any directory. `run`
-without one uses config/default.toml here, or else the one of this installation.
+simulators' ports. Without a CONFIG, `status`, `restart`, `tail`, `book` and `consume` find
+the running system through its run dir (TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID),
+from any directory. `run` without one uses config/default.toml here, or else the one of this
+installation.
 Handlers and consumers are imported only by name, when their command runs.
 """
 
@@ -29,7 +38,8 @@ import uvloop
 
 from runtime.logs import configure_logging
 from supervisor import config, preflight
-from supervisor.control import ControlError, NoSupervisor, request_status
+from supervisor.control import (ControlError, NoSupervisor, Refused, request_restart,
+                                request_status)
 from supervisor.loop import SYSTEM_FILE, Supervisor
 
 DEFAULT_CONFIG = "config/default.toml"
@@ -38,13 +48,15 @@ STATUS_COLUMNS = ("name", "state", "ready", "pid", "restarts", "uptime", "exit_c
 EXIT_NO_SUPERVISOR = 1
 EXIT_TAKEN = 1  # another system holds what this one needs
 EXIT_USAGE = 2
+EXIT_REFUSED = 3  # the supervisor refused: no such child, or none running
 BOOKS_MODULE = "consumers.books"
+CONSUMER_MODULE = "runtime.consumer"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command not in ("sim", "tail", "book"):
+    if rest and args.command not in ("sim", "tail", "book", "consume", "replay", "export"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.handler(args, rest)
 
@@ -64,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw JSON answer")
     status.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
     status.set_defaults(handler=_status)
+    restart = commands.add_parser("restart", help="have the running supervisor restart a child")
+    restart.add_argument("name")
+    restart.add_argument("config", nargs="?")
+    restart.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
+    restart.set_defaults(handler=_restart)
     sim = commands.add_parser("sim", add_help=False, help="run a provider's simulator: "
                               "PROVIDER [ARGS...]")
     sim.add_argument("provider", metavar="PROVIDER")
@@ -76,6 +93,19 @@ def _parser() -> argparse.ArgumentParser:
                                "builder: PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]")
     book.add_argument("--config")
     book.set_defaults(handler=_book)
+    consume = commands.add_parser("consume", add_help=False, help="run a consumer: "
+                                  "MODULE:ATTR [--pattern P]... [--name NAME] [--config CONFIG]")
+    consume.add_argument("--config")
+    consume.set_defaults(handler=_consume)
+    replay = commands.add_parser("replay", add_help=False, help="publish a recording onto a bus "
+                                 "of its own: PATH [--speed 1|10|max] [--filter PATTERN] "
+                                 "[--from TIME] [--to TIME] [--live [--config CONFIG]]")
+    replay.add_argument("--live", action="store_true")
+    replay.add_argument("--config")
+    replay.set_defaults(handler=_replay)
+    export = commands.add_parser("export", add_help=False, help="write a recording as Parquet "
+                                 "tables: PATH --to parquet --out DIR")
+    export.set_defaults(handler=_export)
     return parser
 
 
@@ -128,6 +158,16 @@ def _status(args: argparse.Namespace, _rest: list[str]) -> None:
     print(json.dumps(status, indent=2) if args.json else _table(status))
 
 
+def _restart(args: argparse.Namespace, _rest: list[str]) -> None:
+    try:
+        answer = request_restart(_system(args.config)["control"], args.name, args.timeout)
+    except NoSupervisor as exc:
+        _die(str(exc), EXIT_NO_SUPERVISOR)
+    except Refused as exc:
+        _die(str(exc), EXIT_REFUSED)
+    print(f"restarting {answer['child']} (pid {answer['pid']})")
+
+
 def _table(status: dict[str, Any]) -> str:
     rows = [STATUS_COLUMNS]
     for name, child in status["children"].items():
@@ -169,6 +209,21 @@ def _system(path: str | None) -> dict[str, Any]:
 def _tail(args: argparse.Namespace, rest: list[str]) -> None:
     endpoint = _system(args.config)["bus"]["subscribe"]
     _dispatch("consumers.tail", ["--endpoint", endpoint, *rest], "the tail consumer is not installed")
+
+
+def _consume(args: argparse.Namespace, rest: list[str]) -> None:
+    bus = _system(args.config)["bus"]
+    _dispatch(CONSUMER_MODULE, ["--bus", json.dumps(bus), *rest], "the consumer SDK is missing")
+
+
+def _replay(args: argparse.Namespace, rest: list[str]) -> None:
+    """Onto a bus of its own, unless --live names the running system's (or --config's)."""
+    live = ["--publish", _system(args.config)["bus"]["publish"]] if args.live else []
+    _dispatch("consumers.replay", [*rest, *live], "the replay is not installed")
+
+
+def _export(_args: argparse.Namespace, rest: list[str]) -> None:
+    _dispatch("consumers.export", rest, "the export is not installed")
 
 
 def _book(args: argparse.Namespace, rest: list[str]) -> None:
