@@ -76,6 +76,12 @@ class Publisher:
         send(stream[0], _SNDMORE)
         send(buffer)
 
+    def publish_raw(self, topic: bytes, payload: bytes) -> None:
+        """Send two frames exactly as given, stamping nothing: for replaying recorded events with
+        their original sequence numbers and epochs. Not counted in `stream_counts`."""
+        self._send(topic, _SNDMORE)
+        self._send(payload)
+
     def stream_counts(self) -> dict[tuple[str, str], int]:
         """Events published so far, by (kind, provider): the sum of the topics' sequences."""
         counts: dict[tuple[str, str], int] = {}
@@ -84,5 +90,6 @@ class Publisher:
             counts[key] = counts.get(key, 0) + seq
         return counts
 
-    def close(self) -> None:
-        self._socket.close()
+    def close(self, linger_ms: int | None = None) -> None:
+        """Close; pending sends get DEFAULT_LINGER_MS (or `linger_ms`) to leave."""
+        self._socket.close(linger=linger_ms)

@@ -82,9 +82,11 @@ def forwarder(config: BusConfig, context: zmq.Context | None = None) -> tuple[zm
     return frontend, backend
 
 
-def reply_server(endpoint: str) -> zmq.asyncio.Socket:
-    """An asyncio REP socket, bound (raises zmq.ZMQError or OSError): a service's end."""
-    sock = _socket(zmq.REP, context=zmq.asyncio.Context.instance())
+def reply_server(endpoint: str, blocking: bool = False) -> zmq.asyncio.Socket | zmq.Socket:
+    """An asyncio REP socket (a plain one if `blocking`, for a service polled in a thread of
+    its own), bound (raises zmq.ZMQError or OSError): a service's end."""
+    context = zmq.Context.instance() if blocking else zmq.asyncio.Context.instance()
+    sock = _socket(zmq.REP, context=context)
     try:
         prepare_endpoint(endpoint)
         sock.bind(endpoint)

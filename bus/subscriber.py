@@ -6,6 +6,15 @@
 
 Gaps are tracked per topic and publisher epoch: a skipped sequence number on a topic is a gap
 (counted in `gaps` and `missed`, reported to `on_gap`); a new epoch is a publisher restart.
+
+`raw=True`: deliver each message undecoded, as a `RawMessage` (topic, payload bytes, and the
+epoch and sequence number read from the payload for gap tracking), e.g. to record it.
+
+`fill_gaps=True`: on a gap, ask the recorder (bus.gapfill; `gapfill_endpoint`, by default the
+`gapfill` endpoint beside the bus's ipc:// subscribe endpoint) for exactly the missed messages
+and deliver them, in order, before the event that revealed the gap. `filled` counts them;
+`on_gap` is then told only of what the recorder did not have (or all of it if no recorder
+answered). `gaps` and `missed` still count every gap seen.
 """
 
 from __future__ import annotations
@@ -13,13 +22,16 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from collections import deque
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import msgspec
 import zmq
 import zmq.asyncio
+import zmq.backend
 
 from bus import events, sockets
+from bus.gapfill import GapFiller, GapFillUnavailable, default_endpoint
 from bus.topics import Pattern
 
 
@@ -28,6 +40,7 @@ class Gap:
     topic: bytes
     expected: int  # the sequence number that should have come
     received: int  # the one that came; received - expected messages were lost
+    epoch: int = 0  # the publisher epoch of both
 
     @property
     def missed(self) -> int:
@@ -44,20 +57,47 @@ class GapTracker:
         self.restarts = 0
         self._last: dict[bytes, tuple[int, int]] = {}  # topic -> (epoch, last seq)
 
-    def check(self, topic: bytes, epoch: int, seq: int) -> None:
+    def check(self, topic: bytes, epoch: int, seq: int) -> Gap | None:
+        """Note one message; the gap it reveals, if any (also counted and told to on_gap)."""
         previous = self._last.get(topic)
         self._last[topic] = (epoch, seq)
         if previous is None:
-            return
+            return None
         last_epoch, last_seq = previous
         if epoch != last_epoch:
             self.restarts += 1
         elif seq > last_seq + 1:
-            gap = Gap(topic, last_seq + 1, seq)
+            gap = Gap(topic, last_seq + 1, seq, epoch)
             self.gaps += 1
             self.missed += gap.missed
             if self.on_gap is not None:
                 self.on_gap(gap)
+            return gap
+        return None
+
+    def position(self, topic: bytes) -> tuple[int, int] | None:
+        """(epoch, last sequence number) seen on `topic`, or None."""
+        return self._last.get(topic)
+
+
+class RawMessage(NamedTuple):
+    """A message as received (raw mode): its two frames, and the epoch and sequence number read
+    from the payload (0 and 0 if they could not be read: such a message is not gap-tracked)."""
+
+    topic: bytes
+    payload: bytes
+    epoch: int
+    seq: int
+
+
+class _Stamp(msgspec.Struct, gc=False):
+    """Only the keys gap tracking needs; msgspec skips the rest of the map unread."""
+
+    q: int = 0
+    e: int = 0
+
+
+_stamp = msgspec.msgpack.Decoder(_Stamp).decode
 
 
 class _SubscriberBase:
@@ -71,16 +111,31 @@ class _SubscriberBase:
         rcvhwm: int = sockets.DEFAULT_HWM,
         on_gap: Callable[[Gap], None] | None = None,
         context: zmq.Context | None = None,
+        raw: bool = False,
+        fill_gaps: bool = False,
+        gapfill_endpoint: str | None = None,
     ) -> None:
         context = context or self._context_class.instance()
         self.patterns = [Pattern.parse(p) for p in patterns]
-        self.tracker = GapTracker(on_gap)
+        self.raw = raw
+        self.on_gap = on_gap
+        self.tracker = GapTracker(None if fill_gaps else on_gap)
         self.received = 0
         self.malformed = 0
+        self.filled = 0
+        self._filler = GapFiller(gapfill_endpoint or default_endpoint(endpoint)) if fill_gaps \
+            else None
+        self._pending: deque = deque()  # filled messages, then the one that revealed the gap
+        self._unfilled: Gap | None = None  # a gap to fill before delivering _pending
         self._client_filter = [p for p in self.patterns if p.needs_client_filter]
         self._all_by_prefix = len(self._client_filter) < len(self.patterns)
         self._socket = sockets.subscriber(endpoint, sorted({p.prefix for p in self.patterns}),
                                           rcvhwm, context)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The SUB socket, to register with a zmq.Poller beside other sockets."""
+        return self._socket
 
     @property
     def gaps(self) -> int:
@@ -103,20 +158,55 @@ class _SubscriberBase:
         except (ValueError, UnicodeDecodeError):
             return False
 
-    def _accept(self, topic: bytes, payload: bytes) -> events.AnyEvent | None:
+    def _accept(self, topic: bytes, payload: bytes) -> events.AnyEvent | RawMessage | None:
+        """The message to deliver (None: not wanted, or malformed); on a gap to fill, it waits
+        in `_pending` behind the fill, and `_unfilled` says so."""
         if not self._wanted(topic):
             return None
-        try:
-            event = events.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            self.malformed += 1
+        message = self._convert(topic, payload)
+        if message is None:
             return None
         self.received += 1
-        self.tracker.check(topic, event.epoch, event.seq)
-        return event
+        if message.epoch or message.seq:
+            gap = self.tracker.check(topic, message.epoch, message.seq)
+            if gap is not None and self._filler is not None:
+                self._unfilled = gap
+                self._pending.append(message)
+                return None
+        return message
+
+    def _convert(self, topic: bytes, payload: bytes) -> events.AnyEvent | RawMessage | None:
+        try:
+            if not self.raw:
+                return events.decode(payload)
+            stamp = _stamp(payload)
+            return RawMessage(topic, payload, stamp.e, stamp.q)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            self.malformed += 1
+            return RawMessage(topic, payload, 0, 0) if self.raw else None
+
+    def _fill(self, gap: Gap) -> None:
+        """Put the recorded messages of `gap` in front of `_pending`; tell on_gap what is left."""
+        try:
+            fill = self._filler.fetch(gap.topic, gap.epoch, gap.expected, gap.received - 1)
+        except GapFillUnavailable:
+            fill = None
+        filled = []
+        for payload in fill.payloads if fill else ():
+            message = self._convert(gap.topic, payload)
+            if message is not None and message.epoch == gap.epoch:
+                filled.append(message)
+        self.filled += len(filled)
+        self._pending.extendleft(reversed(filled))
+        if self.on_gap is not None:
+            missing = fill.missing if fill else [(gap.expected, gap.received - 1)]
+            for first, last in missing:
+                self.on_gap(Gap(gap.topic, first, last + 1, gap.epoch))
 
     def close(self) -> None:
         self._socket.close(linger=0)
+        if self._filler is not None:
+            self._filler.close()
 
 
 class Subscriber(_SubscriberBase):
@@ -125,6 +215,11 @@ class Subscriber(_SubscriberBase):
     def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
         """The next wanted event, or None if none came within `timeout` seconds (a deadline for
         the whole call, however many unwanted messages arrive meanwhile)."""
+        if self._unfilled is not None:
+            gap, self._unfilled = self._unfilled, None
+            self._fill(gap)
+        if self._pending:
+            return self._pending.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if deadline is not None:
@@ -136,6 +231,33 @@ class Subscriber(_SubscriberBase):
                 event = self._accept(topic, payload)
                 if event is not None:
                     return event
+                if self._unfilled is not None:
+                    return self.recv(timeout)
+
+    def recv_ready(self, limit: int) -> list[events.AnyEvent | RawMessage]:
+        """Up to `limit` wanted messages that have already arrived, without waiting: a batch
+        for readers that keep up with the whole bus (e.g. the recorder)."""
+        if self._filler is not None:
+            batch = []
+            while len(batch) < limit and (message := self.recv(timeout=0)) is not None:
+                batch.append(message)
+            return batch
+        # The Cython recv, without pyzmq's Python wrapper; the topic as a Frame, whose `more`
+        # is far cheaper than getsockopt(RCVMORE) (~2 us, more than the rest of a message).
+        recv = zmq.backend.Socket.recv.__get__(self._socket)
+        batch, accept, noblock = [], self._accept, zmq.NOBLOCK
+        try:
+            while len(batch) < limit:
+                frame = recv(noblock, False)
+                if not frame.more:
+                    self.malformed += 1
+                    continue
+                message = accept(frame.bytes, recv())
+                if message is not None:
+                    batch.append(message)
+        except zmq.Again:
+            pass
+        return batch
 
     def _recv_message(self) -> tuple[bytes, bytes | None]:
         topic = self._socket.recv()
@@ -174,6 +296,11 @@ class AsyncSubscriber(_SubscriberBase):
 
     async def _next(self) -> events.AnyEvent:
         while True:
+            if self._unfilled is not None:
+                gap, self._unfilled = self._unfilled, None
+                await asyncio.to_thread(self._fill, gap)
+            if self._pending:
+                return self._pending.popleft()
             frames = await self._socket.recv_multipart()
             if len(frames) != 2:
                 self.malformed += 1

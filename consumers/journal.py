@@ -1,0 +1,138 @@
+"""The recorder's writing side: records are batched in memory and written to the current
+segment on each `flush` (the recorder flushes every flush_ms, so a SIGKILL loses at most that
+batch); a segment is closed once it reaches `segment_bytes` and at the end of each UTC day.
+
+A write that fails (a full disk, ...) is cut back out of the file (consumers.recording), the
+batch is dropped, and the journal is `failing`: it counts, without buffering, what it is given
+(`lost`) until `resume` can open a new segment again, whose first record is an OUTAGE saying
+since when and how many events were lost. Nothing here ever raises OSError to the caller.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+from zlib import crc32
+
+from consumers.recording import (BODY_HEAD, MESSAGE, NS_PER_DAY, OUTAGE, OUTAGE_DATA,
+                                 RECORD_HEAD, SegmentWriter, day_of, encode_record)
+
+
+class Journal:
+    def __init__(self, root: Path, segment_bytes: int) -> None:
+        self.root = root
+        self.segment_bytes = segment_bytes
+        self.failure = ""  # why writing fails now; "" while it works
+        self.written = 0  # events (MESSAGE records) written
+        self.bytes_written = 0
+        self.segments = 0  # segments opened
+        self.lost = 0  # events given while failing, or dropped with a failed batch
+        self._buffer = bytearray()
+        self._buffered = 0  # MESSAGE records in the buffer
+        self._first_ns = 0  # the first buffered record's time: the next segment's name
+        self._day_end = 0  # the end of the current segment's day
+        self._segment: SegmentWriter | None = None
+        self._failed_since = 0
+        self._lost_in_outage = 0
+
+    def add(self, type_: int, recv_ns: int, topic: bytes, data: bytes) -> None:
+        """Buffer one record (or, while failing, count it as lost)."""
+        if self.failure:
+            self._lost_in_outage += type_ == MESSAGE
+            return
+        if recv_ns >= self._day_end:
+            self._new_day(recv_ns)
+        if not self._buffer:
+            self._first_ns = recv_ns
+        self._buffer += encode_record(type_, recv_ns, topic, data)
+        self._buffered += type_ == MESSAGE
+
+    def add_messages(self, messages: Iterable[tuple[bytes, bytes, int, int]],
+                     clock: Callable[[], int] = time.time_ns) -> None:
+        """`add` of MESSAGE records received now, each (topic, payload, epoch, seq) as a
+        bus.subscriber.RawMessage: the hot path, with encode_record inlined."""
+        if self.failure:
+            self._lost_in_outage += sum(1 for _ in messages)
+            return
+        buffer, head, record_head, day_end = self._buffer, BODY_HEAD.pack, RECORD_HEAD.pack, \
+            self._day_end
+        added = 0
+        for topic, payload, _epoch, _seq in messages:
+            recv_ns = clock()
+            if recv_ns >= day_end or not buffer:
+                self._buffered += added
+                added = 0
+                self.add(MESSAGE, recv_ns, topic, payload)
+                day_end = self._day_end
+                continue
+            body = head(MESSAGE, recv_ns, len(topic)) + topic + payload
+            buffer += record_head(len(body), crc32(body)) + body
+            added += 1
+        self._buffered += added
+
+    def flush(self) -> None:
+        """Write the buffer to the current segment (opening one if needed)."""
+        if self.failure or not self._buffer:
+            return
+        try:
+            if self._segment is None:
+                self._segment = SegmentWriter(self.root, self._first_ns)
+                self.segments += 1
+            self._segment.write(self._buffer)
+        except OSError as exc:
+            self._fail(exc)
+            return
+        self.written += self._buffered
+        self.bytes_written += len(self._buffer)
+        self._buffer.clear()
+        self._buffered = 0
+        if self._segment.size >= self.segment_bytes:
+            self._close_segment()
+
+    def resume(self) -> bool:
+        """While failing, try to write again: True once the journal works again."""
+        if not self.failure:
+            return True
+        now = time.time_ns()
+        lost = self._lost_in_outage
+        try:
+            self._segment = SegmentWriter(self.root, now)
+            self._segment.write(encode_record(OUTAGE, now, b"",
+                                              OUTAGE_DATA.pack(self._failed_since, lost)))
+        except OSError:
+            self._close_segment()
+            return False
+        self.segments += 1
+        self.lost += lost
+        self._lost_in_outage = 0
+        self.failure = ""
+        self._day_end = (day_of(now) + 1) * NS_PER_DAY
+        return True
+
+    def close(self) -> None:
+        self.flush()
+        self._close_segment()
+
+    @property
+    def lost_now(self) -> int:
+        """Events lost so far, the current outage's included."""
+        return self.lost + self._lost_in_outage
+
+    def _new_day(self, recv_ns: int) -> None:
+        self.flush()
+        self._close_segment()
+        self._day_end = (day_of(recv_ns) + 1) * NS_PER_DAY
+
+    def _fail(self, exc: OSError) -> None:
+        self.failure = f"cannot write to {self.root}: {exc.strerror or exc}"
+        self._failed_since = self._first_ns or time.time_ns()
+        self._lost_in_outage = self._buffered
+        self._buffer.clear()
+        self._buffered = 0
+        self._close_segment()
+
+    def _close_segment(self) -> None:
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None

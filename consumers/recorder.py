@@ -1,0 +1,224 @@
+"""The recorder: writes every event it subscribes to (by default everything on the bus) as the
+raw frames it received, with its receive time, to append-only segment files
+(consumers.recording; docs/recording.md), and answers gap-fill requests from them.
+
+    python -m consumers.recorder       (supervised; settings below)
+
+It is just another subscriber (raw mode: nothing is decoded but each message's `q` and `e`),
+so it never slows the bus; the gaps it sees itself are written into the recording as GAP
+records. Its reading, writing (consumers.journal: a batch every `flush_ms`, segments rotated
+by size and by UTC day) and gap-fill service (consumers.gapfill, at `gapfill_endpoint`) run in
+one thread of their own, polled together, so that the asyncio loop keeps the heartbeat going.
+A gap-fill request for messages the recorder has not read yet waits for them (at most
+FILL_WAIT_S); the batch in memory is written before answering.
+
+When writing fails (a full disk): an `alert` (what `recording_failed`) is raised and logged,
+`recorder_writing` drops to 0, events are counted as lost (`recorder_events_lost`) instead of
+buffered, and every `retry_s` the recorder tries again; once it can write, it records an
+OUTAGE record, clears the alert and goes on. The bus is never held up.
+Metrics: recorder_events_written, recorder_bytes_written, recorder_events_lost,
+recorder_segments, recorder_writing, gapfill_requests{outcome}, gapfill_messages_sent, and
+the consumers' events_received, bus_gaps, bus_messages_missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from bus import events, sockets, topics
+from bus.gapfill import Request
+from bus.subscriber import Gap, Subscriber
+from consumers import gapfill
+from consumers.journal import Journal
+from consumers.recording import GAP, GAP_DATA
+from runtime import process
+from runtime.logs import log
+from runtime.metrics import Counts
+from runtime.settings import SettingsError, Strings, require
+
+BATCH = 4096  # messages read before looking at the clock and the gap-fill socket
+FILL_WAIT_S = 0.5  # how long a gap-fill request waits for messages not read yet
+WATCH_SECONDS = 0.1  # how often the loop's thread is looked at for a change of state
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """`directory` is required, e.g. "{run_dir}/recordings" (the config expands it)."""
+
+    directory: str
+    patterns: Strings = ("*",)
+    segment_bytes: int = 64 * 1024 * 1024
+    flush_ms: int = 100
+    gapfill_endpoint: str = ""  # e.g. "ipc://{run_dir}/gapfill"; "": no gap-fill service
+    retry_s: float = 1.0  # while writes fail, how often to try again
+    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: the bus's hwm
+
+    def __post_init__(self) -> None:
+        require(bool(self.directory), "directory", "a path", self.directory)
+        require(self.segment_bytes >= 4096, "segment_bytes", "an integer >= 4096",
+                self.segment_bytes)
+        require(0 < self.flush_ms <= 10_000, "flush_ms", "an integer in 1..10000", self.flush_ms)
+        require(self.retry_s > 0, "retry_s", "a number > 0", self.retry_s)
+        require(self.rcvhwm >= 0, "rcvhwm", "an integer >= 0", self.rcvhwm)
+        require(self.gapfill_endpoint.split("://")[0] in ("ipc", "tcp", ""), "gapfill_endpoint",
+                "an ipc:// or tcp:// endpoint, or \"\"", self.gapfill_endpoint)
+        try:
+            for pattern in self.patterns:
+                topics.Pattern.parse(pattern)
+        except topics.TopicError as exc:
+            raise SettingsError(f"settings.patterns: {exc}") from None
+
+
+class Recorder:
+    """The loop of the recorder's thread: `run` until `stop`."""
+
+    def __init__(self, settings: Settings, bus: sockets.BusConfig, counts: Counts) -> None:
+        self.settings = settings
+        self.counts = counts
+        self.journal = Journal(Path(settings.directory), settings.segment_bytes)
+        self.sub = Subscriber(bus.subscribe, settings.patterns, raw=True, on_gap=self._on_gap,
+                              rcvhwm=settings.rcvhwm or bus.hwm)
+        self.service: zmq.Socket | None = None
+        if settings.gapfill_endpoint:
+            self.service = _bind_service(settings.gapfill_endpoint)
+        self._request: tuple[Request | None, bytes, float] | None = None  # held until read
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sub.socket, zmq.POLLIN)
+        if self.service is not None:
+            poller.register(self.service, zmq.POLLIN)
+        flush_s, next_flush, next_retry = self.settings.flush_ms / 1000, 0.0, 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                ready = dict(poller.poll(max(0.0, next_flush - now) * 1000))
+                if self.sub.socket in ready:
+                    self._read()
+                if self.service in ready or self._request is not None:
+                    self._serve()
+                now = time.monotonic()
+                if now >= next_flush:
+                    self.journal.flush()
+                    next_flush = now + flush_s
+                    self._count()
+                if self.journal.failure and now >= next_retry:
+                    next_retry = now + self.settings.retry_s
+                    self.journal.resume()
+        finally:
+            self.journal.close()
+            self._count()
+            self.sub.close()
+            if self.service is not None:
+                self.service.close(linger=0)
+
+    def _read(self) -> None:
+        self.journal.add_messages(self.sub.recv_ready(BATCH))
+
+    def _on_gap(self, gap: Gap) -> None:
+        self.journal.add(GAP, time.time_ns(), gap.topic,
+                         GAP_DATA.pack(gap.epoch, gap.expected, gap.missed))
+
+    def _serve(self) -> None:
+        """Take a request (if none is held), and answer it once its messages have been read."""
+        if self._request is None:
+            raw = self.service.recv_multipart()
+            self._request = (_parse(raw), raw[0] if len(raw) == 1 else b"", time.monotonic())
+        request, raw, since = self._request
+        if request is not None and not self._read_past(request) and \
+                time.monotonic() - since < FILL_WAIT_S:
+            return
+        self._request = None
+        self.journal.flush()
+        frames, outcome = gapfill.answer(raw, self.journal.root)
+        self.counts["gapfill_requests", outcome] += 1
+        self.counts["gapfill_messages_sent"] += len(frames) - 1
+        self.service.send_multipart(frames)
+
+    def _read_past(self, request: Request) -> bool:
+        """Whether the recorder has read the last message of the request's range (or a later
+        epoch of its topic), or never saw that topic at all."""
+        position = self.sub.tracker.position(request.topic)
+        if position is None:
+            return True
+        epoch, seq = position
+        return epoch != request.epoch or seq >= request.last
+
+    def _count(self) -> None:
+        counts, journal, sub = self.counts, self.journal, self.sub
+        counts["events_received"] = sub.received
+        counts["bus_gaps"] = sub.gaps
+        counts["bus_messages_missed"] = sub.missed
+        counts["recorder_events_written"] = journal.written
+        counts["recorder_bytes_written"] = journal.bytes_written
+        counts["recorder_events_lost"] = journal.lost_now
+        counts["recorder_segments"] = journal.segments
+        counts["recorder_writing"] = 0 if journal.failure else 1
+
+
+def _parse(frames: list[bytes]) -> Request | None:
+    try:
+        return Request.decode(frames[0]) if len(frames) == 1 else None
+    except ValueError:
+        return None
+
+
+def _bind_service(endpoint: str) -> zmq.Socket:
+    problem = sockets.owner_problem(endpoint)
+    if problem:
+        raise OSError(f"cannot bind the gap-fill service {problem}")
+    return sockets.reply_server(endpoint, blocking=True)
+
+
+async def work(ctx: process.ProcessContext[Settings]) -> None:
+    recorder = Recorder(ctx.settings, ctx.spec.bus, ctx.counts)
+    log().info("recording", directory=ctx.settings.directory, patterns=ctx.settings.patterns,
+               gapfill=ctx.settings.gapfill_endpoint)
+    watch = asyncio.create_task(_watch(recorder, ctx), name="watch")
+    try:
+        await asyncio.to_thread(recorder.run)
+    finally:
+        recorder.stop()
+        watch.cancel()
+
+
+async def _watch(recorder: Recorder, ctx: process.ProcessContext[Settings]) -> None:
+    """Say so (log, alert) when writing starts or stops failing."""
+    failing = ""
+    while True:
+        await asyncio.sleep(WATCH_SECONDS)
+        failure = recorder.journal.failure
+        if failure == failing:
+            continue
+        failing = failure
+        if failure:
+            log().error("recording failed: events are being lost until it can write again",
+                        error=failure)
+        else:
+            log().info("recording resumed", events_lost=recorder.journal.lost)
+        _alert(ctx, "raised" if failure else "cleared",
+               failure or f"recording again; {recorder.journal.lost} events lost so far")
+
+
+def _alert(ctx: process.ProcessContext[Settings], state: str, message: str) -> None:
+    now = time.time_ns()
+    ctx.publisher.publish(events.Alert(provider=ctx.name, ts_event=now, ts_recv=now,
+                                       state=state, what="recording_failed", message=message))
+
+
+def main() -> None:
+    process.run(work, Settings)
+
+
+if __name__ == "__main__":
+    main()
