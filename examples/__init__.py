@@ -1,0 +1,15 @@
+"""Small consumers to copy from, each tested against a real bus (tests/test_examples.py).
+
+    spread.py            a spread monitor: a function consumer (runtime.consumer)
+    anomaly.py           a trade-anomaly flagger: a class consumer (runtime.consumer)
+    plain_subscriber.py  pyzmq + msgpack only, no tickmesh code: the wire format on its own
+
+Run them from the checkout's root (they are not installed with the package):
+
+    tickmesh consume examples.spread:monitor
+    tickmesh consume examples.anomaly:Flagger --pattern 'trade.*.AAPL'
+    python examples/plain_subscriber.py ipc:///tmp/tickmesh-$(id -u)/subscribe 'trade.'
+
+or list the first two in a config: run = "runtime.consumer" and, in its settings,
+target = "examples.spread:monitor".
+"""
