@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # The peers' SDKs go in bench/.peer-venv, made on first use. A smoke:
-# BENCH_ARGS="--frames 2000 --events 5000 --runs 1"; one scenario: BENCH_ARGS="--only binance"
+# BENCH_ARGS="--frames 2000 --events 5000 --count 20000 --runs 1"; one scenario: --only binance
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

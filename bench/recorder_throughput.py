@@ -28,13 +28,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.processes import Processes, wait_for
-from bench.report import Scenario, print_table, scenario, write_results
+from bench.report import Scenario, print_table, scenario
 from consumers.recording import GAP, MESSAGE, Recording, RecordingError
 
 COUNT = 300_000
 TARGET_RATE = 250_000
 TARGET_NAME = "the handler benchmark's full rate (250k events/s)"
-RESULTS = Path(__file__).resolve().parent / "recorder_results.json"
 DATA_PREFIX = b"trade.bench."
 
 
@@ -156,12 +155,16 @@ def main() -> None:
     if args.publish:
         publish(args.publish[0], int(args.publish[1]), float(args.publish[2]))
         return
-    results = [scenario_capacity(args.count)]
-    live, directory, procs = scenario_live(args.count)
+    print_table(measure(args.count))
+
+
+def measure(count: int) -> list[Scenario]:
+    """The three scenarios' records (`make bench` runs this with the others)."""
+    results = [scenario_capacity(count)]
+    live, directory, procs = scenario_live(count)
     with procs:
         results += [live, scenario_replay(directory)]
-    print_table(results)
-    write_results(RESULTS, results)
+    return results
 
 
 if __name__ == "__main__":
