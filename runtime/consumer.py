@@ -198,8 +198,11 @@ async def _call(handler: Hook, *args: Any) -> None:
 # --- tickmesh consume ----------------------------------------------------------------------
 
 def default_name(target: str) -> str:
-    """The process name (heartbeat topics, log lines) of `target`: its attribute, cleaned."""
-    return re.sub(r"[^a-z0-9_-]+", "-", target.rpartition(":")[2].lower()).strip("-") or "consumer"
+    """The process name (heartbeat topics, log lines) of `target` run by hand: "consume-" and
+    its attribute, cleaned (the prefix keeps it off a supervised child's topics: two
+    publishers on one topic would look like gaps and restarts to every subscriber)."""
+    cleaned = re.sub(r"[^a-z0-9_-]+", "-", target.rpartition(":")[2].lower()).strip("-")
+    return f"consume-{cleaned or 'consumer'}"
 
 
 def cli(argv: list[str]) -> None:
@@ -208,7 +211,7 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("target", help="module:attribute, importable from here")
     parser.add_argument("--pattern", action="append", default=[], metavar="PATTERN",
                         help="kind[.provider[.SYMBOL]] instead of the consumer's own (repeatable)")
-    parser.add_argument("--name", help="the process name (default: the attribute's)")
+    parser.add_argument("--name", help="the process name (default: consume-ATTRIBUTE)")
     parser.add_argument("--bus", required=True, help="the [bus] table, as JSON")
     args = parser.parse_args(argv)
     if os.getcwd() not in sys.path:

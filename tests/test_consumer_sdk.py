@@ -92,13 +92,13 @@ def test_resolve_takes_a_consumer_a_class_an_instance_or_a_bare_function():
                         ("tests.sdk_consumers:annotations", "not a consumer")):
         with pytest.raises(ConsumerError, match=why):
             resolve(target)
-    assert default_name("examples.spread:Spread_Monitor") == "spread_monitor"
+    assert default_name("examples.spread:Spread_Monitor") == "consume-spread_monitor"
 
 
 def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
     proc, log_path = consume(spawn, run_dir, forwarder, "tests.sdk_consumers:echo")
     publisher = Publisher(forwarder.publish)
-    with BusLog(forwarder.subscribe, ["heartbeat.echo"]) as bus:
+    with BusLog(forwarder.subscribe, ["heartbeat.consume-echo"]) as bus:
         feed_until(publisher, trade("sdk", "AAPL"), lambda: log_lines(log_path, "got"),
                    "the consumer's first event")
         publisher.publish(trade("sdk", "BOOM"))
@@ -106,7 +106,7 @@ def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
         feed_until(publisher, trade("sdk", "AFTER"),
                    lambda: any(line["symbol"] == "AFTER" for line in log_lines(log_path, "got")),
                    "an event after the handler raised")
-        beat = bus.until(lambda _: (b := beat_of(bus, "echo")) and b.metric(
+        beat = bus.until(lambda _: (b := beat_of(bus, "consume-echo")) and b.metric(
             "consumer_errors", hook="on_event") == 1 and b, what="a heartbeat with the error")
     publisher.close()
     assert beat.metric("events_received") >= 3

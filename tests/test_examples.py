@@ -75,7 +75,7 @@ def test_the_spread_monitor_logs_each_quotes_spread_and_warns_when_wide(forwarde
 def test_the_anomaly_flagger_flags_only_jumps_over_its_threshold(forwarder, spawn, run_dir):
     proc, log_path = consume(spawn, run_dir, forwarder, "examples.anomaly:Flagger")
     publisher = Publisher(forwarder.publish)
-    with BusLog(forwarder.subscribe, ["heartbeat.flagger"]) as bus:
+    with BusLog(forwarder.subscribe, ["heartbeat.consume-flagger"]) as bus:
         feed_until(publisher, [trade("PROBE", 1.0)], lambda: bus.until(lambda _: True, timeout=1)
                    and any(b.metric("events_received") for b in bus.of(Heartbeat)),
                    "the flagger to receive trades")
