@@ -18,7 +18,9 @@ PURE = sorted(
     | {".".join(path.relative_to(REPO).with_suffix("").parts)
        for path in (REPO / "handlers").glob("*/wire.py")}
     | {"handlers.ib.depth", "handlers.common.market", "handlers.common.book",
-       "handlers.common.symbols", "consumers.orderbook", "consumers.bookstate", "bus.events",
+       "handlers.common.symbols", "consumers.orderbook", "consumers.bookstate",
+       "consumers.aggregate", "consumers.alerts", "consumers.watch", "consumers.recording",
+       "bus.events",
        "bus.topics"}
 )
 
