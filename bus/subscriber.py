@@ -6,9 +6,18 @@
 
 Gaps are tracked per topic and publisher epoch: a skipped sequence number on a topic is a gap
 (counted in `gaps` and `missed`, reported to `on_gap`); a new epoch is a publisher restart.
+A jump of more than MAX_GAP numbers cannot be lost messages (no subscriber queue holds that
+many of one topic): it is counted as a restart of the topic's numbering (`restarts`), not
+as a gap, so that one forged or corrupt sequence number cannot make `missed` nonsense.
+
+Every event is checked against its topic: its kind, provider and symbol must be the ones the
+topic names (`kind.provider.SYMBOL|`, as every publisher writes it). A message that does not
+decode, or whose event does not match its topic (a trade under a quote topic), is dropped and
+counted in `malformed`: a consumer of `quote.*` gets only Quotes.
 
 `raw=True`: deliver each message undecoded, as a `RawMessage` (topic, payload bytes, and the
-epoch and sequence number read from the payload for gap tracking), e.g. to record it.
+epoch and sequence number read from the payload for gap tracking), e.g. to record it. Raw
+messages are delivered as they came: their payload is not checked against the topic.
 
 `fill_gaps=True`: on a gap, ask the recorder (bus.gapfill; `gapfill_endpoint`, by default the
 `gapfill` endpoint beside the bus's ipc:// subscribe endpoint) for exactly the missed messages
@@ -47,6 +56,12 @@ class Gap:
         return self.received - self.expected
 
 
+MAX_GAP = 10_000_000
+"""The most messages one gap may count. More than a subscriber's queue (the high-water mark,
+sockets.DEFAULT_HWM) could ever lose on one topic at a time by orders of magnitude: a larger
+jump is a restart of the topic's numbering (or a forgery), not lost messages."""
+
+
 class GapTracker:
     """Per-topic sequence bookkeeping, shared by the sync and async subscribers."""
 
@@ -64,7 +79,7 @@ class GapTracker:
         if previous is None:
             return None
         last_epoch, last_seq = previous
-        if epoch != last_epoch:
+        if epoch != last_epoch or seq - last_seq - 1 > MAX_GAP:
             self.restarts += 1
         elif seq > last_seq + 1:
             gap = Gap(topic, last_seq + 1, seq, epoch)
@@ -98,6 +113,12 @@ class _Stamp(msgspec.Struct, gc=False):
 
 
 _stamp = msgspec.msgpack.Decoder(_Stamp).decode
+
+
+def _topic_of(event: events.Event) -> bytes:
+    """The topic a publisher puts `event` under (bus.topics.topic, without its checks: an
+    event whose symbol holds a `|` matches no topic it can arrive on anyway)."""
+    return f"{event.__struct_config__.tag}.{event.provider}.{event.symbol}|".encode()
 
 
 class _SubscriberBase:
@@ -178,7 +199,11 @@ class _SubscriberBase:
     def _convert(self, topic: bytes, payload: bytes) -> events.AnyEvent | RawMessage | None:
         try:
             if not self.raw:
-                return events.decode(payload)
+                event = events.decode(payload)
+                if topic != _topic_of(event):
+                    self.malformed += 1  # e.g. a Trade under a quote topic
+                    return None
+                return event
             stamp = _stamp(payload)
             return RawMessage(topic, payload, stamp.e, stamp.q)
         except (msgspec.DecodeError, msgspec.ValidationError):

@@ -5,7 +5,7 @@ provider that misbehaves in ways no simulator offers (a hostile peer), and for H
         ...
 
 `on_message(text) -> list[str]` gives the frames to send for each client message (and
-`greeting` the frames sent on connect); `http` maps a path to the (text) body an HTTP GET of it gets.
+`greeting` the frames sent on connect; a frame that is `CLOSE` closes the connection there); `http` maps a path to the (text) body an HTTP GET of it gets.
 Each connection is served in its own thread, until the test ends.
 """
 
@@ -19,10 +19,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Request, Response, ServerConnection, serve
 
 
+CLOSE = object()
+"""Sent as a frame: the server closes the connection instead."""
+
+
 class ScriptedServer:
     def __init__(self, on_message: Callable[[str], list[str]], greeting: list[str] = (),
-                 http: dict[str, bytes] | None = None) -> None:
+                 http: dict[str, bytes] | None = None, raw: bool = False) -> None:
         self.on_message = on_message
+        self.raw = raw
         self.greeting = list(greeting)
         self.http = http or {}
         self.http_requests: list[str] = []
@@ -54,9 +59,12 @@ class ScriptedServer:
             for frame in self.greeting:
                 ws.send(frame)
             for message in ws:
-                text = message if isinstance(message, str) else message.decode()
+                text = message if isinstance(message, str) or self.raw else message.decode()
                 self.received.append(text)
                 for frame in self.on_message(text):
+                    if frame is CLOSE:
+                        ws.close()
+                        return
                     ws.send(frame)
         except ConnectionClosed:
             pass

@@ -36,11 +36,11 @@ def frame(messages: list[dict], encoding: str) -> bytes:
 
 
 def subscribed_protocol(encoding: str) -> AlpacaProtocol:
-    protocol = AlpacaProtocol(key="k", secret="s", symbols=["AAPL"], encoding=encoding)
+    protocol = AlpacaProtocol(key="k", secret="s", symbols=["AAPL", "AMD"], encoding=encoding)
     protocol.start()
     for reply in ([{"T": "success", "msg": "connected"}],
                   [{"T": "success", "msg": "authenticated"}],
-                  [{"T": "subscription", "trades": ["AAPL"], "quotes": ["AAPL"]}]):
+                  [{"T": "subscription", "trades": ["AAPL", "AMD"], "quotes": ["AAPL", "AMD"]}]):
         protocol.receive(frame(reply, encoding), TS_RECV)
     assert protocol.stage == "subscribed"
     return protocol
@@ -107,10 +107,11 @@ def test_unhandled_types_and_malformed_messages_are_counted_and_skipped():
     no_price = {k: v for k, v in DOC_TRADE.items() if k != "p"}
     out = protocol.receive(frame([bar, DOC_TRADE, bad_time, no_price], wire.JSON), 1)
     assert [e.symbol for e in out.events] == ["AAPL"]
-    assert counters == {("bad_input", "unhandled"): 1, ("bad_input", "malformed"): 2}
+    assert counters == {("bad_input", "unhandled"): 1, ("bad_input", "malformed"): 1,
+                        ("bad_input", "bad_time"): 1}
     assert out.problem
     out = protocol.receive(b"not json at all", 1)
-    assert not out.events and counters["bad_input", "malformed"] == 3
+    assert not out.events and counters["bad_input", "malformed"] == 2
     assert "undecodable" in out.problem
 
 

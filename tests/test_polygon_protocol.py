@@ -85,7 +85,7 @@ def test_bad_messages_are_malformed(raw, kind):
     assert info.value.kind == kind
 
 
-@pytest.mark.parametrize("frame", [b"not json", b'{"ev":"T"}', b"\xff\xfe", b"[1,"])
+@pytest.mark.parametrize("frame", [b"not json", b'{"ev":"T"}', b"\xff\xfe", b"{[1,"])
 def test_bad_frames_are_malformed(frame):
     with pytest.raises(wire.Malformed) as info:
         wire.decode_frame(frame)
@@ -196,7 +196,7 @@ def test_fatal_statuses_are_errors_that_close(state):
 
 
 def test_bad_input_is_counted_reported_once_and_skipped():
-    session = protocol.PolygonProtocol("KEY", ["T.AAPL"])
+    session = protocol.PolygonProtocol("KEY", ["T.AAPL", "Q.MSFT"])
     session.start()
     first = session.receive(b"garbage", TS_RECV)
     second = session.receive(b"garbage", TS_RECV)

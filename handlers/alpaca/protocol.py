@@ -7,10 +7,17 @@ events whenever they come. Each step is reported as a Change (connected, authent
 subscribed); a provider error as Change("error", code, msg), and the errors after which the
 connection is useless (FATAL_ERRORS) also ask the client to close it.
 
-Bad input never raises: a frame or message that cannot be decoded or has a bad time is skipped
-and counted (bad_input{reason="malformed"}); known message types this handler does not
-normalize (bars, statuses, ...) are counted as bad_input{reason="unhandled"}. (A symbol that cannot be part of a topic is the
-client's to drop: it is caught when published.)
+Bad input never raises: a frame or message that cannot be decoded is skipped and counted
+(bad_input{reason="malformed"}); known message types this handler does not normalize (bars,
+statuses, ...) are counted as bad_input{reason="unhandled"}. Values are checked by the rules of
+handlers.common.values (most of them by the wire structs' constraints, in msgspec's C decoder:
+a frame that fails is decoded again message by message, and only the bad messages are
+dropped): a message with a NaN or infinite number, a trade price <= 0, a negative size, a quote
+price 0 with a size, an empty symbol, a time of 0, or a symbol the configuration does not
+subscribe on that channel ("*" subscribes to all) is dropped and counted under its reason.
+A locked or crossed quote is published and counted (quotes_crossed{provider="alpaca"}).
+(A symbol that cannot be part of a topic is the client's to drop: it is caught when
+published.)
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import msgspec
 from bus.events import Event, Quote, Trade
 from handlers.alpaca import wire
 from handlers.alpaca.wire import QuoteMessage, TradeMessage
+from handlers.common import values
 from handlers.common.protocol import Change, ClientProtocol, Output
 
 PROVIDER = "alpaca"
@@ -51,6 +59,11 @@ class AlpacaProtocol(ClientProtocol):
         self._subscribe_frame = wire.encode_client(
             wire.subscribe_message({channel: list(symbols) for channel in channels}), encoding)
         self._decoder = wire.FrameDecoder(encoding)
+        everything = "*" in symbols  # "*" subscribes to every symbol
+        self._trade_symbols = None if everything else \
+            frozenset(symbols if "trades" in channels else ())
+        self._quote_symbols = None if everything else \
+            frozenset(symbols if "quotes" in channels else ())
         self.stage = "connecting"
         self.subscription = wire.Subscription()
 
@@ -66,47 +79,66 @@ class AlpacaProtocol(ClientProtocol):
 
     def receive(self, frame: bytes, ts_recv: int) -> Output:
         try:
-            messages = self._decoder.decode(frame)
+            messages = self._decoder.decode(frame)  # checks the values too (wire.TradeMessage)
             problem = ""
         except _DECODE_ERRORS:
             messages, problem = self._salvage(frame)
         events: list[Event] = []
         control = []
         time_to_ns = wire.time_to_ns
+        trades, quotes = self._trade_symbols, self._quote_symbols
         for m in messages:  # the hot loop: normalize inline
             kind = type(m)
             try:
                 if kind is TradeMessage:
+                    if trades is not None and m.symbol not in trades:
+                        problem = self._drop(values.UNSUBSCRIBED, m)
+                        continue
                     events.append(Trade(
                         provider=PROVIDER, symbol=m.symbol, ts_event=time_to_ns(m.time),
                         ts_recv=ts_recv, price=m.price, size=m.size, trade_id=str(m.trade_id),
                         exchange=m.exchange, conditions=m.conditions,
                     ))
                 elif kind is QuoteMessage:
+                    if quotes is not None and m.symbol not in quotes:
+                        problem = self._drop(values.UNSUBSCRIBED, m)
+                        continue
+                    bid, ask = m.bid_price, m.ask_price
+                    if (not bid and m.bid_size) or (not ask and m.ask_size):
+                        problem = self._drop(values.BAD_PRICE, m)  # a price 0 with a size
+                        continue
+                    if 0 < ask <= bid:
+                        self.counters["quotes_crossed", PROVIDER] += 1
                     events.append(Quote(
                         provider=PROVIDER, symbol=m.symbol, ts_event=time_to_ns(m.time),
-                        ts_recv=ts_recv, bid_price=m.bid_price, bid_size=m.bid_size,
-                        ask_price=m.ask_price, ask_size=m.ask_size,
+                        ts_recv=ts_recv, bid_price=bid, bid_size=m.bid_size,
+                        ask_price=ask, ask_size=m.ask_size,
                         bid_exchange=m.bid_exchange, ask_exchange=m.ask_exchange,
                     ))
                 else:
                     control.append(m)
-            except ValueError as exc:
-                self.counters["bad_input", "malformed"] += 1
+            except ValueError as exc:  # the time
+                self.counters["bad_input", values.BAD_TIME] += 1
                 problem = f"{kind.__name__}: {exc}"
         if control:
             return self._control(events, control, problem)
         return Output(events, problem=problem)
 
+    def _drop(self, reason: str, message: TradeMessage | QuoteMessage) -> str:
+        self.counters["bad_input", reason] += 1
+        return f"{type(message).__name__} of {message.symbol!r}: {reason}"
+
     def _salvage(self, frame: bytes) -> tuple[list, str]:
         try:
-            messages, unhandled, malformed = self._decoder.salvage(frame)
-        except _DECODE_ERRORS as exc:
+            messages, dropped = self._decoder.salvage(frame)
+        except (*_DECODE_ERRORS, ValueError) as exc:
             self.counters["bad_input", "malformed"] += 1
             return [], f"undecodable frame ({exc}): {frame[:80]!r}"
-        self.counters["bad_input", "unhandled"] += unhandled
-        self.counters["bad_input", "malformed"] += malformed
-        return messages, f"{malformed} malformed message(s) in a frame" if malformed else ""
+        for reason in dropped:
+            self.counters["bad_input", reason] += 1
+        bad = [reason for reason in dropped if reason != "unhandled"]
+        return messages, f"{len(bad)} message(s) dropped from a frame: {', '.join(bad)}" \
+            if bad else ""
 
     def _control(self, events: list[Event], messages: list, problem: str) -> Output:
         replies: list[bytes | str] = []

@@ -14,11 +14,13 @@ from __future__ import annotations
 import calendar
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Union
+from typing import Annotated, Any, Union
 
 import msgspec
 from msgspec import field
 from msgspec.msgpack import Ext
+
+from handlers.common import values
 
 JSON = "json"
 MSGPACK = "msgpack"
@@ -62,8 +64,9 @@ Time = Union[str, Ext]
 """`t`: an RFC 3339 string in JSON, the Timestamp extension in msgpack."""
 
 
-# gc=False: the garbage collector need not track data messages (no reference cycles, millions).
-class TradeMessage(msgspec.Struct, tag_field="T", tag="t", kw_only=True, gc=False):
+# The wire's shapes, with any numbers: what a message that fails the checks below is read as,
+# to tell why it failed (handlers.common.values' reasons).
+class LooseTrade(msgspec.Struct, tag_field="T", tag="t", kw_only=True, gc=False):
     symbol: str = field(name="S")
     trade_id: int = field(name="i")
     exchange: str = field(name="x")
@@ -74,7 +77,7 @@ class TradeMessage(msgspec.Struct, tag_field="T", tag="t", kw_only=True, gc=Fals
     tape: str = field(name="z", default="")
 
 
-class QuoteMessage(msgspec.Struct, tag_field="T", tag="q", kw_only=True, gc=False):
+class LooseQuote(msgspec.Struct, tag_field="T", tag="q", kw_only=True, gc=False):
     symbol: str = field(name="S")
     bid_exchange: str = field(name="bx")
     bid_price: float = field(name="bp")
@@ -85,6 +88,27 @@ class QuoteMessage(msgspec.Struct, tag_field="T", tag="q", kw_only=True, gc=Fals
     time: Time = field(name="t")
     conditions: list[str] = field(name="c", default_factory=list)
     tape: str = field(name="z", default="")
+
+
+Symbol = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+# The same, checked by the C decoder itself (the hot path): a non-empty symbol, finite numbers,
+# a trade price > 0, sizes and quote prices >= 0. A frame with any message that fails these
+# is decoded again message by message (FrameDecoder.salvage). gc=False: the garbage collector
+# need not track data messages (no reference cycles, millions).
+class TradeMessage(LooseTrade, tag="t", kw_only=True, gc=False):
+    symbol: Symbol = field(name="S")
+    price: values.Price = field(name="p")
+    size: values.Size = field(name="s")
+
+
+class QuoteMessage(LooseQuote, tag="q", kw_only=True, gc=False):
+    symbol: Symbol = field(name="S")
+    bid_price: values.QuotePrice = field(name="bp")
+    bid_size: values.Size = field(name="bs")
+    ask_price: values.QuotePrice = field(name="ap")
+    ask_size: values.Size = field(name="as")
 
 
 class Success(msgspec.Struct, tag_field="T", tag="success"):
@@ -111,6 +135,7 @@ class Subscription(msgspec.Struct, tag_field="T", tag="subscription"):
 
 
 ServerMessage = Union[TradeMessage, QuoteMessage, Success, Error, Subscription]
+LooseMessage = Union[LooseTrade, LooseQuote]
 
 
 class _Typed(msgspec.Struct):
@@ -144,35 +169,69 @@ def encode_frame(messages: list[Any], encoding: str) -> bytes:
 class FrameDecoder:
     """Client side: a server frame -> its messages. `decode` is the fast path and raises
     msgspec.DecodeError or ValidationError if anything in the frame is off; `salvage` then
-    decodes message by message."""
+    decodes message by message, and says why each one it drops was dropped."""
 
     def __init__(self, encoding: str) -> None:
         module = msgspec.msgpack if encoding == MSGPACK else msgspec.json
+        self.json = encoding != MSGPACK
         self.decode = module.Decoder(list[ServerMessage]).decode
         self._raw = module.Decoder(list[msgspec.Raw]).decode
         self._one = module.Decoder(ServerMessage).decode
+        self._loose = module.Decoder(LooseMessage).decode
         self._typed = module.Decoder(_Typed).decode
 
-    def salvage(self, frame: bytes) -> tuple[list[ServerMessage], int, int]:
-        """(the good messages, how many were of unhandled types, how many were malformed).
-        Raises msgspec.DecodeError / ValidationError if the frame is not an array at all."""
+    def salvage(self, frame: bytes) -> tuple[list[ServerMessage], list[str]]:
+        """(the good messages, the reason for each message dropped: "unhandled" for a type
+        this package reads past, a handlers.common.values reason, or "malformed"). Raises
+        ValueError (msgspec's errors among them) if the frame is not an array at all.
+
+        JSON that strict JSON cannot read (NaN, Infinity, 1e999) is split into its messages by
+        a tolerant scan (values.split_json_array), and each is read by values.read_json."""
+        try:
+            raws: list[Any] = self._raw(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            if not self.json:
+                raise
+            raws = values.split_json_array(frame)
         messages: list[ServerMessage] = []
-        unhandled = malformed = 0
-        for raw in self._raw(frame):
+        dropped: list[str] = []
+        for raw in raws:
             try:
                 messages.append(self._one(raw))
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-                if self._type_of(raw) in OTHER_TYPES:
-                    unhandled += 1
-                else:
-                    malformed += 1
-        return messages, unhandled, malformed
+                dropped.append(self._why(raw))
+        return messages, dropped
 
-    def _type_of(self, raw: msgspec.Raw) -> str:
+    def _why(self, raw: Any) -> str:
+        """Why a message failed the strict decoder."""
+        message = self._read(raw, self._loose, LooseMessage)
+        if isinstance(message, LooseTrade):
+            return why_dropped(message.symbol, values.trade_problem(message.price, message.size))
+        if isinstance(message, LooseQuote):
+            return why_dropped(message.symbol, values.quote_problem(
+                message.bid_price, message.bid_size, message.ask_price, message.ask_size))
+        typed = self._read(raw, self._typed, _Typed)
+        return "unhandled" if typed is not None and typed.T in OTHER_TYPES else values.MALFORMED
+
+    def _read(self, raw: Any, decode: Any, shape: type) -> Any:
+        """`raw` as `shape`, tolerating what values.read_json reads in JSON; None if it is not."""
         try:
-            return self._typed(raw).T
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return ""
+            return decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            if not self.json:
+                return None
+        try:
+            return msgspec.convert(values.read_json(bytes(raw)), shape)
+        except (ValueError, RecursionError):  # msgspec.ValidationError is a ValueError
+            return None
+
+
+def why_dropped(symbol: str, problem: str) -> str:
+    """The reason for a data message that failed the strict decoder: its numbers' problem, an
+    empty symbol, or (neither: a field of a wrong type) malformed."""
+    if problem:
+        return problem
+    return values.BAD_SYMBOL if not symbol else values.MALFORMED
 
 
 # --- client -> server ----------------------------------------------------------------------
@@ -285,18 +344,19 @@ def _offset_seconds(offset: str) -> int:
 
 
 def time_to_ns(value: Time) -> int:
-    """`t` in either encoding -> ns since the epoch; ValueError if it is not a valid time.
+    """`t` in either encoding -> ns since the epoch; ValueError if it is not a valid time
+    (the epoch itself, 0, is none: a message with no time).
     The usual case, msgpack's 8-byte timestamp, is inlined: it is on the hot path."""
     if type(value) is Ext:
         data = value.data
         if len(data) == 8 and value.code == -1:
             packed = int.from_bytes(data)
             ns = (packed & _LOW34) * NS + (packed >> 34)
-            if ns < MAX_NS:  # never negative in the 8-byte form
+            if 0 < ns < MAX_NS:  # never negative in the 8-byte form
                 return ns
         ns = ext_to_ns(value)
     else:
         ns = parse_timestamp(value)  # type: ignore[arg-type]
-    if not 0 <= ns < MAX_NS:
+    if not 0 < ns < MAX_NS:  # 0: no time at all
         raise ValueError(f"time out of range: {ns} ns")
     return ns

@@ -6,7 +6,12 @@ hand over); the handler gives this module ib_async's tickers and errors, and car
 comes back. Nothing here touches a socket or imports ib_async: ticks are read by attribute.
 
 - Tick-by-tick AllLast becomes a Trade, BidAsk a Quote. ts_event is when ib_async read the
-  tick: it keeps no finer time (TWS's is in whole seconds).
+  tick: it keeps no finer time (TWS's is in whole seconds). Values are checked by the rules of
+  handlers.common.values: a tick with a NaN or infinite number, a trade price <= 0, a negative
+  size (...) is dropped and counted (bad_input{reason}), as is a tick of a symbol this
+  connection never subscribed (`unsubscribed`); a crossed or locked quote is published and
+  counted (quotes_crossed{provider="ib"}). A depth row with such a price or size cannot be
+  skipped (the rows are positions): it is counted under its reason, and the book resubscribed.
 - Market depth is position-indexed; handlers.ib.depth turns it into price levels: a
   BookSnapshot with the first depth batch after each (re)subscription, BookDelta after it.
   Depth that does not fit the book asks for `Resubscribe(symbol)`, and that symbol's depth is
@@ -23,8 +28,9 @@ from collections import Counter
 from typing import Any, Iterable
 
 from bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
+from handlers.common import values
 from handlers.common.protocol import Change, Output, Resubscribe
-from handlers.ib.depth import DepthBook, DepthError
+from handlers.ib.depth import DELETE, DepthBook, DepthError
 
 PROVIDER = "ib"
 INFORMATIONAL = range(2100, 2200)
@@ -38,18 +44,43 @@ def _ns(tick_time: Any) -> int:
     return int(tick_time.timestamp() * 1e9)
 
 
+def _float(value: Any) -> float:
+    """A number of ib_async's (float, int or Decimal) as a float; TypeError if it is none."""
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    return float(value)
+
+
 def trade(symbol: str, tick: Any, ts_recv: int) -> Trade:
     """An ib_async TickByTickAllLast."""
     return Trade(provider=PROVIDER, symbol=symbol, ts_event=_ns(tick.time), ts_recv=ts_recv,
-                 price=tick.price, size=tick.size, exchange=tick.exchange,
+                 price=_float(tick.price), size=_float(tick.size), exchange=str(tick.exchange),
                  conditions=tick.specialConditions.split())
 
 
 def quote(symbol: str, tick: Any, ts_recv: int) -> Quote:
     """An ib_async TickByTickBidAsk."""
     return Quote(provider=PROVIDER, symbol=symbol, ts_event=_ns(tick.time), ts_recv=ts_recv,
-                 bid_price=tick.bidPrice, bid_size=tick.bidSize, ask_price=tick.askPrice,
-                 ask_size=tick.askSize)
+                 bid_price=_float(tick.bidPrice), bid_size=_float(tick.bidSize),
+                 ask_price=_float(tick.askPrice), ask_size=_float(tick.askSize))
+
+
+_TICK_ERRORS = (AttributeError, TypeError, ValueError, OverflowError, ArithmeticError)
+"""What a tick that is not one (missing or odd attributes) raises while it is read."""
+
+
+def problem_of(event: Trade | Quote) -> str:
+    """"" for an event fit for the bus, else the handlers.common.values reason to drop it."""
+    if isinstance(event, Trade):
+        problem = values.trade_problem(event.price, event.size)
+    else:
+        problem = values.quote_problem(event.bid_price, event.bid_size, event.ask_price,
+                                       event.ask_size)
+    if problem:
+        return problem
+    if not event.symbol:
+        return values.BAD_SYMBOL
+    return "" if 0 < event.ts_event < 2**63 else values.BAD_TIME
 
 
 class IbProtocol:
@@ -80,25 +111,60 @@ class IbProtocol:
         """ib_async's pending tickers: their tick-by-tick data and depth operations."""
         events: list[Event] = []
         effects: list[Resubscribe] = []
+        problems: list[str] = []
         for ticker in tickers:
-            symbol = ticker.contract.symbol
-            for tick in ticker.tickByTicks:
+            try:
+                symbol = ticker.contract.symbol
+                ticks, dom_ticks = list(ticker.tickByTicks or ()), list(ticker.domTicks or ())
+            except _TICK_ERRORS as exc:
+                problems.append(self._bad(values.MALFORMED, f"a ticker that is not one: {exc}"))
+                continue
+            if not isinstance(symbol, str) or symbol not in self.symbols:
+                if ticks or dom_ticks:
+                    problems.append(self._bad(values.UNSUBSCRIBED, f"ticks of {symbol!r}"))
+                continue
+            for tick in ticks:
                 kind = type(tick).__name__
-                if kind == "TickByTickAllLast":
-                    events.append(trade(symbol, tick, ts_recv))
-                elif kind == "TickByTickBidAsk":
-                    events.append(quote(symbol, tick, ts_recv))
-            if ticker.domTicks and symbol in self.books:
-                self._depth(symbol, ticker.domTicks, ts_recv, events, effects)
-        return Output(events, effects=effects)
+                normalize = trade if kind == "TickByTickAllLast" else \
+                    quote if kind == "TickByTickBidAsk" else None
+                if normalize is None:
+                    continue
+                try:
+                    event = normalize(symbol, tick, ts_recv)
+                except _TICK_ERRORS as exc:
+                    problems.append(self._bad(values.MALFORMED, f"{kind} of {symbol}: {exc}"))
+                    continue
+                problem = problem_of(event)
+                if problem:
+                    problems.append(self._bad(problem, f"{kind} of {symbol}: {problem}"))
+                    continue
+                if type(event) is Quote and values.crossed(event.bid_price, event.ask_price):
+                    self.counters["quotes_crossed", PROVIDER] += 1
+                events.append(event)
+            if dom_ticks and symbol in self.books:
+                self._depth(symbol, dom_ticks, ts_recv, events, effects)
+        return Output(events, effects=effects, problem="; ".join(problems[:3]))
+
+    def _bad(self, reason: str, problem: str) -> str:
+        self.counters["bad_input", reason] += 1
+        return problem
 
     def _depth(self, symbol: str, ticks: list[Any], ts_recv: int, events: list[Event],
                effects: list[Resubscribe]) -> None:
         book = self.books[symbol]
         try:
             for tick in ticks:
-                book.apply(tick.side, tick.position, tick.operation, tick.price, tick.size)
-        except DepthError as exc:
+                side, position, operation = tick.side, tick.position, tick.operation
+                if type(position) is not int or type(operation) is not int:
+                    raise DepthError(f"position {position!r}, operation {operation!r}")
+                price, size = _float(tick.price), _float(tick.size)
+                if operation != DELETE:  # a delete's price and size are not read
+                    problem = values.price_problem(price) or values.size_problem(size)
+                    if problem:
+                        self.counters["bad_input", problem] += 1
+                        raise DepthError(f"{problem}: price {price}, size {size}")
+                book.apply(side, position, operation, price, size)
+        except (DepthError, *_TICK_ERRORS) as exc:
             self.counters["bad_input", "depth_out_of_step"] += 1
             del self.books[symbol]  # ignored until the new subscription
             effects.append(Resubscribe(symbol, f"depth out of step with the book: {exc}"))

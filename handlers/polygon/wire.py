@@ -14,9 +14,11 @@ milliseconds. Exchange ids and condition codes are integers on the wire, strings
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Iterable
+from typing import Annotated, Any, Iterable, NamedTuple
 
 import msgspec
+
+from handlers.common import values
 
 
 PROVIDER = "polygon"
@@ -47,6 +49,20 @@ class Malformed(ValueError):
         super().__init__(f"{kind}: {reason}")
         self.kind = kind
         self.reason = reason
+
+    @property
+    def counter(self) -> str:
+        """Its bad_input reason."""
+        return f"malformed_{self.kind}"
+
+
+class BadValue(Malformed):
+    """A message of the right shape with values no market has (handlers.common.values):
+    counted under the rule's own reason (non_finite, bad_price, ...)."""
+
+    @property
+    def counter(self) -> str:
+        return self.kind
 
 
 # --- the vocabulary both sides speak -------------------------------------------------------
@@ -97,21 +113,50 @@ def decode_action(data: str | bytes) -> Action:
         raise Malformed("action", str(exc)) from None
 
 
+class Unreadable(NamedTuple):
+    """A message of a frame that could not be read at all (its event type is unknown)."""
+
+    text: bytes
+
+
 def decode_frame(data: str | bytes) -> list[Any]:
-    """A server frame -> its list of messages (each still raw). Raises Malformed."""
+    """A server frame -> its list of messages (each still raw). Raises Malformed.
+
+    A frame strict JSON cannot read is read message by message (values.split_json_array), each
+    by values.read_json: NaN, Infinity and -Infinity become those floats and 1e999 ±inf, for
+    the normalizers to refuse as non_finite, while the other messages of the frame are kept;
+    a message that cannot be read even so is an `Unreadable` (and a frame of nothing else is
+    Malformed)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "replace")
     try:
         messages = msgspec.json.decode(data)
     except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise Malformed("frame", f"not JSON: {exc}") from None
+        try:
+            elements = values.split_json_array(data)
+        except ValueError:
+            raise Malformed("frame", f"not JSON: {exc}") from None
+        messages = [_read(element) for element in elements]
+        if all(isinstance(message, Unreadable) for message in messages):
+            raise Malformed("frame", f"not JSON: {exc}") from None
+        return messages
     if not isinstance(messages, list):
         raise Malformed("frame", f"not a JSON array but {type(messages).__name__}")
     return messages
 
 
+def _read(element: bytes) -> Any:
+    try:
+        return values.read_json(element)
+    except ValueError:
+        return Unreadable(element[:200])
+
+
 # --- wire messages, validated ---------------------------------------------------------------
 
 Symbol = Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[^|]+$")]
-NonNegative = Annotated[float, msgspec.Meta(ge=0.0)]
+NonNegative = float
+"""Any float: the normalizers check the values (handlers.common.values), to count each rule."""
 Millis = Annotated[int, msgspec.Meta(ge=0, le=(2**63 - 1) // MS)]
 Code = Annotated[int, msgspec.Meta(ge=0)]
 
