@@ -7,6 +7,7 @@
     logs        structlog: JSON lines in production, pretty on a terminal, secrets masked
     secrets     API keys from the environment, kept out of every log line and status
     lifeline    a child dies with its supervisor
+    keeper      what a child leaves behind dies with it (run between supervisor and child)
     readiness   a child says "ready" to the supervisor
     metrics     named metrics with a schema, carried in heartbeats
     badinput    bad input counted always, logged sparingly

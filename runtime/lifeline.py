@@ -1,6 +1,7 @@
-"""A child dies with its supervisor: the kernel sends it SIGKILL when the parent dies
-(PR_SET_PDEATHSIG, Linux). The supervisor asks for it between fork and exec; a child calls
-`exit_with_parent()` too, which also catches a parent that died before that took effect."""
+"""A child dies with its supervisor: the kernel sends it SIGKILL when its parent, the keeper
+(runtime.keeper, which dies with the supervisor), dies (PR_SET_PDEATHSIG, Linux). The keeper
+asks for it between fork and exec; a child calls `exit_with_parent()` too, which also catches a
+parent that died before that took effect."""
 
 from __future__ import annotations
 

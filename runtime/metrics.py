@@ -60,6 +60,8 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("resubscribes", COUNTER, "single-symbol resubscriptions (resyncs)"),
     Metric("control_requests", COUNTER, "control requests received over the bus", ("action",)),
     Metric("reconnect_delay_seconds", HISTOGRAM, "waits before reconnecting"),
+    Metric("quotes_crossed", COUNTER, "quotes published with the bid at or above the ask "
+           "(locked or crossed: real market data, not dropped)", ("provider",)),
     # coinbase
     Metric("trades_missed", COUNTER, "trades the provider's trade ids show were lost"),
     Metric("resyncs", COUNTER, "books found out of step and resynced, by why", ("reason",)),

@@ -1,6 +1,7 @@
 """What the supervisor hands a child: its spec (name, settings table, bus config) in the
-environment variable TICKMESH_CHILD, its own pid in TICKMESH_PARENT_PID, and the file
-descriptor to say "ready" on in TICKMESH_READY_FD (runtime.readiness)."""
+environment variable TICKMESH_CHILD, its parent's pid (its keeper's, runtime.keeper) in
+TICKMESH_PARENT_PID, and the file descriptor to say "ready" on in TICKMESH_READY_FD
+(runtime.readiness)."""
 
 from __future__ import annotations
 

@@ -77,6 +77,11 @@ class Child:
         self._started_at = now
         self._enter(State.STARTING)
 
+    def running_as(self, pid: int) -> None:
+        """The child's own pid, as its keeper reported it (until then `pid` is the keeper's)."""
+        if self.alive:
+            self.pid = pid
+
     def up(self, pid: int) -> None:
         """STARTUP_SECONDS have passed since process `pid` was started."""
         if self.state is State.STARTING and self.pid == pid:

@@ -6,7 +6,8 @@
                     {"ok": true, "child": NAME, "pid": the pid being killed}; refused, with
                     "reason" "unknown_child" or "not_running", for a child that is not there or
                     has no process to kill (or one already being restarted)
-Every answer is a JSON object; a bad or refused request gets {"error": ..., "reason": ...}.
+Every answer is a JSON object, with every known secret masked (runtime.secrets); a bad or
+refused request gets {"error": ..., "reason": ...}.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Callable
 import zmq
 
 from bus import sockets
+from runtime.secrets import redact
 
 STATUS = b"status"
 RESTART = "restart"
@@ -65,7 +67,7 @@ class ControlServer:
         """Answer requests until cancelled."""
         while True:
             request = await self._socket.recv_multipart()
-            await self._socket.send(json.dumps(self._answer(request)).encode())
+            await self._socket.send(redact(json.dumps(self._answer(request))).encode())
 
     def _answer(self, request: list[bytes]) -> dict[str, Any]:
         if request == [STATUS]:

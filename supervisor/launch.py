@@ -1,10 +1,18 @@
-"""Starting a child process that cannot outlive the supervisor, and learning when it exits.
+"""Starting a child process that cannot outlive the supervisor, nor leave anything behind, and
+learning when it exits.
 
-A child is `python -m <module>` with its spec in TICKMESH_CHILD and the supervisor's pid in
-TICKMESH_PARENT_PID, in its own process group (so a terminal's Ctrl-C reaches only the
-supervisor, which then stops the children in order). Between fork and exec it asks the kernel
-for SIGKILL when the supervisor dies (PR_SET_PDEATHSIG): even a child that never calls
-runtime.lifeline.exit_with_parent dies with it. Linux only.
+A child is `python -m <module>` with its spec in TICKMESH_CHILD, run under a keeper
+(runtime.keeper: a child subreaper that kills whatever the child leaves behind, when the child
+exits and when the supervisor dies), in the keeper's own process group (so a terminal's Ctrl-C
+reaches only the supervisor, which then stops the children in order). The supervisor starts,
+signals (SIGTERM; `kill`) and waits for the keeper, which relays all of it; the child's own pid
+comes on a pipe (`watch_pid`). Between fork and exec the keeper asks the kernel for SIGTERM
+when the supervisor dies (PR_SET_PDEATHSIG), which it catches to kill the child and the rest;
+the child itself gets SIGKILL when the keeper dies, even one that never calls
+runtime.lifeline.exit_with_parent. Linux only.
+
+Its environment is the supervisor's cut down to what a process needs and the variables its own
+settings name (`child_environment`): one child never sees another's secrets.
 
 The child gets the write end of a pipe in TICKMESH_READY_FD, to say "ready" on
 (runtime.readiness); `watch_ready` is a future that is done when it has, or when it exits.
@@ -20,6 +28,7 @@ import subprocess
 import sys
 from typing import Callable
 
+from runtime import keeper
 from runtime.lifeline import PR_SET_PDEATHSIG
 from runtime.spec import PARENT_ENV, READY_FD_ENV, SPEC_ENV, ChildSpec
 
@@ -30,50 +39,96 @@ def _die_with(parent_pid: int) -> Callable[[], None]:
     """Runs in the forked child before exec: as little as possible, no allocation-heavy work."""
 
     def preexec() -> None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)  # the keeper catches it
         if os.getppid() != parent_pid:  # the supervisor died before prctl took effect
             os._exit(1)
 
     return preexec
 
 
-def start(module: str, spec: ChildSpec) -> tuple[subprocess.Popen, int]:
-    """Start `python -m module` as a child of this process (stdout and stderr inherited);
-    returns it and the read end of its readiness pipe."""
+RUNTIME_VARIABLES = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ",
+                     "TERM", "TMPDIR", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "SSL_CERT_FILE",
+                     "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+                     "https_proxy", "no_proxy"}
+RUNTIME_PREFIXES = ("LC_", "PYTHON", "TICKMESH_")
+
+
+def child_environment(settings: dict) -> dict[str, str]:
+    """What of the supervisor's environment a child gets: what any process needs to run
+    (RUNTIME_VARIABLES, and names starting with RUNTIME_PREFIXES), and the variables its own
+    settings name in keys ending in `_env` (its secrets). Nothing else: no other child's
+    secrets."""
+    named = {value for key, value in settings.items()
+             if key.endswith("_env") and isinstance(value, str)}
+    return {name: value for name, value in os.environ.items()
+            if name in RUNTIME_VARIABLES or name.startswith(RUNTIME_PREFIXES) or name in named}
+
+
+def start(module: str, spec: ChildSpec) -> tuple[subprocess.Popen, int, int]:
+    """Start `python -m module` under a keeper, a child of this process (stdout and stderr
+    inherited); returns the keeper, the read end of the child's readiness pipe and that of the
+    pipe the keeper writes the child's pid on."""
     parent_pid = os.getpid()
     ready_read, ready_write = os.pipe()
-    env = dict(os.environ, **{SPEC_ENV: spec.to_json(), PARENT_ENV: str(parent_pid),
-                              READY_FD_ENV: str(ready_write)})
+    pid_read, pid_write = os.pipe()
+    env = dict(child_environment(spec.settings), **{
+        SPEC_ENV: spec.to_json(), PARENT_ENV: str(parent_pid), READY_FD_ENV: str(ready_write)})
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, process_group=0,
-            preexec_fn=_die_with(parent_pid), pass_fds=(ready_write,),
+            keeper.command(parent_pid, pid_write, [sys.executable, "-m", module]), env=env,
+            process_group=0, preexec_fn=_die_with(parent_pid), pass_fds=(ready_write, pid_write),
         )
     except BaseException:
         os.close(ready_read)
+        os.close(pid_read)
         raise
     finally:
         os.close(ready_write)
-    return process, ready_read
+        os.close(pid_write)
+    return process, ready_read, pid_read
+
+
+def kill(process: subprocess.Popen) -> None:
+    """Have the keeper kill its child (SIGKILL); its exit follows."""
+    process.send_signal(keeper.KILL)
+
+
+def watch_pid(pid_read: int) -> asyncio.Future[int | None]:
+    """A future: the child's pid once the keeper has written it, None if the keeper closed the
+    pipe without it (it exited first). Closes the descriptor."""
+    said = _read_once(pid_read)
+    pid: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    said.add_done_callback(lambda done: pid.set_result(
+        int(done.result()) if done.result().strip().isdigit() else None))
+    return pid
 
 
 def watch_ready(ready_read: int) -> asyncio.Future[bool]:
     """A future: True once the child wrote to its readiness pipe, False if it closed it
     without a word (it exited, or never says ready). Closes the descriptor."""
+    said = _read_once(ready_read)
+    ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    said.add_done_callback(lambda done: ready.set_result(bool(done.result())))
+    return ready
+
+
+def _read_once(fd: int) -> asyncio.Future[bytes]:
+    """A future: the first bytes that can be read from the pipe `fd` (b"" once it is closed
+    without any). Closes the descriptor."""
     loop = asyncio.get_running_loop()
-    future: asyncio.Future[bool] = loop.create_future()
+    future: asyncio.Future[bytes] = loop.create_future()
 
     def readable() -> None:
-        loop.remove_reader(ready_read)
+        loop.remove_reader(fd)
         try:
-            said = bool(os.read(ready_read, 64))
+            data = os.read(fd, 64)
         except OSError:
-            said = False
-        os.close(ready_read)
+            data = b""
+        os.close(fd)
         if not future.done():
-            future.set_result(said)
+            future.set_result(data)
 
-    loop.add_reader(ready_read, readable)
+    loop.add_reader(fd, readable)
     return future
 
 

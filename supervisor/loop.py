@@ -30,6 +30,7 @@ import structlog
 from bus.publisher import Publisher
 from runtime.metrics import Metrics
 from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
+from runtime.secrets import secret_from_env
 from runtime.spec import ChildSpec
 from supervisor import launch
 from supervisor.child import STARTUP_SECONDS, Child, State
@@ -52,6 +53,10 @@ class Supervisor:
         self._log = structlog.get_logger()
         self.metrics = Metrics()
         self.metrics.collect(self._child_metrics)
+        for child in config.processes:  # its children's secrets: masked in its logs and answers
+            for key, variable in child.settings.items():
+                if key.endswith("_env") and isinstance(variable, str):
+                    secret_from_env(variable)
 
     async def run(self) -> None:
         """Supervise until SIGINT or SIGTERM, then stop every child."""
@@ -122,20 +127,30 @@ class Supervisor:
     def _start(self, child: Child) -> None:
         loop = asyncio.get_running_loop()
         spec = ChildSpec(child.name, child.config.settings, self.config.bus)
-        process, ready_pipe = launch.start(child.config.run, spec)
+        process, ready_pipe, pid_pipe = launch.start(child.config.run, spec)
         exit_code = launch.watch_exit(process)
         self._processes[child.name] = (process, exit_code)
-        child.started(process.pid, loop.time())
+        child.started(process.pid, loop.time())  # the keeper's pid, until it reports the child's
         exit_code.add_done_callback(lambda done: self._exited(child, done.result()))
+        launch.watch_pid(pid_pipe).add_done_callback(
+            lambda pid: self._reported(child, process, pid.result()))
         launch.watch_ready(ready_pipe).add_done_callback(
-            lambda said: self._said_ready(child, process.pid, said.result()))
-        loop.call_later(STARTUP_SECONDS, child.up, process.pid)
+            lambda said: self._said_ready(child, process, said.result()))
 
-    def _said_ready(self, child: Child, pid: int, said: bool) -> None:
-        if said and child.pid == pid:
+    def _current(self, child: Child, process: subprocess.Popen) -> bool:
+        """Is `process` the child's running keeper (not one that has exited since)?"""
+        return child.name in self._processes and self._processes[child.name][0] is process
+
+    def _reported(self, child: Child, process: subprocess.Popen, pid: int | None) -> None:
+        if pid is not None and self._current(child, process):
+            child.running_as(pid)
+            asyncio.get_running_loop().call_later(STARTUP_SECONDS, child.up, pid)
+
+    def _said_ready(self, child: Child, process: subprocess.Popen, said: bool) -> None:
+        if said and self._current(child, process):
             child.ready = True
             self._ready[child.name].set()
-            self._log.info("child ready", child=child.name, pid=pid)
+            self._log.info("child ready", child=child.name, pid=child.pid)
 
     def _exited(self, child: Child, code: int) -> None:
         del self._processes[child.name]
@@ -198,12 +213,13 @@ class Supervisor:
             await self._terminate(child)
 
     async def _terminate(self, child: Child) -> None:
-        """SIGTERM the child's process, then SIGKILL it after its shutdown_timeout."""
+        """SIGTERM the child's process, then SIGKILL it after its shutdown_timeout (both
+        through its keeper)."""
         process, exit_code = self._processes[child.name]
         process.send_signal(signal.SIGTERM)
         await asyncio.wait({exit_code}, timeout=child.config.shutdown_timeout)
         if not exit_code.done():
             self._log.warning("child ignored SIGTERM; killing it", child=child.name,
-                              pid=process.pid)
-            process.kill()
+                              pid=child.pid)
+            launch.kill(process)
             await exit_code

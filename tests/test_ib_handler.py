@@ -225,3 +225,52 @@ def test_settings_are_checked_by_name():
                      ({"symbols": ["A"], "keepalive_timeout": 0}, "keepalive_timeout")]:
         with pytest.raises(ValueError, match=key):
             read(IbSettings, bad)
+
+
+# --- a hostile TWS ---------------------------------------------------------------------------------
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MB."""
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def test_a_length_over_the_limit_drops_the_connection_and_memory_stays_small(spawn_child, bus):
+    port = free_port()
+    handler = spawn_child("handlers.ib.handler", "ib",
+                          {"port": port, "symbols": SYMBOLS, "depth_rows": 0, "backoff_min": 0.1,
+                           "backoff_max": 0.4, "timeout": 3.0, "keepalive": 0})
+    bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
+    sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
+    bus.until(flowing(bus, 0, SYMBOLS, (Trade, Quote)), what="trades and quotes")
+    before = peak_rss_mb(handler.pid)
+    mark = bus.mark()
+    sim.control("oversize", mb=64)  # a 2 GB length, then 64 MB of it
+    back = bus.until(lambda _: bus.resubscribed(mark), what="a reconnect all the way to subscribed")
+    bus.until(flowing(bus, back, SYMBOLS, (Trade, Quote)), what="fresh trades and quotes")
+    dropped = disconnects(bus, mark)[0]
+    assert "over the limit of 16777215" in dropped.message
+    assert peak_rss_mb(handler.pid) - before < 32, "the handler buffered the oversized message"
+
+
+def test_a_flood_of_undecodable_messages_is_logged_sparingly(spawn_child, bus, tmp_path):
+    port = free_port()
+    log = tmp_path / "ib.log"
+    spawn_child("handlers.ib.handler", "ib",
+                {"port": port, "symbols": SYMBOLS, "depth_rows": 0, "backoff_min": 0.1,
+                 "backoff_max": 0.4, "timeout": 3.0}, stderr=open(log, "w"))
+    bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
+    sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
+    bus.until(lambda _: "subscribed" in bus.states(), what="subscribed")
+    sim.control("garbage", count=20000)
+
+    def counted(events) -> bool:
+        return any(isinstance(e, Heartbeat) and e.metric("bad_input", reason="malformed") >= 20000
+                   for e in events)
+
+    bus.until(counted, what="a heartbeat counting 20000 malformed messages")
+    lines = [line for line in log.read_text().splitlines() if "could not decode" in line]
+    assert 1 <= len(lines) <= 15, len(lines)  # the 1st, 2nd, 4th ... 16384th
+    assert "disconnected" not in bus.states(bus.mark() - 1)

@@ -4,7 +4,9 @@ The n-th delay (from 0) is uniform in [d/2, d] with d = min(maximum, minimum * 2
 so that many clients do not reconnect in step, and never shorter than the previous delay's
 upper bound halved, so consecutive waits keep growing until the cap.
 
-`BackoffSettings` are the two keys of a handler's settings table that set it.
+`BackoffSettings` are the keys of a handler's settings table that set it: backoff_min,
+backoff_max, and stable_after (how long a subscribed connection must last before its end
+resets the backoff: handlers.common.lifecycle).
 """
 
 from __future__ import annotations
@@ -39,14 +41,18 @@ class Backoff:
 
 @dataclass(frozen=True, kw_only=True)
 class BackoffSettings:
-    """A reconnecting handler's settings: its waits grow from backoff_min to backoff_max s."""
+    """A reconnecting handler's settings: its waits grow from backoff_min to backoff_max s,
+    and start again from backoff_min only after a connection that stayed subscribed for
+    stable_after s."""
 
     backoff_min: float = 0.5
     backoff_max: float = 30.0
+    stable_after: float = 30.0
 
     def __post_init__(self) -> None:
         require(0 < self.backoff_min <= self.backoff_max, "backoff_min",
                 f"a number > 0 and <= backoff_max ({self.backoff_max:g})", self.backoff_min)
+        require(self.stable_after >= 0, "stable_after", "a number >= 0", self.stable_after)
 
     def backoff(self) -> Backoff:
         return Backoff(self.backoff_min, self.backoff_max)

@@ -10,17 +10,18 @@ publish its events, send its replies, publish its state changes, carry out its e
 it says so. Control requests addressed to the provider over the bus (`control.<provider>`)
 go to `protocol.control` while a connection is up. Whatever a protocol call raises is caught,
 counted (`protocol_faults`) and logged rate-limited, and that one input is skipped: the
-connection and the process go on.
+connection and the process go on. A problem's text is logged with every known secret masked
+first, then cut to MAX_PROBLEM characters.
 
 A connection is dead when it closes, when a WebSocket ping goes unanswered for `ping_timeout`
 seconds, or when no frame at all arrives for `stale_after` seconds (0 turns that off). Then:
-Status "disconnected" with the reason, a jittered, capped exponential backoff (reset once the
-protocol reports "subscribed"), and a new connection, where the protocol authenticates and
-subscribes again from scratch. The Status events and the backoff are
-handlers.common.lifecycle's.
+Status "disconnected" with the reason, a jittered, capped exponential backoff (reset only when
+a connection ends that stayed subscribed for `stable_after` seconds), and a new connection,
+where the protocol authenticates and subscribes again from scratch. The Status events and the
+backoff are handlers.common.lifecycle's.
 
 Settings (`ClientSettings`, which a handler's own settings extend): url, stale_after,
-backoff_min, backoff_max, ping_interval, ping_timeout, open_timeout. Metrics
+backoff_min, backoff_max, stable_after, ping_interval, ping_timeout, open_timeout. Metrics
 (runtime.metrics): connects, reconnects, frames_received, provider_errors, stale_connections,
 protocol_faults, protocol_problems, timers_fired, http_requests, resubscribes, control_requests, and bad_input
 (the protocol counts the reasons; "unpublishable": an event the bus cannot carry, e.g. a
@@ -47,9 +48,12 @@ from handlers.common.protocol import ClientProtocol, Output
 from runtime.badinput import count_bad_input
 from runtime.logs import log
 from runtime.process import ProcessContext
+from runtime.secrets import redact
 from runtime.settings import require
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_PROBLEM = 300
+"""Characters of a problem's text that are logged (after masking secrets)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +81,8 @@ class ReconnectingClient:
         self.protocol = protocol
         self.settings = settings
         self._log = log().bind(provider=protocol.provider, url=settings.url)
-        self.lifecycle = Lifecycle(ctx, protocol.provider, settings.backoff(), self._log)
+        self.lifecycle = Lifecycle(ctx, protocol.provider, settings.backoff(), self._log,
+                                   settings.stable_after)
         self.effects = Effects(protocol, self._deliver, ctx.counts, self._log)
         self._ws: ClientConnection | None = None
         self._last_frame = 0.0
@@ -228,4 +233,4 @@ class ReconnectingClient:
 
     def _problem(self, problem: str) -> None:
         count_bad_input(self.ctx.counts, "protocol_problems", self._log,
-                        "bad input from the provider", problem=problem)
+                        "bad input from the provider", problem=redact(problem)[:MAX_PROBLEM])

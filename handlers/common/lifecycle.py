@@ -1,15 +1,18 @@
 """A handler's connection life as the bus sees it, whatever owns the socket: a Status event on
 every change of state, the backoff between attempts, and the counters.
 
-    lifecycle = Lifecycle(ctx, "myprovider", settings.backoff(), log)
+    lifecycle = Lifecycle(ctx, "myprovider", settings.backoff(), log, settings.stable_after)
     await lifecycle.run(connection)       # until cancelled
     lifecycle.status("subscribed")        # from inside a connection, as the states change
 
 `run` calls `connection()` (one connection's whole life; it returns why it ended) again and
 again: Status "connecting" before each attempt, "disconnected" with the reason after it, then
-a jittered, capped exponential wait (handlers.common.backoff) that "subscribed" resets.
+a jittered, capped exponential wait (handlers.common.backoff). The backoff starts again from
+its minimum only after a connection that lasted `stable_after` seconds from its first
+"subscribed": a server that accepts, subscribes and drops at once gets ever longer waits.
 Metrics: connects, reconnects, provider_errors (each "error" status, by code),
-reconnect_delay_seconds. Messages are published with every known secret masked.
+reconnect_delay_seconds. Messages are published and logged with every known secret masked,
+then cut to MAX_MESSAGE characters (masked first, so that no cut can leave part of a secret).
 """
 
 from __future__ import annotations
@@ -23,13 +26,19 @@ from handlers.common.backoff import Backoff
 from runtime.process import ProcessContext
 from runtime.secrets import redact
 
+MAX_MESSAGE = 300
+"""Characters of a Status message kept (after masking secrets)."""
+
 
 class Lifecycle:
-    def __init__(self, ctx: ProcessContext, provider: str, backoff: Backoff, log: Any) -> None:
+    def __init__(self, ctx: ProcessContext, provider: str, backoff: Backoff, log: Any,
+                 stable_after: float = 30.0) -> None:
         self.ctx = ctx
         self.provider = provider
         self.backoff = backoff
         self.log = log
+        self.stable_after = stable_after
+        self._subscribed_at: float | None = None  # this connection's first "subscribed"
 
     async def run(self, connection: Callable[[], Awaitable[str]], target: str = "") -> NoReturn:
         """Connect again and again; `target` (e.g. host:port) is the "connecting" message."""
@@ -37,23 +46,31 @@ class Lifecycle:
         while True:
             self.status("connecting", message=target)
             counts["connects"] += 1
+            self._subscribed_at = None
             reason = await connection()
             self.status("disconnected", message=reason)
+            if self._stayed_up():
+                self.backoff.reset()
             delay = self.backoff.next()
             self.ctx.metrics.histogram("reconnect_delay_seconds").observe(delay)
             self.log.info("reconnecting", delay_s=round(delay, 3))
             await asyncio.sleep(delay)
             counts["reconnects"] += 1
 
+    def _stayed_up(self) -> bool:
+        """The connection that just ended was subscribed for at least `stable_after` s."""
+        return (self._subscribed_at is not None
+                and time.monotonic() - self._subscribed_at >= self.stable_after)
+
     def status(self, state: str, code: int = 0, message: str = "", symbol: str = "") -> None:
         """Publish and log a change of state (of one symbol's stream, if `symbol`)."""
         if state not in STATUS_STATES:
             raise ValueError(f"unknown connection state {state!r}")
-        if state == "subscribed":
-            self.backoff.reset()
+        if state == "subscribed" and self._subscribed_at is None:
+            self._subscribed_at = time.monotonic()
         if state == "error":
             self.ctx.counts["provider_errors", str(code)] += 1
-        message = redact(message)  # a provider may echo the credentials back
+        message = redact(message)[:MAX_MESSAGE]  # a provider may echo the credentials back
         now = time.time_ns()
         self.ctx.publisher.publish(Status(provider=self.provider, symbol=symbol, ts_event=now,
                                           ts_recv=now, state=state, code=code, message=message))

@@ -43,6 +43,9 @@ IB also:
                           (restored, data maintained) and they move again
     bad-depth             one depth update past the last row of every depth subscription, as a
                           faulty TWS would send
+    oversize?mb=N         a hostile TWS: to every connection a message length of 2 GB, then N MB
+                          (0 to 256) of the message it promises
+    garbage?count=N       N well-framed messages that are not the TWS API, to every connection
 
 A server restart is a process restart: kill the simulator, start it again on the same port.
 Tests use tests/simcontrol.py: `control(port, "stall", seconds=5) -> dict`.

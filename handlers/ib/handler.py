@@ -24,10 +24,14 @@ TWS fails after `timeout`.
 
 Settings (`IbSettings`): host, port (7497 TWS paper, 7496 TWS live, 4002/4001 IB Gateway),
 client_id, symbols, depth_rows (0: no depth), smart_depth (aggregate depth over exchanges),
-exchange, currency, backoff_min, backoff_max, timeout (seconds for each step of connecting and
-for contract lookups), keepalive (seconds; 0: none), keepalive_timeout.
+exchange, currency, backoff_min, backoff_max, stable_after, timeout (seconds for each step of
+connecting and for contract lookups), keepalive (seconds; 0: none), keepalive_timeout.
 Metrics: connects, reconnects, provider_errors, stale_connections, resubscribes, bad_input
-(depth_out_of_step, malformed).
+(depth_out_of_step, malformed, oversized).
+
+A message length over TWS's own limit (MAX_MESSAGE_SIZE) ends the connection at once, before
+ib_async buffers what it promises (counted as bad_input oversized, and the "disconnected"
+Status says why); messages ib_async cannot decode are logged sparingly.
 """
 
 from __future__ import annotations
@@ -50,7 +54,14 @@ from handlers.common.protocol import RESYNC, Output, Resubscribe
 from handlers.ib.protocol import PROVIDER, IbProtocol
 from runtime import process
 from runtime.logs import log
+from runtime.badinput import count_bad_input
+from runtime.secrets import redact
 from runtime.settings import CommaStrings, require
+
+MAX_MESSAGE_SIZE = 0xFFFFFF
+"""The longest TWS API message (TWS's own limit): a longer length drops the connection."""
+MAX_LOGGED = 300
+"""Characters of an ib_async warning that are logged."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +100,8 @@ class IbFeed:
         self.ctx = ctx
         self.settings = settings
         self.log = log().bind(provider=PROVIDER, port=settings.port, client_id=settings.client_id)
-        self.lifecycle = Lifecycle(ctx, PROVIDER, settings.backoff(), self.log)
+        self.lifecycle = Lifecycle(ctx, PROVIDER, settings.backoff(), self.log,
+                                   settings.stable_after)
         self.protocol = IbProtocol(ctx.counts)
         # this connection's: the client, the contracts found (by symbol), resyncs under way
         self.ib: IB | None = None
@@ -123,6 +135,16 @@ class IbFeed:
             if not ended.done():
                 ended.set_result(message)
 
+        def on_data(data: bytes) -> None:  # runs after ib_async has buffered `data`
+            length = guard.oversized(data)
+            if length:
+                self.ctx.counts["bad_input", "oversized"] += 1
+                on_api_error(f"a TWS message of {length} bytes, over the limit of "
+                             f"{MAX_MESSAGE_SIZE}: connection dropped")
+                ib.client.conn.disconnect()  # reads no more
+
+        guard = _SizeGuard()
+        ib.client.conn.hasData += on_data
         ib.client.apiError += on_api_error
         ib.pendingTickersEvent += self._on_tickers
         # ib_async reports an error as it decodes it, but tickers only at the end of each read:
@@ -232,10 +254,42 @@ class IbFeed:
         self._request(ib, contract)
 
 
+class _SizeGuard:
+    """Follows the TWS API framing (each message: its length in 4 bytes, big-endian, then that
+    many bytes) of what ib_async receives, to catch a length over MAX_MESSAGE_SIZE: ib_async
+    itself would buffer whatever a length promises, up to 4 GB."""
+
+    def __init__(self) -> None:
+        self.header = b""  # of the next message, so far
+        self.body_left = 0  # bytes of the current message still to come
+
+    def oversized(self, data: bytes) -> int:
+        """The first length over the limit that `data` completes, or 0."""
+        view = memoryview(data)
+        while view:
+            if self.body_left:
+                step = min(self.body_left, len(view))
+                self.body_left -= step
+                view = view[step:]
+                continue
+            need = 4 - len(self.header)
+            self.header += view[:need]
+            view = view[need:]
+            if len(self.header) == 4:
+                length = int.from_bytes(self.header, "big")
+                self.header = b""
+                if length > MAX_MESSAGE_SIZE:
+                    return length
+                self.body_left = length
+        return 0
+
+
 class _LibraryLog(logging.Handler):
-    """ib_async logs through the standard library: its warnings go to our structured log, and
-    a message it could not decode counts as malformed input. Its wrapper's and client's lines
-    stay out: every TWS error and every connection failure is a Status and a log line of ours."""
+    """ib_async logs through the standard library: a message it could not decode counts as
+    malformed input, logged sparingly (runtime.badinput: a flood of them cannot flood the log),
+    and its other warnings go to our structured log, each cut to MAX_LOGGED characters after
+    masking secrets. Its wrapper's and client's lines stay out: every TWS error and every
+    connection failure is a Status and a log line of ours."""
 
     def __init__(self, counters: Counter) -> None:
         super().__init__(logging.WARNING)
@@ -244,9 +298,13 @@ class _LibraryLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.name in ("ib_async.wrapper", "ib_async.client"):
             return
+        message = redact(record.getMessage())[:MAX_LOGGED]
         if record.name == "ib_async.Decoder":
-            self.counters["bad_input", "malformed"] += 1
-        log().warning(record.getMessage(), logger=record.name, provider=PROVIDER)
+            count_bad_input(self.counters, ("bad_input", "malformed"), log(),
+                            "a TWS message ib_async could not decode", message=message,
+                            provider=PROVIDER)
+        else:
+            log().warning(message, logger=record.name, provider=PROVIDER)
 
 
 Settings = IbSettings

@@ -35,10 +35,21 @@ from runtime.settings import require
 from handlers.common.simulator import SimulatorSettings
 from handlers.ib.sim.market import Market
 from handlers.ib.sim.session import CLOSING_ERRORS, ERRORS, Session, Tws
+from handlers.ib.sim import wire
 from handlers.ib.sim.wire import WireError
 
 TICK_SECONDS = 0.01
+OVERSIZE_PREFIX = (2**31 - 1).to_bytes(4, "big")
+GARBAGE = wire.frame(b"no such message\0")
 WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is dropped as slow
+MAX_OVERSIZE_MB = 256
+
+
+def _megabytes(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= MAX_OVERSIZE_MB:
+        raise simcontrol.ControlError(f"mb must be an integer from 0 to {MAX_OVERSIZE_MB}, "
+                                      f"not {text[:64]!r}")
+    return int(text)
 BURST_MAX_STEPS = 100
 """Per message asked, the market steps a burst takes at most."""
 
@@ -161,7 +172,9 @@ class Simulator:
             error=self.error, burst=self.burst,
             extra={"connectivity": simcontrol.Action(self.connectivity,
                                                      {"online": simcontrol.flag}),
-                   "bad-depth": simcontrol.Action(self.bad_depth)})
+                   "bad-depth": simcontrol.Action(self.bad_depth),
+                   "oversize": simcontrol.Action(self.oversize, {"mb": _megabytes}),
+                   "garbage": simcontrol.Action(self.garbage, {"count": simcontrol.count})})
 
     async def run(self, ready: Callable[[], None]) -> None:
         """Listen, say ready, and move the markets until cancelled."""
@@ -257,6 +270,17 @@ class Simulator:
 
     def bad_depth(self) -> dict[str, Any]:
         self._deliver(self.tws.glitch_depth())
+        return {"connections": len(self.connections)}
+
+    def oversize(self, mb: int) -> dict[str, Any]:
+        """A hostile TWS: a length prefix of 2 GB, then `mb` MB of what it promises."""
+        for connection in self.connections.values():
+            connection.transport.write(OVERSIZE_PREFIX + bytes(mb * 1024 * 1024))
+        return {"connections": len(self.connections)}
+
+    def garbage(self, count: int) -> dict[str, Any]:
+        """`count` well-framed messages that are not the TWS API (an unknown message id)."""
+        self._deliver({session: [GARBAGE] * count for session in self.connections})
         return {"connections": len(self.connections)}
 
 

@@ -1,0 +1,110 @@
+"""Handlers against hostile or flapping providers, and secrets: a server that subscribes and
+drops at once gets ever longer waits; credentials a provider echoes back reach neither the bus
+nor the log, not even in part; a child's environment holds only the secrets its settings name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bus.events import Status
+from tests.buslog import BusLog
+from tests.scripted_server import CLOSE, ScriptedServer
+from tests.supervised import Running, child_toml, write_config
+
+KEY = "AKTESTKEY0123456789Z"                        # 20 characters, like Alpaca's
+SECRET = "s3cr3tS3CR3Ts3cr3tS3CR3Ts3cr3tS3CR3Tabcd"  # 40
+CONNECTED = '[{"T":"success","msg":"connected"}]'
+AUTHENTICATED = '[{"T":"success","msg":"authenticated"}]'
+SUBSCRIBED = '[{"T":"subscription","trades":["AAPL"],"quotes":["AAPL"],"bars":[]}]'
+
+
+@pytest.fixture
+def bus(forwarder):
+    with BusLog(forwarder.subscribe, ["status.alpaca"]) as log:
+        yield log
+
+
+def start_alpaca(spawn_child, monkeypatch, url: str, log: Path | None = None, **settings):
+    monkeypatch.setenv("TM_TEST_ALPACA_KEY", KEY)
+    monkeypatch.setenv("TM_TEST_ALPACA_SECRET", SECRET)
+    config = {"url": url, "symbols": ["AAPL"], "encoding": "json", "stale_after": 0,
+              "key_env": "TM_TEST_ALPACA_KEY", "secret_env": "TM_TEST_ALPACA_SECRET", **settings}
+    stderr = open(log, "w") if log else None
+    return spawn_child("handlers.alpaca.handler", "alpaca", config, stderr=stderr)
+
+
+def connect_times(bus: BusLog) -> list[int]:
+    return [s.ts_event for s in bus.of(Status) if s.state == "connecting"]
+
+
+def test_a_server_that_subscribes_and_drops_at_once_gets_a_growing_backoff(
+        spawn_child, monkeypatch, bus):
+    def script(text: str) -> list:
+        action = json.loads(text)["action"]
+        return [AUTHENTICATED] if action == "auth" else [SUBSCRIBED, CLOSE]
+
+    with ScriptedServer(script, greeting=[CONNECTED]) as server:
+        start_alpaca(spawn_child, monkeypatch, server.url, backoff_min=0.05, backoff_max=10)
+        bus.until(lambda _: len(connect_times(bus)) >= 7, what="seven connection attempts")
+    assert bus.states().count("subscribed") >= 5  # every connection got all the way
+    times = connect_times(bus)[:7]
+    gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:])]
+    # waits of at least half of 0.05, 0.1, ... 1.6 s: without the reset on "subscribed",
+    # the last is at least 0.8 s, far more than the first
+    assert gaps[-1] >= 0.8 and gaps[-1] > 4 * gaps[0], gaps
+
+
+def test_echoed_credentials_reach_neither_the_bus_nor_the_log(spawn_child, monkeypatch, bus,
+                                                              tmp_path):
+    def script(text: str) -> list:
+        if json.loads(text)["action"] != "auth":
+            return []
+        # undecodable: the client logs its first 80 bytes, which end 24 characters into SECRET
+        garbage = "not json " + "x" * 47 + SECRET
+        error = json.dumps([{"T": "error", "code": 402,
+                             "msg": f"auth failed for key {KEY} with secret {SECRET}"}])
+        return [garbage, error]
+
+    log = tmp_path / "alpaca.log"
+    with ScriptedServer(script, greeting=[CONNECTED]) as server:
+        start_alpaca(spawn_child, monkeypatch, server.url, log=log, backoff_min=0.05,
+                     backoff_max=0.1)
+        bus.until(lambda _: len([s for s in bus.of(Status) if s.state == "error"]) >= 2,
+                  what="two echoed auth errors")
+    messages = " ".join(s.message for s in bus.of(Status))
+    text = log.read_text()
+    assert "auth failed for key *** with secret ***" in messages
+    assert "undecodable frame" in text and "***" in text
+    for leak in (KEY, SECRET, SECRET[:8], KEY[:8]):
+        assert leak not in messages and leak not in text
+
+
+def test_a_child_gets_only_the_secrets_its_settings_name(spawn, run_dir, monkeypatch):
+    monkeypatch.setenv("TM_TEST_ALPACA_SIM_KEY", "Q7hXk2Lp9vRt")
+    monkeypatch.setenv("TM_TEST_POLYGON_SIM_KEY", "Zm4Wc8Nd1sYb")
+    monkeypatch.setenv("TM_TEST_UNNAMED_SECRET", "Jf6Gq3Ue5aPo")
+    config = write_config(
+        run_dir,
+        child_toml("alpaca-sim", "handlers.alpaca.sim.server",
+                   {"port": 0, "key_env": "TM_TEST_ALPACA_SIM_KEY"}),
+        child_toml("polygon-sim", "handlers.polygon.sim.server",
+                   {"port": 0, "key_env": "TM_TEST_POLYGON_SIM_KEY"}))
+    supervisor = Running(spawn, run_dir, config)
+    supervisor.wait_for("alpaca-sim", "running", timeout=15)
+    supervisor.wait_for("polygon-sim", "running", timeout=15)
+    children = supervisor.status()["children"]
+
+    def environment(name: str) -> dict[str, str]:
+        raw = Path(f"/proc/{children[name]['pid']}/environ").read_bytes()
+        return dict(item.split("=", 1) for item in raw.decode().split("\0") if item)
+
+    alpaca, polygon = environment("alpaca-sim"), environment("polygon-sim")
+    assert alpaca["TM_TEST_ALPACA_SIM_KEY"] == "Q7hXk2Lp9vRt"
+    assert polygon["TM_TEST_POLYGON_SIM_KEY"] == "Zm4Wc8Nd1sYb"
+    assert "TM_TEST_POLYGON_SIM_KEY" not in alpaca and "TM_TEST_ALPACA_SIM_KEY" not in polygon
+    for env in (alpaca, polygon):
+        assert "TM_TEST_UNNAMED_SECRET" not in env
+        assert env["PATH"] and env["TICKMESH_RUN_DIR"] == str(run_dir)
