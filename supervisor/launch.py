@@ -12,7 +12,8 @@ the child itself gets SIGKILL when the keeper dies, even one that never calls
 runtime.lifeline.exit_with_parent. Linux only.
 
 Its environment is the supervisor's cut down to what a process needs and the variables its own
-settings name (`child_environment`): one child never sees another's secrets.
+settings name, defaults included (`child_environment`; supervisor.preflight finds them): one
+child never sees another's secrets.
 
 The child gets the write end of a pipe in TICKMESH_READY_FD, to say "ready" on
 (runtime.readiness); `watch_ready` is a future that is done when it has, or when it exits.
@@ -26,7 +27,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Callable
+from typing import Callable, Iterable
 
 from runtime import keeper
 from runtime.lifeline import PR_SET_PDEATHSIG
@@ -53,25 +54,25 @@ RUNTIME_VARIABLES = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUA
 RUNTIME_PREFIXES = ("LC_", "PYTHON", "TICKMESH_")
 
 
-def child_environment(settings: dict) -> dict[str, str]:
+def child_environment(variables: Iterable[str]) -> dict[str, str]:
     """What of the supervisor's environment a child gets: what any process needs to run
-    (RUNTIME_VARIABLES, and names starting with RUNTIME_PREFIXES), and the variables its own
-    settings name in keys ending in `_env` (its secrets). Nothing else: no other child's
-    secrets."""
-    named = {value for key, value in settings.items()
-             if key.endswith("_env") and isinstance(value, str)}
+    (RUNTIME_VARIABLES, and names starting with RUNTIME_PREFIXES), and `variables`, those its
+    own settings name in fields ending in `_env`, defaults included (its secrets). Nothing
+    else: no other child's secrets."""
+    named = set(variables)
     return {name: value for name, value in os.environ.items()
             if name in RUNTIME_VARIABLES or name.startswith(RUNTIME_PREFIXES) or name in named}
 
 
-def start(module: str, spec: ChildSpec) -> tuple[subprocess.Popen, int, int]:
+def start(module: str, spec: ChildSpec,
+          variables: Iterable[str] = ()) -> tuple[subprocess.Popen, int, int]:
     """Start `python -m module` under a keeper, a child of this process (stdout and stderr
     inherited); returns the keeper, the read end of the child's readiness pipe and that of the
     pipe the keeper writes the child's pid on."""
     parent_pid = os.getpid()
     ready_read, ready_write = os.pipe()
     pid_read, pid_write = os.pipe()
-    env = dict(child_environment(spec.settings), **{
+    env = dict(child_environment(variables), **{
         SPEC_ENV: spec.to_json(), PARENT_ENV: str(parent_pid), READY_FD_ENV: str(ready_write)})
     try:
         process = subprocess.Popen(

@@ -42,8 +42,11 @@ NAME = "supervisor"
 
 
 class Supervisor:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, variables: dict[str, list[str]] | None = None) -> None:
+        """`variables`: per child, the environment variables its settings name (defaults
+        included, as supervisor.preflight found them): the only ones passed on to it."""
         self.config = config
+        self.variables = variables or {}
         self.children = [Child(child) for child in config.processes]
         self._ready = {child.name: asyncio.Event() for child in self.children}
         self._processes: dict[str, tuple[subprocess.Popen, asyncio.Future[int]]] = {}
@@ -53,10 +56,9 @@ class Supervisor:
         self._log = structlog.get_logger()
         self.metrics = Metrics()
         self.metrics.collect(self._child_metrics)
-        for child in config.processes:  # its children's secrets: masked in its logs and answers
-            for key, variable in child.settings.items():
-                if key.endswith("_env") and isinstance(variable, str):
-                    secret_from_env(variable)
+        for names in self.variables.values():  # the children's secrets: masked in its logs
+            for variable in names:                # and answers too
+                secret_from_env(variable)
 
     async def run(self) -> None:
         """Supervise until SIGINT or SIGTERM, then stop every child."""
@@ -127,7 +129,8 @@ class Supervisor:
     def _start(self, child: Child) -> None:
         loop = asyncio.get_running_loop()
         spec = ChildSpec(child.name, child.config.settings, self.config.bus)
-        process, ready_pipe, pid_pipe = launch.start(child.config.run, spec)
+        process, ready_pipe, pid_pipe = launch.start(child.config.run, spec,
+                                                    self.variables.get(child.name, ()))
         exit_code = launch.watch_exit(process)
         self._processes[child.name] = (process, exit_code)
         child.started(process.pid, loop.time())  # the keeper's pid, until it reports the child's

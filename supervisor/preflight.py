@@ -15,6 +15,7 @@ import json
 import socket
 import subprocess
 import sys
+from typing import NamedTuple
 
 from bus.sockets import owner_problem
 from supervisor.config import Config, ConfigError
@@ -22,11 +23,18 @@ from supervisor.config import Config, ConfigError
 CHECK_TIMEOUT = 60.0
 
 
-def check_children(config: Config) -> list[list]:
-    """Raise ConfigError listing every child whose module or settings are wrong; returns the
-    addresses the children will listen on: [where, host, port]."""
-    children = [{"where": f"children[{index}] ({child.name})", "run": child.run,
-                 "settings": child.settings}
+class Checked(NamedTuple):
+    listens: list[list]
+    """[where, host, port] of each address a child will listen on."""
+    variables: dict[str, list[str]]
+    """Per child name, the environment variables its settings name (runtime.check)."""
+
+
+def check_children(config: Config) -> Checked:
+    """Raise ConfigError listing every child whose module or settings are wrong; else what the
+    children's settings say about the machine."""
+    children = [{"name": child.name, "where": f"children[{index}] ({child.name})",
+                 "run": child.run, "settings": child.settings}
                 for index, child in enumerate(config.children)]
     done = subprocess.run([sys.executable, "-m", "runtime.check"], input=json.dumps(children),
                           capture_output=True, text=True, timeout=CHECK_TIMEOUT)
@@ -35,7 +43,7 @@ def check_children(config: Config) -> list[list]:
     answer = json.loads(done.stdout)
     if answer["problems"]:
         raise ConfigError(config.path, answer["problems"])
-    return answer["listens"]
+    return Checked(answer["listens"], answer["variables"])
 
 
 def check_machine(config: Config, listens: list[list]) -> None:

@@ -108,3 +108,14 @@ def test_a_child_gets_only_the_secrets_its_settings_name(spawn, run_dir, monkeyp
     for env in (alpaca, polygon):
         assert "TM_TEST_UNNAMED_SECRET" not in env
         assert env["PATH"] and env["TICKMESH_RUN_DIR"] == str(run_dir)
+
+
+def test_a_variable_named_by_a_settings_default_reaches_its_child(spawn, run_dir, monkeypatch):
+    """The Polygon handler's key_env defaults to POLYGON_API_KEY: the config need not name it."""
+    monkeypatch.setenv("POLYGON_API_KEY", "Lr8Vb2Qx6Tn4")
+    config = write_config(run_dir, child_toml("polygon", "handlers.polygon.handler", {
+        "url": "ws://127.0.0.1:9/stocks", "symbols": ["AAPL"]}))
+    supervisor = Running(spawn, run_dir, config)
+    pid = supervisor.wait_for("polygon", "running", timeout=15)["pid"]
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"POLYGON_API_KEY=Lr8Vb2Qx6Tn4\0" in raw + b"\0"

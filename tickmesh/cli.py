@@ -121,9 +121,9 @@ def _die(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _checked(path: str) -> tuple[config.Config, list[list]]:
+def _checked(path: str) -> tuple[config.Config, preflight.Checked]:
     """The config at `path`, its children's modules and settings checked too (exit 2), and
-    the addresses its simulators will listen on."""
+    what their settings say (where they listen, the variables they read)."""
     loaded = _load(path)
     try:
         return loaded, preflight.check_children(loaded)
@@ -133,14 +133,14 @@ def _checked(path: str) -> tuple[config.Config, list[list]]:
 
 def _run(args: argparse.Namespace, _rest: list[str]) -> None:
     path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else str(INSTALLED_CONFIG))
-    loaded, listens = _checked(path)
+    loaded, checked = _checked(path)
     try:
-        preflight.check_machine(loaded, listens)
+        preflight.check_machine(loaded, checked.listens)
     except config.ConfigError as exc:
         _die(str(exc), EXIT_TAKEN)
     configure_logging("supervisor")
     try:
-        uvloop.run(Supervisor(loaded).run())
+        uvloop.run(Supervisor(loaded, checked.variables).run())
     except ControlError as exc:
         _die(str(exc), 1)
 
