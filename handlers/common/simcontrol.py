@@ -56,10 +56,12 @@ applying an action, and the JSON answer; each simulator only implements the acti
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from runtime.logs import log
@@ -244,6 +246,37 @@ def http_answer(head: bytes, actions: Mapping[str, Action], counts: Counter) -> 
         counts["bad_input", "control"] += 1
         return refused(400, str(exc))
     return answer(target, actions, counts)
+
+
+class WebSocketClient(Protocol):
+    """What drop and stall need of a WebSocket simulator's client."""
+
+    ws: "ServerConnection"
+    stalled_until: float  # time.monotonic() until which nothing goes out to it
+
+
+def drop_all(clients: Collection[WebSocketClient]) -> dict[str, Any]:
+    """`drop` for a WebSocket simulator: abort every connection, no close frame."""
+    for client in clients:
+        client.ws.transport.abort()
+    return {"connections": len(clients)}
+
+
+def stall_all(clients: Collection[WebSocketClient], seconds: float) -> dict[str, Any]:
+    """`stall` for a WebSocket simulator: nothing goes out (the simulator checks
+    `stalled_until`) and the socket is not read, for `seconds`."""
+    loop = asyncio.get_running_loop()
+    for client in clients:
+        client.stalled_until = time.monotonic() + seconds
+        client.ws.transport.pause_reading()
+        loop.call_later(seconds, _end_stall, client)
+    return {"connections": len(clients)}
+
+
+def _end_stall(client: WebSocketClient) -> None:
+    """Read again, unless a later stall has begun or the connection is going."""
+    if time.monotonic() >= client.stalled_until and not client.ws.transport.is_closing():
+        client.ws.transport.resume_reading()
 
 
 def respond(connection: "ServerConnection", result: Answer) -> "Response":

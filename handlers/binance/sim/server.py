@@ -391,17 +391,10 @@ class Simulator:
         return {"connections": len(self.clients)}
 
     def drop(self) -> dict[str, Any]:
-        for client in self.clients:
-            client.ws.transport.abort()
-        return {"connections": len(self.clients)}
+        return simcontrol.drop_all(self.clients)
 
     def stall(self, seconds: float) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        for client in self.clients:
-            client.stalled_until = time.monotonic() + seconds
-            client.ws.transport.pause_reading()
-            loop.call_later(seconds, _end_stall, client)
-        return {"connections": len(self.clients)}
+        return simcontrol.stall_all(self.clients, seconds)
 
     def quiet(self, seconds: float) -> dict[str, Any]:
         self.quiet_until = time.monotonic() + seconds
@@ -437,11 +430,6 @@ class Simulator:
                 "rest": {**self.rest, "weight_1m": self._weight_used()},
                 "update_ids": {s: m.last_id for s, m in self.markets.items()},
                 "counters": flat(self.counters)}
-
-
-def _end_stall(client: _Client) -> None:
-    if not client.stalled and not client.ws.transport.is_closing():
-        client.ws.transport.resume_reading()
 
 
 def _json(connection: ServerConnection, status: int, body: dict[str, Any]) -> Response:

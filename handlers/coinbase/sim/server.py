@@ -355,17 +355,10 @@ class Simulator:
         return text
 
     def drop(self) -> dict[str, Any]:
-        for client in self.clients:
-            client.ws.transport.abort()
-        return {"connections": len(self.clients)}
+        return simcontrol.drop_all(self.clients)
 
     def stall(self, seconds: float) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        for client in self.clients:
-            client.stalled_until = time.monotonic() + seconds
-            client.ws.transport.pause_reading()
-            loop.call_later(seconds, _end_stall, client)
-        return {"connections": len(self.clients)}
+        return simcontrol.stall_all(self.clients, seconds)
 
     def quiet(self, seconds: float) -> dict[str, Any]:
         self.quiet_until = time.monotonic() + seconds
@@ -415,11 +408,6 @@ def _depth(text: str) -> int:
 def _empty(queue: asyncio.Queue) -> None:
     while not queue.empty():
         queue.get_nowait()
-
-
-def _end_stall(client: _Client) -> None:
-    if not client.stalled and not client.ws.transport.is_closing():
-        client.ws.transport.resume_reading()
 
 
 async def run_server(settings: SimSettings, counters: Counter,

@@ -304,17 +304,10 @@ class Simulator:
         return connection.respond(404, "Not Found: the stocks feed is at /stocks\n")
 
     def drop(self) -> dict[str, Any]:
-        for client in self.clients:
-            client.ws.transport.abort()
-        return {"connections": len(self.clients)}
+        return simcontrol.drop_all(self.clients)
 
     def stall(self, seconds: float) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        for client in self.clients:
-            client.stalled_until = time.monotonic() + seconds
-            client.ws.transport.pause_reading()
-            loop.call_later(seconds, _end_stall, client)
-        return {"connections": len(self.clients)}
+        return simcontrol.stall_all(self.clients, seconds)
 
     def quiet(self, seconds: float) -> dict[str, Any]:
         for client in self.clients:
@@ -356,11 +349,6 @@ class Simulator:
             "accepted": self.accepted,
             "counters": flat(self.counters),
         }
-
-
-def _end_stall(client: _Client) -> None:
-    if not client.stalled and not client.ws.transport.is_closing():
-        client.ws.transport.resume_reading()
 
 
 async def run_server(settings: SimSettings, counters: Counter,
