@@ -6,6 +6,8 @@ at that mark and nobody else is affected. The XSUB subscribes to everything, so 
 publisher learns at connect time that the forwarder is there (see bus.publisher), and takes no
 message larger than the bus's max_message_bytes (bus.sockets). Once both sides are bound the
 forwarder says it is ready; a thread publishes its heartbeat through its own front door.
+With CURVE on (bus.sockets), both sides are CURVE servers and an authenticator thread admits
+only the authorized public keys, on both sides alike.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import zmq
 
 from bus.publisher import Publisher
+from bus import sockets
 from bus.sockets import BusConfig, forwarder
 from runtime.lifeline import exit_with_parent
 from runtime.logs import configure_logging, log
@@ -32,6 +35,8 @@ Settings = None
 
 def serve(config: BusConfig, name: str = "forwarder") -> None:
     """Bind both sides, say ready, heartbeat, and proxy until the process is signalled."""
+    sockets.use(config)
+    sockets.authenticator(config, zmq.Context.instance())  # runs as long as the process
     frontend, backend = forwarder(config)
     frontend.send(SUBSCRIBE_ALL)
     announce_ready()
@@ -54,7 +59,8 @@ def main() -> None:
     configure_logging(spec.name)
     exit_with_parent()
     log().info("forwarder starting", publish=spec.bus.publish, subscribe=spec.bus.subscribe,
-               hwm=spec.bus.hwm, max_message_bytes=spec.bus.max_message_bytes)
+               hwm=spec.bus.hwm, max_message_bytes=spec.bus.max_message_bytes,
+               curve=spec.bus.curve)
     try:
         serve(spec.bus, spec.name)
     except KeyboardInterrupt:

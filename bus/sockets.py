@@ -1,12 +1,29 @@
 """Every ZeroMQ socket tickmesh opens is made here: the publisher's, the subscriber's, the
 forwarder's two, and the request/reply pairs (the supervisor's control socket, the book
-builder's snapshot service). Socket options, and later transport security, are therefore set
-in one place.
+builder's snapshot service). Socket options, and transport security, are therefore set in
+one place.
 
 `BusConfig` is the `[bus]` table of a config, as every child receives it: the two endpoints,
 the high-water mark (messages queued per peer before libzmq drops) and the largest message the
 forwarder accepts from a publisher (ZMQ_MAXMSGSIZE on its inbound side: a publisher that sends
-more is disconnected, so the forwarder's memory is bounded in bytes, not only in messages).
+more is disconnected, so the forwarder's memory is bounded in bytes, not only in messages), and
+its transport security.
+
+Security (ZeroMQ CURVE: encryption, and authentication by key pairs), for a bus across
+machines. With `curve` on, the forwarder's two sides are CURVE servers with the key pair in
+`server_key_file`, and an authenticator (zmq.auth, in the forwarder's process) admits only the
+public keys found in the directory `authorized_keys`; every publisher and subscriber is a CURVE
+client with its own key pair (`client_key_file`) and the forwarder's public key (read from
+`server_key_file`, which on a machine without the forwarder is the public `.key` file only).
+A peer without an authorized key completes no handshake: a subscriber receives nothing, a
+publisher injects nothing. Keys are files made by `tickmesh keys` (zmq.auth's certificates),
+never values in a config.
+
+A process says once which bus it is on (`use(bus)`: runtime.process and the forwarder do, and
+the command line for the running system's bus); from then on the factory secures every
+publisher and subscriber socket to that bus's endpoints, and the supervisor's control socket
+when it is on tcp:// (`control_server`, and `request_client(..., secure=True)`), with that
+bus's keys. Other request/reply services (book snapshots, gap fills) stay as they are.
 
 `prepare_endpoint` makes an ipc:// endpoint's directory; `owner_problem` tells whether someone
 already listens at an endpoint (libzmq silently takes over an ipc socket file on bind, so a
@@ -22,6 +39,8 @@ from typing import Any
 
 import zmq
 import zmq.asyncio
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
 DEFAULT_HWM = 100_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -34,6 +53,10 @@ class BusConfig:
     subscribe: str
     hwm: int = DEFAULT_HWM
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    curve: bool = False
+    server_key_file: str = ""  # the forwarder's key pair (its public key only, elsewhere)
+    client_key_file: str = ""  # this process's key pair
+    authorized_keys: str = ""  # a directory of the public keys the forwarder admits
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -41,6 +64,80 @@ class BusConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "BusConfig":
         return cls(**raw)
+
+
+_bus: BusConfig | None = None  # the bus this process is on (use), for its security
+
+
+def use(bus: BusConfig) -> None:
+    """Say which bus this process is on: its sockets to it are secured as `bus` says."""
+    global _bus
+    _bus = bus
+
+
+def _curve_for(endpoint: str) -> BusConfig | None:
+    """This process's bus, if it has CURVE on and `endpoint` is one of its two endpoints."""
+    if _bus is not None and _bus.curve and endpoint in (_bus.publish, _bus.subscribe):
+        return _bus
+    return None
+
+
+def _control_curve(endpoint: str, secure: bool) -> BusConfig | None:
+    """This process's bus, if it has CURVE on and `endpoint` is a tcp:// control socket."""
+    if secure and _bus is not None and _bus.curve and endpoint.startswith("tcp://"):
+        return _bus
+    return None
+
+
+def _curve_client(sock: zmq.Socket, bus: BusConfig) -> None:
+    public, secret = zmq.auth.load_certificate(bus.client_key_file)
+    server_public, _ = zmq.auth.load_certificate(bus.server_key_file)
+    sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
+
+
+def _curve_server(sock: zmq.Socket, bus: BusConfig) -> None:
+    public, secret = zmq.auth.load_certificate(bus.server_key_file)
+    if secret is None:
+        raise ValueError(f"{bus.server_key_file} holds no secret key: the forwarder and a tcp "
+                         "control socket need the server's key pair (its .key_secret file)")
+    sock.curve_publickey, sock.curve_secretkey = public, secret
+    sock.curve_server = True
+
+
+def authenticator(bus: BusConfig, context: zmq.Context) -> ThreadAuthenticator | None:
+    """For CURVE servers on `context`: admits only the public keys in bus.authorized_keys
+    (read once, at start), in a thread of its own. None without CURVE. Stop it at the end."""
+    if not bus.curve:
+        return None
+    auth = ThreadAuthenticator(context)
+    auth.start()
+    auth.configure_curve(domain="*", location=bus.authorized_keys)
+    return auth
+
+
+def create_keys(directory: str | Path, name: str) -> tuple[Path, Path]:
+    """A new key pair `name` in `directory` (made 0700 if new): (public key file, secret key
+    file), the latter readable by its owner only."""
+    directory = Path(directory)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(directory, name)
+    Path(secret).chmod(0o600)
+    return Path(public), Path(secret)
+
+
+def key_file_problem(path: str, secret: bool = False) -> str:
+    """Why `path` is not a usable key file ("" if it is): unreadable, no key in it, no secret
+    key when `secret`, or a secret key that other users may read."""
+    try:
+        public, secret_key = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        return f"cannot read a key from {path} ({exc})"
+    if secret and secret_key is None:
+        return f"{path} holds no secret key (name the .key_secret file `tickmesh keys` made)"
+    mode = Path(path).stat().st_mode & 0o777
+    if secret_key is not None and mode & 0o077:
+        return f"{path} holds a secret key and other users may read it (mode {mode:o}): chmod 600 it"
+    return ""
 
 
 def _socket(kind: int, *, context: zmq.Context | None = None, linger: int = DEFAULT_LINGER_MS,
@@ -57,6 +154,8 @@ def publisher(endpoint: str, hwm: int, linger_ms: int,
     """An XPUB connected to the forwarder's publish side (XPUB: it sees the forwarder's
     subscription, which tells it the forwarder is there)."""
     sock = _socket(zmq.XPUB, context=context, linger=linger_ms, sndhwm=hwm)
+    if curve := _curve_for(endpoint):
+        _curve_client(sock, curve)
     sock.connect(endpoint)
     return sock
 
@@ -67,16 +166,21 @@ def subscriber(endpoint: str, prefixes: list[bytes], hwm: int,
     sock = _socket(zmq.SUB, context=context, rcvhwm=hwm)
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix)
+    if curve := _curve_for(endpoint):
+        _curve_client(sock, curve)
     sock.connect(endpoint)
     return sock
 
 
 def forwarder(config: BusConfig, context: zmq.Context | None = None) -> tuple[zmq.Socket, zmq.Socket]:
-    """(frontend XSUB bound at publish, backend XPUB bound at subscribe)."""
+    """(frontend XSUB bound at publish, backend XPUB bound at subscribe); both CURVE servers
+    if config.curve (their context needs an `authenticator`)."""
     frontend = _socket(zmq.XSUB, context=context, rcvhwm=config.hwm,
                        maxmsgsize=config.max_message_bytes)
     backend = _socket(zmq.XPUB, context=context, sndhwm=config.hwm)
     for sock, endpoint in ((frontend, config.publish), (backend, config.subscribe)):
+        if config.curve:
+            _curve_server(sock, config)
         prepare_endpoint(endpoint)
         sock.bind(endpoint)
     return frontend, backend
@@ -86,7 +190,28 @@ def reply_server(endpoint: str, blocking: bool = False) -> zmq.asyncio.Socket | 
     """An asyncio REP socket (a plain one if `blocking`, for a service polled in a thread of
     its own), bound (raises zmq.ZMQError or OSError): a service's end."""
     context = zmq.Context.instance() if blocking else zmq.asyncio.Context.instance()
+    return _bound_reply(_socket(zmq.REP, context=context), endpoint)
+
+
+def control_server(endpoint: str) -> tuple[zmq.asyncio.Socket, ThreadAuthenticator | None]:
+    """The supervisor's control socket: an asyncio REP socket, bound; on tcp:// with CURVE on
+    this process's bus, a CURVE server admitting only the bus's authorized keys, with the
+    authenticator that does it (stop it after closing the socket)."""
+    context = zmq.asyncio.Context.instance()
     sock = _socket(zmq.REP, context=context)
+    auth = None
+    if curve := _control_curve(endpoint, True):
+        auth = authenticator(curve, zmq.Context.shadow(context.underlying))
+        _curve_server(sock, curve)
+    try:
+        return _bound_reply(sock, endpoint), auth
+    except BaseException:
+        if auth is not None:
+            auth.stop()
+        raise
+
+
+def _bound_reply(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
     try:
         prepare_endpoint(endpoint)
         sock.bind(endpoint)
@@ -96,9 +221,12 @@ def reply_server(endpoint: str, blocking: bool = False) -> zmq.asyncio.Socket | 
     return sock
 
 
-def request_client(endpoint: str) -> zmq.Socket:
-    """A REQ socket connected to a service's endpoint (the supervisor's control, ...)."""
+def request_client(endpoint: str, secure: bool = False) -> zmq.Socket:
+    """A REQ socket connected to a service's endpoint (the supervisor's control, ...); with
+    `secure` (the control socket), a CURVE client on tcp:// with this process's bus keys."""
     sock = _socket(zmq.REQ)
+    if curve := _control_curve(endpoint, secure):
+        _curve_client(sock, curve)
     sock.connect(endpoint)
     return sock
 

@@ -118,7 +118,7 @@ class NoAnswer(Exception):
 def ask_supervisor(endpoint: str, command: str) -> dict[str, Any]:
     """One request on the supervisor's control socket (supervisor.control has the protocol);
     blocking: run it in a thread."""
-    requester = sockets.request_client(endpoint)
+    requester = sockets.request_client(endpoint, secure=True)  # CURVE on tcp://
     try:
         requester.send(command.encode())
         if not requester.poll(int(CONTROL_TIMEOUT * 1000)):

@@ -36,6 +36,7 @@ from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 
 import uvloop
 
+from bus import sockets
 from bus.events import Heartbeat
 from bus.publisher import Publisher
 from runtime import secrets
@@ -97,6 +98,7 @@ def run(main: Callable[[ProcessContext[S]], Awaitable[None]], settings: type[S] 
         *, announces_ready: bool = False, spec: ChildSpec | None = None) -> None:
     """Run `main(ctx)` as this process's life (see the module's docstring); never returns."""
     spec = spec or child_spec()
+    sockets.use(spec.bus)  # its bus sockets get the bus's security (CURVE keys)
     configure_logging(spec.name)
     try:
         parsed = read_settings(settings, spec.settings)
@@ -155,12 +157,16 @@ async def _connected(publisher: Publisher) -> None:
 
 
 async def _heartbeat(ctx: ProcessContext) -> None:
+    # a child that announces its own readiness (a simulator) starts before its publisher is
+    # connected: its first heartbeat would be lost (its q=1 missing for every subscriber)
+    await _connected(ctx.publisher)
     while True:
         publish_heartbeat(ctx.publisher, ctx.name, ctx.metrics)
         await asyncio.sleep(HEARTBEAT_SECONDS)
 
 
 async def _drain_subscriptions(publisher: Publisher) -> None:
+    await _connected(publisher)  # not before: draining would take the forwarder's subscription
     while True:
         publisher.drain_subscriptions()
         await asyncio.sleep(HEARTBEAT_SECONDS)

@@ -7,6 +7,12 @@ The forwarder is implicit: `Config.processes` is the forwarder, then the configu
 A child's `after` names the children it waits for (each must say "ready" first, or its
 `ready_timeout` pass); every child waits for the forwarder.
 
+`[bus] curve = true` secures the bus with ZeroMQ CURVE (bus.sockets): `server_key_file`,
+`client_key_file` and `authorized_keys` name key files and a directory (relative paths are
+read from the config file's directory), each checked here. A tcp:// control socket needs it.
+`warnings` lists what is allowed but unsafe: a tcp bus reachable from other machines without
+CURVE.
+
 This module checks the config's own shape. Each child's settings table is checked by the
 child's own settings class (supervisor.preflight), and so are the ports it will listen on.
 """
@@ -14,6 +20,7 @@ child's own settings class (supervisor.preflight), and so are the ports it will 
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import keyword
 import os
 import re
@@ -22,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, BusConfig
+from bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, BusConfig, key_file_problem
 
 RUN_DIR_ENV = "TICKMESH_RUN_DIR"
 DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
@@ -39,7 +46,9 @@ _NUMBER = (int, float)
 _NAMES = (list,)  # an array of child names (a tuple, to have a type name of its own)
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "": {"bus": dict, "supervisor": dict, "children": list},
-    "bus": {"publish": str, "subscribe": str, "hwm": int, "max_message_bytes": int},
+    "bus": {"publish": str, "subscribe": str, "hwm": int, "max_message_bytes": int,
+            "curve": bool, "server_key_file": str, "client_key_file": str,
+            "authorized_keys": str},
     "supervisor": {"control": str, "run_dir": str},
     "child": {
         "name": str, "run": str, "restart": str, "max_restarts": int,
@@ -47,7 +56,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "ready_timeout": _NUMBER, "settings": dict,
     },
 }
-_TYPE_NAMES = {str: "a string", int: "an integer", _NUMBER: "a number", dict: "a table",
+_CURVE_KEYS = ("server_key_file", "client_key_file", "authorized_keys")
+_TYPE_NAMES = {bool: "true or false", str: "a string", int: "an integer", _NUMBER: "a number", dict: "a table",
                list: "an array of tables", _NAMES: "an array of child names"}
 
 
@@ -125,16 +135,63 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
     for key in ("hwm", "max_message_bytes"):
         if key in bus and bus[key] <= 0:
             problems.append(f"bus.{key}: must be positive, not {bus[key]}")
+    curve = bus.get("curve", False)
+    keys = {key: str(path.parent / _expand(bus[key], places)) for key in _CURVE_KEYS if key in bus}
+    problems.extend(_curve_problems(curve, keys))
+    if endpoints["control"].startswith("tcp://") and not curve:
+        problems.append("supervisor.control: a tcp:// control socket needs [bus] curve = true "
+                        "(else anyone who reaches the port commands the supervisor); "
+                        "or use ipc:// (the default)")
     return Config(
         path=path,
         run_dir=run_dir,
         control=endpoints["control"],
         bus=BusConfig(endpoints["publish"], endpoints["subscribe"],
                       hwm=bus.get("hwm", DEFAULT_HWM),
-                      max_message_bytes=bus.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES)),
+                      max_message_bytes=bus.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
+                      curve=curve, **keys),
         forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE),
         children=_children(top.get("children", []), places, problems),
     )
+
+
+def _curve_problems(curve: bool, keys: dict[str, str]) -> list[str]:
+    if not curve:
+        return [f"bus.{key}: only used with curve = true" for key in keys]
+    problems = [f"bus.{key}: missing (required with curve = true)"
+                for key in _CURVE_KEYS if key not in keys]
+    if "server_key_file" in keys:
+        problems += [f"bus.server_key_file: {p}" for p in [key_file_problem(keys["server_key_file"])] if p]
+    if "client_key_file" in keys:
+        problems += [f"bus.client_key_file: {p}" for p in
+                     [key_file_problem(keys["client_key_file"], secret=True)] if p]
+    if "authorized_keys" in keys and not Path(keys["authorized_keys"]).is_dir():
+        problems.append(f"bus.authorized_keys: {keys['authorized_keys']} is not a directory "
+                        "(of the public .key files the forwarder admits)")
+    return problems
+
+
+def warnings(config: Config) -> list[str]:
+    """What the config allows but should not: a tcp bus reachable from other machines
+    without CURVE."""
+    found = []
+    for key, endpoint in (("publish", config.bus.publish), ("subscribe", config.bus.subscribe)):
+        scheme, _, address = endpoint.partition("://")
+        host = address.rpartition(":")[0].strip("[]")
+        if scheme == "tcp" and not config.bus.curve and not _loopback(host):
+            found.append(f"bus.{key}: {endpoint} is reachable from other machines and curve is "
+                         "off: anyone who reaches it can read or inject events (set [bus] "
+                         "curve = true, see README \"Across machines\")")
+    return found
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # *, an interface name, a host name: other machines may reach it
 
 
 def _run_dir(sup: dict, problems: list[str]) -> Path:
@@ -218,7 +275,7 @@ def _checked(table: dict, schema: str, prefix: str, problems: list[str]) -> dict
         if expected is None:
             known = ", ".join(_SCHEMAS[schema])
             problems.append(f"{prefix}{key}: unknown key (known keys: {known})")
-        elif isinstance(value, bool) or not isinstance(value, expected):
+        elif isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
             problems.append(f"{prefix}{key}: must be {_TYPE_NAMES[expected]}, not {value!r}")
         else:
             good[key] = value

@@ -8,11 +8,19 @@
                     has no process to kill (or one already being restarted)
 Every answer is a JSON object, with every known secret masked (runtime.secrets); a bad or
 refused request gets {"error": ..., "reason": ...}.
+
+Only the local user may ask. An ipc:// control socket lives in a directory of mode 0700
+(created so; an existing one that its group or others can enter is refused). A tcp:// one is
+a CURVE server (supervisor.config requires [bus] curve for it) that admits only the bus's
+authorized keys (bus.sockets.control_server); `request` is its CURVE client.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 from typing import Any, Callable
 
 import zmq
@@ -55,11 +63,11 @@ class ControlServer:
                  restart: Callable[[str], dict[str, Any]]) -> None:
         self._status = status
         self._restart = restart
-        problem = sockets.owner_problem(endpoint)
+        problem = sockets.owner_problem(endpoint) or private_directory_problem(endpoint)
         if problem:
             raise ControlError(f"cannot bind the control socket {problem}")
         try:
-            self._socket = sockets.reply_server(endpoint)
+            self._socket, self._authenticator = sockets.control_server(endpoint)
         except (OSError, zmq.ZMQError) as exc:
             raise ControlError(f"cannot bind the control socket {endpoint}: {exc}") from None
 
@@ -80,6 +88,28 @@ class ControlServer:
 
     def close(self) -> None:
         self._socket.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+
+
+def private_directory_problem(endpoint: str) -> str:
+    """For an ipc:// endpoint: make its directory, mode 0700, if there is none; why it cannot
+    be used if it exists and is not ours alone ("" if it can)."""
+    if not endpoint.startswith("ipc://"):
+        return ""
+    directory = Path(endpoint[len("ipc://"):]).parent
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = directory.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        return (f"{endpoint}: its directory {directory} is accessible to other users "
+                f"(mode {mode:o}, owner uid {info.st_uid}); it must be yours, mode 700 "
+                f"(chmod 700 {directory})")
+    return ""
 
 
 def request_status(endpoint: str, timeout: float) -> dict[str, Any]:
@@ -101,7 +131,7 @@ def request_restart(endpoint: str, name: str, timeout: float) -> dict[str, Any]:
 
 def request(endpoint: str, command: bytes, timeout: float) -> dict[str, Any]:
     """One request's JSON object answer; NoSupervisor if there is none in time."""
-    requester = sockets.request_client(endpoint)
+    requester = sockets.request_client(endpoint, secure=True)
     try:
         requester.send(command)
         if not requester.poll(int(timeout * 1000)):

@@ -27,6 +27,7 @@ from typing import Coroutine
 
 import structlog
 
+from bus import sockets
 from bus.publisher import Publisher
 from runtime.metrics import Metrics
 from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
@@ -62,6 +63,7 @@ class Supervisor:
 
     async def run(self) -> None:
         """Supervise until SIGINT or SIGTERM, then stop every child."""
+        sockets.use(self.config.bus)  # its heartbeat and control sockets: the bus's security
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -194,7 +196,7 @@ class Supervisor:
         return self.config.run_dir / SYSTEM_FILE
 
     def _write_system_file(self) -> None:
-        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._system_file().write_text(json.dumps({
             "pid": os.getpid(), "config": str(self.config.path.resolve()),
             "control": self.config.control, "bus": self.config.bus.to_dict(),

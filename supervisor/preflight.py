@@ -4,7 +4,8 @@
   in a process of its own: the supervisor imports no child's code);
 - before `tickmesh run` only, the machine: nobody may already hold the bus endpoints or the
   ports the simulators will listen on (a second system would otherwise knock the first off or
-  quietly take its bus over).
+  quietly take its bus over); with CURVE, the forwarder this system starts needs the server's
+  secret key.
 
 Each problem names the file, the child (children[3] (polygon)) and the key.
 """
@@ -17,7 +18,7 @@ import subprocess
 import sys
 from typing import NamedTuple
 
-from bus.sockets import owner_problem
+from bus.sockets import key_file_problem, owner_problem
 from supervisor.config import Config, ConfigError
 
 CHECK_TIMEOUT = 60.0
@@ -51,6 +52,8 @@ def check_machine(config: Config, listens: list[list]) -> None:
     problems = [f"bus.{key}: {problem}" for key, endpoint in
                 (("publish", config.bus.publish), ("subscribe", config.bus.subscribe))
                 if (problem := owner_problem(endpoint))]
+    if config.bus.curve and (problem := key_file_problem(config.bus.server_key_file, secret=True)):
+        problems.append(f"bus.server_key_file: {problem} (the forwarder runs here)")
     for where, host, port in listens:
         if port and not _bindable(host, port):
             problems.append(f"{where}.settings.port: {host}:{port} is in use (another system, "

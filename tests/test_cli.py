@@ -65,7 +65,11 @@ def test_status_without_a_supervisor_fails_clearly(spawn, run_dir):
 
 def test_run_fails_clearly_when_the_control_endpoint_is_taken(spawn, run_dir):
     port = free_port()
-    config = write_config(run_dir, f'[supervisor]\ncontrol = "tcp://127.0.0.1:{port}"\n')
+    made = tickmesh(spawn, run_dir, "keys", str(run_dir / "keys"), "--name", "fwd")
+    assert made.code == 0  # a tcp:// control socket needs CURVE
+    config = write_config(run_dir, '[bus]\ncurve = true\nserver_key_file = "keys/fwd.key_secret"\n'
+                          'client_key_file = "keys/fwd.key_secret"\nauthorized_keys = "keys"\n'
+                          f'[supervisor]\ncontrol = "tcp://127.0.0.1:{port}"\n')
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()

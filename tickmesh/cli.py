@@ -1,7 +1,10 @@
 """The `tickmesh` command: run, check and inspect a system; start a simulator or a tail.
 
     tickmesh run [CONFIG]               run the whole system under the supervisor
-    tickmesh check CONFIG               validate a config: "ok", or every problem (exit 2)
+    tickmesh check CONFIG               validate a config: "ok", or every problem (exit 2);
+                                        warnings (an unencrypted bus open to other machines)
+                                        go to stderr, exit 0
+    tickmesh keys DIR [--name NAME]     make a CURVE key pair: DIR/NAME.key, DIR/NAME.key_secret
     tickmesh status [CONFIG] [--json]   ask the running supervisor (exit 1 if none answers)
     tickmesh restart NAME [CONFIG]      have the supervisor kill child NAME and start it again
                                         (exit 1 if none answers, 3 if it refuses: no such
@@ -30,12 +33,14 @@ import argparse
 import importlib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 import uvloop
 
+from bus import sockets
 from runtime.logs import configure_logging
 from supervisor import config, preflight
 from supervisor.control import (ControlError, NoSupervisor, Refused, request_restart,
@@ -71,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate CONFIG without starting anything")
     check.add_argument("config")
     check.set_defaults(handler=_check)
+    keys = commands.add_parser("keys", help="make a CURVE key pair for a bus across machines")
+    keys.add_argument("directory")
+    keys.add_argument("--name", default=socket.gethostname(),
+                      help="the key pair's name (default: this host's name)")
+    keys.set_defaults(handler=_keys)
     status = commands.add_parser("status", help="ask the running supervisor for its children")
     status.add_argument("config", nargs="?")
     status.add_argument("--json", action="store_true", help="print the raw JSON answer")
@@ -125,6 +135,8 @@ def _checked(path: str) -> tuple[config.Config, preflight.Checked]:
     """The config at `path`, its children's modules and settings checked too (exit 2), and
     what their settings say (where they listen, the variables they read)."""
     loaded = _load(path)
+    for warning in config.warnings(loaded):
+        print(f"tickmesh: warning: {loaded.path}: {warning}", file=sys.stderr)
     try:
         return loaded, preflight.check_children(loaded)
     except config.ConfigError as exc:
@@ -148,6 +160,16 @@ def _run(args: argparse.Namespace, _rest: list[str]) -> None:
 def _check(args: argparse.Namespace, _rest: list[str]) -> None:
     loaded, _ = _checked(args.config)
     print(f"ok: {loaded.path} ({len(loaded.processes)} processes)")
+
+
+def _keys(args: argparse.Namespace, _rest: list[str]) -> None:
+    if "/" in args.name or args.name.strip(".") == "":
+        _die(f"--name: {args.name!r} is not a file name", EXIT_USAGE)
+    public, secret = sockets.create_keys(args.directory, args.name)
+    print(f"public key: {public}  (copy it into the forwarder's authorized_keys directory, and, "
+          "for the forwarder's own pair, to every machine as server_key_file)")
+    print(f"secret key: {secret}  (keep it on this machine only: client_key_file, or the "
+          "forwarder's server_key_file)")
 
 
 def _status(args: argparse.Namespace, _rest: list[str]) -> None:
@@ -196,14 +218,17 @@ def _system(path: str | None) -> dict[str, Any]:
     dir (exit 1 if there is none)."""
     if path:
         loaded = _load(path)
-        return {"control": loaded.control, "bus": loaded.bus.to_dict()}
-    run_dir = os.environ.get(config.RUN_DIR_ENV) or config.DEFAULT_RUN_DIR.replace(
-        "{uid}", str(os.getuid()))
-    try:
-        return json.loads((Path(run_dir) / SYSTEM_FILE).read_text())
-    except (OSError, ValueError):
-        _die(f"no running system found in {run_dir} (start one with `tickmesh run`, or "
-             "name its config)", EXIT_NO_SUPERVISOR)
+        system = {"control": loaded.control, "bus": loaded.bus.to_dict()}
+    else:
+        run_dir = os.environ.get(config.RUN_DIR_ENV) or config.DEFAULT_RUN_DIR.replace(
+            "{uid}", str(os.getuid()))
+        try:
+            system = json.loads((Path(run_dir) / SYSTEM_FILE).read_text())
+        except (OSError, ValueError):
+            _die(f"no running system found in {run_dir} (start one with `tickmesh run`, or "
+                 "name its config)", EXIT_NO_SUPERVISOR)
+    sockets.use(sockets.BusConfig.from_dict(system["bus"]))  # its keys, with CURVE on
+    return system
 
 
 def _tail(args: argparse.Namespace, rest: list[str]) -> None:
