@@ -348,7 +348,8 @@ def test_tickmesh_book_prints_a_table_finds_the_running_systems_builder_and_exit
     start_builder(spawn_child, forwarder, endpoint)
     wait_until(lambda: known(handler, endpoint, "AAPL"), what="the builder to know AAPL")
     config = books_config(run_dir, endpoint)
-    (run_dir / "system.json").write_text(json.dumps({"config": str(config)}))
+    (run_dir / "system.json").write_text(json.dumps({  # as a running supervisor writes it
+        "config": str(config), "control": f"ipc://{run_dir}/control", "bus": forwarder.to_dict()}))
     found = tickmesh(spawn, run_dir, "book", PROVIDER, "AAPL", "--depth", "2")  # no --config
     assert found.code == 0, found.err
     assert json.loads(found.out)["bids"] == as_json(handler.top("AAPL")[0][:2])

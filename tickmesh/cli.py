@@ -227,6 +227,9 @@ def _system(path: str | None) -> dict[str, Any]:
         except (OSError, ValueError):
             _die(f"no running system found in {run_dir} (start one with `tickmesh run`, or "
                  "name its config)", EXIT_NO_SUPERVISOR)
+        if not isinstance(system, dict) or not {"config", "control", "bus"} <= system.keys():
+            _die(f"{run_dir}/{SYSTEM_FILE} does not describe a running system (name its "
+                 "config instead)", EXIT_NO_SUPERVISOR)
     sockets.use(sockets.BusConfig.from_dict(system["bus"]))  # its keys, with CURVE on
     return system
 
