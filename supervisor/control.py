@@ -93,8 +93,9 @@ class ControlServer:
 
 
 def private_directory_problem(endpoint: str) -> str:
-    """For an ipc:// endpoint: make its directory, mode 0700, if there is none; why it cannot
-    be used if it exists and is not ours alone ("" if it can)."""
+    """For an ipc:// endpoint: make its directory, mode 0700, if there is none, and make ours
+    0700 if it is open to others (an older tickmesh's run dir was 0755); why it cannot be used
+    if it belongs to someone else ("" if it can)."""
     if not endpoint.startswith("ipc://"):
         return ""
     directory = Path(endpoint[len("ipc://"):]).parent
@@ -104,6 +105,9 @@ def private_directory_problem(endpoint: str) -> str:
     except FileExistsError:
         pass
     info = directory.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        directory.chmod(0o700)
+        info = directory.stat()
     if info.st_uid != os.getuid() or info.st_mode & 0o077:
         mode = stat.S_IMODE(info.st_mode)
         return (f"{endpoint}: its directory {directory} is accessible to other users "

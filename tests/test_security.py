@@ -252,15 +252,27 @@ def test_the_supervisor_makes_its_run_dir_private(spawn, run_dir):
     assert fresh.stat().st_mode & 0o777 == 0o700
 
 
-def test_the_supervisor_refuses_a_control_socket_others_can_reach(spawn, run_dir):
+def test_the_supervisor_closes_its_own_open_run_dir(spawn, run_dir):
+    opened = run_dir / "opened"  # as an older tickmesh left it
+    opened.mkdir()
+    opened.chmod(0o755)
+    config_path = write_config(run_dir, child_toml("ticker", TICKER))
+    spawn([*TICKMESH, "run", str(config_path)], env=env(opened), stderr=subprocess.DEVNULL)
+    wait_until(lambda: ask(f"ipc://{opened}/control"), timeout=20, what="the supervisor")
+    assert opened.stat().st_mode & 0o777 == 0o700
+
+
+def test_the_supervisor_refuses_a_control_socket_in_someone_elses_directory(spawn, run_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a directory to another user")
     shared = run_dir / "shared"
     shared.mkdir(mode=0o755)
-    shared.chmod(0o755)
+    os.chown(shared, 65534, 65534)  # nobody's
     config_path = write_config(run_dir, child_toml("ticker", TICKER))
     ran = tickmesh(spawn, shared, "run", str(config_path))
     assert ran.code == 1
     assert (f"cannot bind the control socket ipc://{shared}/control: its directory {shared} is "
-            "accessible to other users (mode 755") in ran.err, ran.err
+            "accessible to other users (mode 755, owner uid 65534") in ran.err, ran.err
     assert not (shared / "publish").exists()
 
 
