@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from handlers.binance import wire
 from handlers.binance.protocol import BinanceProtocol, Config
 from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common.symbols import split_crypto
+from handlers.common import symbols
 from runtime import process
 from runtime.logs import log
-from runtime.settings import SettingsError, Strings, require
+from runtime.settings import Strings, require
 
 DEFAULT_URL = "wss://stream.binance.com:9443/stream"
 DEFAULT_REST_URL = "https://api.binance.com"
@@ -55,11 +55,7 @@ class BinanceSettings(ClientSettings):
         require(self.rest_url.startswith(("http://", "https://")), "rest_url",
                 "an http:// or https:// address", self.rest_url)
         require(bool(self.symbols), "symbols", "a non-empty list of symbols", self.symbols)
-        for symbol in self.symbols:
-            try:
-                split_crypto(symbol)
-            except ValueError as exc:
-                raise SettingsError(f"settings.symbols: {exc}") from None
+        symbols.check_settings(self.symbols)
         require(bool(self.channels) and set(self.channels) <= set(wire.CHANNELS), "channels",
                 f"a non-empty list of {sorted(wire.CHANNELS)}", self.channels)
         require(len(self.symbols) * len(self.channels) <= wire.MAX_STREAMS, "symbols",

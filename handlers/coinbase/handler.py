@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from handlers.coinbase import wire
 from handlers.coinbase.protocol import CoinbaseProtocol, Credentials
 from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common.symbols import split_crypto
+from handlers.common import symbols
 from runtime import process
-from runtime.settings import SettingsError, Strings, require
+from runtime.settings import Strings, require
 
 DEFAULT_URL = "wss://ws-feed.exchange.coinbase.com"
 DEFAULT_STALE_AFTER = 10.0
@@ -47,11 +47,7 @@ class CoinbaseSettings(ClientSettings):
         super().__post_init__()
         require(bool(self.symbols), "symbols", "a non-empty list of BASE-QUOTE symbols",
                 self.symbols)
-        for symbol in self.symbols:
-            try:
-                split_crypto(symbol)
-            except ValueError as exc:
-                raise SettingsError(f"settings.symbols: {exc}") from None
+        symbols.check_settings(self.symbols)
         require(len(set(self.symbols)) == len(self.symbols), "symbols", "no symbol twice",
                 self.symbols)
         require(self.channel in wire.BOOK_CHANNELS, "channel",

@@ -9,6 +9,9 @@ Pure: no I/O.
 from __future__ import annotations
 
 import re
+from typing import Iterable
+
+from runtime.settings import SettingsError
 
 _ASSET = r"[A-Z0-9]{1,20}"
 _CRYPTO = re.compile(rf"^({_ASSET})-({_ASSET})$")
@@ -27,3 +30,13 @@ def joined(symbol: str) -> str:
     """The venue form without a separator: BTC-USDT -> BTCUSDT (Binance's)."""
     base, quote = split_crypto(symbol)
     return base + quote
+
+
+def check_settings(symbols: Iterable[str], key: str = "symbols") -> None:
+    """A settings check: every symbol in the normalized form, or the SettingsError naming
+    `key` (for a handler's or simulator's settings dataclass)."""
+    for symbol in symbols:
+        try:
+            split_crypto(symbol)
+        except ValueError as exc:
+            raise SettingsError(f"settings.{key}: {exc}") from None

@@ -50,10 +50,11 @@ from handlers.binance.sim import replay
 from handlers.binance.sim.market import SymbolMarket
 from handlers.common import simcontrol, simulator
 from handlers.common.simulator import SimulatorSettings
+from handlers.common import symbols
 from handlers.common.symbols import joined, split_crypto
 from runtime.logs import log
 from runtime.metrics import flat
-from runtime.settings import CommaStrings, SettingsError, require
+from runtime.settings import CommaStrings, require
 
 STEP_SECONDS = 0.02
 STEPS_PER_FLUSH = 5  # depthUpdates every 100 ms
@@ -89,11 +90,7 @@ class SimSettings(SimulatorSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for symbol in self.symbols:
-            try:
-                split_crypto(symbol)
-            except ValueError as exc:
-                raise SettingsError(f"settings.symbols: {exc}") from None
+        symbols.check_settings(self.symbols)
         for key in ("speed", "ping_interval", "ping_timeout"):
             require(getattr(self, key) >= 0, key, "a number >= 0", getattr(self, key))
         require(self.max_age > 0, "max_age", "a number > 0", self.max_age)
@@ -350,7 +347,7 @@ class Simulator:
         return sum(weight for _, weight in self.rest_sent)
 
     def _exchange_info(self) -> dict[str, Any]:
-        symbols = [split_crypto(s) for s in self.settings.symbols]
+        pairs = [split_crypto(s) for s in self.settings.symbols]
         return {"timezone": "UTC", "serverTime": time.time_ns() // wire.MS,
                 "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
                                 "intervalNum": 1, "limit": self.settings.weight_per_minute}],
@@ -358,7 +355,7 @@ class Simulator:
                 "symbols": [{"symbol": base + quote, "status": "TRADING", "baseAsset": base,
                              "quoteAsset": quote, "isSpotTradingAllowed": True,
                              "permissions": ["SPOT"], "filters": FILTERS}
-                            for base, quote in symbols]}
+                            for base, quote in pairs]}
 
     # --- test control ----------------------------------------------------------------------
 
