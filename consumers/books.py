@@ -82,8 +82,6 @@ def patterns(settings: Settings) -> list[str]:
     """What to subscribe to: the book kinds of each provider's symbols, and its statuses."""
     out = []
     for provider in settings.providers:
-        for symbol in settings.symbols:
-            topics.topic("book_delta", "x" if provider == "*" else provider, symbol)
         out += [f"{kind}.{provider}.{symbol}" for kind in BOOK_KINDS for symbol in settings.symbols]
         out.append(f"status.{provider}")
     for pattern in out:
