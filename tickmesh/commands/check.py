@@ -1,0 +1,33 @@
+"""validate CONFIG without starting anything: "ok", or every problem (exit 2)
+
+Warnings (an unencrypted bus open to other machines) go to stderr, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from supervisor import config, preflight
+from tickmesh.system import EXIT_USAGE, die, load
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config")
+
+
+def run(args: argparse.Namespace, _rest: list[str]) -> None:
+    loaded, _ = checked(args.config)
+    print(f"ok: {loaded.path} ({len(loaded.processes)} processes)")
+
+
+def checked(path: str) -> tuple[config.Config, preflight.Checked]:
+    """The config at `path`, its children's modules and settings checked too (exit 2), and
+    what their settings say (where they listen, the variables they read)."""
+    loaded = load(path)
+    for warning in config.warnings(loaded):
+        print(f"tickmesh: warning: {loaded.path}: {warning}", file=sys.stderr)
+    try:
+        return loaded, preflight.check_children(loaded)
+    except config.ConfigError as exc:
+        die(str(exc), EXIT_USAGE)

@@ -1,0 +1,79 @@
+"""What the commands share: exit codes, failing with a message, loading a config, and finding
+the running system (its control and bus endpoints) from a config or from its run dir.
+
+Without a CONFIG, a command finds the running system through `system.json` in its run dir
+(TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID), from any directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from bus import sockets
+from supervisor import config
+from supervisor.loop import SYSTEM_FILE
+
+DEFAULT_CONFIG = "config/default.toml"
+INSTALLED_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
+EXIT_NO_SUPERVISOR = 1
+EXIT_TAKEN = 1  # another system holds what this one needs
+EXIT_USAGE = 2  # a bad config, an unknown child or provider
+EXIT_REFUSED = 3  # the supervisor refused: e.g. nothing to restart
+
+
+def die(message: str, code: int) -> NoReturn:
+    print(f"tickmesh: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def load(path: str) -> config.Config:
+    try:
+        return config.load(path)
+    except config.ConfigError as exc:
+        die(str(exc), EXIT_USAGE)
+
+
+def run_dir() -> Path:
+    """The run dir a system started here would use, when no config names another."""
+    return Path(os.environ.get(config.RUN_DIR_ENV) or config.DEFAULT_RUN_DIR.replace(
+        "{uid}", str(os.getuid())))
+
+
+def find(path: str | None) -> dict[str, Any]:
+    """The endpoints of the system `path` describes, or else of the one running in the run
+    dir (exit 1 naming the run dir if there is none); the bus's CURVE keys are put to use."""
+    if path:
+        loaded = load(path)
+        system = {"config": str(loaded.path), "control": loaded.control,
+                  "bus": loaded.bus.to_dict(), "run_dir": str(loaded.run_dir)}
+    else:
+        directory = run_dir()
+        try:
+            system = json.loads((directory / SYSTEM_FILE).read_text())
+        except (OSError, ValueError):
+            die(f"no running system found in {directory} (start one with `tickmesh run`, or "
+                "name its config)", EXIT_NO_SUPERVISOR)
+        if not isinstance(system, dict) or not {"config", "control", "bus"} <= system.keys():
+            die(f"{directory}/{SYSTEM_FILE} does not describe a running system (name its "
+                "config instead)", EXIT_NO_SUPERVISOR)
+        system.setdefault("run_dir", str(directory))
+    sockets.use(sockets.BusConfig.from_dict(system["bus"]))  # its keys, with CURVE on
+    return system
+
+
+def dispatch(module_name: str, argv: list[str], unknown: str) -> None:
+    """Import `module_name` and hand `argv` to its cli()."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not f"{module_name}.".startswith(f"{exc.name}."):
+            raise  # the module exists; something it imports is missing
+        die(f"{unknown} (no module {module_name})", EXIT_USAGE)
+    if not callable(getattr(module, "cli", None)):
+        die(f"{module_name} has no cli(argv)", EXIT_USAGE)
+    module.cli(argv)
