@@ -13,6 +13,10 @@ read from the config file's directory), each checked here. A tcp:// control sock
 `warnings` lists what is allowed but unsafe: a tcp bus reachable from other machines without
 CURVE.
 
+[supervisor] also says where each child's output is written (`log_dir`, default
+{run_dir}/logs, "" for none; rotated past `log_max_bytes`, keeping `log_backups` files) and
+where the Prometheus endpoint listens (`metrics = "HOST:PORT"`; off when unset).
+
 This module checks the config's own shape. Each child's settings table is checked by the
 child's own settings class (supervisor.preflight), and so are the ports it will listen on.
 """
@@ -36,6 +40,9 @@ DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
 DEFAULT_PUBLISH = "ipc://{run_dir}/publish"
 DEFAULT_SUBSCRIBE = "ipc://{run_dir}/subscribe"
 DEFAULT_CONTROL = "ipc://{run_dir}/control"
+DEFAULT_LOG_DIR = "{run_dir}/logs"
+DEFAULT_LOG_MAX_BYTES = 10_000_000
+DEFAULT_LOG_BACKUPS = 3
 FORWARDER_NAME = "forwarder"
 FORWARDER_MODULE = "bus.forwarder"
 RESTART_POLICIES = ("permanent", "transient", "temporary")
@@ -49,7 +56,8 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "bus": {"publish": str, "subscribe": str, "hwm": int, "max_message_bytes": int,
             "curve": bool, "server_key_file": str, "client_key_file": str,
             "authorized_keys": str},
-    "supervisor": {"control": str, "run_dir": str},
+    "supervisor": {"control": str, "run_dir": str, "metrics": str, "log_dir": str,
+                   "log_max_bytes": int, "log_backups": int},
     "child": {
         "name": str, "run": str, "restart": str, "max_restarts": int,
         "within_seconds": _NUMBER, "shutdown_timeout": _NUMBER, "after": _NAMES,
@@ -91,6 +99,10 @@ class Config:
     bus: BusConfig
     forwarder: ChildConfig
     children: tuple[ChildConfig, ...]
+    metrics: tuple[str, int] | None = None  # (host, port) of the Prometheus endpoint; None: off
+    log_dir: Path | None = None  # each child's output goes to NAME.log here, rotated
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # a log file is rotated past this size
+    log_backups: int = DEFAULT_LOG_BACKUPS  # rotated files kept: NAME.log.1 ... NAME.log.N
 
     @property
     def processes(self) -> tuple[ChildConfig, ...]:
@@ -152,7 +164,37 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
                       curve=curve, **keys),
         forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE),
         children=_children(top.get("children", []), places, problems),
+        metrics=_metrics_address(sup.get("metrics"), problems),
+        log_dir=_log_dir(_expand(sup.get("log_dir", DEFAULT_LOG_DIR), places), path),
+        log_max_bytes=_positive(sup, "log_max_bytes", DEFAULT_LOG_MAX_BYTES, problems),
+        log_backups=_positive(sup, "log_backups", DEFAULT_LOG_BACKUPS, problems),
     )
+
+
+def _metrics_address(text: str | None, problems: list[str]) -> tuple[str, int] | None:
+    """supervisor.metrics, "HOST:PORT", as (host, port); None if unset."""
+    if text is None:
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        problems.append(f"supervisor.metrics: {text!r} must be HOST:PORT, like "
+                        "\"127.0.0.1:9108\"")
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _log_dir(text: str, path: Path) -> Path | None:
+    """supervisor.log_dir: "" turns the log files off; a relative path is the config's."""
+    if text == "":
+        return None
+    return path.parent.resolve() / text
+
+
+def _positive(table: dict, key: str, default: int, problems: list[str]) -> int:
+    value = table.get(key, default)
+    if value <= 0:
+        problems.append(f"supervisor.{key}: must be positive, not {value}")
+    return value
 
 
 def _curve_problems(curve: bool, keys: dict[str, str]) -> list[str]:

@@ -5,7 +5,7 @@
 - before `tickmesh run` only, the machine: nobody may already hold the bus endpoints or the
   ports the simulators will listen on (a second system would otherwise knock the first off or
   quietly take its bus over); with CURVE, the forwarder this system starts needs the server's
-  secret key.
+  secret key; the Prometheus endpoint's port must be free.
 
 Each problem names the file, the child (children[3] (polygon)) and the key.
 """
@@ -58,6 +58,10 @@ def check_machine(config: Config, listens: list[list]) -> None:
         if port and not _bindable(host, port):
             problems.append(f"{where}.settings.port: {host}:{port} is in use (another system, "
                             "or another program)")
+    if config.metrics and not _bindable(*config.metrics):
+        host, port = config.metrics
+        problems.append(f"supervisor.metrics: {host}:{port} is in use (another system, or "
+                        "another program): choose another port")
     if problems:
         raise ConfigError(config.path, problems)
 
