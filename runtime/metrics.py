@@ -35,6 +35,7 @@ class Metric:
     kind: str
     help: str
     labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()  # a histogram's upper bounds (DEFAULT_BUCKETS if none)
 
 
 SCHEMA: dict[str, Metric] = {m.name: m for m in (
@@ -60,6 +61,10 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("resubscribes", COUNTER, "single-symbol resubscriptions (resyncs)"),
     Metric("control_requests", COUNTER, "control requests received over the bus", ("action",)),
     Metric("reconnect_delay_seconds", HISTOGRAM, "waits before reconnecting"),
+    Metric("event_latency_seconds", HISTOGRAM, "receive time minus the provider's event time "
+           "(ts_recv - ts_event), of the first event of each frame",
+           buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    0.5, 1.0, 2.5, 5.0)),
     Metric("quotes_crossed", COUNTER, "quotes published with the bid at or above the ask "
            "(locked or crossed: real market data, not dropped)", ("provider",)),
     # coinbase
@@ -186,8 +191,8 @@ class Metrics:
 
     def histogram(self, name: str) -> Histogram:
         if name not in self._histograms:
-            check_key(name, (HISTOGRAM,))
-            self._histograms[name] = Histogram()
+            metric = check_key(name, (HISTOGRAM,))
+            self._histograms[name] = Histogram(metric.buckets or DEFAULT_BUCKETS)
         return self._histograms[name]
 
     def collect(self, collector: Collector) -> None:

@@ -52,6 +52,7 @@ from runtime.secrets import redact
 from runtime.settings import require
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+LATENCY = "event_latency_seconds"  # observed once per frame, on its first event
 MAX_PROBLEM = 300
 """Characters of a problem's text that are logged (after masking secrets)."""
 
@@ -140,17 +141,21 @@ class ReconnectingClient:
         Ends only by raising ConnectionClosed."""
         recv, receive, publish = ws.recv, self.protocol.receive, self.ctx.publisher.publish
         counts = self.ctx.counts
+        latency = self.ctx.metrics.histogram(LATENCY).observe
         clock = asyncio.get_running_loop().time
         time_ns = time.time_ns
         while True:
             frame = await recv(decode=False)
             self._last_frame = clock()
             counts["frames_received"] += 1
+            now = time_ns()
             try:
-                out = receive(frame, time_ns())
+                out = receive(frame, now)
             except Exception as exc:  # a protocol bug must not end the connection
                 self._fault(exc, "receive")
                 continue
+            if out.events:
+                latency((now - out.events[0].ts_event) * 1e-9)
             for event in out.events:
                 try:
                     publish(event)

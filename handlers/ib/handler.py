@@ -48,6 +48,7 @@ from ib_async.ib import StartupFetchNONE
 
 from bus.events import Control
 from handlers.common.backoff import BackoffSettings
+from handlers.common.client import LATENCY
 from handlers.common.control import listen_for_control
 from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import RESYNC, Output, Resubscribe
@@ -223,6 +224,9 @@ class IbFeed:
     def _apply(self, out: Output) -> None:
         """The events and the effects (changes and problems are the caller's)."""
         publish = self.ctx.publisher.publish
+        if out.events:
+            first = out.events[0]
+            self.ctx.metrics.histogram(LATENCY).observe((first.ts_recv - first.ts_event) * 1e-9)
         for event in out.events:
             publish(event)
         for effect in out.effects:
