@@ -1,31 +1,55 @@
-# The two commands of the quick start, and the benchmark.
-PYTHON ?= python3.11
+# The two commands of the quick start (make run, make test), the benchmark and the soak.
+#
+# Python: the first of python3, python3.13, python3.12, python3.11 on the PATH that is 3.11 or
+# newer (or PYTHON=/path/to/python). `make run` installs what the system needs; `make test`
+# adds the test tools (the [test] extra).
+PYTHON ?= $(shell for candidate in python3 python3.13 python3.12 python3.11; do \
+	$$candidate -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	&& { echo $$candidate; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SYSTEM := $(VENV)/.installed-system
+TESTS := $(VENV)/.installed-test
 
-.PHONY: run test bench soak clean
+.PHONY: run test bench soak clean python
 
-$(STAMP): pyproject.toml
+python:
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "tickmesh needs Python 3.11 or newer, and none of python3, python3.13, python3.12," \
+	       "python3.11 on the PATH is (python3 here: $$(python3 --version 2>&1 || echo none))." >&2; \
+	  echo "Install one (e.g. apt install python3.11 python3.11-venv), or name it:" \
+	       "make run PYTHON=/path/to/python3.12" >&2; \
+	  exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "PYTHON=$(PYTHON) is $$($(PYTHON) --version 2>&1); tickmesh needs 3.11 or newer" >&2; \
+	  exit 1; }
+
+$(VENV)/bin/python: | python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(SYSTEM): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $(SYSTEM)
+
+$(TESTS): $(SYSTEM)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(TESTS)
+
+run: $(SYSTEM)
 	exec $(BIN)/tickmesh run config/default.toml
 
-test: $(STAMP)
+test: $(TESTS)
 	$(BIN)/python -m pytest -q
 
 # The peers' SDKs go in bench/.peer-venv, made on first use. A smoke:
 # BENCH_ARGS="--frames 2000 --events 5000 --count 20000 --runs 1"; one scenario: --only binance
-bench: $(STAMP)
+bench: $(SYSTEM)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The whole system for 10 minutes with faults on a schedule (bench/soak.py); results in
 # bench/soak.json. A smoke: SOAK_ARGS="--minutes 1"
-soak: $(STAMP)
+soak: $(SYSTEM)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 clean:
