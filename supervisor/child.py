@@ -6,6 +6,7 @@ signals processes and tells the machine what happened, with the time it happened
                                | failed (more than max_restarts restarts within within_seconds)
     backoff --(delay)--> starting
     starting/running --stop--> stopping --exit--> stopped;   backoff --stop--> stopped
+    stopped/exited/failed --start requested--> starting
 
 Restart policies are OTP's: permanent always restarts, transient only after an abnormal exit
 (nonzero code or a signal), temporary never. Exit code 2 (bad settings, runtime.spec) is never
@@ -15,6 +16,11 @@ to BACKOFF_MAX, and starts over once a child has run for STABLE_SECONDS.
 A restart can be requested (`restart NAME` on the control socket, e.g. by the heartbeat monitor
 for a hung child): the loop kills the process, and its exit, whatever the code and the policy,
 restarts it at once, counted as a restart (within max_restarts like any other).
+
+A stop can be requested too (`stop NAME`): the child is *held*, stopped as at a system stop
+(from backoff, or before it was ever started, at once) and never started nor restarted again,
+whatever its policy, until a start is requested (`start NAME`, for a stopped, exited or failed
+child), which starts it with a fresh restart-intensity window and backoff.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class State(StrEnum):
     RUNNING = "running"
     BACKOFF = "backoff"  # exited, to be restarted after a delay
     STOPPING = "stopping"  # asked to stop, not yet gone
-    STOPPED = "stopped"  # not started yet, or stopped by the supervisor
+    STOPPED = "stopped"  # not started yet, or stopped (at a system stop, or on request)
     EXITED = "exited"  # exited, and its restart policy says to leave it so
     FAILED = "failed"  # restarted too often: given up on
 
@@ -56,6 +62,7 @@ class Child:
         self._restart_times: deque[float] = deque()
         self._backoff_level = 0
         self._restart_requested = False
+        self.held = False  # stopped on request: neither started nor restarted until asked
 
     @property
     def name(self) -> str:
@@ -65,6 +72,18 @@ class Child:
     def restarting(self) -> bool:
         """A requested restart is under way: the process is being killed."""
         return self._restart_requested
+
+    @property
+    def pending(self) -> bool:
+        """Stopped, and not on request: not started yet (the loop starts it once what it
+        comes after is ready)."""
+        return self.state is State.STOPPED and not self.held
+
+    @property
+    def stoppable(self) -> bool:
+        """Is there something for a requested stop to stop: a process, a restart to come, or
+        a first start?"""
+        return self.state in (State.STARTING, State.RUNNING, State.BACKOFF) or self.pending
 
     @property
     def alive(self) -> bool:
@@ -113,6 +132,26 @@ class Child:
             return False
         self._restart_requested = True
         structlog.get_logger().info("child restart requested", child=self.name, pid=self.pid)
+        return True
+
+    def request_stop(self) -> bool:
+        """A stop was requested: hold the child stopped, whatever its state (`stoppable` says
+        if there is anything to stop). True if a process must be killed now (its exit leaves
+        it stopped)."""
+        self.held = True
+        structlog.get_logger().info("child stop requested", child=self.name, pid=self.pid)
+        return self.stop()
+
+    def request_start(self) -> bool:
+        """A start was requested. True if the child is stopped, exited or failed: it is no
+        longer held, and its restart-intensity window and backoff start over (the loop starts
+        it now)."""
+        if self.state not in (State.STOPPED, State.EXITED, State.FAILED):
+            return False
+        self.held = False
+        self._restart_times.clear()
+        self._backoff_level = 0
+        structlog.get_logger().info("child start requested", child=self.name)
         return True
 
     def _count_restart(self, now: float, requested: bool = False) -> float | None:

@@ -1,11 +1,35 @@
 """The control socket: the supervisor answers requests on a ZeroMQ REP socket, and
-`tickmesh status` and `tickmesh restart` ask there. A request is one UTF-8 frame, a command:
-    status          {"pid", "config", "children": {name: {"state", "pid", "restarts", ...}}}
+`tickmesh status`, `start`, `stop`, `restart` and `reload` ask there. A request is one UTF-8
+frame, a command:
+    status          {"pid", "config", "supervisor": {"pid", "uptime", "cpu_percent", ...},
+                    "children": {name: {"state", "pid", "restarts", ..., "health"}}}
+                    (supervisor.observer; docs/operations.md describes every field)
     restart NAME    kill the child NAME (SIGTERM, then SIGKILL after its shutdown_timeout) and
                     start it again at once, counted as a restart, whatever its restart policy:
-                    {"ok": true, "child": NAME, "pid": the pid being killed}; refused, with
-                    "reason" "unknown_child" or "not_running", for a child that is not there or
-                    has no process to kill (or one already being restarted)
+                    {"ok": true, "child": NAME, "pid": the pid being killed}; refused with
+                    "not_running" for a child with no process to kill (or one already being
+                    restarted)
+    stop NAME       stop the child NAME as at a system stop, and keep it stopped whatever its
+                    restart policy (until `start NAME`): {"ok": true, "child": NAME, "pid": the
+                    pid being stopped, or null}; answered at once, the process goes on being
+                    stopped. Refused with "not_running" for a child already stopped, exited or
+                    failed, and with "essential" for the forwarder (everything depends on it)
+    start NAME      start the child NAME, stopped, exited or failed, now (a failed one with a
+                    fresh restart-intensity window): {"ok": true, "child": NAME}; refused with
+                    "not_stopped" for a child that is starting, running or about to restart
+    stop            stop the whole system, as on SIGTERM (every child in reverse order, then
+                    the supervisor exits): {"ok": true, "pid": the supervisor's pid}, at once
+    reload          read the config file again and check all of it; then stop and drop the
+                    children it no longer has, restart those whose entries changed, start the
+                    new ones (after what they come `after`, as at start), and leave the others
+                    be: {"ok": true, "config": the file, "added": [...], "removed": [...],
+                    "changed": [...], "unchanged": [...]} (names), once the removed and changed
+                    ones are stopped. Refused, changing nothing, with "bad_config" (and
+                    "problems": [...]) for a config with problems, and "restart_required" if
+                    [bus] or [supervisor] changed
+A request naming a child the supervisor does not have is refused with "unknown_child" (the
+error lists its children); `start`, `stop NAME` and `reload`, while the system is stopping,
+with "stopping".
 Every answer is a JSON object, with every known secret masked (runtime.secrets); a bad or
 refused request gets {"error": ..., "reason": ...}.
 
@@ -21,7 +45,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Protocol
 
 import zmq
 
@@ -29,10 +53,17 @@ from bus import sockets
 from runtime.secrets import redact
 
 STATUS = b"status"
+CLOSE_LINGER_MS = 500
 RESTART = "restart"
 UNKNOWN_CHILD = "unknown_child"
 NOT_RUNNING = "not_running"
+NOT_STOPPED = "not_stopped"
+ESSENTIAL = "essential"
+STOPPING = "stopping"
+BAD_CONFIG = "bad_config"
+RESTART_REQUIRED = "restart_required"
 BAD_REQUEST = "bad_request"
+KNOWN = "'status', 'restart NAME', 'start NAME', 'stop NAME', 'stop', 'reload'"
 
 
 class ControlError(Exception):
@@ -51,18 +82,32 @@ class Refused(Exception):
         self.reason = reason
 
 
-def refusal(message: str, reason: str) -> dict[str, Any]:
+def refusal(message: str, reason: str, **details: Any) -> dict[str, Any]:
     """The answer to a request that cannot be carried out."""
-    return {"error": message, "reason": reason}
+    return {"error": message, "reason": reason, **details}
+
+
+class Commands(Protocol):
+    """What the supervisor does for each request (supervisor.loop.Supervisor)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def restart(self, name: str) -> dict[str, Any]: ...
+
+    def start_child(self, name: str) -> dict[str, Any]: ...
+
+    def stop_child(self, name: str) -> dict[str, Any]: ...
+
+    def stop_system(self) -> dict[str, Any]: ...
+
+    async def reload(self) -> dict[str, Any]: ...
 
 
 class ControlServer:
     """Binds at once, so that a taken endpoint is known before any child starts."""
 
-    def __init__(self, endpoint: str, status: Callable[[], dict[str, Any]],
-                 restart: Callable[[str], dict[str, Any]]) -> None:
-        self._status = status
-        self._restart = restart
+    def __init__(self, endpoint: str, commands: Commands) -> None:
+        self._commands = commands
         problem = sockets.owner_problem(endpoint) or private_directory_problem(endpoint)
         if problem:
             raise ControlError(f"cannot bind the control socket {problem}")
@@ -75,19 +120,28 @@ class ControlServer:
         """Answer requests until cancelled."""
         while True:
             request = await self._socket.recv_multipart()
-            await self._socket.send(redact(json.dumps(self._answer(request))).encode())
+            answer = await self._answer(request)
+            await self._socket.send(redact(json.dumps(answer)).encode())
 
-    def _answer(self, request: list[bytes]) -> dict[str, Any]:
-        if request == [STATUS]:
-            return self._status()
+    async def _answer(self, request: list[bytes]) -> dict[str, Any]:
         command, _, name = request[0].decode(errors="replace").partition(" ")
-        if len(request) == 1 and command == RESTART and name:
-            return self._restart(name)
-        return refusal(f"unknown request {request[0][:40]!r}; known: 'status', 'restart NAME'",
-                       BAD_REQUEST)
+        match len(request), command, name:
+            case 1, "status", "":
+                return self._commands.status()
+            case 1, "restart", str() if name:
+                return self._commands.restart(name)
+            case 1, "start", str() if name:
+                return self._commands.start_child(name)
+            case 1, "stop", str() if name:
+                return self._commands.stop_child(name)
+            case 1, "stop", "":
+                return self._commands.stop_system()
+            case 1, "reload", "":
+                return await self._commands.reload()
+        return refusal(f"unknown request {request[0][:40]!r}; known: {KNOWN}", BAD_REQUEST)
 
     def close(self) -> None:
-        self._socket.close(linger=0)
+        self._socket.close(linger=CLOSE_LINGER_MS)  # the answer to `stop` may still be leaving
         if self._authenticator is not None:
             self._authenticator.stop()
 

@@ -37,8 +37,12 @@ def check_children(config: Config) -> Checked:
     children = [{"name": child.name, "where": f"children[{index}] ({child.name})",
                  "run": child.run, "settings": child.settings}
                 for index, child in enumerate(config.children)]
-    done = subprocess.run([sys.executable, "-m", "runtime.check"], input=json.dumps(children),
-                          capture_output=True, text=True, timeout=CHECK_TIMEOUT)
+    try:
+        done = subprocess.run([sys.executable, "-m", "runtime.check"], input=json.dumps(children),
+                              capture_output=True, text=True, timeout=CHECK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ConfigError(config.path, [f"the children could not be checked within "
+                                        f"{CHECK_TIMEOUT:g} s"]) from None
     if done.returncode != 0:
         raise ConfigError(config.path, [f"the children could not be checked: {done.stderr}"])
     answer = json.loads(done.stdout)

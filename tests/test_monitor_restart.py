@@ -75,7 +75,7 @@ def test_restart_command_and_its_exit_codes(spawn, run_dir):
     assert new["restarts"] == 1 and not alive(old)  # temporary, yet restarted: it was asked
 
     unknown = tickmesh(spawn, run_dir, "restart", "nope")
-    assert unknown.code == 3 and "unknown child 'nope'" in unknown.err
+    assert unknown.code == 2 and "unknown child 'nope'" in unknown.err
     answer = request(supervisor.control, b"restart", timeout=2)
     assert answer["reason"] == BAD_REQUEST
     assert supervisor.child("ticker")["pid"] == new["pid"]

@@ -100,3 +100,70 @@ def test_bad_settings_exit_code_2_fails_at_once_whatever_the_policy():
         child = started(restart=policy)
         assert child.exited(2, now=1.0) is None
         assert child.state is State.FAILED and child.restarts == 0
+
+
+# --- stop and start on request (`stop NAME`, `start NAME`) ---------------------------------
+
+@pytest.mark.parametrize("restart", ["permanent", "transient", "temporary"])
+@pytest.mark.parametrize("code", [0, 1, -15, -9])
+def test_a_requested_stop_holds_the_child_stopped_whatever_its_policy(restart, code):
+    child = started(restart=restart)
+    assert child.stoppable and child.request_stop() is True
+    assert child.state is State.STOPPING and not child.stoppable
+    assert child.exited(code, now=1.0) is None
+    assert child.state is State.STOPPED and child.held and not child.pending
+    assert child.restarts == 0 and not child.stoppable
+
+
+def test_a_requested_stop_in_backoff_or_before_the_first_start_kills_nothing():
+    backoff = started()
+    backoff.exited(1, now=1.0)
+    assert backoff.stoppable and backoff.request_stop() is False
+    assert backoff.state is State.STOPPED and backoff.held
+    unstarted = Child(ChildConfig("c", "m"))
+    assert unstarted.pending and unstarted.stoppable
+    assert unstarted.request_stop() is False and not unstarted.pending
+
+
+def test_a_requested_stop_wins_over_a_requested_restart():
+    child = started()
+    child.request_restart()
+    assert child.request_stop() is True
+    assert child.exited(-15, now=1.0) is None and child.state is State.STOPPED
+
+
+def test_nothing_to_stop_once_exited_or_failed():
+    exited = started(restart="temporary")
+    exited.exited(0, now=1.0)
+    failed = started(max_restarts=0)
+    failed.exited(1, now=1.0)
+    assert not exited.stoppable and not failed.stoppable
+
+
+def test_a_start_is_refused_while_a_process_runs_or_is_about_to():
+    running = started()
+    backoff = started()
+    backoff.exited(1, now=1.0)
+    stopping = started()
+    stopping.request_stop()
+    assert not any(child.request_start() for child in (running, backoff, stopping))
+
+
+def test_a_requested_start_releases_a_held_child():
+    child = started()
+    child.request_stop()
+    child.exited(-15, now=1.0)
+    assert child.request_start() and not child.held and child.state is State.STOPPED
+    child.started(pid=101, now=2.0)
+    assert child.exited(1, now=3.0) is not None  # its policy applies again
+
+
+def test_a_requested_start_gives_a_failed_child_a_fresh_restart_window():
+    child = started(max_restarts=1, within_seconds=100)
+    child.exited(1, now=1.0)
+    child.started(pid=101, now=1.2)
+    assert child.exited(1, now=2.0) is None and child.state is State.FAILED
+    assert child.request_start()
+    child.started(pid=102, now=3.0)
+    assert child.exited(1, now=4.0) == BACKOFF_FIRST  # not failed at once: the window is new
+    assert child.state is State.BACKOFF and child.restarts == 2
