@@ -50,10 +50,13 @@ def test_status_prints_a_table(spawn, run_dir):
     pid = supervisor.wait_for("ticker", "running")["pid"]
     result = tickmesh(spawn, run_dir, "status", str(config))
     assert result.code == 0, result.err
-    header, *rows = result.out.splitlines()[1:]
-    assert header.split() == ["name", "state", "ready", "pid", "restarts", "uptime", "exit_code"]
-    assert [row.split()[0] for row in rows] == ["forwarder", "ticker"]
-    assert rows[1].split()[1:5] == ["running", "yes", str(pid), "0"]
+    header, *rows = result.out.splitlines()[2:]  # the ticker has no feed: one table
+    assert header.split() == ["name", "state", "ready", "pid", "uptime", "restarts", "exit",
+                              "cpu%", "rss_mb", "events/s", "heartbeat"]
+    assert [row.split()[0] for row in rows] == ["supervisor", "forwarder", "ticker"]
+    ticker = rows[2].split()
+    assert ticker[1:4] == ["running", "yes", str(pid)] and ticker[5:7] == ["0", "-"]
+    assert float(ticker[7]) >= 0 and float(ticker[8]) > 1  # CPU %, resident MB
 
 
 def test_status_without_a_supervisor_fails_clearly(spawn, run_dir):

@@ -21,7 +21,7 @@ PURE = sorted(
        "handlers.common.symbols", "consumers.orderbook", "consumers.bookstate",
        "consumers.aggregate", "consumers.alerts", "consumers.watch", "consumers.recording",
        "bus.events",
-       "bus.topics"}
+       "bus.topics", "supervisor.health"}
 )
 
 

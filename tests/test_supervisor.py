@@ -44,7 +44,8 @@ def test_a_child_that_always_crashes_ends_failed(spawn, run_dir):
     children = json.loads(result.out)["children"]
     assert children["crasher"] == {
         "state": "failed", "pid": None, "restarts": 2, "uptime": None, "exit_code": 1,
-        "ready": False,
+        "ready": False, "cpu_percent": None, "rss_bytes": None,
+        "health": children["crasher"]["health"],  # its last heartbeat's, if it sent one
     }
     assert children["forwarder"]["state"] in ("starting", "running")
 

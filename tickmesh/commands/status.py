@@ -1,15 +1,25 @@
-"""ask the running supervisor how its processes are (exit 1 if none answers)"""
+"""ask the running supervisor how its processes are (exit 1 if none answers)
+
+Two tables: every process (the supervisor first) with its life and its CPU and memory, then
+every feed (a handler's connection) with its state, traffic, gaps and last error. `--json`
+prints the supervisor's whole answer (docs/operations.md describes each field).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import time
+from typing import Any, Callable
 
 from supervisor.control import NoSupervisor, request_status
 from tickmesh.system import EXIT_NO_SUPERVISOR, die, find
 
-COLUMNS = ("name", "state", "ready", "pid", "restarts", "uptime", "exit_code")
+WIDTH = 120  # the tables fit in this many columns
+PROCESS_COLUMNS = ("name", "state", "ready", "pid", "uptime", "restarts", "exit", "cpu%",
+                   "rss_mb", "events/s", "heartbeat")
+FEED_COLUMNS = ("process", "provider", "connection", "events/s", "last_event", "gaps",
+                "reconnects", "resyncing", "last_error")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,15 +36,72 @@ def run(args: argparse.Namespace, _rest: list[str]) -> None:
     print(json.dumps(status, indent=2) if args.json else table(status))
 
 
-def table(status: dict[str, Any]) -> str:
-    rows = [COLUMNS]
-    for name, child in status["children"].items():
-        values = [name] + [child[key] for key in COLUMNS[1:]]
-        rows.append(tuple(_cell(value) for value in values))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-             for row in rows]
-    return f"supervisor pid {status['pid']}, config {status['config']}\n" + "\n".join(lines)
+def table(status: dict[str, Any], now: Callable[[], float] = time.time) -> str:
+    """The processes' table, then the feeds' (if any handler has a connection)."""
+    processes = {"supervisor": {"state": "running", **status["supervisor"]},
+                 **status["children"]}
+    lines = [f"supervisor pid {status['pid']}, config {status['config']}", ""]
+    lines += _aligned([PROCESS_COLUMNS, *(_process_row(name, process)
+                                          for name, process in processes.items())])
+    feeds = [(name, process["health"]) for name, process in processes.items()
+             if (process.get("health") or {}).get("feed")]
+    if feeds:
+        lines += ["", *_fitted([FEED_COLUMNS, *(_feed_row(name, health, now())
+                                                for name, health in feeds)])]
+    return "\n".join(lines)
+
+
+def _process_row(name: str, process: dict[str, Any]) -> tuple[str, ...]:
+    health = process.get("health") or {}
+    rss = process.get("rss_bytes")
+    return (name, process["state"], _cell(process.get("ready")), _cell(process["pid"]),
+            _duration(process["uptime"]), _cell(process.get("restarts")),
+            _cell(process.get("exit_code")), _cell(process.get("cpu_percent")),
+            "-" if rss is None else f"{rss / 1e6:.1f}",
+            _cell(health.get("events_per_second")), _duration(health.get("heartbeat_age")))
+
+
+def _feed_row(name: str, health: dict[str, Any], now: float) -> tuple[str, ...]:
+    feed = health["feed"]
+    error = feed["last_error"]
+    last_error = "-" if error is None else (
+        f"{error['code']} ({_duration(now - error['at'])} ago) {error['message']}")
+    return (name, feed["provider"], feed["state"], _cell(health["events_per_second"]),
+            _duration(health["last_event_age"]), str(health["gaps"]), str(health["reconnects"]),
+            str(len(feed["resyncing"])), last_error)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+            for row in rows]
+
+
+def _fitted(rows: list[tuple[str, ...]]) -> list[str]:
+    """Aligned, with the last column (a message) cut so that every line fits in WIDTH."""
+    heads = _aligned([row[:-1] for row in rows])
+    width = max(len(head) for head in heads)
+    room = max(WIDTH - width - 2, 12)
+    return [f"{head.ljust(width)}  {_cut(row[-1], room)}" for head, row in zip(heads, rows)]
+
+
+def _cut(text: str, room: int) -> str:
+    text = " ".join(text.split())  # one line, whatever the provider sent
+    return text if len(text) <= room else text[:room - 1] + "…"
+
+
+def _duration(seconds: float | None) -> str:
+    """Seconds as people read them: 0.4s, 12s, 3m04s, 2h05m, 3d04h."""
+    if seconds is None:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    for unit, size, smaller, small in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                       ("m", 60, "s", 1)):
+        if whole >= size:
+            return f"{whole // size}{unit}{whole % size // small:02d}{smaller}"
+    return f"{whole}s"
 
 
 def _cell(value: Any) -> str:
