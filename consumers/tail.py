@@ -1,7 +1,8 @@
 """The tail consumer: prints live events from the bus, one line each.
 
 JSON lines (the events' wire keys) when stdout is a pipe or a file, a compact human line when
-it is a terminal. Gaps (messages this subscriber lost) are reported on stderr.
+it is a terminal. Gaps (messages this subscriber lost) are reported on stderr (supervised: as
+log lines, the 1st, 2nd, 4th, 8th... of them; bus_gaps counts them all).
 
     tickmesh tail 'trade.*.AAPL' 'quote.alpaca.*' [--count N] [--json]
     python -m consumers.tail          (supervised; settings: patterns = [...], json = false)
@@ -21,6 +22,8 @@ from bus import events
 from bus.subscriber import AsyncSubscriber, Gap, Subscriber
 from bus.topics import Pattern, TopicError
 from runtime import process
+from runtime.badinput import count_bad_input
+from runtime.logs import log
 from runtime.settings import SettingsError, Strings
 
 DEFAULT_PATTERNS = ("trade", "quote")
@@ -129,10 +132,10 @@ async def _supervised(ctx: process.ProcessContext[Settings]) -> None:
     fmt = formatter_for(sys.stdout, ctx.settings.json)
     counts = ctx.counts
 
-    def on_gap(gap: Gap) -> None:
-        counts["bus_gaps"] += 1
+    def on_gap(gap: Gap) -> None:  # a log line (JSON), as every supervised process's
         counts["bus_messages_missed"] += gap.missed
-        report_gap(gap)
+        count_bad_input(counts, "bus_gaps", log(), "bus gap",
+                        topic=gap.topic.decode(errors="replace"), missed=gap.missed)
 
     sub = AsyncSubscriber(ctx.spec.bus.subscribe, ctx.settings.patterns, on_gap=on_gap)
     try:

@@ -1,10 +1,10 @@
 """The consumer SDK: a consumer is a function or a class with topic patterns, and this module
 runs it as a tickmesh process. It gets, for free, what every child gets from runtime.process
 (structured logging, a heartbeat every second with its metrics, readiness, a clean stop on
-SIGTERM or Ctrl-C) and, from here: its events, gap reports (logged, counted in bus_gaps and
-bus_messages_missed, and handed to `on_gap`), and a handler that raises costs one event, not
-the process (consumer_errors{hook}). ZeroMQ reconnects its sockets by itself, so a consumer
-outlives a restart of the forwarder (what it missed meanwhile is a gap).
+SIGTERM or Ctrl-C) and, from here: its events, gap reports (logged sparingly, counted in
+bus_gaps and bus_messages_missed, and handed to `on_gap`), and a handler that raises costs one
+event, not the process (consumer_errors{hook}). ZeroMQ reconnects its sockets by itself, so a
+consumer outlives a restart of the forwarder (what it missed meanwhile is a gap).
 
 A function, with its patterns:
 
@@ -53,6 +53,7 @@ from bus.sockets import BusConfig
 from bus.subscriber import AsyncSubscriber, Gap
 from bus.topics import Pattern, TopicError
 from runtime import process
+from runtime.badinput import count_bad_input
 from runtime.logs import log
 from runtime.settings import SettingsError, Strings, read
 from runtime.spec import ChildSpec
@@ -171,9 +172,10 @@ async def _consume(sub: AsyncSubscriber, found: Consumer, gaps: list[Gap],
 
 
 async def _gap(gap: Gap, found: Consumer, ctx: process.ProcessContext) -> None:
-    ctx.counts["bus_gaps"] += 1
     ctx.counts["bus_messages_missed"] += gap.missed
-    log().warning("bus gap", topic=gap.topic.decode(errors="replace"), missed=gap.missed)
+    # logged sparingly (1st, 2nd, 4th... gap): a storm of gaps must not flood the log
+    count_bad_input(ctx.counts, "bus_gaps", log(), "bus gap",
+                    topic=gap.topic.decode(errors="replace"), missed=gap.missed)
     if found.on_gap is not None:
         await _guarded("on_gap", found.on_gap, gap, ctx)
 

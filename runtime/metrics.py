@@ -62,7 +62,8 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("control_requests", COUNTER, "control requests received over the bus", ("action",)),
     Metric("reconnect_delay_seconds", HISTOGRAM, "waits before reconnecting"),
     Metric("event_latency_seconds", HISTOGRAM, "receive time minus the provider's event time "
-           "(ts_recv - ts_event), of the first event of each frame",
+           "(ts_recv - ts_event), of the first event of each frame (unless a bar: its time is "
+           "its start)",
            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                     0.5, 1.0, 2.5, 5.0)),
     Metric("quotes_crossed", COUNTER, "quotes published with the bid at or above the ask "
@@ -126,6 +127,9 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     # supervisor
     Metric("child_restarts", COUNTER, "restarts of a supervised child", ("child",)),
     Metric("child_running", GAUGE, "1 while the child runs, else 0", ("child",)),
+    Metric("log_lines_dropped", COUNTER, "lines of a process's output not written to the "
+           "console or to its log file (to: console, file): its writer was too far behind, "
+           "or the write failed", ("child", "to")),
 )}
 
 DEFAULT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)

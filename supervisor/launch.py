@@ -17,6 +17,9 @@ child never sees another's secrets.
 
 The child gets the write end of a pipe in TICKMESH_READY_FD, to say "ready" on
 (runtime.readiness); `watch_ready` is a future that is done when it has, or when it exits.
+
+Its stdout and stderr are pipes of its own, which the supervisor reads (supervisor.output):
+children never write to the same file, so their lines cannot run together.
 """
 
 from __future__ import annotations
@@ -64,29 +67,32 @@ def child_environment(variables: Iterable[str]) -> dict[str, str]:
             if name in RUNTIME_VARIABLES or name.startswith(RUNTIME_PREFIXES) or name in named}
 
 
-def start(module: str, spec: ChildSpec,
-          variables: Iterable[str] = ()) -> tuple[subprocess.Popen, int, int]:
-    """Start `python -m module` under a keeper, a child of this process (stdout and stderr
-    inherited); returns the keeper, the read end of the child's readiness pipe and that of the
-    pipe the keeper writes the child's pid on."""
+def start(module: str, spec: ChildSpec, variables: Iterable[str] = ()
+          ) -> tuple[subprocess.Popen, int, int, tuple[int, int]]:
+    """Start `python -m module` under a keeper, a child of this process; returns the keeper,
+    the read end of the child's readiness pipe, that of the pipe the keeper writes the child's
+    pid on, and those of its stdout and stderr."""
     parent_pid = os.getpid()
     ready_read, ready_write = os.pipe()
     pid_read, pid_write = os.pipe()
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
     env = dict(child_environment(variables), **{
         SPEC_ENV: spec.to_json(), PARENT_ENV: str(parent_pid), READY_FD_ENV: str(ready_write)})
     try:
         process = subprocess.Popen(
             keeper.command(parent_pid, pid_write, [sys.executable, "-m", module]), env=env,
             process_group=0, preexec_fn=_die_with(parent_pid), pass_fds=(ready_write, pid_write),
+            stdout=out_write, stderr=err_write,
         )
     except BaseException:
-        os.close(ready_read)
-        os.close(pid_read)
+        for fd in (ready_read, pid_read, out_read, err_read):
+            os.close(fd)
         raise
     finally:
-        os.close(ready_write)
-        os.close(pid_write)
-    return process, ready_read, pid_read
+        for fd in (ready_write, pid_write, out_write, err_write):
+            os.close(fd)
+    return process, ready_read, pid_read, (out_read, err_read)
 
 
 def kill(process: subprocess.Popen) -> None:

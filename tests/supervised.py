@@ -52,14 +52,18 @@ def tickmesh(spawn: Callable, run_dir: Path, *args: str, timeout: float = 20) ->
 
 
 class Running:
-    """A supervisor started through the spawn fixture, with its stderr in a file."""
+    """A supervisor started through the spawn fixture, with its stderr and stdout in files;
+    `extra_env`: more environment variables for it (its children's secrets)."""
 
-    def __init__(self, spawn: Callable, run_dir: Path, config: Path) -> None:
+    def __init__(self, spawn: Callable, run_dir: Path, config: Path,
+                 extra_env: dict[str, str] | None = None) -> None:
         self.run_dir = run_dir
         self.control = f"ipc://{run_dir}/control"
         self.log_path = run_dir / "supervisor.log"
-        with self.log_path.open("w") as log:
-            self.process = spawn([*TICKMESH, "run", str(config)], env=env(run_dir), stderr=log)
+        self.out_path = run_dir / "supervisor.out"
+        with self.log_path.open("w") as log, self.out_path.open("w") as out:
+            self.process = spawn([*TICKMESH, "run", str(config)],
+                                 env={**env(run_dir), **(extra_env or {})}, stdout=out, stderr=log)
 
     def status(self) -> dict[str, Any] | None:
         """The supervisor's status, or None if it does not answer (yet)."""

@@ -35,10 +35,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NoReturn
 
+import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bus.events import Control
+from bus.events import Bar, Control
 from bus.topics import TopicError
 from handlers.common.backoff import BackoffSettings
 from handlers.common.control import listen_for_control
@@ -81,7 +82,7 @@ class ReconnectingClient:
         self.ctx = ctx
         self.protocol = protocol
         self.settings = settings
-        self._log = log().bind(provider=protocol.provider, url=settings.url)
+        self._log = log().bind(url=settings.url)
         self.lifecycle = Lifecycle(ctx, protocol.provider, settings.backoff(), self._log,
                                    settings.stable_after)
         self.effects = Effects(protocol, self._deliver, ctx.counts, self._log)
@@ -92,6 +93,8 @@ class ReconnectingClient:
 
     async def run(self) -> None:
         """Connect, stream, and reconnect, until cancelled."""
+        # the provider, in every line from here on: the websockets library's too
+        structlog.contextvars.bind_contextvars(provider=self.protocol.provider)
         controls = asyncio.create_task(
             listen_for_control(self.ctx, self.protocol.provider, self._control), name="control")
         try:
@@ -154,7 +157,7 @@ class ReconnectingClient:
             except Exception as exc:  # a protocol bug must not end the connection
                 self._fault(exc, "receive")
                 continue
-            if out.events:
+            if out.events and type(out.events[0]) is not Bar:  # a bar's time is its start
                 latency((now - out.events[0].ts_event) * 1e-9)
             for event in out.events:
                 try:

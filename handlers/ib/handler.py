@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 
+import structlog
 from ib_async import IB, Contract, Stock, Ticker
 from ib_async.ib import StartupFetchNONE
 
@@ -100,7 +101,7 @@ class IbFeed:
     def __init__(self, ctx: process.ProcessContext, settings: IbSettings) -> None:
         self.ctx = ctx
         self.settings = settings
-        self.log = log().bind(provider=PROVIDER, port=settings.port, client_id=settings.client_id)
+        self.log = log().bind(port=settings.port, client_id=settings.client_id)
         self.lifecycle = Lifecycle(ctx, PROVIDER, settings.backoff(), self.log,
                                    settings.stable_after)
         self.protocol = IbProtocol(ctx.counts)
@@ -110,6 +111,7 @@ class IbFeed:
         self.resyncs: dict[str, asyncio.Task] = {}
 
     async def run(self) -> None:
+        structlog.contextvars.bind_contextvars(provider=PROVIDER)  # in every line from here on
         controls = asyncio.create_task(listen_for_control(self.ctx, PROVIDER, self._control))
         try:
             await self.lifecycle.run(self._connection,
@@ -216,7 +218,8 @@ class IbFeed:
         symbol = contract.symbol if contract is not None else ""
         out = self.protocol.error(code, text, symbol)
         if out.problem:
-            self.log.info(out.problem, code=code, **({"symbol": symbol} if symbol else {}))
+            self.log.info("TWS notice", code=code, notice=out.problem,
+                          **({"symbol": symbol} if symbol else {}))
         for change in out.changes:
             self.lifecycle.status(change.state, change.code, change.message, change.symbol)
         self._apply(out)
