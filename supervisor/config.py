@@ -45,6 +45,7 @@ DEFAULT_LOG_MAX_BYTES = 10_000_000
 DEFAULT_LOG_BACKUPS = 3
 FORWARDER_NAME = "forwarder"
 FORWARDER_MODULE = "bus.forwarder"
+SUPERVISOR_NAME = "supervisor"  # its heartbeats, metrics and log file go by this name
 RESTART_POLICIES = ("permanent", "transient", "temporary")
 IPC_PATH_MAX = 107  # sun_path is 108 bytes, with the terminating NUL
 
@@ -248,7 +249,7 @@ def _run_dir(sup: dict, problems: list[str]) -> Path:
 
 def _children(tables: list, places: dict[str, str], problems: list[str]) -> tuple[ChildConfig, ...]:
     children: list[ChildConfig] = []
-    taken = {FORWARDER_NAME: "the implicit forwarder"}
+    taken = {FORWARDER_NAME: "the implicit forwarder", SUPERVISOR_NAME: "the supervisor itself"}
     for index, table in enumerate(tables):
         where = f"children[{index}]"
         if not isinstance(table, dict):

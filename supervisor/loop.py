@@ -7,10 +7,23 @@ Start order: every child waits for the forwarder to say "ready", and for the chi
 anyway, with a warning (a handler reconnects with backoff; nothing is gained by never
 starting it). A restart does not wait. `restart NAME` on the control socket kills a running
 child (as at a stop: SIGTERM, then SIGKILL after its shutdown_timeout) and its exit restarts it
-at once.
+at once. `stop NAME` stops one child the same way and holds it stopped; `start NAME` starts
+it again (supervisor.child). `stop` stops the whole system, as SIGTERM does. `reload` reads
+the config file again, checks it as at start (in a thread: the loop keeps going), and applies
+what changed among the children (supervisor.reload): the removed and changed ones are
+stopped, then the changed and added ones started as at start (after what they come `after`),
+the rest left running.
 
-The run dir gets `system.json` (the control and bus endpoints, the config, the pid) while the
-system runs, so that `tickmesh status` and `tickmesh tail` find it from any directory.
+Its `status` answer, and its Prometheus endpoint (`[supervisor] metrics`, listening before any
+child starts), tell each process's health as the bus shows it, CPU and memory
+(supervisor.observer).
+
+Each child's stdout and stderr, and the supervisor's own log, are relayed line by line to the
+console and to NAME.log in the log dir (supervisor.output).
+
+The run dir gets `system.json` (the control and bus endpoints, the config, the pid, the log
+dir) while the system runs, so that `tickmesh status`, `tickmesh tail` and `tickmesh logs`
+find it from any directory.
 
 Everything runs on one asyncio (uvloop) loop; signal handlers only record the stop request.
 """
@@ -29,17 +42,22 @@ import structlog
 
 from bus import sockets
 from bus.publisher import Publisher
+from runtime.logs import configure_logging
 from runtime.metrics import Metrics
 from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
 from runtime.secrets import secret_from_env
 from runtime.spec import ChildSpec
 from supervisor import launch
+from supervisor import reload as reloading
 from supervisor.child import STARTUP_SECONDS, Child, State
-from supervisor.config import Config
-from supervisor.control import NOT_RUNNING, UNKNOWN_CHILD, ControlServer, refusal
+from supervisor.config import SUPERVISOR_NAME, Config, ConfigError
+from supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED, RESTART_REQUIRED,
+                                STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
+from supervisor.observer import Observer
+from supervisor.output import Output
 
 SYSTEM_FILE = "system.json"
-NAME = "supervisor"
+NAME = SUPERVISOR_NAME
 
 
 class Supervisor:
@@ -54,53 +72,59 @@ class Supervisor:
         self._restarts: dict[str, asyncio.TimerHandle] = {}
         self._waiting: set[asyncio.Task] = set()
         self._stopping = False
+        self._stop_requested = asyncio.Event()  # by SIGINT, SIGTERM or the control's `stop`
         self._log = structlog.get_logger()
         self.metrics = Metrics()
         self.metrics.collect(self._child_metrics)
-        for names in self.variables.values():  # the children's secrets: masked in its logs
-            for variable in names:                # and answers too
-                secret_from_env(variable)
+        self.output = Output(config, self.metrics)  # every process's output: console, log files
+        self.observer = Observer(lambda: self.children, NAME)  # health, CPU, memory, Prometheus
+        _mask_secrets(self.variables)
 
     async def run(self) -> None:
         """Supervise until SIGINT or SIGTERM, then stop every child."""
+        self.output.start()
+        configure_logging(NAME, sink=self.output.sink(NAME))  # its own log: the same way
         sockets.use(self.config.bus)  # its heartbeat and control sockets: the bus's security
         loop = asyncio.get_running_loop()
-        stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop_requested.set)
-        control = ControlServer(self.config.control, self.status, self.restart)
+            loop.add_signal_handler(signum, self._stop_requested.set)
+        await self.observer.export(self.config.metrics)  # listens before any child starts
+        control = ControlServer(self.config.control, self)
         serving = asyncio.create_task(control.serve(), name="control")
         self._write_system_file()
         self._log.info("supervisor starting", config=str(self.config.path), pid=os.getpid(),
                        control=self.config.control)
         forwarder, *children = self.children
+        watching = asyncio.create_task(self._watch(), name="watch")  # before the children
         self._start(forwarder)
         for child in children:
             self._spawn(self._start_when_ready(child))
         beating = asyncio.create_task(self._heartbeat(), name="heartbeat")
-        await stop_requested.wait()
+        await self._stop_requested.wait()
         self._log.info("supervisor stopping")
         beating.cancel()
+        watching.cancel()
         await self._stop_all()
         serving.cancel()
         control.close()
+        await self.observer.close()
         self._system_file().unlink(missing_ok=True)
         self._log.info("supervisor stopped")
+        await self.output.close()
 
     def status(self) -> dict:
         now = asyncio.get_running_loop().time()
         return {
             "pid": os.getpid(),
             "config": str(self.config.path),
-            "children": {child.name: child.status(now) for child in self.children},
+            **self.observer.status({child.name: child.status(now) for child in self.children}),
         }
 
     def restart(self, name: str) -> dict:
         """Kill the child `name` so that it starts again (the control's `restart NAME`)."""
-        child = next((child for child in self.children if child.name == name), None)
+        child = self._child(name)
         if child is None:
-            known = ", ".join(child.name for child in self.children)
-            return refusal(f"unknown child {name[:64]!r}; children: {known}", UNKNOWN_CHILD)
+            return self._unknown(name)
         pid = child.pid
         if self._stopping or not child.request_restart():
             doing = "already restarting" if child.restarting else str(child.state)
@@ -108,6 +132,74 @@ class Supervisor:
         self._log.warning("restarting child on request", child=name, pid=pid)
         self._spawn(self._terminate(child))
         return {"ok": True, "child": name, "pid": pid}
+
+    def start_child(self, name: str) -> dict:
+        """Start the stopped, exited or failed child `name` now (the control's `start NAME`)."""
+        child = self._child(name)
+        if child is None:
+            return self._unknown(name)
+        if self._stopping:
+            return refusal("the system is stopping", STOPPING)
+        if not child.request_start():
+            return refusal(f"{name} is {child.state}: already started", NOT_STOPPED)
+        self._log.info("starting child on request", child=name)
+        self._start(child)
+        return {"ok": True, "child": name}
+
+    def stop_child(self, name: str) -> dict:
+        """Stop the child `name` and keep it stopped (the control's `stop NAME`)."""
+        child = self._child(name)
+        if child is None:
+            return self._unknown(name)
+        if self._stopping:
+            return refusal("the system is stopping", STOPPING)
+        if name == self.config.forwarder.name:
+            return refusal(f"{name} cannot be stopped alone: every process depends on it "
+                           f"(`tickmesh stop` stops the whole system, `tickmesh restart {name}` "
+                           "restarts it)", ESSENTIAL)
+        if not child.stoppable:
+            return refusal(f"{name} is {child.state}: nothing to stop", NOT_RUNNING)
+        self._log.info("stopping child on request", child=name, pid=child.pid)
+        self._spawn(self._hold(child))
+        return {"ok": True, "child": name, "pid": child.pid}
+
+    def stop_system(self) -> dict:
+        """Stop every child and exit, as on SIGTERM (the control's `stop`)."""
+        self._log.info("system stop requested")
+        self._stop_requested.set()
+        return {"ok": True, "pid": os.getpid()}
+
+    async def reload(self) -> dict:
+        """Read the config file again and apply what changed among the children (the
+        control's `reload`). Refused, changing nothing, if the config has problems or its
+        [bus] or [supervisor] changed."""
+        if self._stopping:
+            return refusal("the system is stopping", STOPPING)
+        self._log.info("reloading the config", config=str(self.config.path))
+        loop = asyncio.get_running_loop()
+        try:
+            new, checked = await loop.run_in_executor(None, reloading.read, self.config.path)
+        except ConfigError as exc:
+            self._log.warning("config not reloaded", problems=exc.problems)
+            return refusal(str(exc), BAD_CONFIG, problems=exc.problems)
+        if fixed := reloading.fixed_changes(self.config, new):
+            return refusal(f"restart the system to apply: {', '.join(fixed)}", RESTART_REQUIRED)
+        changes = reloading.diff(self.config.children, new.children)
+        for child in reversed(self.children):
+            if child.name in changes.removed or child.name in changes.changed:
+                await self._hold(child)
+        if self._stopping:
+            return refusal("the system is stopping", STOPPING)
+        self._adopt(new, checked.variables, changes)
+        self._log.info("config reloaded", **changes.to_dict())
+        return {"ok": True, "config": str(self.config.path), **changes.to_dict()}
+
+    def _child(self, name: str) -> Child | None:
+        return next((child for child in self.children if child.name == name), None)
+
+    def _unknown(self, name: str) -> dict:
+        known = ", ".join(child.name for child in self.children)
+        return refusal(f"unknown child {name[:64]!r}; children: {known}", UNKNOWN_CHILD)
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -125,14 +217,15 @@ class Supervisor:
             late = [name for name in waits_for if not self._ready[name].is_set()]
             self._log.warning("starting without waiting any longer", child=child.name,
                               not_ready=late, waited_s=child.config.ready_timeout)
-        if not self._stopping:
+        if not self._stopping and child.pending:  # not started, nor stopped, on request
             self._start(child)
 
     def _start(self, child: Child) -> None:
         loop = asyncio.get_running_loop()
         spec = ChildSpec(child.name, child.config.settings, self.config.bus)
-        process, ready_pipe, pid_pipe = launch.start(child.config.run, spec,
-                                                    self.variables.get(child.name, ()))
+        process, ready_pipe, pid_pipe, output = launch.start(child.config.run, spec,
+                                                            self.variables.get(child.name, ()))
+        self.output.attach(child.name, *output)
         exit_code = launch.watch_exit(process)
         self._processes[child.name] = (process, exit_code)
         child.started(process.pid, loop.time())  # the keeper's pid, until it reports the child's
@@ -169,6 +262,24 @@ class Supervisor:
         del self._restarts[child.name]
         self._start(child)
 
+    # --- reloading --------------------------------------------------------------------------
+
+    def _adopt(self, new: Config, variables: dict[str, list[str]],
+               changes: reloading.Changes) -> None:
+        """Take the reloaded config, once its removed and changed children are stopped: the
+        children in its order (the unchanged ones as they are), the changed and added ones
+        started as at start."""
+        self.config, self.variables = new, variables
+        _mask_secrets(variables)
+        fresh = {child.name: Child(child) for child in new.children
+                 if child.name not in changes.unchanged}
+        kept = {child.name: child for child in self.children}
+        self.children = [self.children[0],  # the forwarder, which never changes
+                         *(fresh.get(child.name) or kept[child.name] for child in new.children)]
+        for child in fresh.values():  # (readiness events are never dropped: a start under
+            self._ready.setdefault(child.name, asyncio.Event())  # way may wait on any)
+            self._spawn(self._start_when_ready(child))
+
     # --- heartbeat --------------------------------------------------------------------------
 
     async def _heartbeat(self) -> None:
@@ -182,6 +293,11 @@ class Supervisor:
                 await asyncio.sleep(HEARTBEAT_SECONDS)
         finally:
             publisher.close()
+
+    async def _watch(self) -> None:
+        """Follow every process's heartbeats and status on the bus, once it is there."""
+        await self._ready[self.config.forwarder.name].wait()
+        await self.observer.watch(self.config.bus.subscribe)
 
     def _child_metrics(self) -> list[tuple[tuple[str, str], float]]:
         pairs: list[tuple[tuple[str, str], float]] = []
@@ -200,6 +316,7 @@ class Supervisor:
         self._system_file().write_text(json.dumps({
             "pid": os.getpid(), "config": str(self.config.path.resolve()),
             "control": self.config.control, "bus": self.config.bus.to_dict(),
+            "log_dir": str(self.config.log_dir) if self.config.log_dir else None,
         }))
 
     # --- stopping ---------------------------------------------------------------------------
@@ -214,7 +331,16 @@ class Supervisor:
             await self._stop(child)
 
     async def _stop(self, child: Child) -> None:
-        if child.stop():
+        if child.stop() or child.alive:  # alive: already being stopped on request
+            await self._terminate(child)
+
+    async def _hold(self, child: Child) -> None:
+        """Stop `child` on request and keep it stopped (`stop NAME`; a reload's removed and
+        changed children); its process is gone on return."""
+        timer = self._restarts.pop(child.name, None)
+        if timer is not None:
+            timer.cancel()
+        if child.request_stop() or child.alive:  # alive: already being stopped
             await self._terminate(child)
 
     async def _terminate(self, child: Child) -> None:
@@ -228,3 +354,11 @@ class Supervisor:
                               pid=child.pid)
             launch.kill(process)
             await exit_code
+
+
+def _mask_secrets(variables: dict[str, list[str]]) -> None:
+    """The children's secrets (the variables their settings name): masked in the
+    supervisor's logs and answers."""
+    for names in variables.values():
+        for variable in names:
+            secret_from_env(variable)

@@ -1,8 +1,8 @@
 """run the system described by CONFIG (default: config/default.toml) under the supervisor
 
 Every child's settings are checked first with the child's own settings class
-(supervisor.preflight), and the bus endpoints and simulator ports must be free (exit 1 if
-another system holds them).
+(supervisor.preflight), and the bus endpoints, the simulators' ports and the Prometheus
+endpoint's port must be free (exit 1 if another system, or program, holds them).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import uvloop
 
-from runtime.logs import configure_logging
 from supervisor import config, preflight
 from supervisor.control import ControlError
 from supervisor.loop import Supervisor
+from supervisor.observer import MetricsError
 from tickmesh.commands.check import checked
 from tickmesh.system import DEFAULT_CONFIG, EXIT_TAKEN, INSTALLED_CONFIG, die
 
@@ -32,8 +32,11 @@ def run(args: argparse.Namespace, _rest: list[str]) -> None:
         preflight.check_machine(loaded, found.listens)
     except config.ConfigError as exc:
         die(str(exc), EXIT_TAKEN)
-    configure_logging("supervisor")
     try:
-        uvloop.run(Supervisor(loaded, found.variables).run())
-    except ControlError as exc:
+        supervisor = Supervisor(loaded, found.variables)
+    except OSError as exc:  # its log dir cannot be made
+        die(f"{loaded.path}: supervisor.log_dir: {exc}", EXIT_TAKEN)
+    try:
+        uvloop.run(supervisor.run())
+    except (ControlError, MetricsError) as exc:
         die(str(exc), EXIT_TAKEN)
