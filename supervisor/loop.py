@@ -14,6 +14,9 @@ what changed among the children (supervisor.reload): the removed and changed one
 stopped, then the changed and added ones started as at start (after what they come `after`),
 the rest left running.
 
+A "system" log line tells the system's shape (supervisor.summary) a few seconds after the
+start, and every minute after.
+
 Its `status` answer, and its Prometheus endpoint (`[supervisor] metrics`, listening before any
 child starts), tell each process's health as the bus shows it, CPU and memory
 (supervisor.observer).
@@ -55,6 +58,7 @@ from supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED,
                                 STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
 from supervisor.observer import Observer
 from supervisor.output import Output
+from supervisor.summary import FIRST_AFTER, SUMMARY_EVERY, summary
 
 SYSTEM_FILE = "system.json"
 NAME = SUPERVISOR_NAME
@@ -100,9 +104,11 @@ class Supervisor:
         for child in children:
             self._spawn(self._start_when_ready(child))
         beating = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        summing = asyncio.create_task(self._summarize(), name="summary")
         await self._stop_requested.wait()
         self._log.info("supervisor stopping")
         beating.cancel()
+        summing.cancel()
         watching.cancel()
         await self._stop_all()
         serving.cancel()
@@ -293,6 +299,16 @@ class Supervisor:
                 await asyncio.sleep(HEARTBEAT_SECONDS)
         finally:
             publisher.close()
+
+    async def _summarize(self) -> None:
+        """The system's shape in one line: soon after the start, then now and then."""
+        started = asyncio.get_running_loop().time()
+        for after in FIRST_AFTER:
+            await asyncio.sleep(max(0.0, started + after - asyncio.get_running_loop().time()))
+            self._log.info("system", **summary(self.status()))
+        while True:
+            await asyncio.sleep(SUMMARY_EVERY)
+            self._log.info("system", **summary(self.status()))
 
     async def _watch(self) -> None:
         """Follow every process's heartbeats and status on the bus, once it is there."""

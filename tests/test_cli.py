@@ -52,7 +52,7 @@ def test_status_prints_a_table(spawn, run_dir):
     assert result.code == 0, result.err
     header, *rows = result.out.splitlines()[2:]  # the ticker has no feed: one table
     assert header.split() == ["name", "state", "ready", "pid", "uptime", "restarts", "exit",
-                              "cpu%", "rss_mb", "events/s", "heartbeat"]
+                              "cpu%", "rss_mb", "out/s", "in/s", "heartbeat"]
     assert [row.split()[0] for row in rows] == ["supervisor", "forwarder", "ticker"]
     ticker = rows[2].split()
     assert ticker[1:4] == ["running", "yes", str(pid)] and ticker[5:7] == ["0", "-"]

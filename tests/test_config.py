@@ -73,7 +73,7 @@ def test_the_shipped_default_config_is_valid(write):
     names = [child.name for child in config.processes]
     assert names == ["forwarder", "alpaca-sim", "polygon-sim", "ib-sim", "coinbase-sim",
                      "binance-sim", "books", "alpaca", "polygon", "ib", "coinbase", "binance",
-                     "recorder", "bars", "monitor", "tail"]
+                     "recorder", "bars", "monitor"]
 
 
 @pytest.mark.parametrize("text, expected", [

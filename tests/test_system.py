@@ -17,7 +17,7 @@ from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Running, env
 from tests.waiting import wait_until
 
-DEMO_PORTS = (18765, 18766, 17497, 18767, 18768)
+DEMO_PORTS = (18765, 18766, 17497, 18767, 18768, 9108)
 PROVIDERS = {"alpaca", "polygon", "ib"}
 
 

@@ -17,9 +17,9 @@ from tickmesh.system import EXIT_NO_SUPERVISOR, die, find
 
 WIDTH = 120  # the tables fit in this many columns
 PROCESS_COLUMNS = ("name", "state", "ready", "pid", "uptime", "restarts", "exit", "cpu%",
-                   "rss_mb", "events/s", "heartbeat")
+                   "rss_mb", "out/s", "in/s", "heartbeat")
 FEED_COLUMNS = ("process", "provider", "connection", "events/s", "last_event", "gaps",
-                "reconnects", "resyncing", "last_error")
+                "reconnects", "resyncing", "p50_ms", "p99_ms", "last_error")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +58,8 @@ def _process_row(name: str, process: dict[str, Any]) -> tuple[str, ...]:
             _duration(process["uptime"]), _cell(process.get("restarts")),
             _cell(process.get("exit_code")), _cell(process.get("cpu_percent")),
             "-" if rss is None else f"{rss / 1e6:.1f}",
-            _cell(health.get("events_per_second")), _duration(health.get("heartbeat_age")))
+            _rate(health.get("events_per_second")), _rate(health.get("events_received_per_second")),
+            _duration(health.get("heartbeat_age")))
 
 
 def _feed_row(name: str, health: dict[str, Any], now: float) -> tuple[str, ...]:
@@ -66,9 +67,10 @@ def _feed_row(name: str, health: dict[str, Any], now: float) -> tuple[str, ...]:
     error = feed["last_error"]
     last_error = "-" if error is None else (
         f"{error['code']} ({_duration(now - error['at'])} ago) {error['message']}")
-    return (name, feed["provider"], feed["state"], _cell(health["events_per_second"]),
+    return (name, feed["provider"], feed["state"], _rate(health["events_per_second"]),
             _duration(health["last_event_age"]), str(health["gaps"]), str(health["reconnects"]),
-            str(len(feed["resyncing"])), last_error)
+            str(len(feed["resyncing"])), _milliseconds(health["latency_p50"]),
+            _milliseconds(health["latency_p99"]), last_error)
 
 
 def _aligned(rows: list[tuple[str, ...]]) -> list[str]:
@@ -102,6 +104,16 @@ def _duration(seconds: float | None) -> str:
         if whole >= size:
             return f"{whole // size}{unit}{whole % size // small:02d}{smaller}"
     return f"{whole}s"
+
+
+def _rate(per_second: float | None) -> str:
+    return "-" if per_second is None else f"{per_second:.1f}"
+
+
+def _milliseconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.2f}" if seconds < 0.01 else f"{seconds * 1000:.0f}"
 
 
 def _cell(value: Any) -> str:
