@@ -10,6 +10,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SYSTEM := $(VENV)/.installed-system
 TESTS := $(VENV)/.installed-test
+BENCH := $(VENV)/.installed-bench
 
 .PHONY: run test bench soak clean python
 
@@ -42,9 +43,17 @@ run: $(SYSTEM)
 test: $(TESTS)
 	$(BIN)/python -m pytest -q
 
-# The peers' SDKs go in bench/.peer-venv, made on first use. A smoke:
-# BENCH_ARGS="--frames 2000 --events 5000 --count 20000 --runs 1"; one scenario: --only binance
-bench: $(SYSTEM)
+$(BENCH): $(SYSTEM)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH)
+
+# Every scenario (bench/__main__.py), 3 runs each: ~7 minutes on 2 cores, plus, the first
+# time, making bench/.peer-venv for the peers' SDKs (~20 s to a few minutes).
+# A smoke of everything in ~1 minute:
+# BENCH_ARGS="--frames 2000 --events 5000 --count 20000 --seconds 0.5 --runs 1";
+# one scenario: BENCH_ARGS="--only latency" (alpaca, binance, recorder, latency, fanout, slow,
+# symbols).
+bench: $(BENCH)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The whole system for 10 minutes with faults on a schedule (bench/soak.py); results in

@@ -20,7 +20,6 @@ handler and the builder; the forwarder, the simulator and the counter are not co
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -164,16 +163,16 @@ def measure(events: int = EVENTS, runs: int = 3) -> list[Scenario]:
                   f"tickmesh {ours[-1].describe()} | cryptofeed {peers[-1].describe()}",
                   flush=True)
 
-    def median(measures: list[Measure], attribute: str) -> float:
-        return statistics.median(getattr(m, attribute) for m in measures)
+    def each(measures: list[Measure], attribute: str) -> list[float]:
+        return [getattr(m, attribute) for m in measures]
 
     return [
         scenario("binance-book-updates", "depthUpdates applied to books per second (ours: "
                  "handler and builder in separate processes)", "updates/s",
-                 median(ours, "rate"), median(peers, "rate"), peer_name,
+                 each(ours, "rate"), each(peers, "rate"), peer_name,
                  higher_is_better=True, target=THROUGHPUT_TARGET),
         scenario("binance-book-cpu", "CPU seconds per million book updates (ours: handler + "
-                 "builder)", "CPU s/M updates", median(ours, "cpu_per_million"),
-                 median(peers, "cpu_per_million"), peer_name,
+                 "builder)", "CPU s/M updates", each(ours, "cpu_per_million"),
+                 each(peers, "cpu_per_million"), peer_name,
                  higher_is_better=False, target=None),
     ]

@@ -6,7 +6,8 @@ A raw ZeroMQ SUB on "trade.alpaca." (the cheapest possible consumer, so that the
 is measured). Prints "ready" once subscribed, then reads the handler's pid from stdin. From the
 first trade to the EXPECTED-th (or to the last one before IDLE_S without any), measures the wall
 time and the handler's CPU time (utime + stime from /proc), checks that the last event is a
-trade in standard msgpack, and prints one JSON line {"events", "seconds", "cpu_seconds"}.
+trade in standard msgpack, and prints one JSON line {"events", "seconds", "cpu_seconds",
+"rss_mb"} (the last: its own resident set then).
 """
 
 from __future__ import annotations
@@ -61,7 +62,15 @@ def count(socket: zmq.Socket, handler_pid: int, expected: int) -> dict:
     kind = msgpack.unpackb(payload).get("k")
     if kind != "trade":
         raise SystemExit(f"the last event is not a standard msgpack trade map: k={kind!r}")
-    return {"events": events, "seconds": last - first, "cpu_seconds": cpu}
+    return {"events": events, "seconds": last - first, "cpu_seconds": cpu, "rss_mb": rss_mb()}
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def main() -> None:
