@@ -285,11 +285,13 @@ class Subscriber(_SubscriberBase):
         return batch
 
     def _recv_message(self) -> tuple[bytes, bytes | None]:
-        topic = self._socket.recv()
-        if not self._socket.getsockopt(zmq.RCVMORE):
+        # The Cython recv, the topic as a Frame: see recv_ready.
+        recv = zmq.backend.Socket.recv.__get__(self._socket)
+        frame = recv(0, False)
+        if not frame.more:
             self.malformed += 1
-            return topic, None
-        return topic, self._socket.recv()
+            return frame.bytes, None
+        return frame.bytes, recv()
 
     def __iter__(self) -> Iterator[events.AnyEvent]:
         while True:
