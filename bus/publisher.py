@@ -15,12 +15,13 @@ it every second) so that those messages do not pile up; `publish` stays free of 
 from __future__ import annotations
 
 import time
+from typing import Iterable
 
 import zmq
 import zmq.backend
 
 from bus import events, sockets
-from bus.topics import topic
+from bus.topics import TopicError, topic
 
 DEFAULT_LINGER_MS = 200  # at close, pending sends get this long to leave, then are dropped
 DEFAULT_READY_TIMEOUT = 2.0  # seconds to wait for the forwarder at start
@@ -64,17 +65,32 @@ class Publisher:
             self._socket.recv()
 
     def publish(self, event: events.Event) -> None:
-        """Stamp the event with its topic's next sequence number and the epoch, and send it."""
-        key = (type(event), event.provider, event.symbol)
-        stream = self._streams.get(key)
-        if stream is None:
-            stream = self._streams[key] = [topic(event.__struct_config__.tag, *key[1:]), 0]
-        stream[1] = event.seq = stream[1] + 1
-        event.epoch = self.epoch
-        buffer, send = self._buffer, self._send
-        _encode_into(event, buffer)
-        send(stream[0], _SNDMORE)
-        send(buffer)
+        """Stamp the event with its topic's next sequence number and the epoch, and send it;
+        TopicError if its provider or symbol cannot make a topic."""
+        for _event, problem in self.publish_many((event,)):
+            raise problem
+
+    def publish_many(self, batch: Iterable[events.Event]) -> list[tuple[events.Event, TopicError]]:
+        """Publish each event of `batch` in turn, as `publish` does; those whose provider or
+        symbol cannot make a topic are skipped, and returned with the reason. The hot path: a
+        handler publishes a frame's events with one call (the loop's lookups made once)."""
+        streams, buffer, send, epoch = self._streams, self._buffer, self._send, self.epoch
+        refused = []
+        for event in batch:
+            key = (type(event), event.provider, event.symbol)
+            stream = streams.get(key)
+            if stream is None:
+                try:
+                    stream = streams[key] = [topic(event.__struct_config__.tag, *key[1:]), 0]
+                except TopicError as problem:
+                    refused.append((event, problem))
+                    continue
+            stream[1] = event.seq = stream[1] + 1
+            event.epoch = epoch
+            _encode_into(event, buffer)
+            send(stream[0], _SNDMORE)
+            send(buffer)
+        return refused
 
     def publish_raw(self, topic: bytes, payload: bytes) -> None:
         """Send two frames exactly as given, stamping nothing: for replaying recorded events with

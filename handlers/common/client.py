@@ -39,8 +39,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bus.events import Bar, Control
-from bus.topics import TopicError
+from bus.events import Bar, Control, Event
 from handlers.common.backoff import BackoffSettings
 from handlers.common.control import listen_for_control
 from handlers.common.effects import Effects
@@ -142,7 +141,7 @@ class ReconnectingClient:
     async def _pump(self, ws: ClientConnection) -> NoReturn:
         """The hot path: frame -> protocol -> bus, with nothing per event but the publish.
         Ends only by raising ConnectionClosed."""
-        recv, receive, publish = ws.recv, self.protocol.receive, self.ctx.publisher.publish
+        recv, receive, publish = ws.recv, self.protocol.receive, self._publish
         counts = self.ctx.counts
         latency = self.ctx.metrics.histogram(LATENCY).observe
         clock = asyncio.get_running_loop().time
@@ -157,14 +156,10 @@ class ReconnectingClient:
             except Exception as exc:  # a protocol bug must not end the connection
                 self._fault(exc, "receive")
                 continue
-            if out.events and type(out.events[0]) is not Bar:  # a bar's time is its start
-                latency((now - out.events[0].ts_event) * 1e-9)
-            for event in out.events:
-                try:
-                    publish(event)
-                except TopicError as exc:  # e.g. a symbol with '|': not for the bus
-                    counts["bad_input", "unpublishable"] += 1
-                    self._problem(f"cannot publish {type(event).__name__}: {exc}")
+            if out.events:
+                if type(out.events[0]) is not Bar:  # a bar's time is its start
+                    latency((now - out.events[0].ts_event) * 1e-9)
+                publish(out.events)
             if out.replies or out.changes or out.problem or out.close or out.effects:
                 await self._apply(ws, out)
 
@@ -184,6 +179,13 @@ class ReconnectingClient:
                                   if last and last.state == "error" else "closed by protocol")
             await ws.close()
 
+    def _publish(self, events: list[Event]) -> None:
+        """All of `events` onto the bus but those that cannot have a topic (e.g. a symbol
+        with '|'), counted and told."""
+        for event, problem in self.ctx.publisher.publish_many(events):
+            self.ctx.counts["bad_input", "unpublishable"] += 1
+            self._problem(f"cannot publish {type(event).__name__}: {problem}")
+
     def _deliver(self, call: Callable[[], Output]) -> None:
         """An effect's answer or a control request: call the protocol, then publish and apply
         its Output on the current connection (if it is still there)."""
@@ -191,12 +193,7 @@ class ReconnectingClient:
         ws = self._ws
         if out is None or ws is None:
             return
-        for event in out.events:
-            try:
-                self.ctx.publisher.publish(event)
-            except TopicError as exc:
-                self.ctx.counts["bad_input", "unpublishable"] += 1
-                self._problem(f"cannot publish {type(event).__name__}: {exc}")
+        self._publish(out.events)
         task = asyncio.ensure_future(self._apply_quietly(ws, out))
         self._applying.add(task)
         task.add_done_callback(self._applying.discard)
