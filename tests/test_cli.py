@@ -2,13 +2,14 @@
 
 import json
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import zmq
 
 from tests.conftest import REPO, free_port
-from tests.supervised import Running, child_toml, tickmesh, write_config
+from tests.supervised import TICKMESH, Running, child_toml, env, tickmesh, write_config
 
 TICKER = "tests.children.ticker"
 
@@ -123,3 +124,12 @@ def test_the_control_socket_answers_a_bad_request_and_carries_on(spawn, run_dir)
         assert requester.poll(5000)
         assert "unknown request" in json.loads(requester.recv())["error"]
     assert supervisor.child("forwarder")["state"] == "running"
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(spawn, run_dir):
+    process = spawn([*TICKMESH, "check", "config/default.toml"], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, env=env(run_dir))
+    process.stdout.close()  # as `| head -0` does, before the command writes
+    _, err = process.communicate(timeout=30)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err
+    assert process.returncode == 1

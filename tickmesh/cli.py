@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import sys
 from types import ModuleType
 
 from tickmesh import commands
+
+EXIT_READER_GONE = 1  # stdout's reader closed it (the convention of Python's docs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,7 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     module = modules[args.command]
     if rest and not getattr(module, "PASS_THROUGH", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    module.run(args, rest)
+    try:
+        module.run(args, rest)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `tickmesh status | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit
+        sys.exit(EXIT_READER_GONE)
 
 
 def command_modules() -> dict[str, ModuleType]:
