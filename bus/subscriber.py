@@ -210,6 +210,26 @@ class _SubscriberBase:
             self.malformed += 1
             return RawMessage(topic, payload, 0, 0) if self.raw else None
 
+    def _drain(self, socket: zmq.Socket, limit: int) -> list[events.AnyEvent | RawMessage]:
+        """Up to `limit` wanted messages that have already arrived at `socket` (a blocking
+        socket on this subscriber's), without waiting."""
+        # The Cython recv, without pyzmq's Python wrapper; the topic as a Frame, whose `more`
+        # is far cheaper than getsockopt(RCVMORE) (~2 us, more than the rest of a message).
+        recv = zmq.backend.Socket.recv.__get__(socket)
+        batch, accept, noblock = [], self._accept, zmq.NOBLOCK
+        try:
+            while len(batch) < limit:
+                frame = recv(noblock, False)
+                if not frame.more:
+                    self.malformed += 1
+                    continue
+                message = accept(frame.bytes, recv())
+                if message is not None:
+                    batch.append(message)
+        except zmq.Again:
+            pass
+        return batch
+
     def _fill(self, gap: Gap) -> None:
         """Put the recorded messages of `gap` in front of `_pending`; tell on_gap what is left."""
         try:
@@ -267,25 +287,10 @@ class Subscriber(_SubscriberBase):
             while len(batch) < limit and (message := self.recv(timeout=0)) is not None:
                 batch.append(message)
             return batch
-        # The Cython recv, without pyzmq's Python wrapper; the topic as a Frame, whose `more`
-        # is far cheaper than getsockopt(RCVMORE) (~2 us, more than the rest of a message).
-        recv = zmq.backend.Socket.recv.__get__(self._socket)
-        batch, accept, noblock = [], self._accept, zmq.NOBLOCK
-        try:
-            while len(batch) < limit:
-                frame = recv(noblock, False)
-                if not frame.more:
-                    self.malformed += 1
-                    continue
-                message = accept(frame.bytes, recv())
-                if message is not None:
-                    batch.append(message)
-        except zmq.Again:
-            pass
-        return batch
+        return self._drain(self._socket, limit)
 
     def _recv_message(self) -> tuple[bytes, bytes | None]:
-        # The Cython recv, the topic as a Frame: see recv_ready.
+        # The Cython recv, the topic as a Frame: see _drain.
         recv = zmq.backend.Socket.recv.__get__(self._socket)
         frame = recv(0, False)
         if not frame.more:
@@ -310,6 +315,7 @@ class AsyncSubscriber(_SubscriberBase):
     """The same, for asyncio: `event = await sub.recv()` or `async for event in sub`."""
 
     _context_class = zmq.asyncio.Context
+    _shadow: zmq.Socket | None = None
 
     async def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
         """The next wanted event, or None if none came within `timeout` seconds (a deadline for
@@ -320,6 +326,17 @@ class AsyncSubscriber(_SubscriberBase):
             return await asyncio.wait_for(self._next(), timeout)
         except TimeoutError:
             return None
+
+    async def recv_batch(self, limit: int) -> list[events.AnyEvent]:
+        """The next wanted event (waiting for it, as `recv` does) and, behind it, up to
+        `limit` in all of those that have already arrived: one wake-up for a burst, instead of
+        an asyncio future per message (measured: ~45% of the order-book builder's time)."""
+        batch = [await self._next()]
+        if self._filler is None and not self._pending and limit > 1:
+            if self._shadow is None:  # a blocking socket on the same libzmq socket
+                self._shadow = zmq.Socket.shadow(self._socket.underlying)
+            batch += self._drain(self._shadow, limit - 1)
+        return batch
 
     async def _next(self) -> events.AnyEvent:
         while True:

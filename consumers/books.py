@@ -38,7 +38,7 @@ from runtime.settings import SettingsError, Strings, require
 
 BOOK_KINDS = ("book_snapshot", "book_delta")
 TICK_SECONDS = 0.1  # how often overdue resyncs are looked for
-YIELD_EVERY = 256  # events read before letting the snapshot service and timers run
+BATCH = 256  # events read at most at one wake-up, before letting the service and timers run
 EXIT_NO_BUILDER = 1
 EXIT_UNKNOWN_BOOK = 3
 
@@ -223,14 +223,13 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
 async def _read(sub: AsyncSubscriber, builder: Builder, ctx: process.ProcessContext) -> None:
     counts = ctx.counts
-    received = 0
     while True:
-        event = await sub.recv()
-        counts["events_received"] += 1
-        builder.on_event(event, time.monotonic())
-        received += 1
-        if received % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a ready socket never suspends `recv`: let the others run
+        batch = await sub.recv_batch(BATCH)
+        counts["events_received"] += len(batch)
+        now = time.monotonic()
+        for event in batch:
+            builder.on_event(event, now)
+        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let the others run
 
 
 async def _ticks(builder: Builder) -> None:

@@ -45,7 +45,7 @@ from runtime.logs import log
 from runtime.settings import SettingsError, require
 
 DATA_KINDS = ("trade", "quote", "book_snapshot", "book_delta")
-YIELD_EVERY = 256  # events read before letting the checks run
+BATCH = 256  # events read at most at one wake-up, before letting the checks run
 CONTROL_TIMEOUT = 2.0  # seconds to wait for the supervisor's answer
 
 
@@ -229,14 +229,12 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
 
 async def _read(sub: AsyncSubscriber, monitor: Monitor, ctx: process.ProcessContext) -> None:
-    received = 0
     while True:
-        event = await sub.recv()
-        ctx.counts["events_received"] += 1
-        monitor.on_event(event)
-        received += 1
-        if received % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a ready socket never suspends `recv`: let the checks run
+        batch = await sub.recv_batch(BATCH)
+        ctx.counts["events_received"] += len(batch)
+        for event in batch:
+            monitor.on_event(event)
+        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let the checks run
 
 
 async def _checks(monitor: Monitor, interval: float) -> None:

@@ -208,3 +208,42 @@ def test_a_new_publisher_loses_none_of_its_first_events(forwarder):
     assert first.seq == 1 and first.epoch == fresh.epoch
     for closable in (sub, warm, fresh):
         closable.close()
+
+
+def test_an_async_batch_takes_what_has_arrived_in_order_and_tells_gaps(forwarder):
+    import asyncio
+
+    from bus.subscriber import AsyncSubscriber
+
+    async def scenario() -> tuple[list[list[int]], int]:
+        gaps = []
+        sub = AsyncSubscriber(forwarder.subscribe, ["trade.alpaca.AAPL"], on_gap=gaps.append)
+        witness = Subscriber(forwarder.subscribe, ["trade.alpaca.AAPL"])
+        pub = Publisher(forwarder.publish)
+        pub.publish(trade("AAPL"))  # the subscriptions are in place once this one arrives
+        first = await sub.recv_batch(10)
+        assert [e.seq for e in first] == [1]
+        assert witness.recv(timeout=5).seq == 1
+        for _ in range(25):
+            pub.publish(trade("AAPL"))
+            pub.publish(trade("AAPLX"))  # not wanted: never in a batch
+        pub._streams[(Trade, "alpaca", "AAPL")][1] += 5  # the next five numbers "lost"
+        pub.publish(trade("AAPL"))
+        # once the witness has the last one, so (all but surely) has `sub`: a burst waiting
+        wait_until(lambda: (event := witness.recv(timeout=1)) is not None and event.seq == 32,
+                   timeout=5, interval=0, what="the last trade at the witness")
+        batches, seen = [], 1
+        while seen < 32:
+            batch = await asyncio.wait_for(sub.recv_batch(10), 5)
+            batches.append([e.seq for e in batch])
+            seen = batch[-1].seq
+        sub.close()
+        witness.close()
+        pub.close()
+        return batches, len(gaps)
+
+    batches, gaps = asyncio.run(scenario())
+    assert [seq for batch in batches for seq in batch] == [*range(2, 27), 32]
+    assert all(1 <= len(batch) <= 10 for batch in batches)
+    assert len(batches) <= 3  # what had arrived came in one wake-up (or 10 at a time)
+    assert gaps == 1
