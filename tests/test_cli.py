@@ -65,6 +65,7 @@ def test_status_without_a_supervisor_fails_clearly(spawn, run_dir):
     result = tickmesh(spawn, run_dir, "status", str(config), "--timeout", "0.2")
     assert result.code == 1
     assert f"no supervisor answered at ipc://{run_dir}/control within 0.2 s" in result.err
+    assert f"tried the system of run dir {run_dir}" in result.err
 
 
 def test_run_fails_clearly_when_the_control_endpoint_is_taken(spawn, run_dir):

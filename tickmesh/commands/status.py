@@ -29,10 +29,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, _rest: list[str]) -> None:
+    system = find(args.config)
     try:
-        status = request_status(find(args.config)["control"], args.timeout)
+        status = request_status(system["control"], args.timeout)
     except NoSupervisor as exc:
-        die(str(exc), EXIT_NO_SUPERVISOR)
+        die(f"{exc} (tried the system of run dir {system['run_dir']}: is it running?)",
+            EXIT_NO_SUPERVISOR)
     print(json.dumps(status, indent=2) if args.json else table(status))
 
 
