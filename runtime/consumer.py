@@ -59,7 +59,7 @@ from runtime.settings import SettingsError, Strings, read
 from runtime.spec import ChildSpec
 
 Hook = Callable[..., Any]
-YIELD_EVERY = 256  # events handled before letting the heartbeat run
+BATCH = 256  # events taken at most at one wake-up, before letting the heartbeat run
 LOG_FIRST_ERRORS = 5  # then one error log line in LOG_ERRORS_EVERY
 LOG_ERRORS_EVERY = 1000
 
@@ -144,9 +144,9 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
     """Subscribe, then hand every event (and gap) to the consumer until cancelled."""
     found = resolve(ctx.settings.target)
     patterns = ctx.settings.patterns or found.patterns
-    gaps: list[Gap] = []
+    gaps: list[tuple[int, Gap]] = []  # (the number of the event that revealed it, the gap)
     sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns, rcvhwm=ctx.spec.bus.hwm,
-                          on_gap=gaps.append)
+                          on_gap=lambda gap: gaps.append((sub.received, gap)))
     if found.on_start is not None:
         await _call(found.on_start, ctx)
     log().info("consuming", target=ctx.settings.target, patterns=list(patterns))
@@ -158,17 +158,20 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
             await _call(found.on_stop)
 
 
-async def _consume(sub: AsyncSubscriber, found: Consumer, gaps: list[Gap],
+async def _consume(sub: AsyncSubscriber, found: Consumer, gaps: list[tuple[int, Gap]],
                    ctx: process.ProcessContext) -> None:
+    """Events in batches (one wake-up for what has arrived), each gap told right before the
+    event that revealed it."""
     counts = ctx.counts
     while True:
-        event = await sub.recv()
-        counts["events_received"] += 1
-        while gaps:  # found while receiving this event: told before it
-            await _gap(gaps.pop(0), found, ctx)
-        await _guarded("on_event", found.on_event, event, ctx)
-        if counts["events_received"] % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a ready socket never suspends `recv`: let the others run
+        batch = await sub.recv_batch(BATCH)
+        first = sub.received - len(batch) + 1  # the running number of the batch's first event
+        for number, event in enumerate(batch, first):
+            counts["events_received"] += 1
+            while gaps and gaps[0][0] <= number:
+                await _gap(gaps.pop(0)[1], found, ctx)
+            await _guarded("on_event", found.on_event, event, ctx)
+        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let others run
 
 
 async def _gap(gap: Gap, found: Consumer, ctx: process.ProcessContext) -> None:

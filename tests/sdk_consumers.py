@@ -48,3 +48,15 @@ class Counter:
     async def on_stop(self) -> None:
         await asyncio.sleep(0)
         log().info("stopped cleanly", seen=self.seen)
+
+
+class Ordered:
+    """Logs each event's sequence number and each gap, in the order the SDK hands them over."""
+
+    patterns = ("trade.order.X",)
+
+    def on_event(self, trade: Trade) -> None:
+        log().info("in order", seq=trade.seq)
+
+    def on_gap(self, gap: Gap) -> None:
+        log().info("in order", gap=[gap.expected, gap.received])

@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 from bus import Publisher, Subscriber, Trade
+from bus.events import encode
 from bus.subscriber import GapTracker
 from bus.topics import Pattern, TopicError, topic
 from tests.conftest import wait_for_forwarder
@@ -227,8 +228,9 @@ def test_an_async_batch_takes_what_has_arrived_in_order_and_tells_gaps(forwarder
         for _ in range(25):
             pub.publish(trade("AAPL"))
             pub.publish(trade("AAPLX"))  # not wanted: never in a batch
-        pub._streams[(Trade, "alpaca", "AAPL")][1] += 5  # the next five numbers "lost"
-        pub.publish(trade("AAPL"))
+        skipped = trade("AAPL")
+        skipped.seq, skipped.epoch = 32, pub.epoch  # 27 to 31 "lost"
+        pub.publish_raw(topic("trade", "alpaca", "AAPL"), encode(skipped))
         # once the witness has the last one, so (all but surely) has `sub`: a burst waiting
         wait_until(lambda: (event := witness.recv(timeout=1)) is not None and event.seq == 32,
                    timeout=5, interval=0, what="the last trade at the witness")

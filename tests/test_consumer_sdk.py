@@ -15,6 +15,8 @@ from typing import Callable
 import pytest
 
 from bus import Heartbeat, Publisher, Trade
+from bus.events import encode
+from bus.topics import topic
 from bus.sockets import BusConfig
 from runtime.consumer import Consumer, ConsumerError, default_name, resolve
 from tests.buslog import BusLog
@@ -198,3 +200,28 @@ def test_tickmesh_consume_refuses_a_bad_target_at_once(forwarder, spawn, run_dir
     proc, log_path = consume(spawn, run_dir, forwarder, "tests.sdk_consumers:nope")
     assert proc.wait(timeout=15) == 2
     assert "settings.target: tests.sdk_consumers has no attribute 'nope'" in log_path.read_text()
+
+
+def test_a_gap_is_told_right_before_the_event_that_revealed_it(forwarder, spawn, run_dir):
+    proc, log_path = consume(spawn, run_dir, forwarder, "tests.sdk_consumers:Ordered")
+    publisher = Publisher(forwarder.publish)
+    epoch = 7
+
+    def send(seq: int) -> None:  # numbered by hand: the gap is a skip of five numbers
+        event = trade("order", "X")
+        event.seq, event.epoch = seq, epoch
+        publisher.publish_raw(topic("trade", "order", "X"), encode(event))
+
+    feed_until(publisher, trade("order", "Y"), lambda: send(1) or log_lines(log_path, "in order"),
+               "the consumer's first event")
+    told_before = len(log_lines(log_path, "in order"))
+    for seq in (*range(2, 22), *range(27, 47)):  # a burst: the SDK takes it in batches
+        send(seq)
+    wait_until(lambda: any(line.get("seq") == 46 for line in log_lines(log_path, "in order")),
+               timeout=15, what="the last event")
+    publisher.close()
+    assert stop(proc) == 0
+    told = [line.get("seq", tuple(line.get("gap", ())))
+            for line in log_lines(log_path, "in order")[told_before:]]
+    told = [item for item in told if item != 1]  # the first ones, sent until it listened
+    assert told == [*range(2, 22), (22, 27), *range(27, 47)]
