@@ -19,13 +19,11 @@ handler and the builder; the forwarder, the simulator and the counter are not co
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import binance_depth, peer_venv
+from bench import binance_depth, peer_venv, pipeline
 from bench.processes import Processes, free_port, listening, wait_for
 from bench.report import Scenario, scenario
 from consumers.bookservice import request_book
@@ -94,7 +92,7 @@ def run_ours(procs: Processes, port: int, recording: Path, truth: dict) -> Measu
     try:
         counter.stdin.write(f"{handler.pid} {builder.pid}\n")
         counter.stdin.flush()
-        tally = _last_json(counter, result_timeout(truth["updates"]))
+        tally = pipeline.last_json(counter, result_timeout(truth["updates"]))
         if tally["final"] < len(truth["symbols"]):
             raise RuntimeError(f"only {tally['final']} of {len(truth['symbols'])} of our books "
                                f"reached their final top ({tally['gaps']} bus messages missed)")
@@ -118,7 +116,7 @@ def run_peer(procs: Processes, python: Path, port: int, truth: dict) -> Measure:
             str(truth["updates"]), str(timeout + 10)]
     peer = procs.start("peer-cryptofeed", argv, talk=True)
     try:
-        result = _last_json(peer, timeout)
+        result = pipeline.last_json(peer, timeout)
         _check(wrong_books(result.pop("books"), truth), "cryptofeed")
         return Measure(**result)
     finally:
@@ -129,13 +127,6 @@ def result_timeout(updates: int) -> int:
     """Seconds to wait for a side's result: its start, then at least 2,000 updates/s."""
     return 60 + updates // 2_000
 
-
-def _last_json(proc: subprocess.Popen, timeout: int) -> dict:
-    out, _ = proc.communicate(timeout=timeout)
-    lines = out.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(map(str, proc.args))[:200]} exited with {proc.returncode}")
-    return json.loads(lines[-1])
 
 
 def _check(wrong: list[str], side: str) -> None:
