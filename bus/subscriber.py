@@ -32,7 +32,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from collections import deque
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import AsyncIterator, Callable, Iterable, Iterator, NamedTuple
 
 import msgspec
 import zmq
@@ -56,6 +56,7 @@ class Gap:
         return self.received - self.expected
 
 
+BATCH = 256  # messages an async reader takes at most at one wake-up (`batches`)
 MAX_GAP = 10_000_000
 """The most messages one gap may count. More than a subscriber's queue (the high-water mark,
 sockets.DEFAULT_HWM) could ever lose on one topic at a time by orders of magnitude: a larger
@@ -337,6 +338,13 @@ class AsyncSubscriber(_SubscriberBase):
                 self._shadow = zmq.Socket.shadow(self._socket.underlying)
             batch += self._drain(self._shadow, limit - 1)
         return batch
+
+    async def batches(self, limit: int = BATCH) -> AsyncIterator[list[events.AnyEvent]]:
+        """`recv_batch(limit)` for ever; after each batch is handled, the loop's other tasks
+        run (a ready socket never suspends `recv_batch`: a busy bus would starve them)."""
+        while True:
+            yield await self.recv_batch(limit)
+            await asyncio.sleep(0)
 
     async def _next(self) -> events.AnyEvent:
         while True:

@@ -32,7 +32,6 @@ from runtime.logs import log
 from runtime.settings import CommaStrings, SettingsError, Strings, require
 
 TICK_SECONDS = 0.05  # how often closed bars are looked for
-BATCH = 256  # trades read at most at one wake-up, before letting the closing timer run
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 _INTERVAL = re.compile(r"^(\d+)([smh]?)$")
 
@@ -96,14 +95,12 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
 async def _read(sub: AsyncSubscriber, aggregator: Aggregator, ctx: process.ProcessContext) -> None:
     counts = ctx.counts
-    while True:
-        batch = await sub.recv_batch(BATCH)
+    async for batch in sub.batches():  # the closing timer runs between batches
         counts["events_received"] += len(batch)
         for trade in batch:
             if isinstance(trade, events.Trade):
                 for interval_s in aggregator.add(trade, time.time_ns()):
                     counts["bar_trades_late", trade.provider, interval_s] += 1
-        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let the timer run
 
 
 async def _close_bars(aggregator: Aggregator, ctx: process.ProcessContext) -> None:

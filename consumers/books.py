@@ -38,7 +38,6 @@ from runtime.settings import SettingsError, Strings, require
 
 BOOK_KINDS = ("book_snapshot", "book_delta")
 TICK_SECONDS = 0.1  # how often overdue resyncs are looked for
-BATCH = 256  # events read at most at one wake-up, before letting the service and timers run
 EXIT_NO_BUILDER = 1
 EXIT_UNKNOWN_BOOK = 3
 
@@ -223,13 +222,11 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
 async def _read(sub: AsyncSubscriber, builder: Builder, ctx: process.ProcessContext) -> None:
     counts = ctx.counts
-    while True:
-        batch = await sub.recv_batch(BATCH)
+    async for batch in sub.batches():  # the service and the timers run between batches
         counts["events_received"] += len(batch)
         now = time.monotonic()
         for event in batch:
             builder.on_event(event, now)
-        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let the others run
 
 
 async def _ticks(builder: Builder) -> None:

@@ -45,7 +45,6 @@ from runtime.logs import log
 from runtime.settings import SettingsError, require
 
 DATA_KINDS = ("trade", "quote", "book_snapshot", "book_delta")
-BATCH = 256  # events read at most at one wake-up, before letting the checks run
 CONTROL_TIMEOUT = 2.0  # seconds to wait for the supervisor's answer
 
 
@@ -229,12 +228,10 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
 
 async def _read(sub: AsyncSubscriber, monitor: Monitor, ctx: process.ProcessContext) -> None:
-    while True:
-        batch = await sub.recv_batch(BATCH)
+    async for batch in sub.batches():  # the checks run between batches
         ctx.counts["events_received"] += len(batch)
         for event in batch:
             monitor.on_event(event)
-        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let the checks run
 
 
 async def _checks(monitor: Monitor, interval: float) -> None:

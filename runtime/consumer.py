@@ -39,7 +39,6 @@ imports the target (in its own process) and refuses a config whose target is mis
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import inspect
 import json
@@ -59,7 +58,6 @@ from runtime.settings import SettingsError, Strings, read
 from runtime.spec import ChildSpec
 
 Hook = Callable[..., Any]
-BATCH = 256  # events taken at most at one wake-up, before letting the heartbeat run
 LOG_FIRST_ERRORS = 5  # then one error log line in LOG_ERRORS_EVERY
 LOG_ERRORS_EVERY = 1000
 
@@ -163,15 +161,13 @@ async def _consume(sub: AsyncSubscriber, found: Consumer, gaps: list[tuple[int, 
     """Events in batches (one wake-up for what has arrived), each gap told right before the
     event that revealed it."""
     counts = ctx.counts
-    while True:
-        batch = await sub.recv_batch(BATCH)
+    async for batch in sub.batches():  # the heartbeat runs between batches
         first = sub.received - len(batch) + 1  # the running number of the batch's first event
         for number, event in enumerate(batch, first):
             counts["events_received"] += 1
             while gaps and gaps[0][0] <= number:
                 await _gap(gaps.pop(0)[1], found, ctx)
             await _guarded("on_event", found.on_event, event, ctx)
-        await asyncio.sleep(0)  # a ready socket never suspends `recv_batch`: let others run
 
 
 async def _gap(gap: Gap, found: Consumer, ctx: process.ProcessContext) -> None:
