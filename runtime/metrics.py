@@ -27,6 +27,7 @@ from bus.events import Sample
 COUNTER = "counter"
 GAUGE = "gauge"
 HISTOGRAM = "histogram"
+EVENT_LATENCY = "event_latency_seconds"  # handlers observe it, the supervisor reads it
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("resubscribes", COUNTER, "single-symbol resubscriptions (resyncs)"),
     Metric("control_requests", COUNTER, "control requests received over the bus", ("action",)),
     Metric("reconnect_delay_seconds", HISTOGRAM, "waits before reconnecting"),
-    Metric("event_latency_seconds", HISTOGRAM, "receive time minus the provider's event time "
+    Metric(EVENT_LATENCY, HISTOGRAM, "receive time minus the provider's event time "
            "(ts_recv - ts_event), of the first event of each frame (unless a bar: its time is "
            "its start)",
            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,

@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from bus.events import Heartbeat, Sample, Status
+from runtime.metrics import EVENT_LATENCY
 
 RATE_WINDOW = 5.0
 LATENCY_WINDOW = 10.0
 MAX_PROCESSES = 1024
 MAX_EPOCHS = 256
 SUPERSEDED_AFTER = 5.0
-LATENCY = "event_latency_seconds"
 CONNECTED = frozenset({"connected", "authenticated", "subscribed"})
 ERRORS = frozenset({"error", "disconnected"})
 RESYNCING = "resyncing"
@@ -252,7 +252,7 @@ def _point(samples: list[Sample], now: float) -> Point:
             published += sample.value
         elif sample.name == "events_received":
             received = (received or 0.0) + sample.value
-        elif sample.name == f"{LATENCY}_bucket":
+        elif sample.name == f"{EVENT_LATENCY}_bucket":
             latency[float(sample.labels["le"])] = sample.value
     return Point(now, published, received, latency)
 

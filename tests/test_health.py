@@ -9,14 +9,14 @@ import pytest
 from bus.events import BookSnapshot, Heartbeat, Sample, Status, encode
 from bus.subscriber import RawMessage
 from bus.topics import topic
-from runtime.metrics import SCHEMA, Histogram
-from supervisor.health import LATENCY, MAX_EPOCHS, SUPERSEDED_AFTER, Health, quantile
+from runtime.metrics import EVENT_LATENCY, SCHEMA, Histogram
+from supervisor.health import MAX_EPOCHS, SUPERSEDED_AFTER, Health, quantile
 from supervisor.watch import observe
 
 pytestmark = pytest.mark.timeout(10)
 
 T0 = 1_800_000_000.0  # unix seconds
-LATENCY_BUCKETS = SCHEMA[LATENCY].buckets
+LATENCY_BUCKETS = SCHEMA[EVENT_LATENCY].buckets
 
 
 def beat(name: str, at: float, *, epoch: int = 1, uptime: float = 0.0, published: float = 0,
@@ -32,7 +32,7 @@ def beat(name: str, at: float, *, epoch: int = 1, uptime: float = 0.0, published
         labels = {SCHEMA[name_].labels[0]: label} if label else {}
         samples.append(Sample(name_, "counter", labels, value))
     if latency is not None:
-        samples += latency.samples(LATENCY)
+        samples += latency.samples(EVENT_LATENCY)
     return Heartbeat(provider=name, ts_event=0, ts_recv=0, pid=1, epoch=epoch,
                      metrics=samples), at
 

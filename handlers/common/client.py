@@ -49,10 +49,10 @@ from runtime.badinput import count_bad_input
 from runtime.logs import log
 from runtime.process import ProcessContext
 from runtime.secrets import redact
+from runtime.metrics import EVENT_LATENCY
 from runtime.settings import require
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-LATENCY = "event_latency_seconds"  # observed once per frame, on its first event
 MAX_PROBLEM = 300
 """Characters of a problem's text that are logged (after masking secrets)."""
 
@@ -143,7 +143,7 @@ class ReconnectingClient:
         Ends only by raising ConnectionClosed."""
         recv, receive, publish = ws.recv, self.protocol.receive, self._publish
         counts = self.ctx.counts
-        latency = self.ctx.metrics.histogram(LATENCY).observe
+        latency = self.ctx.metrics.histogram(EVENT_LATENCY).observe  # a frame's first event
         clock = asyncio.get_running_loop().time
         time_ns = time.time_ns
         while True:

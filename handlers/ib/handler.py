@@ -49,13 +49,13 @@ from ib_async.ib import StartupFetchNONE
 
 from bus.events import Control
 from handlers.common.backoff import BackoffSettings
-from handlers.common.client import LATENCY
 from handlers.common.control import listen_for_control
 from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import RESYNC, Output, Resubscribe
 from handlers.ib.protocol import PROVIDER, IbProtocol
 from runtime import process
 from runtime.logs import log
+from runtime.metrics import EVENT_LATENCY
 from runtime.badinput import count_bad_input
 from runtime.secrets import redact
 from runtime.settings import CommaStrings, require
@@ -229,7 +229,8 @@ class IbFeed:
         publish = self.ctx.publisher.publish
         if out.events:
             first = out.events[0]
-            self.ctx.metrics.histogram(LATENCY).observe((first.ts_recv - first.ts_event) * 1e-9)
+            latency = (first.ts_recv - first.ts_event) * 1e-9
+            self.ctx.metrics.histogram(EVENT_LATENCY).observe(latency)
         for event in out.events:
             publish(event)
         for effect in out.effects:
