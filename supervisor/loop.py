@@ -38,6 +38,7 @@ import json
 import os
 import signal
 import subprocess
+from itertools import chain, count
 from pathlib import Path
 from typing import Coroutine
 
@@ -302,12 +303,10 @@ class Supervisor:
 
     async def _summarize(self) -> None:
         """The system's shape in one line: soon after the start, then now and then."""
-        started = asyncio.get_running_loop().time()
-        for after in FIRST_AFTER:
-            await asyncio.sleep(max(0.0, started + after - asyncio.get_running_loop().time()))
-            self._log.info("system", **summary(self.status()))
-        while True:
-            await asyncio.sleep(SUMMARY_EVERY)
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        for due in chain(FIRST_AFTER, count(FIRST_AFTER[-1] + SUMMARY_EVERY, SUMMARY_EVERY)):
+            await asyncio.sleep(max(0.0, started + due - clock()))
             self._log.info("system", **summary(self.status()))
 
     async def _watch(self) -> None:
