@@ -3,10 +3,10 @@ benchmark's full rate (TARGET_RATE events/s, the bar the recorder must keep up w
 
 Scenarios (a forwarder, the recorder, and a publisher process of trades on 100 symbols):
 - recorder-capacity: the recorder is SIGSTOPped while COUNT trades queue up for it (the bus's
-  hwm is raised so that none is dropped), then resumed: events written per second, from its
+  hwm and subscriber_hwm are raised so that none is dropped), then resumed: events written per second, from its
   first to its last record's receive time. What it can write, whatever publishes.
 - recorder-live: the recorder runs while the publisher sends COUNT trades at TARGET_RATE (as
-  the Alpaca handler does in its benchmark), with the bus's default hwm: events written per
+  the Alpaca handler does in its benchmark), with the bus's default hwms: events written per
   second, and gaps (must be 0: no GAP record, no event missing), else the rate counts as 0.
 - replay-max: `tickmesh replay` of that recording at --speed max onto a bus of its own:
   events published per second.
@@ -96,7 +96,7 @@ def wait_recorded(directory: Path, count: int) -> tuple[int, int, float]:
 def scenario_capacity(count: int) -> float:
     """Events the recorder writes a second from a queue of `count`."""
     with Processes() as procs:
-        procs.bus = replace(procs.bus, hwm=2 * count)
+        procs.bus = replace(procs.bus, hwm=2 * count, subscriber_hwm=2 * count)
         directory = procs.run_dir / "capacity"
         recorder = start(procs, directory, count)
         os.kill(recorder.pid, signal.SIGSTOP)

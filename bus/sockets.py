@@ -4,7 +4,10 @@ builder's snapshot service). Socket options, and transport security, are therefo
 one place.
 
 `BusConfig` is the `[bus]` table of a config, as every child receives it: the two endpoints,
-the high-water mark (messages queued per peer before libzmq drops) and the largest message the
+the high-water marks (messages queued before libzmq drops: `hwm` for each publisher's send
+queue and the forwarder's intake from it, `subscriber_hwm` for the forwarder's send queue to
+each subscriber and, unless a consumer sets its own, that subscriber's receive queue: what a
+slow consumer can hold, in two places, before it loses messages) and the largest message the
 forwarder accepts from a publisher (ZMQ_MAXMSGSIZE on its inbound side: a publisher that sends
 more is disconnected, so the forwarder's memory is bounded in bytes, not only in messages), and
 its transport security.
@@ -43,6 +46,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 DEFAULT_HWM = 100_000
+DEFAULT_SUBSCRIBER_HWM = 10_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LINGER_MS = 0
 
@@ -52,6 +56,7 @@ class BusConfig:
     publish: str
     subscribe: str
     hwm: int = DEFAULT_HWM
+    subscriber_hwm: int = DEFAULT_SUBSCRIBER_HWM
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     curve: bool = False
     server_key_file: str = ""  # the forwarder's key pair (its public key only, elsewhere)
@@ -177,7 +182,7 @@ def forwarder(config: BusConfig, context: zmq.Context | None = None) -> tuple[zm
     if config.curve (their context needs an `authenticator`)."""
     frontend = _socket(zmq.XSUB, context=context, rcvhwm=config.hwm,
                        maxmsgsize=config.max_message_bytes)
-    backend = _socket(zmq.XPUB, context=context, sndhwm=config.hwm)
+    backend = _socket(zmq.XPUB, context=context, sndhwm=config.subscriber_hwm)
     for sock, endpoint in ((frontend, config.publish), (backend, config.subscribe)):
         if config.curve:
             _curve_server(sock, config)

@@ -130,7 +130,7 @@ class _SubscriberBase:
         endpoint: str,
         patterns: Iterable[str],
         *,
-        rcvhwm: int = sockets.DEFAULT_HWM,
+        rcvhwm: int = sockets.DEFAULT_SUBSCRIBER_HWM,
         on_gap: Callable[[Gap], None] | None = None,
         context: zmq.Context | None = None,
         raw: bool = False,

@@ -56,7 +56,7 @@ class Settings:
     depth_rate: float = 1.0  # depth events per second per changed book; 0: none
     resync_timeout: float = 2.0  # seconds for a snapshot to answer a resync before asking again
     resync_max: float = 30.0  # the longest wait between two requests
-    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: the bus's hwm
+    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: bus.subscriber_hwm
 
     def __post_init__(self) -> None:
         require(self.snapshot_endpoint.split("://")[0] in ("ipc", "tcp"), "snapshot_endpoint",
@@ -205,7 +205,7 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
     service = BookService(ctx.settings.snapshot_endpoint, builder.books, count_request)
     sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns(ctx.settings),
-                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.hwm,
+                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
                           on_gap=lambda gap: builder.on_gap(gap, time.monotonic()))
     tasks = [asyncio.create_task(service.serve(), name="snapshot-service"),
              asyncio.create_task(_ticks(builder), name="resync-timer")]

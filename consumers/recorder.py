@@ -45,6 +45,10 @@ from runtime.settings import SettingsError, Strings, require
 BATCH = 4096  # messages read before looking at the clock and the gap-fill socket
 FILL_WAIT_S = 0.5  # how long a gap-fill request waits for messages not read yet
 WATCH_SECONDS = 0.1  # how often the loop's thread is looked at for a change of state
+RCVHWM = 100_000
+"""The recorder's receive queue, ten times a consumer's default (bus.subscriber_hwm): the
+recorder is the one consumer that must ride out its own stalls (a slow disk flush, a GC pause)
+without a gap, and it holds that backlog in its own memory, not the forwarder's."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,7 +61,7 @@ class Settings:
     flush_ms: int = 100
     gapfill_endpoint: str = ""  # e.g. "ipc://{run_dir}/gapfill"; "": no gap-fill service
     retry_s: float = 1.0  # while writes fail, how often to try again
-    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: the bus's hwm
+    rcvhwm: int = RCVHWM  # messages the subscriber queues before dropping
 
     def __post_init__(self) -> None:
         require(bool(self.directory), "directory", "a path", self.directory)
@@ -65,7 +69,7 @@ class Settings:
                 self.segment_bytes)
         require(0 < self.flush_ms <= 10_000, "flush_ms", "an integer in 1..10000", self.flush_ms)
         require(self.retry_s > 0, "retry_s", "a number > 0", self.retry_s)
-        require(self.rcvhwm >= 0, "rcvhwm", "an integer >= 0", self.rcvhwm)
+        require(self.rcvhwm > 0, "rcvhwm", "an integer > 0", self.rcvhwm)
         require(self.gapfill_endpoint.split("://")[0] in ("ipc", "tcp", ""), "gapfill_endpoint",
                 "an ipc:// or tcp:// endpoint, or \"\"", self.gapfill_endpoint)
         try:
@@ -83,7 +87,7 @@ class Recorder:
         self.counts = counts
         self.journal = Journal(Path(settings.directory), settings.segment_bytes)
         self.sub = Subscriber(bus.subscribe, settings.patterns, raw=True, on_gap=self._on_gap,
-                              rcvhwm=settings.rcvhwm or bus.hwm)
+                              rcvhwm=settings.rcvhwm)
         self.service: zmq.Socket | None = None
         if settings.gapfill_endpoint:
             self.service = _bind_service(settings.gapfill_endpoint)

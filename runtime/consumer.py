@@ -143,7 +143,7 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
     found = resolve(ctx.settings.target)
     patterns = ctx.settings.patterns or found.patterns
     gaps: list[tuple[int, Gap]] = []  # (the number of the event that revealed it, the gap)
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns, rcvhwm=ctx.spec.bus.hwm,
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns, rcvhwm=ctx.spec.bus.subscriber_hwm,
                           on_gap=lambda gap: gaps.append((sub.received, gap)))
     if found.on_start is not None:
         await _call(found.on_start, ctx)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, BusConfig, key_file_problem
+from bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM, BusConfig, key_file_problem
 
 RUN_DIR_ENV = "TICKMESH_RUN_DIR"
 DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
@@ -54,7 +54,8 @@ _NUMBER = (int, float)
 _NAMES = (list,)  # an array of child names (a tuple, to have a type name of its own)
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "": {"bus": dict, "supervisor": dict, "children": list},
-    "bus": {"publish": str, "subscribe": str, "hwm": int, "max_message_bytes": int,
+    "bus": {"publish": str, "subscribe": str, "hwm": int, "subscriber_hwm": int,
+            "max_message_bytes": int,
             "curve": bool, "server_key_file": str, "client_key_file": str,
             "authorized_keys": str},
     "supervisor": {"control": str, "run_dir": str, "metrics": str, "log_dir": str,
@@ -145,7 +146,7 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
     }
     if len(set(endpoints.values())) < len(endpoints):
         problems.append("bus.publish, bus.subscribe and supervisor.control must all differ")
-    for key in ("hwm", "max_message_bytes"):
+    for key in ("hwm", "subscriber_hwm", "max_message_bytes"):
         if key in bus and bus[key] <= 0:
             problems.append(f"bus.{key}: must be positive, not {bus[key]}")
     curve = bus.get("curve", False)
@@ -161,6 +162,7 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
         control=endpoints["control"],
         bus=BusConfig(endpoints["publish"], endpoints["subscribe"],
                       hwm=bus.get("hwm", DEFAULT_HWM),
+                      subscriber_hwm=bus.get("subscriber_hwm", DEFAULT_SUBSCRIBER_HWM),
                       max_message_bytes=bus.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
                       curve=curve, **keys),
         forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE),

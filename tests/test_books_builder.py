@@ -187,7 +187,8 @@ CHUNK = 500  # deltas published between two looks: fewer than the queues hold
 
 @pytest.fixture
 def small_bus(spawn_child, run_dir: Path) -> BusConfig:
-    bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=SMALL_HWM)
+    bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=SMALL_HWM,
+                    subscriber_hwm=SMALL_HWM)
     spawn_child("bus.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     return bus

@@ -106,6 +106,7 @@ def test_the_shipped_default_config_is_valid(write):
     ("[bus]\nsubscribe = 'ipc://{run_dir}/publish'\n",
      "bus.publish, bus.subscribe and supervisor.control must all differ"),
     ("[bus]\nhwm = 0\n", "bus.hwm: must be positive"),
+    ("[bus]\nsubscriber_hwm = 0\n", "bus.subscriber_hwm: must be positive"),
     ("[supervisor]\nrun_dir = 'relative'\n", "supervisor.run_dir: must be an absolute path"),
     ("[bus\n", "not valid TOML"),
 ])

@@ -47,7 +47,8 @@ def published(beat: Heartbeat) -> float:
 @pytest.mark.timeout(90)
 def test_a_consumer_stopped_for_30_s_costs_nothing_upstream_and_reports_its_gap(
         spawn_child, run_dir):
-    bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=HWM)
+    bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=HWM,
+                    subscriber_hwm=HWM)
     forwarder = spawn_child("bus.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     directory = run_dir / "rec"
