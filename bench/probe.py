@@ -3,12 +3,14 @@ plans (through our handler and the bus, or bench.bare_hop's bare publisher) and 
 how late each came.
 
 usage: python -m bench.probe ENDPOINT [--patterns P,P,...] [--bare] [--idle S] [--sleep-ms MS]
+                             [--rcvhwm N]
 - ours (default): the Subscriber SDK (bus.Subscriber, `for event in sub` as users write it) on
   the patterns (default trade.alpaca.*). Per trade, stamped at receive with time.time_ns():
   end to end (now - ts_event, the feed's send time) and handler to consumer (now - ts_recv);
 - --bare: a raw ZeroMQ SUB on b"trade.bare." reading bench.bare_hop's payloads (the trade id
   and the send time, two int64): end to end only;
-- --sleep-ms MS: the slow consumer: sleeps MS per message, forever, and measures nothing;
+- --sleep-ms MS: the slow consumer: sleeps MS per message, forever, and measures nothing
+  (its receive queue: --rcvhwm, by default the SDK's, bus.sockets.DEFAULT_SUBSCRIBER_HWM);
 - --drain: the least a user's loop does (`for event in sub: n += 1`), for bench.profile: ends
   after IDLE seconds without a message and prints {"events": n}.
 Prints "ready" once subscribed. Ends after IDLE seconds without a message (once one came), and
@@ -136,10 +138,10 @@ def drain(endpoint: str, patterns: list[str], idle_ms: int) -> int:
     return events
 
 
-def sleep_forever(endpoint: str, patterns: list[str], sleep_s: float) -> None:
+def sleep_forever(endpoint: str, patterns: list[str], sleep_s: float, rcvhwm: int) -> None:
     from bus import Subscriber
 
-    sub = Subscriber(endpoint, patterns)
+    sub = Subscriber(endpoint, patterns, rcvhwm=rcvhwm)
     print("ready", flush=True)
     for _event in sub:
         time.sleep(sleep_s)
@@ -153,11 +155,12 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=1.5)
     parser.add_argument("--sleep-ms", type=float, default=0.0)
     parser.add_argument("--drain", action="store_true")
+    parser.add_argument("--rcvhwm", type=int, default=sockets.DEFAULT_SUBSCRIBER_HWM)
     args = parser.parse_args()
     exit_with_parent()
     patterns = args.patterns.split(",")
     if args.sleep_ms:
-        sleep_forever(args.endpoint, patterns, args.sleep_ms / 1000)
+        sleep_forever(args.endpoint, patterns, args.sleep_ms / 1000, args.rcvhwm)
         return
     idle_ms = int(args.idle * 1000)
     if args.drain:

@@ -12,16 +12,22 @@ against the rate without it in the same run (target: at least 0.95), and the gro
 summed over every process (forwarder, feed, handler, counter, the slow consumer; a process
 that shrank counts 0: the forwarder gives back a previous run's queue late) with the slow
 consumer, against the growth without it (target: at most 20 MB); each process's before and
-after are in the record's details.
+after are in the record's details. Both figures twice: with the bus's default queue to each
+subscriber (`[bus] subscriber_hwm`, the forwarder's send queue and the slow consumer's receive
+queue), and with SMALL_QUEUES: what a slow consumer costs in memory is what those two queues
+hold, and small queues give up some of the bursts a fast consumer rides out (the counter may
+then miss trades of the blast; each miss is printed).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from bench import pipeline
 from bench.processes import Processes
 from bench.report import Scenario, scenario
+from bus.sockets import DEFAULT_SUBSCRIBER_HWM
 
 FRAMES = 100_000
 PER_FRAME = 10
@@ -32,6 +38,8 @@ RUNS = 3
 RATE_TARGET = 0.95
 RSS_TARGET_MB = 20.0
 PLAN = "slow"
+SMALL_QUEUES = 10_000
+"""The second configuration's [bus] subscriber_hwm (the default is DEFAULT_SUBSCRIBER_HWM)."""
 
 
 def run(procs: Processes, port: int, fixed: dict[str, int], frames: int, slow: bool) -> dict:
@@ -48,7 +56,8 @@ def run(procs: Processes, port: int, fixed: dict[str, int], frames: int, slow: b
         pids = dict(fixed, counter=counter.pid)
         if slow:
             probe = pipeline.start_probe(procs, "slow", procs.bus.subscribe,
-                                         "--sleep-ms", str(SLEEP_MS))
+                                         "--sleep-ms", str(SLEEP_MS),
+                                         "--rcvhwm", str(procs.bus.subscriber_hwm))
             started.append(probe)
             pids["slow consumer"] = probe.pid
         handler = pipeline.start_handler(procs, port, PLAN)
@@ -73,30 +82,43 @@ def run(procs: Processes, port: int, fixed: dict[str, int], frames: int, slow: b
             "growth": sum(max(0.0, b - a) for a, b in rss.values())}
 
 
-def measure(frames: int = FRAMES, runs: int = RUNS) -> list[Scenario]:
+def sides(frames: int, runs: int, subscriber_hwm: int) -> tuple[list[dict], list[dict]]:
+    """`runs` runs of both sides (without the slow consumer, with it) on a bus whose queues to
+    each subscriber hold `subscriber_hwm` messages."""
     plan = {"symbols": SYMBOLS, "phases": [{"pause": PAUSE_S}, {"blast": [1, frames, PER_FRAME]}]}
     without: list[dict] = []
     with_slow: list[dict] = []
     with Processes() as procs:
+        procs.bus = replace(procs.bus, subscriber_hwm=subscriber_hwm)
         forwarder = pipeline.start_forwarder(procs)
         feed, port = pipeline.start_feed(procs, {PLAN: plan})
         fixed = {"forwarder": forwarder.pid, "feed": feed.pid}
         for number in range(1, runs + 1):
             without.append(run(procs, port, fixed, frames, slow=False))
             with_slow.append(run(procs, port, fixed, frames, slow=True))
-            print(f"slow consumer run {number}/{runs}: without {without[-1]['rate']:,.0f}/s, "
-                  f"RSS +{without[-1]['growth']:.1f} MB | with {with_slow[-1]['rate']:,.0f}/s, "
-                  f"RSS +{with_slow[-1]['growth']:.1f} MB ({with_slow[-1]['rss']})", flush=True)
-    base = "tickmesh without the slow consumer"
-    return [
-        scenario("slow-consumer-rate", f"trades/s delivered to the counter with a consumer "
-                 f"sleeping {SLEEP_MS} ms a message beside it", "events/s",
-                 [r["rate"] for r in with_slow], [r["rate"] for r in without], base,
-                 higher_is_better=True, target=RATE_TARGET),
-        scenario("slow-consumer-rss", "RSS growth over the blast, all processes summed, with "
-                 "the slow consumer", "MB", [r["growth"] for r in with_slow],
-                 [r["growth"] for r in without], base, higher_is_better=False,
-                 target=RSS_TARGET_MB, target_on="ours",
-                 details={"rss_mb_before_after": {"with": with_slow[-1]["rss"],
-                                                  "without": without[-1]["rss"]}}),
-    ]
+            print(f"slow consumer, subscriber_hwm {subscriber_hwm:,}, run {number}/{runs}: "
+                  f"without {without[-1]['rate']:,.0f}/s, RSS +{without[-1]['growth']:.1f} MB | "
+                  f"with {with_slow[-1]['rate']:,.0f}/s, RSS +{with_slow[-1]['growth']:.1f} MB "
+                  f"({with_slow[-1]['rss']})", flush=True)
+    return without, with_slow
+
+
+def measure(frames: int = FRAMES, runs: int = RUNS) -> list[Scenario]:
+    figures = []
+    for suffix, hwm in (("", DEFAULT_SUBSCRIBER_HWM), ("-small-queues", SMALL_QUEUES)):
+        without, with_slow = sides(frames, runs, hwm)
+        setting = f"[bus] subscriber_hwm = {hwm:,}"
+        base = f"tickmesh without the slow consumer ({setting})"
+        figures += [
+            scenario(f"slow-consumer-rate{suffix}", f"trades/s delivered to the counter with a "
+                     f"consumer sleeping {SLEEP_MS} ms a message beside it, {setting}",
+                     "events/s", [r["rate"] for r in with_slow], [r["rate"] for r in without],
+                     base, higher_is_better=True, target=RATE_TARGET),
+            scenario(f"slow-consumer-rss{suffix}", "RSS growth over the blast, all processes "
+                     f"summed, with the slow consumer, {setting}", "MB",
+                     [r["growth"] for r in with_slow], [r["growth"] for r in without], base,
+                     higher_is_better=False, target=RSS_TARGET_MB, target_on="ours",
+                     details={"rss_mb_before_after": {"with": with_slow[-1]["rss"],
+                                                      "without": without[-1]["rss"]}}),
+        ]
+    return figures

@@ -181,7 +181,7 @@ encode_into = _encoder.encode_into
 (which is resized to fit): no new bytes object per event, for the publisher's hot path."""
 
 
-def decode(payload: bytes) -> AnyEvent:
-    """msgpack bytes -> typed event. Raises msgspec.DecodeError / ValidationError on bad input."""
-    return _decoder.decode(payload)
+decode = _decoder.decode
+"""decode(payload): msgpack bytes -> typed event (AnyEvent). Raises msgspec.DecodeError /
+ValidationError on bad input."""
 

@@ -46,7 +46,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 DEFAULT_HWM = 100_000
-DEFAULT_SUBSCRIBER_HWM = 10_000
+DEFAULT_SUBSCRIBER_HWM = 100_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LINGER_MS = 0
 
