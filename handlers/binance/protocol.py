@@ -6,8 +6,8 @@ trades, quotes and in-sync L2 books out.
   streams in chunks of `streams_per_subscribe`, one message every `subscribe_interval` seconds
   (a Timer paces them: Binance takes 5 messages a second, pings and pongs included), and
   reports "subscribed" once every chunk is acknowledged ({"result": null, "id": N}).
-- Each symbol's book is kept by handlers.binance.sync (Binance's documented rules; its
-  docstring has them). Its depth events are buffered from the SUBSCRIBE on; once the
+- Each symbol's book is kept in step by handlers.binance.sync (Binance's documented rules;
+  its docstring has them). Its depth events are buffered from the SUBSCRIBE on; once the
   subscription is acknowledged a REST snapshot is queued (handlers.binance.pacing: a weight
   budget per minute, a few in flight), fetched with an HttpRequest effect, and the book it
   makes with the buffered events is published as a BookSnapshot (the symbol's next
@@ -90,7 +90,10 @@ class BinanceProtocol(ClientProtocol):
         super().__init__(counters)
         self.config = config
         self.symbols = {joined(symbol): symbol for symbol in config.symbols}  # native -> ours
+        self.natives = {symbol: native for native, symbol in self.symbols.items()}
         self.depth = "depth" in config.channels
+        self.depth_streams = {wire.stream_name(native, "depth") for native in self.symbols} \
+            if self.depth else set()
         self.syncs = {symbol: DepthSync() for symbol in config.symbols} if self.depth else {}
         self.generations: Counter = Counter()  # snapshots published per symbol
         self.pacer = SnapshotPacer(wire.depth_weight(config.depth_limit),
@@ -137,6 +140,12 @@ class BinanceProtocol(ClientProtocol):
     # --- frames ----------------------------------------------------------------------------
 
     def receive(self, frame: bytes, ts_recv: int) -> Output:
+        depth = wire.decode_depth_frame(frame)
+        if depth is not None and depth.stream in self.depth_streams:
+            try:
+                return self._depth(depth.data, ts_recv)
+            except wire.Malformed as exc:
+                return self._malformed(exc, ts_recv)
         try:
             message = wire.decode_message(frame)
             if isinstance(message, wire.Data):
@@ -193,12 +202,12 @@ class BinanceProtocol(ClientProtocol):
                       ask_size=wire.parse_price(m.A, "ticker", m.s))
         return Output(events=[quote])
 
-    def _depth(self, m: wire.DepthUpdate, ts: int) -> Output:
+    def _depth(self, m: wire.Depth, ts: int) -> Output:
         symbol = self._symbol(m.s, "depth")
         sync = self.syncs.get(symbol)
         if sync is None:
             return Output()  # depth we did not ask for
-        update = Update(m.U, m.u, wire.parse_levels(m.b, m.s), wire.parse_levels(m.a, m.s))
+        update = Update(m.U, m.u, m.b, m.a)
         return self._act(symbol, sync.on_update(update), m.E * wire.MS or ts, ts)
 
     def _malformed(self, exc: wire.Malformed, ts: int) -> Output:
@@ -217,8 +226,7 @@ class BinanceProtocol(ClientProtocol):
 
     def _act(self, symbol: str, step: Step, ts_event: int, ts: int) -> Output:
         """Carry out what a symbol's sync asked for."""
-        sync = self.syncs[symbol]
-        native = joined(symbol)
+        native = self.natives[symbol]
         if step.action is Action.DELTA:
             return Output(events=[BookDelta(
                 provider=self.provider, symbol=symbol, native_symbol=native, ts_event=ts_event,
@@ -228,7 +236,7 @@ class BinanceProtocol(ClientProtocol):
             self.counters["binance_snapshots", "applied"] += 1
             return Output(events=[BookSnapshot(
                 provider=self.provider, symbol=symbol, native_symbol=native, ts_event=ts_event,
-                ts_recv=ts, bids=sync.book.sorted_bids(), asks=sync.book.sorted_asks(),
+                ts_recv=ts, bids=step.bids, asks=step.asks,
                 generation=self.generations[symbol])])
         if step.action is Action.REFETCH:
             self.counters["binance_snapshots", "stale"] += 1

@@ -2,6 +2,10 @@
 as Binance documents it ("How to manage a local order book correctly"). Pure: the protocol
 feeds it depth events and REST snapshots and acts on the Step each returns.
 
+The book itself is built only to be published whole (SNAPSHOT: the snapshot with the buffered
+events applied); once live, the stream's own ids are all the rules need (every event's levels
+are absolute sizes, passed on as they come), so only the last u is kept, not the book.
+
     idle --begin--> buffering --(snapshot fits the buffered events)--> live
     buffering --(snapshot older than the stream)--> buffering (REFETCH: ask for another)
     buffering/live --(a gap, a crossed book)--> idle (RESYNC: the protocol backs off, then
@@ -19,8 +23,8 @@ The rules:
   must be the previous u + 1 (else RESYNC). A book crossed after that is a RESYNC too.
   Otherwise the book is the snapshot with the buffered events applied: SNAPSHOT, and live.
 - live: an event with u <= the last applied u is old and ignored; one whose U is not the
-  last u + 1 means events were missed: RESYNC; otherwise its levels are applied: DELTA.
-- Every RESYNC drops the book and the buffer and goes idle.
+  last u + 1 means events were missed: RESYNC; otherwise its levels are passed on: DELTA.
+- Every RESYNC drops the buffer (and a held snapshot) and goes idle.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ class Phase(StrEnum):
 
 class Action(StrEnum):
     NOTHING = "nothing"
-    SNAPSHOT = "snapshot"  # publish the whole book: it is in sync
+    SNAPSHOT = "snapshot"  # publish the whole book (these levels, best first): it is in sync
     DELTA = "delta"  # publish these levels
     REFETCH = "refetch"  # ask for another snapshot, keep buffering
     RESYNC = "resync"  # out of step: back off, then begin again
@@ -71,7 +75,6 @@ NOTHING = Step(Action.NOTHING)
 class DepthSync:
     def __init__(self) -> None:
         self.phase = Phase.IDLE
-        self.book = Book()
         self.last_id = 0  # u of the last event applied (live), or the snapshot's id
         self.buffer: deque[Update] = deque(maxlen=MAX_BUFFERED)
         self.held: tuple[int, Book] | None = None  # a snapshot waiting for events
@@ -84,7 +87,6 @@ class DepthSync:
 
     def stop(self) -> None:
         self.phase = Phase.IDLE
-        self.book = Book()
         self.buffer.clear()
         self.held = None
         self.stale = 0
@@ -112,7 +114,6 @@ class DepthSync:
         if update.first != self.last_id + 1:
             return self._resync("gap", f"gap: expected U={self.last_id + 1}, "
                                        f"got U={update.first}")
-        self.book.apply(update.bids, update.asks)
         self.last_id = update.last
         return Step(Action.DELTA, update.bids, update.asks)
 
@@ -134,11 +135,11 @@ class DepthSync:
             last_id = update.last
         if book.crossed():
             return self._resync("crossed_book", "crossed book after the snapshot")
-        self.phase, self.book, self.last_id = Phase.LIVE, book, last_id
+        self.phase, self.last_id = Phase.LIVE, last_id
         self.buffer.clear()
         self.held = None
         self.stale = 0
-        return Step(Action.SNAPSHOT)
+        return Step(Action.SNAPSHOT, book.sorted_bids(), book.sorted_asks())
 
     def _stale(self, last_id: int) -> Step:
         self.held = None

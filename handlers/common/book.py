@@ -1,7 +1,8 @@
 """One symbol's L2 order book as a handler keeps it to validate the provider's depth and to
-publish snapshots (Binance, Coinbase): levels by price with absolute sizes (0 removes), the
-sorted views a BookSnapshot needs, and the crossed check. Pure. (The order-book builder has
-its own, faster one for reading the top at every change: consumers/orderbook.py.)"""
+publish snapshots (Coinbase; Binance until a symbol is in sync): levels by price with absolute
+sizes (0 removes), the sorted views a BookSnapshot needs, and the crossed check. Pure. (The
+order-book builder has its own, faster one for reading the top at every change:
+consumers/orderbook.py.)"""
 
 from __future__ import annotations
 
