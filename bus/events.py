@@ -79,7 +79,8 @@ class BookDelta(Event, tag="book_delta"):
 
 
 class Bbo(Event, tag="bbo"):
-    """Best bid and offer of a book the order-book builder keeps, on every change of the top."""
+    """Best bid and offer of a book the order-book builder keeps, when its top changed (at most
+    once a book per batch of events the builder reads off the bus)."""
 
     bid_price: float = msgspec.field(name="bp")
     bid_size: float = msgspec.field(name="bs")

@@ -8,7 +8,9 @@ Subscribes to book_snapshot, book_delta and status of the configured providers a
 keeps one book per (provider, symbol), with no provider-specific code: each book's life is a
 consumers.bookstate.BookMachine (its rules are there), its levels a consumers.orderbook
 .OrderBook. Publishes, with the process's publisher:
-- `bbo` on every change of a live book's best bid or ask (0.0 for an empty side);
+- `bbo` when a live book's best bid or ask changed (0.0 for an empty side): at most once per
+  book per batch of events read off the bus (AsyncSubscriber.batches), after the batch, with
+  the top the book has then;
 - `depth`, the top `depth_levels` of each live book that changed, `depth_rate` times a second;
 - `book_status` on every change of a book's state (or of its message: a resync asked again);
 - `control` "resync" to the provider when a book needs a fresh snapshot.
@@ -98,6 +100,8 @@ class Builder:
         self.books: dict[Key, BookMachine] = {}
         self.bbo: dict[Key, tuple] = {}  # the last top published, while live
         self.changed: set[Key] = set()  # since the last depth
+        # changed in this batch, in order: their bbo is published after it
+        self.applied: dict[Key, None] = {}
         self._symbols = None if "*" in ctx.settings.symbols else set(ctx.settings.symbols)
 
     def book(self, key: Key) -> BookMachine:
@@ -105,6 +109,16 @@ class Builder:
         if machine is None:
             machine = self.books[key] = BookMachine(self.timing)
         return machine
+
+    def on_batch(self, batch: list[events.AnyEvent], now: float) -> None:
+        """The events of one read off the bus, then the bbo of each live book they changed."""
+        for event in batch:
+            self.on_event(event, now)
+        for key in self.applied:
+            machine = self.books[key]
+            if machine.live:
+                self._bbo(key, machine)
+        self.applied.clear()
 
     def on_event(self, event: events.AnyEvent, now: float) -> None:
         key = (event.provider, event.symbol)
@@ -168,7 +182,7 @@ class Builder:
                 sender=self.ctx.name))
         if out.applied:
             self.changed.add(key)
-            self._bbo(key, machine)
+            self.applied[key] = None
 
     def _status(self, key: Key, machine: BookMachine, state: str, message: str) -> None:
         if state != "live":
@@ -224,9 +238,7 @@ async def _read(sub: AsyncSubscriber, builder: Builder, ctx: process.ProcessCont
     counts = ctx.counts
     async for batch in sub.batches():  # the service and the timers run between batches
         counts["events_received"] += len(batch)
-        now = time.monotonic()
-        for event in batch:
-            builder.on_event(event, now)
+        builder.on_batch(batch, time.monotonic())
 
 
 async def _ticks(builder: Builder) -> None:

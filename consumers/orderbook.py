@@ -44,12 +44,18 @@ class BookSide:
 
     def set(self, price: float, size: float) -> None:
         """The level's new size; 0 removes it."""
-        if size:
-            if price not in self.levels:
-                insort(self._prices, price)
-            self.levels[price] = size
-        elif self.levels.pop(price, None) is not None:
-            del self._prices[bisect_left(self._prices, price)]
+        self.update(((price, size),))
+
+    def update(self, levels: Iterable[Level]) -> None:
+        """Each level's new size; 0 removes it."""
+        sizes, prices = self.levels, self._prices
+        for price, size in levels:
+            if size:
+                if price not in sizes:
+                    insort(prices, price)
+                sizes[price] = size
+            elif sizes.pop(price, None) is not None:
+                del prices[bisect_left(prices, price)]
 
     def replace(self, levels: Iterable[Level]) -> None:
         """The whole side anew (levels of size 0 are left out)."""
@@ -82,10 +88,8 @@ class OrderBook:
         self.asks.replace(asks)
 
     def apply_delta(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        for price, size in bids:
-            self.bids.set(price, size)
-        for price, size in asks:
-            self.asks.set(price, size)
+        self.bids.update(bids)
+        self.asks.update(asks)
 
     def best_bid(self) -> Level | None:
         return self.bids.best()

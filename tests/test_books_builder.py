@@ -1,6 +1,7 @@
 """The order-book builder as a real process on a real forwarder, the test playing the handler
 (a real Publisher and Subscriber): its books against the true ones through bus drops, missed
-snapshots, handler resyncs and a crossed book; a late joiner's `tickmesh book`; its exit codes."""
+snapshots, handler resyncs and a crossed book; a late joiner's `tickmesh book`; its exit codes.
+And, in-process, the bbo a batch of events makes."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import random
 import signal
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from bus import BookDelta, BookSnapshot, Publisher, Status, Subscriber, Trade
 from bus.events import Bbo, BookStatus, Control, Heartbeat
 from bus.sockets import BusConfig
+from consumers.books import Builder, Settings
 from consumers.bookservice import NoBuilder, request_book
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
@@ -377,3 +381,48 @@ def test_the_table_on_a_terminal():
     lines = table.splitlines()
     assert lines[0] == "ib AAPL: stale (bus gap: 3 messages lost), generation 2, seq 40"
     assert lines[2].split() == ["3", "99.5", "100", "2"] and lines[3].split() == ["1", "99"]
+
+
+# --- bbo: once per book per batch ---------------------------------------------------------
+
+class Published(list):
+    """A publisher stand-in: what the builder published, in order."""
+
+    def publish(self, event) -> None:
+        self.append(event)
+
+
+def builder_alone() -> tuple[Builder, Published]:
+    published = Published()
+    ctx = SimpleNamespace(settings=Settings(snapshot_endpoint="ipc:///nowhere"),
+                          publisher=published, counts=Counter(), name="books")
+    return Builder(ctx), published
+
+
+def book_event(kind, symbol: str, bids, asks, generation: int = 1):
+    return kind(provider=PROVIDER, symbol=symbol, ts_event=1, ts_recv=1, bids=bids, asks=asks,
+                generation=generation)
+
+
+def test_a_batch_publishes_one_bbo_per_changed_book_with_its_top_after_the_batch():
+    builder, published = builder_alone()
+    builder.on_batch([book_event(BookSnapshot, "A", [(99.0, 1.0)], [(101.0, 1.0)]),
+                      book_event(BookDelta, "A", [(100.0, 2.0)], []),
+                      book_event(BookSnapshot, "B", [(9.0, 1.0)], [(11.0, 1.0)]),
+                      book_event(BookDelta, "A", [], [(100.5, 3.0)])], 0.0)
+    assert [(b.symbol, b.bid_price, b.bid_size, b.ask_price, b.ask_size)
+            for b in published if isinstance(b, Bbo)] == [("A", 100.0, 2.0, 100.5, 3.0),
+                                                           ("B", 9.0, 1.0, 11.0, 1.0)]
+    published.clear()
+    builder.on_batch([book_event(BookDelta, "A", [(98.0, 5.0)], []),  # below the top
+                      book_event(BookDelta, "B", [(9.5, 1.0)], []),
+                      book_event(BookDelta, "B", [(9.5, 0.0)], [])], 0.0)  # and back
+    assert not [b for b in published if isinstance(b, Bbo)]
+
+
+def test_no_bbo_for_a_book_that_is_not_live_after_the_batch():
+    builder, published = builder_alone()
+    builder.on_batch([book_event(BookSnapshot, "A", [(99.0, 1.0)], [(101.0, 1.0)]),
+                      book_event(BookDelta, "A", [(102.0, 1.0)], [])], 0.0)  # crossed
+    assert [b.state for b in published if isinstance(b, BookStatus)] == ["live", "crossed"]
+    assert not [b for b in published if isinstance(b, Bbo)]
