@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Callable, NoReturn
 
 import structlog
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from bus.events import Bar, Control, Event
@@ -45,6 +44,7 @@ from handlers.common.control import listen_for_control
 from handlers.common.effects import Effects
 from handlers.common.lifecycle import Lifecycle
 from handlers.common.protocol import ClientProtocol, Output
+from handlers.common.websocket import Connection, Timeouts, connect
 from runtime.badinput import count_bad_input
 from runtime.logs import log
 from runtime.process import ProcessContext
@@ -85,7 +85,7 @@ class ReconnectingClient:
         self.lifecycle = Lifecycle(ctx, protocol.provider, settings.backoff(), self._log,
                                    settings.stable_after)
         self.effects = Effects(protocol, self._deliver, ctx.counts, self._log)
-        self._ws: ClientConnection | None = None
+        self._ws: Connection | None = None
         self._last_frame = 0.0
         self._close_reason = ""
         self._applying: set[asyncio.Task] = set()
@@ -106,16 +106,11 @@ class ReconnectingClient:
         """One connection's life; returns why it ended."""
         self._close_reason = ""
         try:
-            async with connect(
-                self.settings.url,
-                additional_headers=self.protocol.headers(),
-                compression=None,
-                open_timeout=self.settings.open_timeout or None,
-                ping_interval=self.settings.ping_interval or None,
-                ping_timeout=self.settings.ping_timeout or None,
-                close_timeout=1,
-                max_size=MAX_MESSAGE_BYTES,
-            ) as ws:
+            timeouts = Timeouts(open=self.settings.open_timeout or None,
+                                ping_interval=self.settings.ping_interval or None,
+                                ping_timeout=self.settings.ping_timeout or None)
+            async with connect(self.settings.url, self.protocol.headers(), timeouts,
+                               MAX_MESSAGE_BYTES) as ws:
                 return await self._session(ws)
         except (OSError, TimeoutError, WebSocketException) as exc:
             return self._close_reason or f"{type(exc).__name__}: {exc}"
@@ -123,7 +118,7 @@ class ReconnectingClient:
             self._ws = None
             self.effects.close()
 
-    async def _session(self, ws: ClientConnection) -> str:
+    async def _session(self, ws: Connection) -> str:
         self._ws = ws
         self._last_frame = asyncio.get_running_loop().time()
         watchdog = asyncio.create_task(self._watch(ws)) if self.settings.stale_after else None
@@ -138,7 +133,7 @@ class ReconnectingClient:
             if watchdog is not None:
                 watchdog.cancel()
 
-    async def _pump(self, ws: ClientConnection) -> NoReturn:
+    async def _pump(self, ws: Connection) -> NoReturn:
         """The hot path: frame -> protocol -> bus, with nothing per event but the publish.
         Ends only by raising ConnectionClosed."""
         recv, receive, publish = ws.recv, self.protocol.receive, self._publish
@@ -147,23 +142,26 @@ class ReconnectingClient:
         clock = asyncio.get_running_loop().time
         time_ns = time.time_ns
         while True:
-            frame = await recv(decode=False)
+            frames = await recv()
             self._last_frame = clock()
-            counts["frames_received"] += 1
-            now = time_ns()
-            try:
-                out = receive(frame, now)
-            except Exception as exc:  # a protocol bug must not end the connection
-                self._fault(exc, "receive")
-                continue
-            if out.events:
-                if type(out.events[0]) is not Bar:  # a bar's time is its start
-                    latency((now - out.events[0].ts_event) * 1e-9)
-                publish(out.events)
-            if out.replies or out.changes or out.problem or out.close or out.effects:
-                await self._apply(ws, out)
+            counts["frames_received"] += len(frames)
+            for frame in frames:
+                now = time_ns()
+                try:
+                    out = receive(frame, now)
+                except Exception as exc:  # a protocol bug must not end the connection
+                    self._fault(exc, "receive")
+                    continue
+                if out.events:
+                    if type(out.events[0]) is not Bar:  # a bar's time is its start
+                        latency((now - out.events[0].ts_event) * 1e-9)
+                    publish(out.events)
+                if out.replies or out.changes or out.problem or out.close or out.effects:
+                    await self._apply(ws, out)
+                    if out.close:
+                        break  # the rest is not read: the next recv() raises
 
-    async def _apply(self, ws: ClientConnection, out: Output) -> None:
+    async def _apply(self, ws: Connection, out: Output) -> None:
         """Everything but the events: problems, state changes, effects, replies, a close."""
         if out.problem:
             self._problem(out.problem)
@@ -198,7 +196,7 @@ class ReconnectingClient:
         self._applying.add(task)
         task.add_done_callback(self._applying.discard)
 
-    async def _apply_quietly(self, ws: ClientConnection, out: Output) -> None:
+    async def _apply_quietly(self, ws: Connection, out: Output) -> None:
         try:
             await self._apply(ws, out)
         except ConnectionClosed:
@@ -219,7 +217,7 @@ class ReconnectingClient:
             return
         self._deliver(lambda: self.protocol.control(request, time.time_ns()))
 
-    async def _watch(self, ws: ClientConnection) -> None:
+    async def _watch(self, ws: Connection) -> None:
         """Abort the connection when no frame has arrived for stale_after seconds."""
         clock = asyncio.get_running_loop().time
         limit = self.settings.stale_after
@@ -228,7 +226,7 @@ class ReconnectingClient:
             if idle >= limit:
                 self.ctx.counts["stale_connections"] += 1
                 self._close_reason = f"stale: no frame for {limit:g} s"
-                ws.transport.abort()
+                ws.abort()
                 return
             await asyncio.sleep(limit - idle)
 
