@@ -197,6 +197,8 @@ Message = Data | Result | Error | Shutdown
 
 
 _depth_frame = msgspec.json.Decoder(DepthFrame, strict=False)
+_STREAM_HEAD = 64
+"""Bytes at a combined-stream frame's start that hold its stream's name ({"stream":"...)."""
 
 
 def decode_depth_frame(data: bytes) -> DepthFrame | None:
@@ -204,6 +206,8 @@ def decode_depth_frame(data: bytes) -> DepthFrame | None:
     the JSON (strict=False: decimal strings into floats); None for any other frame or anything
     amiss in it, for decode_message and decode_depth to tell what it is. What it takes, those
     take the same way (and a little more: a number where Binance sends a string)."""
+    if data.find(b"@depth", 0, _STREAM_HEAD) < 0:  # a trade's, a ticker's...: not tried
+        return None  # (a failed typed decode would cost ~0.8 us a frame)
     try:
         frame = _depth_frame.decode(data)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
