@@ -155,10 +155,13 @@ class Sample(msgspec.Struct, array_like=True, gc=False):
 
 class Heartbeat(Event, tag="heartbeat"):
     """Each process (the forwarder and the supervisor too), every second. `provider` holds the
-    process name; `metrics` its registry's samples (counters are cumulative)."""
+    process name; `metrics` its registry's samples (counters are cumulative). `final`: the
+    process is stopping on purpose (SIGTERM, its work ended, or it crashed and exits): the last
+    heartbeat of this publisher epoch; a process killed outright sends none, and falls silent."""
 
     pid: int = msgspec.field(name="pid")
     metrics: list[Sample] = msgspec.field(default_factory=list, name="m")
+    final: bool = msgspec.field(default=False, name="fin")
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of the sample `name` with these labels (all of its labels); 0.0 if none."""

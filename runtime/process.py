@@ -19,6 +19,8 @@ publisher, then runs `work(ctx)` beside three duties of its own:
   unless the child says it itself (`announces_ready=True`, then `ctx.ready()`: a simulator,
   once it listens; its `work` starts at once, since it publishes nothing but heartbeats).
 SIGTERM or SIGINT cancels `work` and ends the process with 0; `work` raising ends it with 1.
+Either way its last act is a final Heartbeat (`final` set): subscribers learn that this
+publisher stopped, rather than wait for its silence.
 
 `tickmesh check` finds a child's settings by the module attribute `Settings` (None: the child
 takes no settings), the same class `run` is given.
@@ -113,6 +115,8 @@ def run(main: Callable[[ProcessContext[S]], Awaitable[None]], settings: type[S] 
     ctx = ProcessContext(spec, parsed, publisher, metrics)
     log().info("process starting", pid=os.getpid())
     code = uvloop.run(_supervise(main, ctx, announces_ready))
+    if publisher.forwarder_ready:
+        publish_heartbeat(publisher, spec.name, metrics, final=True)
     publisher.close()
     log().info("process stopped", code=code)
     sys.exit(code)
@@ -142,11 +146,13 @@ async def _supervise(main: Callable[[ProcessContext[S]], Awaitable[None]],
     return code
 
 
-def publish_heartbeat(publisher: Publisher, name: str, metrics: Metrics) -> None:
-    """One Heartbeat of the process `name` (also used by the forwarder and the supervisor)."""
+def publish_heartbeat(publisher: Publisher, name: str, metrics: Metrics, *,
+                      final: bool = False) -> None:
+    """One Heartbeat of the process `name` (also used by the forwarder and the supervisor);
+    `final`: its last, as it stops on purpose (bus.events.Heartbeat)."""
     now = time.time_ns()
     publisher.publish(Heartbeat(provider=name, ts_event=now, ts_recv=now, pid=os.getpid(),
-                                metrics=metrics.samples()))
+                                metrics=metrics.samples(), final=final))
 
 
 async def _connected(publisher: Publisher) -> None:
