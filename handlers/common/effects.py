@@ -119,7 +119,8 @@ class Effects:
                 body = await answer.content.read(HTTP_MAX_BYTES + 1)
                 if len(body) > HTTP_MAX_BYTES:
                     return HttpResponse(request.key, 0, error=f"over {HTTP_MAX_BYTES} bytes")
-                return HttpResponse(request.key, answer.status, body)
+                headers = tuple((name.lower(), value) for name, value in answer.headers.items())
+                return HttpResponse(request.key, answer.status, body, headers=headers)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
             return HttpResponse(request.key, 0, error=f"{type(exc).__name__}: {exc}")
 

@@ -20,7 +20,7 @@ What goes in, each call returning an Output:
   encoded), read at `ts_recv` (wall-clock ns).
 - `timer(key, ts)`: a `Timer(key, delay)` this protocol asked for came due.
 - `http_response(response, ts)`: the answer to an `HttpRequest` (status 0 and `error` set when
-  no answer came: refused, timed out, or too large).
+  no answer came: refused, timed out, or too large), with its headers (names lower-cased).
 - `resubscribe(symbol)`: the client is resubscribing one symbol, as a `Resubscribe` asked;
   return the frames that do it (default: a problem, "cannot resubscribe one symbol").
 - `control(request, ts)`: a `bus.events.Control` addressed to this provider arrived over the
@@ -93,6 +93,7 @@ class HttpResponse(NamedTuple):
     status: int  # 0: no answer (see error)
     body: bytes = b""
     error: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # (lower-cased name, value), as they came
 
 
 class Resubscribe(NamedTuple):
