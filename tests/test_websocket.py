@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
-from handlers.common.websocket import Timeouts, connect
+from handlers.common.websocket import MAX_QUEUE, Timeouts, connect
 from tests.rawserver import RawServer, frame, read_frame, upgrade
 
 pytestmark = pytest.mark.timeout(30)
@@ -166,3 +166,62 @@ def test_a_websockets_server_gets_our_headers_and_replies_answers_our_pings_and_
 
     assert run(client()) == [b"text", b"\x00binary"]
     assert seen["key"] == "k"
+
+
+# --- closing a connection whose reading is paused ---------------------------------------------
+
+CLOSING = Timeouts(open=5, ping_interval=None, ping_timeout=None, close=5)
+FLOOD = frame(0x81, b"x") * (MAX_QUEUE + 100)  # more than the reader may leave unread
+
+
+async def eventually(condition, timeout: float = 10) -> None:
+    """Poll `condition` on the event loop until it holds; fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def answer_the_close(conn) -> None:
+    """Read up to the client's close frame, send the server's, and end TCP (RFC 6455 5.5.1)."""
+    first, payload = read_frame(conn)
+    while first != 0x88:
+        first, payload = read_frame(conn)
+    conn.sendall(frame(0x88, payload[:2]))
+    conn.close()
+
+
+async def close_and_time(url: str, paused_first: bool):
+    """Close the connection (once its reading paused, if `paused_first`): the close frame the
+    server sent, as the client saw it (None: never read), and how long close() took."""
+    async with connect(url, {}, CLOSING, MAX_SIZE) as ws:
+        if paused_first:
+            await eventually(lambda: not ws.transport.is_reading())
+        started = time.monotonic()
+        await ws.close()
+        return ws.protocol.close_rcvd, time.monotonic() - started
+
+
+def test_close_reads_the_servers_close_frame_when_reading_was_paused():
+    def flood_then_answer(conn, stop):
+        upgrade(conn)
+        conn.sendall(FLOOD)  # never read by the client: its reading pauses
+        answer_the_close(conn)
+
+    with RawServer(flood_then_answer) as server:
+        received, seconds = run(close_and_time(server.url, paused_first=True))
+    assert received is not None and received.code == 1000
+    assert seconds < CLOSING.close  # not aborted at the close timeout
+
+
+def test_close_reads_the_servers_close_frame_behind_a_flood_of_messages():
+    def answer_after_a_flood(conn, stop):
+        upgrade(conn)
+        read_frame(conn)  # the client's close frame, which the server acts on late
+        conn.sendall(FLOOD + frame(0x88, (1000).to_bytes(2, "big")))
+        conn.close()
+
+    with RawServer(answer_after_a_flood) as server:
+        received, seconds = run(close_and_time(server.url, paused_first=False))
+    assert received is not None and received.code == 1000
+    assert seconds < CLOSING.close

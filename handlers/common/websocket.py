@@ -22,8 +22,9 @@ Measured on loopback (600-byte frames): ~3.7 µs of the reader's CPU a frame, ag
 through websockets' asyncio client and ~5.5 through its sans-I/O protocol alone.
 
 Reading pauses while MAX_QUEUE messages wait for the reader, so a stalled reader holds a
-bounded amount; a closing handshake or a failed connection gets `close_timeout` seconds for the
-server to close TCP, then the connection is aborted.
+bounded amount, and only while the connection is open: a closing handshake or a failed
+connection reads on (what comes after close() is dropped), and gets `close_timeout` seconds
+for the server to close TCP, then the connection is aborted.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Connection(asyncio.Protocol):
         self._messages: list[bytes] = []
         self._reader: asyncio.Future | None = None
         self._paused = False
+        self._closing = False  # close() was called
         self._pongs: dict[bytes, asyncio.Future] = {}
         self._abort: asyncio.TimerHandle | None = None
         self._writable: asyncio.Future | None = None
@@ -95,9 +97,7 @@ class Connection(asyncio.Protocol):
             self._reader = asyncio.get_running_loop().create_future()
             await self._reader
         messages, self._messages = self._messages, []
-        if self._paused:
-            self._paused = False
-            self.transport.resume_reading()
+        self._resume_reading()
         return messages
 
     async def send(self, message: str | bytes) -> None:
@@ -130,7 +130,8 @@ class Connection(asyncio.Protocol):
 
     async def close(self) -> None:
         """The closing handshake (code 1000), then the end of TCP within close_timeout; what
-        was received and not read is dropped."""
+        was received and not read is dropped, and so is what comes after."""
+        self._closing = True
         self._messages.clear()
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(1000)
@@ -156,10 +157,11 @@ class Connection(asyncio.Protocol):
             self._handshake(data)
         else:
             self._feed(data)
-        if self._messages:
-            if len(self._messages) >= MAX_QUEUE and not self._paused:
-                self._paused = True
-                self.transport.pause_reading()
+        if self._closing:
+            self._messages.clear()
+        elif self._messages:
+            if len(self._messages) >= MAX_QUEUE and self.protocol.state is State.OPEN:
+                self._pause_reading()
             _wake(self._reader)
 
     def eof_received(self) -> None:
@@ -184,6 +186,16 @@ class Connection(asyncio.Protocol):
         self._writable = None
 
     # --- receiving ---------------------------------------------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._paused and not self.transport.is_closing():
+            self._paused = False
+            self.transport.resume_reading()
 
     def _handshake(self, data: bytes) -> None:
         """Before the connection is open: websockets reads the response's head exactly (a 101
@@ -292,7 +304,9 @@ class Connection(asyncio.Protocol):
         self._expect_close()
 
     def _expect_close(self) -> None:
-        """The server should close TCP now: give it close_timeout, then abort."""
+        """The server should close TCP now: give it close_timeout, then abort. Reading goes on
+        (paused, it would never see the server's close frame nor its end of TCP)."""
+        self._resume_reading()
         if self._abort is None and not self.lost.done():
             self._abort = asyncio.get_running_loop().call_later(self.close_timeout, self.abort)
 
