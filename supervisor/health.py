@@ -18,6 +18,13 @@ symbol's "resyncing" puts the symbol in `resyncing` until that handler's next bo
 it (`snapshot`) or another Status of that symbol. The last error is the last Status "error" or
 "disconnected" with a code or a message.
 
+A process that stopped tells no stale rates: once its final heartbeat came (it stopped on
+purpose: bus.events.Heartbeat.final), or the supervisor saw its process exit (`ended`: killed
+outright, it sends none), it is stopped; when no heartbeat came for SILENT_AFTER s while it
+should run (hung, or the bus is), it is silent. Either way its rates are 0, its latency
+unknown, and its feed's state says so (STOPPED or SILENT, never connected) until a heartbeat of
+a new life (a new epoch) comes.
+
 Heartbeats of an epoch older than the process's current one (a replay onto the live bus) are
 ignored while the current one's keep coming; after SUPERSEDED_AFTER s without them, an older
 epoch is a new life too (a restart after the clock was set back).
@@ -41,11 +48,14 @@ LATENCY_WINDOW = 10.0
 MAX_PROCESSES = 1024
 MAX_EPOCHS = 256
 SUPERSEDED_AFTER = 5.0
+SILENT_AFTER = 3.0  # seconds without a heartbeat (they come every second): silent
+STOPPED, SILENT = "stopped", "silent"
 CONNECTED = frozenset({"connected", "authenticated", "subscribed"})
 ERRORS = frozenset({"error", "disconnected"})
 RESYNCING = "resyncing"
 NOT_EVENTS = frozenset({"heartbeat", "status"})
 GAPS = frozenset({"bus_gaps", "resyncs", "trades_missed"})
+Quiet = tuple[str, float]  # STOPPED or SILENT, and since when (unix seconds)
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,11 @@ class Feed:
     resyncing: set[str] = field(default_factory=set)
     updated: float = 0.0
 
+    def stop(self, at: float) -> None:
+        """Its process stopped (at `at`): so is the connection, for good."""
+        self.state, self.since = STOPPED, at
+        self.resyncing.clear()
+
     def apply(self, status: Status, now: float) -> None:
         at = status.ts_event / 1e9
         self.updated = now
@@ -85,10 +100,14 @@ class Feed:
     def connected(self) -> bool:
         return self.state in CONNECTED
 
-    def report(self) -> dict[str, Any]:
-        return {"provider": self.provider, "state": self.state,
-                "connected": self.connected, "since": self.since,
-                "last_error": self.last_error, "resyncing": sorted(self.resyncing)}
+    def report(self, quiet: Quiet | None = None) -> dict[str, Any]:
+        """As it is, or as its process's silence makes it (`quiet`: STOPPED or SILENT, and
+        since when)."""
+        state, since = quiet or (self.state, self.since)
+        return {"provider": self.provider, "state": state,
+                "connected": quiet is None and self.connected, "since": since,
+                "last_error": self.last_error,
+                "resyncing": [] if quiet else sorted(self.resyncing)}
 
 
 @dataclass
@@ -100,10 +119,20 @@ class ProcessHealth:
     received_at: float
     history: deque[Point]
     last_event_at: float | None = None
+    ended_at: float | None = None  # when it stopped (its final heartbeat, or its exit)
 
     @property
     def latest(self) -> Point:
         return self.history[-1]
+
+    def quiet(self, now: float) -> Quiet | None:
+        """(STOPPED, when) once it stopped, (SILENT, its last heartbeat's time) after
+        SILENT_AFTER s without one, else None: it heartbeats."""
+        if self.ended_at is not None:
+            return STOPPED, self.ended_at
+        if now - self.received_at > SILENT_AFTER:
+            return SILENT, self.received_at
+        return None
 
     def value(self, names: Iterable[str]) -> float:
         """The sum of every sample named one of `names`, whatever its labels."""
@@ -159,6 +188,18 @@ class Health:
         process.history.append(point)
         while len(process.history) > 1 and process.history[1].at <= now - LATENCY_WINDOW:
             process.history.popleft()
+        if beat.final:
+            self.ended(beat.provider, now)
+
+    def ended(self, name: str, now: float) -> None:
+        """Process `name` stopped (its final heartbeat, or the supervisor saw it exit): its
+        current life, and its connections, are over."""
+        process = self._processes.get(name)
+        if process is None or process.ended_at is not None:
+            return
+        process.ended_at = now
+        for feed in self._feeds.get(process.epoch, {}).values():
+            feed.stop(now)
 
     def status(self, status: Status, now: float) -> None:
         feeds = self._feeds.get(status.epoch)
@@ -199,20 +240,21 @@ class Health:
         if process is None:
             return None
         received = process.latest.received
-        feed = self.feed(name)
+        feed, quiet = self.feed(name), process.quiet(now)
+        rates = _quiet_rates(received) if quiet else _rates(process)
         return {
             "heartbeat_age": round(now - process.received_at, 3),
             "events_published": int(process.latest.published),
-            "events_per_second": _round(process.rate(RATE_WINDOW, "published"), 2),
+            "events_per_second": rates["events_per_second"],
             "events_received": None if received is None else int(received),
-            "events_received_per_second": _round(process.rate(RATE_WINDOW, "received"), 2),
+            "events_received_per_second": rates["events_received_per_second"],
             "last_event_age": (None if process.last_event_at is None
                                else round(now - process.last_event_at, 3)),
             "gaps": int(process.value(GAPS)),
             "reconnects": int(process.value(["reconnects"])),
-            "latency_p50": _round(process.latency(0.5), 6),
-            "latency_p99": _round(process.latency(0.99), 6),
-            "feed": feed.report() if feed else None,
+            "latency_p50": rates["latency_p50"],
+            "latency_p99": rates["latency_p99"],
+            "feed": feed.report(quiet) if feed else None,
         }
 
     def _begin(self, beat: Heartbeat, now: float, previous: ProcessHealth | None) -> ProcessHealth:
@@ -255,6 +297,21 @@ def _point(samples: list[Sample], now: float) -> Point:
         elif sample.name == f"{EVENT_LATENCY}_bucket":
             latency[float(sample.labels["le"])] = sample.value
     return Point(now, published, received, latency)
+
+
+def _rates(process: ProcessHealth) -> dict[str, float | None]:
+    """A heartbeating process's recent rates and latency."""
+    return {"events_per_second": _round(process.rate(RATE_WINDOW, "published"), 2),
+            "events_received_per_second": _round(process.rate(RATE_WINDOW, "received"), 2),
+            "latency_p50": _round(process.latency(0.5), 6),
+            "latency_p99": _round(process.latency(0.99), 6)}
+
+
+def _quiet_rates(received: float | None) -> dict[str, float | None]:
+    """A stopped or silent process's: nothing flows, no latency is measured."""
+    return {"events_per_second": 0.0,
+            "events_received_per_second": None if received is None else 0.0,
+            "latency_p50": None, "latency_p99": None}
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -10,7 +10,7 @@ from bus.events import BookSnapshot, Heartbeat, Sample, Status, encode
 from bus.subscriber import RawMessage
 from bus.topics import topic
 from runtime.metrics import EVENT_LATENCY, SCHEMA, Histogram
-from supervisor.health import MAX_EPOCHS, SUPERSEDED_AFTER, Health, quantile
+from supervisor.health import MAX_EPOCHS, SILENT_AFTER, SUPERSEDED_AFTER, Health, quantile
 from supervisor.watch import observe
 
 pytestmark = pytest.mark.timeout(10)
@@ -169,7 +169,8 @@ def test_the_last_error_is_kept_with_its_time():
                  status("disconnected", T0 + 1),  # no code, no message: not an error to tell
                  status("error", T0 + 2, code=406, message="connection limit exceeded"),
                  status("disconnected", T0 + 3, message="closed by the server"),
-                 status("connecting", T0 + 4), status("subscribed", T0 + 5))
+                 status("connecting", T0 + 4), status("subscribed", T0 + 5),
+                 beat("h", T0 + 5, uptime=5))
     feed = health.report("h", T0 + 6)["feed"]
     assert feed["last_error"] == {"code": 0, "message": "closed by the server", "at": T0 + 3}
     assert (feed["state"], feed["since"]) == ("subscribed", T0 + 5)
@@ -202,3 +203,68 @@ def test_the_supervisor_s_bus_view_feeds_health_from_raw_messages():
                         bids=[(1.0, 1.0)], asks=[(2.0, 1.0)]), T0 + 1)
     observe(health, RawMessage(b"status.coinbase.|", b"\xc1 not msgpack", 9, 2), T0 + 1)
     assert health.report("cb", T0 + 1)["feed"]["resyncing"] == []
+
+
+# --- a stopped or silent process: no stale rate (issue 16) ----------------------------------
+
+def flowing(name: str = "h", epoch: int = 1, seconds: int = 5) -> list[tuple]:
+    """`name` publishing 70 events/s for `seconds` s, its feed subscribed."""
+    return [status("subscribed", T0, epoch=epoch),
+            status("resyncing", T0, epoch=epoch, symbol="BTC-USD"),
+            *(beat(name, T0 + s, epoch=epoch, uptime=1 + s, published=70 * (1 + s))
+              for s in range(seconds + 1))]
+
+
+def final(name: str, at: float, epoch: int = 1, published: float = 0) -> tuple[Heartbeat, float]:
+    heartbeat, _ = beat(name, at, epoch=epoch, uptime=at - T0 + 1, published=published)
+    heartbeat.final = True
+    return heartbeat, at
+
+
+def test_a_process_that_sent_its_final_heartbeat_is_stopped_with_no_rate():
+    health = fed(*flowing(), final("h", T0 + 5.5, published=420))
+    report = health.report("h", T0 + 25)
+    assert report["feed"]["state"] == "stopped" and report["feed"]["connected"] is False
+    assert report["feed"]["since"] == T0 + 5.5 and report["feed"]["resyncing"] == []
+    assert report["events_per_second"] == 0.0
+    assert report["latency_p50"] is None and report["latency_p99"] is None
+    assert report["events_published"] == 420  # what it did in its life stays told
+    assert health.feed("h").connected is False  # Prometheus' tickmesh_connected too
+
+
+def test_a_process_silent_for_more_than_3_s_is_silent_with_no_rate():
+    health = fed(*flowing())
+    assert health.report("h", T0 + 5 + SILENT_AFTER)["feed"]["state"] == "subscribed"
+    report = health.report("h", T0 + 5 + SILENT_AFTER + 0.1)
+    assert (report["feed"]["state"], report["feed"]["since"]) == ("silent", T0 + 5)
+    assert report["feed"]["connected"] is False and report["events_per_second"] == 0.0
+
+
+def test_a_silent_consumer_takes_nothing_in_either():
+    health = fed(beat("books", T0, uptime=1, events_received=100),
+                 beat("books", T0 + 1, uptime=2, events_received=200))
+    assert health.report("books", T0 + 1)["events_received_per_second"] == 100.0
+    assert health.report("books", T0 + 10)["events_received_per_second"] == 0.0
+    assert fed(beat("h", T0, uptime=1)).report("h", T0 + 10)["events_received_per_second"] is None
+
+
+def test_a_fresh_epoch_of_the_same_process_is_back_to_its_real_state():
+    health = fed(*flowing(), final("h", T0 + 5.5, published=420),
+                 status("connecting", T0 + 20, epoch=2),
+                 beat("h", T0 + 20, epoch=2, uptime=1, published=0),
+                 status("subscribed", T0 + 21, epoch=2),
+                 beat("h", T0 + 21, epoch=2, uptime=2, published=30))
+    report = health.report("h", T0 + 21)
+    assert (report["feed"]["state"], report["feed"]["connected"]) == ("subscribed", True)
+    assert report["events_per_second"] == 15.0
+    health.heartbeat(*final("h", T0 + 22, epoch=1))  # an earlier life's, replayed: ignored
+    assert health.report("h", T0 + 22)["feed"]["state"] == "subscribed"
+
+
+def test_a_process_the_supervisor_saw_exit_is_stopped_without_its_final_heartbeat():
+    health = fed(*flowing())
+    health.ended("h", T0 + 5.2)  # SIGKILLed: no final heartbeat
+    feed = health.report("h", T0 + 6)["feed"]
+    assert (feed["state"], feed["since"]) == ("stopped", T0 + 5.2)
+    health.ended("nobody", T0 + 6)  # never heartbeated: nothing to tell
+    assert health.report("nobody", T0 + 6) is None
