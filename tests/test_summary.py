@@ -33,3 +33,16 @@ def test_the_line_names_feeds_consumers_and_what_is_not_running():
 def test_a_system_before_any_heartbeat_says_only_what_runs():
     status = {"children": {"forwarder": child("running"), "alpaca": child("starting")}}
     assert summary(status) == {"running": "1 of 2 processes", "not_running": "alpaca starting"}
+
+
+def test_a_stopped_or_silent_feed_is_said_so_without_a_rate():
+    status = {"children": {
+        "alpaca": child("running", feed("subscribed", 20.0)),
+        "coinbase": child("stopped", feed("stopped", 0.0)),
+        "ib": child("running", feed("silent", 0.0)),
+    }}
+    assert summary(status) == {
+        "running": "2 of 3 processes",
+        "not_running": "coinbase stopped",
+        "feeds": "alpaca subscribed 20/s, coinbase stopped, ib silent",
+    }
