@@ -301,6 +301,44 @@ def test_bad_requests_get_coinbase_errors(spawn_child):
             ws.send(json.dumps({"type": "subscribe", **request}))
             assert json.loads(ws.recv(timeout=10)) == {
                 "type": "error", "message": "Failed to subscribe", "reason": reason}
+            if reason.endswith("is not a valid product"):  # then the subscriptions, unchanged
+                assert json.loads(ws.recv(timeout=10)) == {"type": "subscriptions",
+                                                           "channels": []}
+
+
+def subscribe(ws, products: list[str], channels=("matches",)) -> list[dict]:
+    """Send a subscribe; its answers: an error then the subscriptions, or the subscriptions."""
+    ws.send(json.dumps({"type": "subscribe", "product_ids": products,
+                        "channels": list(channels)}))
+    answers = [json.loads(ws.recv(timeout=10))]
+    while answers[-1]["type"] != "subscriptions":
+        answers.append(json.loads(ws.recv(timeout=10)))
+    return answers
+
+
+def test_a_subscribe_naming_an_unknown_product_is_ignored_as_a_whole(spawn_child):
+    """As Coinbase: the error names the product, the subscriptions that follow are unchanged
+    (nothing of the request was subscribed), and the connection stays open."""
+    port = start_simulator(spawn_child)
+    with connect(f"ws://127.0.0.1:{port}") as ws:
+        assert subscribe(ws, ["BTC-USD", "XBT-USD", "ETH-USD"]) == [
+            {"type": "error", "message": "Failed to subscribe",
+             "reason": "XBT-USD is not a valid product"},
+            {"type": "subscriptions", "channels": []}]
+        assert subscribe(ws, ["BTC-USD", "ETH-USD"]) == [{"type": "subscriptions", "channels": [
+            {"name": "matches", "product_ids": ["BTC-USD", "ETH-USD"]}]}]
+
+
+def test_a_delisted_product_is_refused_until_it_is_listed_again(spawn_child):
+    port = start_simulator(spawn_child, symbols=PRODUCTS + ["SOL-USD"])
+    assert control(port, "delist", product="SOL-USD")["delisted"] == ["SOL-USD"]
+    with connect(f"ws://127.0.0.1:{port}") as ws:
+        refused = subscribe(ws, ["SOL-USD"], ["level2_batch"])
+        assert refused[0]["reason"] == "SOL-USD is not a valid product"
+        assert control(port, "relist", product="SOL-USD")["delisted"] == []
+        assert subscribe(ws, ["SOL-USD"], ["level2_batch"])[0]["channels"] == [
+            {"name": "level2_batch", "product_ids": ["SOL-USD"]}]
+        assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
 
 
 def test_the_cli_serves(spawn):

@@ -10,6 +10,11 @@ every frame is one JSON object tagged by `type`; new types may appear and are to
   the same shape. Each is answered by `subscriptions`, listing every channel and its products
   as they now are. A request the server refuses is ignored as a whole and answered by
   `{"type":"error","message":"Failed to subscribe","reason":"XYZ-USD is not a valid product"}`.
+  A product the exchange does not list (unknown, or delisted: XRP-USD got this in 2023) is
+  refused so: the reason names the first such product of the request, the `subscriptions`
+  that follows is unchanged (nothing of the request was subscribed), and the connection stays
+  open (ccxt/ccxt#17810; "ignored entirely": coinbase/coinbase-pro-node#174, whose older
+  reason "Invalid product ID provided" named no product).
 - `level2` needs an authenticated subscribe (key, passphrase, timestamp, signature fields);
   `level2_batch` has the same messages in 50 ms batches and needs none. Both start with a
   `snapshot` (string prices and sizes, no time, no sequence) then `l2update`s whose `changes`
@@ -62,6 +67,8 @@ ERROR_CODES = {FAILED_SUBSCRIBE: 1, FAILED_UNSUBSCRIBE: 2, SLOW_CONSUME: 3, SLOW
 (0: any other message)."""
 CLOSING_ERRORS = (SLOW_CONSUME, SLOW_READ, TOO_BIG)
 """Errors after which the server disconnects the client."""
+NOT_A_VALID_PRODUCT = " is not a valid product"
+"""The end of the reason of an error refusing a product the exchange does not list."""
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -145,6 +152,17 @@ def subscriptions(channels: dict[str, Iterable[str]]) -> dict[str, Any]:
 
 def error(message: str, reason: str = "") -> dict[str, Any]:
     return {"type": "error", "message": message, "reason": reason}
+
+
+def not_listed(product: str) -> str:
+    """The reason of a refusal of `product`, which the exchange does not list."""
+    return f"{product}{NOT_A_VALID_PRODUCT}"
+
+
+def refused_product(reason: str) -> str:
+    """The product a refusal's reason says the exchange does not list ("" if it says not)."""
+    product = reason.removesuffix(NOT_A_VALID_PRODUCT)
+    return product if product != reason and product else ""
 
 
 Side = Literal["buy", "sell"]

@@ -6,7 +6,8 @@ within `subscribe_timeout` seconds (5, as Coinbase) is disconnected (close 1008)
 and unsubscribe are answered by `subscriptions`, or, for a request it refuses (unknown
 channel or product, no channels, a channel without products, `level2` without the auth
 fields), by an error `Failed to subscribe` (or unsubscribe) with the reason, the request
-ignored as a whole. A new book subscription gets its product's snapshot, a new matches one
+ignored as a whole; a refused product (one not in `symbols`, or delisted) is followed, as at
+Coinbase, by the `subscriptions` as they still are. A new book subscription gets its product's snapshot, a new matches one
 its `last_match`. Data is the products' books of handlers/coinbase/sim/market.py, stepped
 every TICK_SECONDS: `level2` subscribers get each step's l2update, `level2_batch` ones the
 product's changes every BATCH_SECONDS in one l2update; matches at `rate` a second per
@@ -29,6 +30,10 @@ ERRORS; burst?count=N makes N trades at once. And:
                         message (the next match or heartbeat shows the trade id skip)
     book?product=P&depth=N   P's true book now, its top N levels a side (strings, as on the
                         wire)
+    delist?product=P    from now on a subscribe or unsubscribe naming P is refused, as for a
+                        product the exchange does not list (subscriptions already made are
+                        left as they are); relist?product=P undoes it. Both answer the
+                        products delisted
 
 Run it standalone (`tickmesh sim coinbase --port 8769`, i.e. `cli(argv)`) or supervised
 (`python -m handlers.coinbase.sim.server`, settings from TICKMESH_CHILD).
@@ -137,6 +142,7 @@ class Simulator:
                              settings.seed or None)
         self.frames: list[Frame] = load(settings.replay) if settings.replay else []
         self.quiet_until = 0.0
+        self.delisted: set[str] = set()
         self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
         self.controls = simcontrol.actions(
             stats=self.stats, drop=self.drop, stall=self.stall, quiet=self.quiet,
@@ -144,6 +150,8 @@ class Simulator:
                 "gap": simcontrol.Action(self.gap, {"product": self._product}),
                 "book": simcontrol.Action(self.book, {"product": self._product,
                                                       "depth": _depth}),
+                "delist": simcontrol.Action(self.delist, {"product": self._product}),
+                "relist": simcontrol.Action(self.relist, {"product": self._product}),
             })
 
     # --- connections -----------------------------------------------------------------------
@@ -228,6 +236,8 @@ class Simulator:
         if refusal:
             self.counters["bad_input", "bad_request"] += 1
             self._error(client, f"Failed to {request.type}", refusal)
+            if wire.refused_product(refusal):  # then, as Coinbase, the unchanged subscriptions
+                self._send(client, wire.subscriptions(client.channels))
         elif request.type == "subscribe":
             self._subscribe(client, request.pairs())
         else:
@@ -244,8 +254,8 @@ class Simulator:
             if not (request.product_ids or getattr(channel, "product_ids", None)):
                 return f"You need to specify at least one product ID for channel {name}"
         for channel, product in request.pairs():
-            if product not in self.market.books:
-                return f"{product[:40]} is not a valid product"
+            if product not in self.market.books or product in self.delisted:
+                return wire.not_listed(product[:40])
             if channel == wire.LEVEL2 and request.type == "subscribe" and not all(
                     (request.key, request.passphrase, request.timestamp, request.signature)):
                 return "level2 channel requires authentication"
@@ -387,6 +397,14 @@ class Simulator:
     def book(self, product: str, depth: int) -> dict[str, Any]:
         snapshot = self.market.books[product].snapshot(depth)
         return {"product": product, "bids": snapshot["bids"], "asks": snapshot["asks"]}
+
+    def delist(self, product: str) -> dict[str, Any]:
+        self.delisted.add(product)
+        return {"delisted": sorted(self.delisted)}
+
+    def relist(self, product: str) -> dict[str, Any]:
+        self.delisted.discard(product)
+        return {"delisted": sorted(self.delisted)}
 
     def stats(self) -> dict[str, Any]:
         return {
