@@ -1,14 +1,26 @@
-"""Subscriber SDK: receive events by topic pattern, and learn of every message you missed.
+"""Subscriber SDK: receive events by topic pattern, and learn, in order, of everything you did not
+get: messages lost, duplicates and stale publishers dropped, publishers gone silent or stopped.
 
     sub = Subscriber("ipc:///tmp/tickmesh-0/subscribe", ["trade.alpaca.AAPL", "quote.*.*"])
     for event in sub:
         print(event.symbol, event.price)
 
-Gaps are tracked per topic and publisher epoch: a skipped sequence number on a topic is a gap
-(counted in `gaps` and `missed`, reported to `on_gap`); a new epoch is a publisher restart.
-A jump of more than MAX_GAP numbers cannot be lost messages (no subscriber queue holds that
-many of one topic): it is counted as a restart of the topic's numbering (`restarts`), not
-as a gap, so that one forged or corrupt sequence number cannot make `missed` nonsense.
+What a reader is told, and where (bus.sequence has the rules): messages are delivered in the
+order they came, and each notice is told at its place among them, through a callback:
+- `on_gap(Gap)`: messages of a topic were lost; told after every message before the loss was
+  handed out, and before the message that revealed it;
+- `on_publisher(PublisherSilent | PublisherStopped)`: a publisher whose messages you received
+  sent no heartbeat for `heartbeat_timeout` s (default 3, looked at while the reader is caught
+  up; 0: not watched), or said it stopped; told after everything it sent.
+A batch (`recv_batch`, `batches`, `recv_ready`) ends before a notice, and the notice is told
+at the start of the next call: a reader that handles each batch before asking for the next has
+handled everything before a notice when it hears of it.
+Duplicates (the same publisher epoch, a sequence number at or below the last) and stale
+epochs (older than the newest seen on the topic) are dropped and counted
+(`tracker.duplicates`, `tracker.stale_epoch`), never delivered; `accept_stale=True` delivers
+older epochs (a replay bus). At most `max_topics` topics are tracked: messages of further
+topics are dropped and counted (`tracker.topics_refused`, logged once); the topics of a silent
+or stopped publisher are forgotten.
 
 Every event is checked against its topic: its kind, provider and symbol must be the ones the
 topic names (`kind.provider.SYMBOL|`, as every publisher writes it). A message that does not
@@ -23,15 +35,16 @@ messages are delivered as they came: their payload is not checked against the to
 `gapfill` endpoint beside the bus's ipc:// subscribe endpoint) for exactly the missed messages
 and deliver them, in order, before the event that revealed the gap. `filled` counts them;
 `on_gap` is then told only of what the recorder did not have (or all of it if no recorder
-answered). `gaps` and `missed` still count every gap seen.
+answered), at its place among the filled messages. `gaps` and `missed` count every gap seen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from dataclasses import dataclass
 from collections import deque
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Iterable, Iterator, NamedTuple
 
 import msgspec
@@ -40,60 +53,18 @@ import zmq.asyncio
 import zmq.backend
 
 from bus import events, sockets
-from bus.gapfill import GapFiller, GapFillUnavailable, default_endpoint
+from bus.gapfill import Fill, GapFiller, GapFillUnavailable, default_endpoint
+from bus.sequence import (DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_TOPICS, MAX_GAP, Gap, Notice,
+                          PublisherSilent, PublisherStopped, PublisherWatch, SequenceTracker)
 from bus.topics import Pattern
 
-
-@dataclass(frozen=True)
-class Gap:
-    topic: bytes
-    expected: int  # the sequence number that should have come
-    received: int  # the one that came; received - expected messages were lost
-    epoch: int = 0  # the publisher epoch of both
-
-    @property
-    def missed(self) -> int:
-        return self.received - self.expected
-
+__all__ = ["AsyncSubscriber", "Gap", "MAX_GAP", "Notice", "PublisherSilent", "PublisherStopped",
+           "RawMessage", "Subscriber"]
 
 BATCH = 256  # messages an async reader takes at most at one wake-up (`batches`)
-MAX_GAP = 10_000_000
-"""The most messages one gap may count. More than a subscriber's queue (the high-water mark,
-sockets.DEFAULT_HWM) could ever lose on one topic at a time by orders of magnitude: a larger
-jump is a restart of the topic's numbering (or a forgery), not lost messages."""
-
-
-class GapTracker:
-    """Per-topic sequence bookkeeping, shared by the sync and async subscribers."""
-
-    def __init__(self, on_gap: Callable[[Gap], None] | None = None) -> None:
-        self.on_gap = on_gap
-        self.gaps = 0
-        self.missed = 0
-        self.restarts = 0
-        self._last: dict[bytes, tuple[int, int]] = {}  # topic -> (epoch, last seq)
-
-    def check(self, topic: bytes, epoch: int, seq: int) -> Gap | None:
-        """Note one message; the gap it reveals, if any (also counted and told to on_gap)."""
-        previous = self._last.get(topic)
-        self._last[topic] = (epoch, seq)
-        if previous is None:
-            return None
-        last_epoch, last_seq = previous
-        if epoch != last_epoch or seq - last_seq - 1 > MAX_GAP:
-            self.restarts += 1
-        elif seq > last_seq + 1:
-            gap = Gap(topic, last_seq + 1, seq, epoch)
-            self.gaps += 1
-            self.missed += gap.missed
-            if self.on_gap is not None:
-                self.on_gap(gap)
-            return gap
-        return None
-
-    def position(self, topic: bytes) -> tuple[int, int] | None:
-        """(epoch, last sequence number) seen on `topic`, or None."""
-        return self._last.get(topic)
+HEARTBEATS = b"heartbeat."
+CHECK_EVERY = 0.25  # seconds between two looks for silent publishers, while caught up
+_log = logging.getLogger("tickmesh.bus")
 
 
 class RawMessage(NamedTuple):
@@ -113,7 +84,27 @@ class _Stamp(msgspec.Struct, gc=False):
     e: int = 0
 
 
+class _Beat(msgspec.Struct, gc=False):
+    """Only the keys of a heartbeat that publisher watching needs."""
+
+    p: str = ""
+    e: int = 0
+    fin: bool = False
+
+
 _stamp = msgspec.msgpack.Decoder(_Stamp).decode
+_beat = msgspec.msgpack.Decoder(_Beat).decode
+
+
+@dataclass(frozen=True)
+class _FillRequest:
+    """In the pending stream: ask the recorder for `gap` before delivering what follows."""
+
+    gap: Gap
+
+
+_HELD = object()  # `_accept`'s answer when the message waits in `_pending` behind a notice
+Item = events.AnyEvent | RawMessage
 
 
 def _topic_of(event: events.Event) -> bytes:
@@ -131,28 +122,37 @@ class _SubscriberBase:
         patterns: Iterable[str],
         *,
         rcvhwm: int = sockets.DEFAULT_SUBSCRIBER_HWM,
-        on_gap: Callable[[Gap], None] | None = None,
+        on_gap: Callable[[Gap], object] | None = None,
+        on_publisher: Callable[[PublisherSilent | PublisherStopped], object] | None = None,
         context: zmq.Context | None = None,
         raw: bool = False,
         fill_gaps: bool = False,
         gapfill_endpoint: str | None = None,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        accept_stale: bool = False,
+        max_topics: int = DEFAULT_MAX_TOPICS,
     ) -> None:
         context = context or self._context_class.instance()
         self.patterns = [Pattern.parse(p) for p in patterns]
         self.raw = raw
         self.on_gap = on_gap
-        self.tracker = GapTracker(None if fill_gaps else on_gap)
+        self.on_publisher = on_publisher
+        self.tracker = SequenceTracker(accept_stale=accept_stale, max_topics=max_topics)
+        self.watch = PublisherWatch(heartbeat_timeout) if heartbeat_timeout > 0 else None
         self.received = 0
         self.malformed = 0
         self.filled = 0
         self._filler = GapFiller(gapfill_endpoint or default_endpoint(endpoint)) if fill_gaps \
             else None
-        self._pending: deque = deque()  # filled messages, then the one that revealed the gap
-        self._unfilled: Gap | None = None  # a gap to fill before delivering _pending
+        self._pending: deque = deque()  # in stream order: notices, fill requests, messages
+        self._next_check = 0.0
+        self._told_full = False
         self._client_filter = [p for p in self.patterns if p.needs_client_filter]
         self._all_by_prefix = len(self._client_filter) < len(self.patterns)
-        self._socket = sockets.subscriber(endpoint, sorted({p.prefix for p in self.patterns}),
-                                          rcvhwm, context)
+        prefixes = {p.prefix for p in self.patterns}
+        if self.watch is not None:
+            prefixes.add(HEARTBEATS)  # every publisher's heartbeat, wanted or not
+        self._socket = sockets.subscriber(endpoint, sorted(prefixes), rcvhwm, context)
         # The Cython recv, without pyzmq's Python wrapper, called with copy=False for the topic:
         # a Frame, whose `more` is far cheaper than getsockopt(RCVMORE) (~2 us, more than the
         # rest of a message).
@@ -171,10 +171,72 @@ class _SubscriberBase:
     def missed(self) -> int:
         return self.tracker.missed
 
+    # --- one message in ---------------------------------------------------------------------
+
+    def _accept(self, topic: bytes, payload: bytes) -> Item | object | None:
+        """The message to deliver; None: not wanted, malformed or dropped; _HELD: it waits in
+        `_pending` behind a notice."""
+        if topic[:10] == HEARTBEATS and self.watch is not None:
+            return self._heartbeat(topic, payload)
+        if self._client_filter and not self._wanted(topic):
+            return None
+        message = self._convert(topic, payload)
+        if message is None:
+            return None
+        return self._track(topic, message)
+
+    def _track(self, topic: bytes, message: Item) -> Item | object | None:
+        """Rules 1-7 of bus.sequence for one decoded message."""
+        if not (message.epoch or message.seq):
+            self.received += 1  # unstamped: not tracked
+            return message
+        verdict = self.tracker.check(topic, message.epoch, message.seq)
+        if verdict is True:
+            self.received += 1
+            return message
+        if verdict is False:
+            if self.tracker.topics_refused and not self._told_full:
+                self._told_full = True
+                _log.warning("subscriber tracks %d topics, its max_topics: messages of further "
+                             "topics are dropped (tracker.topics_refused)", self.tracker.topics)
+            return None
+        self.received += 1
+        self._pending.append(_FillRequest(verdict) if self._filler is not None else verdict)
+        self._pending.append(message)
+        return _HELD
+
+    def _heartbeat(self, topic: bytes, payload: bytes) -> Item | object | None:
+        """A heartbeat: note its publisher alive (rules 8-9); deliver it if it was asked for."""
+        try:
+            beat = _beat(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            beat = None
+        out = None
+        if self._wanted_beat(topic):
+            message = self._convert(topic, payload)
+            out = self._track(topic, message) if message is not None else None
+        if beat is None or not beat.e:
+            return out
+        if not beat.fin:
+            self.watch.heard(beat.e, beat.p, time.monotonic())
+            return out
+        stopped = self.watch.stopped(beat.e, beat.p)
+        if not self.tracker.tracks(beat.e):
+            return out
+        self.tracker.forget(beat.e)
+        if out is not None and out is not _HELD:
+            self._pending.append(out)
+        self._pending.append(stopped)
+        return _HELD
+
+    def _wanted_beat(self, topic: bytes) -> bool:
+        try:
+            return any(p.matches(topic) for p in self.patterns)
+        except (ValueError, UnicodeDecodeError):
+            return False
+
     def _wanted(self, topic: bytes) -> bool:
         """Finish filtering what a prefix subscription could not express."""
-        if not self._client_filter:
-            return True
         try:
             if any(p.matches(topic) for p in self._client_filter):
                 return True
@@ -184,24 +246,7 @@ class _SubscriberBase:
         except (ValueError, UnicodeDecodeError):
             return False
 
-    def _accept(self, topic: bytes, payload: bytes) -> events.AnyEvent | RawMessage | None:
-        """The message to deliver (None: not wanted, or malformed); on a gap to fill, it waits
-        in `_pending` behind the fill, and `_unfilled` says so."""
-        if self._client_filter and not self._wanted(topic):
-            return None
-        message = self._convert(topic, payload)
-        if message is None:
-            return None
-        self.received += 1
-        if message.epoch or message.seq:
-            gap = self.tracker.check(topic, message.epoch, message.seq)
-            if gap is not None and self._filler is not None:
-                self._unfilled = gap
-                self._pending.append(message)
-                return None
-        return message
-
-    def _convert(self, topic: bytes, payload: bytes) -> events.AnyEvent | RawMessage | None:
+    def _convert(self, topic: bytes, payload: bytes) -> Item | None:
         try:
             if not self.raw:
                 event = events.decode(payload)
@@ -215,11 +260,40 @@ class _SubscriberBase:
             self.malformed += 1
             return RawMessage(topic, payload, 0, 0) if self.raw else None
 
-    def _drain(self, socket: zmq.Socket, limit: int) -> list[events.AnyEvent | RawMessage]:
-        """Up to `limit` wanted messages that have already arrived at `socket` (a blocking
-        socket on this subscriber's), without waiting."""
-        recv = zmq.backend.Socket.recv.__get__(socket)  # as self._recv, on `socket`
-        batch, accept, noblock = [], self._accept, zmq.NOBLOCK
+    # --- the stream out ---------------------------------------------------------------------
+
+    def _collect(self, recv: Callable, limit: int) -> list[Item]:
+        """Up to `limit` messages, without waiting: what is pending, then what has arrived at
+        the socket (read with `recv`). Stops before a notice that follows messages, and before
+        a fill request (both are for the next call); tells the notices it meets first."""
+        batch: list[Item] = []
+        while len(batch) < limit:
+            if self._pending:
+                if not self._take(batch, limit):
+                    break
+            elif not self._drain(recv, batch, limit):
+                break
+        return batch
+
+    def _take(self, batch: list[Item], limit: int) -> bool:
+        """Move pending messages into `batch`; True if the pending stream is now empty."""
+        pending = self._pending
+        while pending and len(batch) < limit:
+            item = pending[0]
+            if isinstance(item, _FillRequest):
+                return False
+            if isinstance(item, Notice):
+                if batch:
+                    return False  # told at the next call, after this batch is handled
+                pending.popleft()
+                self._tell(item)
+            else:
+                batch.append(pending.popleft())
+        return not pending
+
+    def _drain(self, recv: Callable, batch: list[Item], limit: int) -> bool:
+        """Read arrived messages into `batch`; True if something now waits in `_pending`."""
+        accept, noblock = self._accept, zmq.NOBLOCK
         try:
             while len(batch) < limit:
                 frame = recv(noblock, False)
@@ -227,29 +301,66 @@ class _SubscriberBase:
                     self.malformed += 1
                     continue
                 message = accept(frame.bytes, recv())
+                if message is _HELD:
+                    return True
                 if message is not None:
                     batch.append(message)
+            return False
         except zmq.Again:
-            pass
-        return batch
+            self._caught_up()
+            return bool(self._pending)
 
-    def _fill(self, gap: Gap) -> None:
-        """Put the recorded messages of `gap` in front of `_pending`; tell on_gap what is left."""
+    def _caught_up(self) -> None:
+        """Nothing more is waiting: look for publishers gone silent (rule 9), now and then."""
+        if self.watch is None or not len(self.watch):
+            return
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + CHECK_EVERY
+        for notice in self.watch.silent(now):
+            if self.tracker.tracks(notice.epoch):
+                self.tracker.forget(notice.epoch)
+                self._pending.append(notice)
+
+    def _tell(self, notice: Notice) -> None:
+        if isinstance(notice, Gap):
+            if self.on_gap is not None:
+                self.on_gap(notice)
+        elif self.on_publisher is not None:
+            self.on_publisher(notice)
+
+    def _wait_ms(self, deadline: float | None) -> int | None:
+        """How long to wait for the socket: to the deadline, or the next look for silent
+        publishers, whichever is first (None: for ever)."""
+        now = time.monotonic()
+        waits = [] if deadline is None else [deadline - now]
+        if self.watch is not None and len(self.watch):
+            waits.append(max(self._next_check, now + 0.01) - now)
+        return None if not waits else max(0, int(min(waits) * 1000) + 1)
+
+    # --- gap fill ---------------------------------------------------------------------------
+
+    def _fetch(self, gap: Gap) -> Fill | None:
         try:
-            fill = self._filler.fetch(gap.topic, gap.epoch, gap.expected, gap.received - 1)
+            return self._filler.fetch(gap.topic, gap.epoch, gap.expected, gap.received - 1)
         except GapFillUnavailable:
-            fill = None
+            return None
+
+    def _apply_fill(self, gap: Gap, fill: Fill | None) -> None:
+        """Put the recorded messages of `gap`, and the gaps of what the recorder did not have,
+        in sequence order at the front of `_pending`."""
         filled = []
         for payload in fill.payloads if fill else ():
             message = self._convert(gap.topic, payload)
             if message is not None and message.epoch == gap.epoch:
                 filled.append(message)
         self.filled += len(filled)
-        self._pending.extendleft(reversed(filled))
-        if self.on_gap is not None:
-            missing = fill.missing if fill else [(gap.expected, gap.received - 1)]
-            for first, last in missing:
-                self.on_gap(Gap(gap.topic, first, last + 1, gap.epoch))
+        missing = fill.missing if fill else [(gap.expected, gap.received - 1)]
+        items = sorted([(first, 0, Gap(gap.topic, first, last + 1, gap.epoch))
+                        for first, last in missing] + [(m.seq, 1, m) for m in filled],
+                       key=lambda item: item[:2])
+        self._pending.extendleft(item for _seq, _order, item in reversed(items))
 
     def close(self) -> None:
         self._socket.close(linger=0)
@@ -260,40 +371,42 @@ class _SubscriberBase:
 class Subscriber(_SubscriberBase):
     """Blocking subscriber; iterate it, or call recv() with a timeout."""
 
-    def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
+    def recv(self, timeout: float | None = None) -> Item | None:
         """The next wanted event, or None if none came within `timeout` seconds (a deadline for
         the whole call, however many unwanted messages arrive meanwhile)."""
-        if self._unfilled is not None:
-            gap, self._unfilled = self._unfilled, None
-            self._fill(gap)
-        if self._pending:
-            return self._pending.popleft()
         deadline = None if timeout is None else time.monotonic() + timeout
-        recv, accept = self._recv, self._accept
+        recv, accept, noblock = self._recv, self._accept, zmq.NOBLOCK
         while True:
-            if deadline is not None:
-                left = max(0.0, deadline - time.monotonic())
-                if not self._socket.poll(int(left * 1000)):
-                    return None
-            frame = recv(0, False)
+            if self._pending:
+                batch = self.recv_ready(1)
+                if batch:
+                    return batch[0]
+                continue
+            try:  # the hot path: one message, nothing pending
+                frame = recv(noblock, False)
+            except zmq.Again:
+                self._caught_up()
+                if not self._pending:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return None
+                    self._socket.poll(self._wait_ms(deadline))
+                continue
             if not frame.more:
                 self.malformed += 1
                 continue
-            event = accept(frame.bytes, recv())
-            if event is not None:
-                return event
-            if self._unfilled is not None:
-                return self.recv(timeout)
+            message = accept(frame.bytes, recv())
+            if message is not None and message is not _HELD:
+                return message
 
-    def recv_ready(self, limit: int) -> list[events.AnyEvent | RawMessage]:
+    def recv_ready(self, limit: int) -> list[Item]:
         """Up to `limit` wanted messages that have already arrived, without waiting: a batch
         for readers that keep up with the whole bus (e.g. the recorder)."""
-        if self._filler is not None:
-            batch = []
-            while len(batch) < limit and (message := self.recv(timeout=0)) is not None:
-                batch.append(message)
-            return batch
-        return self._drain(self._socket, limit)
+        while True:
+            batch = self._collect(self._recv, limit)
+            if batch or not self._pending:
+                return batch
+            request = self._pending.popleft()  # a fill request: nothing is before it
+            self._apply_fill(request.gap, self._fetch(request.gap))
 
     def __iter__(self) -> Iterator[events.AnyEvent]:
         while True:
@@ -309,56 +422,63 @@ class Subscriber(_SubscriberBase):
 
 
 class AsyncSubscriber(_SubscriberBase):
-    """The same, for asyncio: `event = await sub.recv()` or `async for event in sub`."""
+    """The same, for asyncio: `event = await sub.recv()`, `async for event in sub`, or
+    `async for batch in sub.batches()`. Messages are read from a blocking shadow of the socket
+    once the asyncio socket says they are there: one wake-up for a burst."""
 
     _context_class = zmq.asyncio.Context
-    _shadow: zmq.Socket | None = None
 
-    async def recv(self, timeout: float | None = None) -> events.AnyEvent | None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # a blocking view of the same libzmq socket (closed with it: never close it apart)
+        self._shadow = zmq.Socket.shadow(self._socket.underlying)
+        self._shadow_recv = zmq.backend.Socket.recv.__get__(self._shadow)
+        self._filling: asyncio.Future | None = None
+
+    async def recv(self, timeout: float | None = None) -> Item | None:
         """The next wanted event, or None if none came within `timeout` seconds (a deadline for
-        the whole call)."""
-        if timeout is None:
-            return await self._next()
-        try:
-            return await asyncio.wait_for(self._next(), timeout)
-        except TimeoutError:
-            return None
+        the whole call). Cancelling it loses nothing and reorders nothing."""
+        batch = await self._batch(1, None if timeout is None else time.monotonic() + timeout)
+        return batch[0] if batch else None
 
-    async def recv_batch(self, limit: int) -> list[events.AnyEvent]:
-        """The next wanted event (waiting for it, as `recv` does) and, behind it, up to
-        `limit` in all of those that have already arrived: one wake-up for a burst, instead of
-        an asyncio future per message (measured: ~45% of the order-book builder's time)."""
-        batch = [await self._next()]
-        if self._filler is None and not self._pending and limit > 1:
-            if self._shadow is None:  # a blocking socket on the same libzmq socket
-                self._shadow = zmq.Socket.shadow(self._socket.underlying)
-            batch += self._drain(self._shadow, limit - 1)
-        return batch
+    async def recv_batch(self, limit: int) -> list[Item]:
+        """The next wanted events, at least one (waiting for it) and at most `limit`: those
+        already arrived, up to the next notice."""
+        return await self._batch(limit, None)
 
-    async def batches(self, limit: int = BATCH) -> AsyncIterator[list[events.AnyEvent]]:
+    async def batches(self, limit: int = BATCH) -> AsyncIterator[list[Item]]:
         """`recv_batch(limit)` for ever; after each batch is handled, the loop's other tasks
         run (a ready socket never suspends `recv_batch`: a busy bus would starve them)."""
         while True:
             yield await self.recv_batch(limit)
             await asyncio.sleep(0)
 
-    async def _next(self) -> events.AnyEvent:
+    async def _batch(self, limit: int, deadline: float | None) -> list[Item]:
         while True:
-            if self._unfilled is not None:
-                gap, self._unfilled = self._unfilled, None
-                await asyncio.to_thread(self._fill, gap)
+            batch = self._collect(self._shadow_recv, limit)
+            if batch:
+                return batch
             if self._pending:
-                return self._pending.popleft()
-            frames = await self._socket.recv_multipart()
-            if len(frames) != 2:
-                self.malformed += 1
+                await self._fill_head()
                 continue
-            event = self._accept(frames[0], frames[1])
-            if event is not None:
-                return event
+            if deadline is not None and time.monotonic() >= deadline:
+                return []
+            await self._socket.poll(self._wait_ms(deadline), zmq.POLLIN)
+
+    async def _fill_head(self) -> None:
+        """Carry out the fill request at the head of `_pending` (in a thread: it waits on the
+        recorder). Shielded: a cancelled caller leaves it running, and the next call waits for
+        the same fill, so nothing behind it is delivered first."""
+        request = self._pending[0]
+        if self._filling is None:
+            self._filling = asyncio.ensure_future(asyncio.to_thread(self._fetch, request.gap))
+        fill = await asyncio.shield(self._filling)
+        self._filling = None
+        self._pending.popleft()
+        self._apply_fill(request.gap, fill)
 
     def __aiter__(self) -> "AsyncSubscriber":
         return self
 
-    async def __anext__(self) -> events.AnyEvent:
-        return await self._next()
+    async def __anext__(self) -> Item:
+        return (await self._batch(1, None))[0]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bus.events import Bar, Quote, Trade, encode
-from bus.subscriber import MAX_GAP, GapTracker
+from bus.sequence import MAX_GAP, SequenceTracker
 from handlers.alpaca import wire as alpaca_wire
 from handlers.alpaca.protocol import AlpacaProtocol
 from handlers.common import values
@@ -332,11 +332,12 @@ def test_ib_fuzz_nothing_raises_nothing_invalid_is_published(ticks):
 # --- gap counters -----------------------------------------------------------------------------
 
 def test_a_forged_sequence_jump_is_a_restart_not_a_gap():
-    gaps = []
-    tracker = GapTracker(gaps.append)
-    for seq in (1, 2, 10**15, 3, 5):
+    tracker = SequenceTracker()
+    for seq in (1, 2, 10**15, 10**15 + 2):
         tracker.check(b"trade.alpaca.AAPL|", 7, seq)
     assert (tracker.gaps, tracker.missed, tracker.restarts) == (1, 1, 1)
+    assert tracker.check(b"trade.alpaca.AAPL|", 7, 3) is False  # behind the jump: a duplicate
+    assert tracker.duplicates == 1
     tracker.check(b"t|", 7, 1)
     tracker.check(b"t|", 7, 2 + MAX_GAP)  # the largest gap still counted
     assert (tracker.gaps, tracker.missed) == (2, 1 + MAX_GAP)

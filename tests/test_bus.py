@@ -15,7 +15,7 @@ import zmq
 
 from bus import Publisher, Subscriber, Trade
 from bus.events import encode
-from bus.subscriber import GapTracker
+from bus.sequence import Gap, SequenceTracker
 from bus.topics import Pattern, TopicError, topic
 from tests.conftest import wait_for_forwarder
 from tests.waiting import wait_until
@@ -122,17 +122,16 @@ def test_slow_subscriber_sees_gaps_while_publisher_and_others_keep_pace(spawn, s
 
 
 def test_restart_is_not_a_gap_but_a_skip_is():
-    gaps = []
-    tracker = GapTracker(on_gap=gaps.append)
+    tracker = SequenceTracker()
     t = topic("trade", "alpaca", "AAPL")
     for seq in (1, 2, 3):
-        tracker.check(t, epoch=100, seq=seq)
-    tracker.check(t, epoch=200, seq=1)  # the publisher restarted
+        assert tracker.check(t, epoch=100, seq=seq) is True
+    assert tracker.check(t, epoch=200, seq=1) is True  # the publisher restarted
     assert (tracker.gaps, tracker.restarts) == (0, 1)
-    tracker.check(t, epoch=200, seq=5)
+    gap = tracker.check(t, epoch=200, seq=5)
     assert (tracker.gaps, tracker.missed) == (1, 3)
-    assert (gaps[0].expected, gaps[0].received) == (2, 5)
-    tracker.check(topic("trade", "alpaca", "MSFT"), epoch=200, seq=7)  # first sight: no gap
+    assert gap == Gap(t, 2, 5, 200)
+    assert tracker.check(topic("trade", "alpaca", "MSFT"), epoch=200, seq=7) is True  # first
     assert tracker.gaps == 1
 
 
@@ -211,41 +210,53 @@ def test_a_new_publisher_loses_none_of_its_first_events(forwarder):
         closable.close()
 
 
-def test_an_async_batch_takes_what_has_arrived_in_order_and_tells_gaps(forwarder):
+def pub_seq(pub: Publisher) -> int:
+    """The last sequence number `pub` gave a trade.alpaca.AAPL| event."""
+    return pub.stream_counts()[("trade", "alpaca")]
+
+
+def test_an_async_batch_takes_what_has_arrived_in_order_and_ends_before_a_gap(forwarder):
     import asyncio
 
     from bus.subscriber import AsyncSubscriber
 
-    async def scenario() -> tuple[list[list[int]], int]:
-        gaps = []
-        sub = AsyncSubscriber(forwarder.subscribe, ["trade.alpaca.AAPL"], on_gap=gaps.append)
+    async def scenario() -> tuple[list, int]:
+        told: list = []  # batches and gaps, in the order the reader met them
+        sub = AsyncSubscriber(forwarder.subscribe, ["trade.alpaca.AAPL"],
+                              on_gap=lambda gap: told.append(("gap", gap.expected, gap.received)))
         witness = Subscriber(forwarder.subscribe, ["trade.alpaca.AAPL"])
         pub = Publisher(forwarder.publish)
-        pub.publish(trade("AAPL"))  # the subscriptions are in place once this one arrives
-        first = await sub.recv_batch(10)
-        assert [e.seq for e in first] == [1]
-        assert witness.recv(timeout=5).seq == 1
+        pub.publish(trade("AAPL"))
+        while (first := await sub.recv(timeout=0.05)) is None:  # the subscriptions take a while
+            pub.publish(trade("AAPL"))
+        while (event := witness.recv(timeout=5)).seq < pub_seq(pub):
+            pass
+        while (event := await sub.recv(timeout=0.05)) is not None:
+            first = event
+        start = first.seq + 1
         for _ in range(25):
             pub.publish(trade("AAPL"))
             pub.publish(trade("AAPLX"))  # not wanted: never in a batch
         skipped = trade("AAPL")
-        skipped.seq, skipped.epoch = 32, pub.epoch  # 27 to 31 "lost"
+        skipped.seq, skipped.epoch = start + 30, pub.epoch  # start+25 .. start+29 "lost"
         pub.publish_raw(topic("trade", "alpaca", "AAPL"), encode(skipped))
         # once the witness has the last one, so (all but surely) has `sub`: a burst waiting
-        wait_until(lambda: (event := witness.recv(timeout=1)) is not None and event.seq == 32,
-                   timeout=5, interval=0, what="the last trade at the witness")
-        batches, seen = [], 1
-        while seen < 32:
+        wait_until(lambda: (event := witness.recv(timeout=1)) is not None
+                   and event.seq == start + 30, timeout=5, interval=0, what="the last trade")
+        seen = start - 1
+        while seen < start + 30:
             batch = await asyncio.wait_for(sub.recv_batch(10), 5)
-            batches.append([e.seq for e in batch])
+            told.append([e.seq - start for e in batch])
             seen = batch[-1].seq
         sub.close()
         witness.close()
         pub.close()
-        return batches, len(gaps)
+        return told, start
 
-    batches, gaps = asyncio.run(scenario())
-    assert [seq for batch in batches for seq in batch] == [*range(2, 27), 32]
+    told, start = asyncio.run(scenario())
+    batches = [entry for entry in told if isinstance(entry, list)]
+    assert [seq for batch in batches for seq in batch] == [*range(25), 30]
     assert all(1 <= len(batch) <= 10 for batch in batches)
-    assert len(batches) <= 3  # what had arrived came in one wake-up (or 10 at a time)
-    assert gaps == 1
+    assert len(batches) <= 4  # what had arrived came in one wake-up (10 at a time), up to the gap
+    # the gap is told after the batch ending with the last trade before it, before the next
+    assert told[-2:] == [("gap", start + 25, start + 30), [30]]
