@@ -19,7 +19,8 @@ start, and every minute after.
 
 Its `status` answer, and its Prometheus endpoint (`[supervisor] metrics`, listening before any
 child starts), tell each process's health as the bus shows it, CPU and memory
-(supervisor.observer).
+(supervisor.observer); a child whose process exited is stopped there, final heartbeat or not
+(one killed outright sends none).
 
 Each child's stdout and stderr, and the supervisor's own log, are relayed line by line to the
 console and to NAME.log in the log dir (supervisor.output).
@@ -38,6 +39,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from itertools import chain, count
 from pathlib import Path
 from typing import Coroutine
@@ -260,6 +262,7 @@ class Supervisor:
     def _exited(self, child: Child, code: int) -> None:
         del self._processes[child.name]
         self._ready[child.name].clear()
+        self.observer.health.ended(child.name, time.time())  # even with no final heartbeat
         loop = asyncio.get_running_loop()
         delay = child.exited(code, loop.time())
         if delay is not None and not self._stopping:
