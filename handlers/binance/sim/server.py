@@ -9,15 +9,22 @@ LIST_SUBSCRIPTIONS answered {"result":...,"id":N}, errors {"code":2|3,"msg":...}
 connection gets {"e":"serverShutdown","E":ms} and is closed.
 
 Plain HTTP on the same port: `GET /api/v3/depth?symbol=BTCUSDT&limit=N` (the book as of its
-lastUpdateId; 429 with code -1003 past `weight_per_minute` of request weight in a rolling
-minute), `GET /api/v3/exchangeInfo` (the symbols), and the test control `/control/<action>`:
+lastUpdateId; 429 with code -1003 and `Retry-After` past `weight_per_minute` of request weight
+in a rolling minute; every answer says the weight used in `X-MBX-USED-WEIGHT-1M`), `GET
+/api/v3/exchangeInfo` (the symbols), and the test control `/control/<action>`:
 stats, drop, stall, quiet, error, burst (handlers.common.simcontrol; here quiet stops the whole
 market, so that a book can be compared while it stands still; error C is Binance's error code
 0..3, which does not close; burst is trades on the connection's trade streams), and
     gap?symbol=BTCUSDT             the next depthUpdate of BTCUSDT is lost (the book moves on)
     book?symbol=BTCUSDT&depth=N    the true book now: {"lastUpdateId", "bids", "asks"}
     delay?symbol=BTCUSDT&seconds=S REST depth answers for BTCUSDT wait S seconds from now on
+    refuse?status=429|418&seconds=S  the next REST depth request, and every one in the S
+                                   seconds after it, is answered `status` (429: too much
+                                   weight, 418: the IP is banned) with `Retry-After` the
+                                   seconds left
     shutdown                       serverShutdown to every connection, then close it
+A REST request that comes before a `Retry-After` the simulator gave has passed is counted in
+stats' rest.early (Binance bans an IP that keeps doing that).
 
 Data: a market per symbol (handlers.binance.sim.market; symbols normalized, BTC-USDT, served
 as BTCUSDT), `rate` book changes per second per symbol, depthUpdates every 100 ms, trades as
@@ -34,6 +41,7 @@ Run it standalone (`tickmesh sim binance --port 19443`, i.e. `cli(argv)`) or sup
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter, deque
@@ -61,6 +69,10 @@ STEPS_PER_FLUSH = 5  # depthUpdates every 100 ms
 OUTBOX_LIMIT = 10_000
 CLOSE = object()  # in an outbox: close the connection
 DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC")
+REFUSALS = {429: "Too much request weight used; please use WebSocket Streams for live updates "
+                 "to avoid polling the API.",
+            418: "Way too much request weight used; IP banned until further notice."}
+"""What Binance answers (code -1003) with each status that refuses a request for its weight."""
 
 
 FILTERS = [
@@ -147,6 +159,9 @@ class Simulator:
         self.delays: dict[str, float] = {}
         self.rest_sent: deque[tuple[float, int]] = deque()
         self.rest = Counter()
+        self.armed: tuple[int, float] | None = None  # refuse: (status, seconds), not begun
+        self.refusing = (0, 0.0)  # (status, until): refusing every REST request till then
+        self.retry_until = 0.0  # when the last Retry-After given ends
         self.controls = simcontrol.actions(
             stats=self.stats, drop=self.drop, stall=self.stall, quiet=self.quiet,
             error=self.error, burst=self.burst, extra={
@@ -155,6 +170,8 @@ class Simulator:
                                                       "depth": simcontrol.count}),
                 "delay": simcontrol.Action(self.delay, {"symbol": self._symbol,
                                                         "seconds": simcontrol.seconds}),
+                "refuse": simcontrol.Action(self.refuse, {"status": _refusal,
+                                                          "seconds": simcontrol.seconds}),
                 "shutdown": simcontrol.Action(self.shutdown)})
 
     # --- connections -----------------------------------------------------------------------
@@ -308,7 +325,7 @@ class Simulator:
         if parts.path == "/api/v3/depth":
             return await self._depth(connection, parse_qs(parts.query))
         if parts.path == "/api/v3/exchangeInfo":
-            return _json(connection, 200, self._exchange_info())
+            return self._rest(connection, 200, self._exchange_info())
         return _json(connection, 404, {"code": -1, "msg": f"no such path {parts.path[:60]}"})
 
     async def _depth(self, connection: ServerConnection,
@@ -319,29 +336,63 @@ class Simulator:
             return _json(connection, 400, {"code": -1100, "msg": "Illegal characters found in "
                                            f"parameter 'limit': {limit_text[:20]}"})
         limit = int(limit_text)
-        weight = wire.depth_weight(limit)
-        if not self._spend(weight):
-            self.rest["refused"] += 1
-            return _json(connection, 429, {"code": -1003, "msg": "Too much request weight "
-                                           "used; please use WebSocket Streams for live "
-                                           "updates to avoid polling the API."})
+        now = time.monotonic()
+        if now < self.retry_until:
+            self.rest["early"] += 1
+        refusal = self._refusal(now) or self._spend(wire.depth_weight(limit), now)
+        if refusal:
+            return self._refuse_rest(connection, *refusal, now)
         self.rest["requests"] += 1
         if symbol in self.delays:
             await asyncio.sleep(self.delays[symbol])
         answer = (self.snapshots.next(symbol) if symbol in self.snapshots else
                   self.markets[symbol].snapshot(limit) if symbol in self.markets else None)
         if answer is None:
-            return _json(connection, 400, {"code": -1121, "msg": "Invalid symbol."})
-        return _json(connection, 200, answer)
+            return self._rest(connection, 400, {"code": -1121, "msg": "Invalid symbol."})
+        return self._rest(connection, 200, answer)
 
-    def _spend(self, weight: int) -> bool:
-        now = time.monotonic()
+    def _refusal(self, now: float) -> tuple[int, float] | None:
+        """(status, until) while a `refuse` control is in force (the armed one begins now)."""
+        if self.armed is not None:
+            status, seconds = self.armed
+            self.refusing, self.armed = (status, now + seconds), None
+        status, until = self.refusing
+        return (status, until) if now < until else None
+
+    def _spend(self, weight: int, now: float) -> tuple[int, float] | None:
+        """Count the request's weight; (429, when it would fit) if it does not."""
+        self._forget(now)
+        over = self._weight_used() + weight - self.settings.weight_per_minute
+        if over <= 0:
+            self.rest_sent.append((now, weight))
+            return None
+        for sent, spent in self.rest_sent:
+            over -= spent
+            if over <= 0:
+                return 429, sent + 60
+        return 429, now + 60  # heavier than the whole budget
+
+    def _refuse_rest(self, connection: ServerConnection, status: int, until: float,
+                     now: float) -> Response:
+        retry_after = max(1, math.ceil(until - now))
+        self.retry_until = max(self.retry_until, now + retry_after)
+        self.rest["refused"] += 1
+        return self._rest(connection, status, {"code": -1003, "msg": REFUSALS[status]},
+                          {"Retry-After": str(retry_after)})
+
+    def _rest(self, connection: ServerConnection, status: int, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> Response:
+        """A REST answer, with the weight used in the last minute as Binance says it."""
+        self._forget(time.monotonic())
+        response = _json(connection, status, body)
+        for name, value in {"X-MBX-USED-WEIGHT-1M": str(self._weight_used()),
+                            **(headers or {})}.items():
+            response.headers[name] = value
+        return response
+
+    def _forget(self, now: float) -> None:
         while self.rest_sent and self.rest_sent[0][0] <= now - 60:
             self.rest_sent.popleft()
-        if self._weight_used() + weight > self.settings.weight_per_minute:
-            return False
-        self.rest_sent.append((now, weight))
-        return True
 
     def _weight_used(self) -> int:
         return sum(weight for _, weight in self.rest_sent)
@@ -381,6 +432,10 @@ class Simulator:
     def delay(self, symbol: str, seconds: float) -> dict[str, Any]:
         self.delays[symbol] = seconds
         return {"symbol": symbol}
+
+    def refuse(self, status: int, seconds: float) -> dict[str, Any]:
+        self.armed = (status, seconds)
+        return {"status": status}
 
     def shutdown(self) -> dict[str, Any]:
         for client in list(self.clients):
@@ -424,9 +479,17 @@ class Simulator:
         return {"connections": len(self.clients),
                 "subscriptions": [sorted(c.streams) for c in self.clients],
                 "accepted": self.accepted,
-                "rest": {**self.rest, "weight_1m": self._weight_used()},
+                "rest": {"requests": 0, "refused": 0, "early": 0, **self.rest,
+                         "weight_1m": self._weight_used()},
                 "update_ids": {s: m.last_id for s, m in self.markets.items()},
                 "counters": flat(self.counters)}
+
+
+def _refusal(text: str) -> int:
+    """The status of a `refuse` control: 429 or 418."""
+    if text not in ("429", "418"):
+        raise simcontrol.ControlError(f"status must be 429 or 418, not {text[:20]!r}")
+    return int(text)
 
 
 def _json(connection: ServerConnection, status: int, body: dict[str, Any]) -> Response:
