@@ -5,7 +5,9 @@ naming the file, the key (`children[2].restart`, counting from 0) and what is wr
 `{run_dir}` and `{uid}` in strings are replaced; TICKMESH_RUN_DIR overrides the run_dir.
 The forwarder is implicit: `Config.processes` is the forwarder, then the configured children.
 A child's `after` names the children it waits for (each must say "ready" first, or its
-`ready_timeout` pass); every child waits for the forwarder.
+`ready_timeout` pass); every child waits for the forwarder; a cycle of `after` is an error.
+Every number has a range (`_RANGES`), so an infinite or NaN one (`1e999`, `nan`) never passes;
+a number in a child's settings must be finite.
 
 `[bus] curve = true` secures the bus with ZeroMQ CURVE (bus.sockets): `server_key_file`,
 `client_key_file` and `authorized_keys` name key files and a directory (relative paths are
@@ -15,7 +17,9 @@ CURVE.
 
 [supervisor] also says where each child's output is written (`log_dir`, default
 {run_dir}/logs, "" for none; rotated past `log_max_bytes`, keeping `log_backups` files) and
-where the Prometheus endpoint listens (`metrics = "HOST:PORT"`; off when unset).
+where the Prometheus endpoint listens (`metrics = "HOST:PORT"`; off when unset), and how long
+each child's module may take to be imported when the children are checked (`import_timeout`,
+supervisor.preflight).
 
 This module checks the config's own shape. Each child's settings table is checked by the
 child's own settings class (supervisor.preflight), and so are the ports it will listen on.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import keyword
+import math
 import os
 import re
 import tomllib
@@ -43,11 +48,15 @@ DEFAULT_CONTROL = "ipc://{run_dir}/control"
 DEFAULT_LOG_DIR = "{run_dir}/logs"
 DEFAULT_LOG_MAX_BYTES = 10_000_000
 DEFAULT_LOG_BACKUPS = 3
+DEFAULT_IMPORT_TIMEOUT = 5.0
 FORWARDER_NAME = "forwarder"
 FORWARDER_MODULE = "bus.forwarder"
 SUPERVISOR_NAME = "supervisor"  # its heartbeats, metrics and log file go by this name
 RESTART_POLICIES = ("permanent", "transient", "temporary")
 IPC_PATH_MAX = 107  # sun_path is 108 bytes, with the terminating NUL
+ZMQ_INT_MAX = 2**31 - 1  # libzmq's int socket options (the high-water marks)
+INT64_MAX = 2**63 - 1
+DAY = 86_400
 
 _CHILD_NAME = re.compile(r"[a-z0-9_-]+")  # a child's name is a topic source (bus.topics)
 _NUMBER = (int, float)
@@ -59,7 +68,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "curve": bool, "server_key_file": str, "client_key_file": str,
             "authorized_keys": str},
     "supervisor": {"control": str, "run_dir": str, "metrics": str, "log_dir": str,
-                   "log_max_bytes": int, "log_backups": int},
+                   "log_max_bytes": int, "log_backups": int, "import_timeout": _NUMBER},
     "child": {
         "name": str, "run": str, "restart": str, "max_restarts": int,
         "within_seconds": _NUMBER, "shutdown_timeout": _NUMBER, "after": _NAMES,
@@ -67,6 +76,36 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 _CURVE_KEYS = ("server_key_file", "client_key_file", "authorized_keys")
+
+
+@dataclass(frozen=True)
+class _Range:
+    """The values a number may take: `low` (or more than `low`, if not `low_included`) to
+    `high`. NaN is in no range."""
+    low: int
+    high: int
+    low_included: bool = True
+
+    def allows(self, value: float) -> bool:
+        low, high = self.low, self.high
+        return (low <= value <= high) if self.low_included else (low < value <= high)
+
+    def __str__(self) -> str:
+        if self.low_included:
+            return f"from {self.low} to {self.high}"
+        return f"more than {self.low} and at most {self.high}"
+
+
+_SECONDS = _Range(0, DAY, low_included=False)
+_RANGES: dict[str, dict[str, _Range]] = {
+    "bus": {"hwm": _Range(1, ZMQ_INT_MAX), "subscriber_hwm": _Range(1, ZMQ_INT_MAX),
+            "max_message_bytes": _Range(1, INT64_MAX)},
+    "supervisor": {"log_max_bytes": _Range(1, INT64_MAX),
+                   "log_backups": _Range(1, 1000),  # each rotation renames every one of them
+                   "import_timeout": _Range(0, 600, low_included=False)},
+    "child": {"max_restarts": _Range(0, 1_000_000), "within_seconds": _SECONDS,
+              "shutdown_timeout": _SECONDS, "ready_timeout": _SECONDS},
+}
 _TYPE_NAMES = {bool: "true or false", str: "a string", int: "an integer", _NUMBER: "a number", dict: "a table",
                list: "an array of tables", _NAMES: "an array of child names"}
 
@@ -105,6 +144,7 @@ class Config:
     log_dir: Path | None = None  # each child's output goes to NAME.log here, rotated
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # a log file is rotated past this size
     log_backups: int = DEFAULT_LOG_BACKUPS  # rotated files kept: NAME.log.1 ... NAME.log.N
+    import_timeout: float = DEFAULT_IMPORT_TIMEOUT  # seconds to import one child's module
 
     @property
     def processes(self) -> tuple[ChildConfig, ...]:
@@ -146,9 +186,6 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
     }
     if len(set(endpoints.values())) < len(endpoints):
         problems.append("bus.publish, bus.subscribe and supervisor.control must all differ")
-    for key in ("hwm", "subscriber_hwm", "max_message_bytes"):
-        if key in bus and bus[key] <= 0:
-            problems.append(f"bus.{key}: must be positive, not {bus[key]}")
     curve = bus.get("curve", False)
     keys = {key: str(path.parent / _expand(bus[key], places)) for key in _CURVE_KEYS if key in bus}
     problems.extend(_curve_problems(curve, keys))
@@ -169,8 +206,9 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
         children=_children(top.get("children", []), places, problems),
         metrics=_metrics_address(sup.get("metrics"), problems),
         log_dir=_log_dir(_expand(sup.get("log_dir", DEFAULT_LOG_DIR), places), path),
-        log_max_bytes=_positive(sup, "log_max_bytes", DEFAULT_LOG_MAX_BYTES, problems),
-        log_backups=_positive(sup, "log_backups", DEFAULT_LOG_BACKUPS, problems),
+        log_max_bytes=sup.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES),
+        log_backups=sup.get("log_backups", DEFAULT_LOG_BACKUPS),
+        import_timeout=sup.get("import_timeout", DEFAULT_IMPORT_TIMEOUT),
     )
 
 
@@ -191,13 +229,6 @@ def _log_dir(text: str, path: Path) -> Path | None:
     if text == "":
         return None
     return path.parent.resolve() / text
-
-
-def _positive(table: dict, key: str, default: int, problems: list[str]) -> int:
-    value = table.get(key, default)
-    if value <= 0:
-        problems.append(f"supervisor.{key}: must be positive, not {value}")
-    return value
 
 
 def _curve_problems(curve: bool, keys: dict[str, str]) -> list[str]:
@@ -270,7 +301,47 @@ def _children(tables: list, places: dict[str, str], problems: list[str]) -> tupl
         for name in child.after:
             if name not in names or name == child.name:
                 problems.append(f"children[{index}].after: {name!r} is not another child")
+    problems.extend(_cycle_problems(children))
     return tuple(children)
+
+
+def _cycle_problems(children: list[ChildConfig]) -> list[str]:
+    """One problem per cycle of `after`, at the first child of the cycle to appear."""
+    index = {child.name: position for position, child in enumerate(children)}
+    waits = {child.name: [name for name in child.after if name in index and name != child.name]
+             for child in children}
+    problems = []
+    for cycle in _cycles(waits):
+        first = min(cycle, key=index.__getitem__)
+        at = cycle.index(first)
+        names = " -> ".join([*cycle[at:], *cycle[:at], first])
+        problems.append(f"children[{index[first]}].after: a cycle: {names} (each waits for the "
+                        "next to be ready, so each starts only once its ready_timeout is over)")
+    return problems
+
+
+def _cycles(waits: dict[str, list[str]]) -> list[list[str]]:
+    """The cycles a depth-first walk of the graph `waits` finds (one per edge back into the
+    path walked: each cycle once), each as the names along it."""
+    state: dict[str, str] = {}  # "open": on the path walked; "done": walked from already
+    path: list[str] = []
+    found: list[list[str]] = []
+
+    def walk(name: str) -> None:
+        state[name] = "open"
+        path.append(name)
+        for after in waits[name]:
+            if state.get(after) == "open":
+                found.append(path[path.index(after):])
+            elif after not in state:
+                walk(after)
+        path.pop()
+        state[name] = "done"
+
+    for name in waits:
+        if name not in state:
+            walk(name)
+    return found
 
 
 def _child(table: dict, where: str, places: dict[str, str],
@@ -297,11 +368,6 @@ def _child_problems(child: ChildConfig) -> list[str]:
         problems.append(f"run: {child.run!r} is not a module name (like handlers.alpaca.handler)")
     if child.restart not in RESTART_POLICIES:
         problems.append(f"restart: {child.restart!r} is not one of {', '.join(RESTART_POLICIES)}")
-    if child.max_restarts < 0:
-        problems.append(f"max_restarts: must be 0 or more, not {child.max_restarts}")
-    for key in ("within_seconds", "shutdown_timeout", "ready_timeout"):
-        if getattr(child, key) <= 0:
-            problems.append(f"{key}: must be positive, not {getattr(child, key)}")
     problems.extend(f"settings{path}: {what}" for path, what in _unsupported(child.settings, ""))
     return problems
 
@@ -313,15 +379,19 @@ def _is_name(text: str) -> bool:
 
 
 def _checked(table: dict, schema: str, prefix: str, problems: list[str]) -> dict:
-    """The keys of `table` known to `schema` and of the right type; reports the others."""
+    """The keys of `table` known to `schema`, of the right type and (numbers) in range;
+    reports the others."""
     good = {}
     for key, value in table.items():
         expected = _SCHEMAS[schema].get(key)
+        allowed = _RANGES.get(schema, {}).get(key)
         if expected is None:
             known = ", ".join(_SCHEMAS[schema])
             problems.append(f"{prefix}{key}: unknown key (known keys: {known})")
         elif isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
             problems.append(f"{prefix}{key}: must be {_TYPE_NAMES[expected]}, not {value!r}")
+        elif allowed is not None and not allowed.allows(value):
+            problems.append(f"{prefix}{key}: must be {allowed}, not {value!r}")
         else:
             good[key] = value
     return good
@@ -357,6 +427,8 @@ def _unsupported(value: Any, path: str) -> list[tuple[str, str]]:
     """(key path, reason) for values a child spec cannot carry (it is JSON)."""
     if isinstance(value, (datetime.date, datetime.time)):
         return [(path, "dates and times are not supported; use a string")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, f"must be a finite number, not {value!r}")]
     if isinstance(value, list):
         items = [(f"{path}[{index}]", item) for index, item in enumerate(value)]
         return [found for where, item in items for found in _unsupported(item, where)]

@@ -134,3 +134,13 @@ def test_a_reader_that_goes_away_gets_no_traceback(spawn, run_dir):
     _, err = process.communicate(timeout=30)
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
     assert process.returncode == 1
+
+
+def test_check_refuses_a_cycle_in_after_and_an_endless_ready_timeout(spawn, run_dir):
+    config = write_config(run_dir, child_toml("a", TICKER, after=["b"]),
+                          child_toml("b", TICKER, after=["a"]) + "ready_timeout = 1e999\n")
+    result = tickmesh(spawn, run_dir, "check", str(config))
+    assert result.code == 2 and result.out == ""
+    assert f"{config}: children[0].after: a cycle: a -> b -> a" in result.err
+    assert f"{config}: children[1].ready_timeout: must be more than 0 and at most 86400, not inf" \
+        in result.err
