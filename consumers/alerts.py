@@ -3,16 +3,19 @@ its condition is bad, with the time; it says when to publish "raised" and "clear
 the heartbeat monitor (consumers.monitor) publishes what it returns.
 
     ok --(bad)--> raised --(not bad for clear_after s, without a break)--> ok
+                  raised --(resolved: its subject stopped on purpose)--> ok, at once
 
 An alert is raised once, at the first bad look (the threshold, e.g. "silent for 10 s", is in
 the condition), and cleared once, when its condition has been fine for `clear_after` seconds
 in a row: a condition that flickers does not flood the bus. A look with no opinion (None: e.g.
-the feed's connection is down, so whether it is silent says nothing) changes nothing.
+the feed's connection is down, so whether it is silent says nothing) changes nothing. An alert
+whose subject is known to have stopped on purpose (its process's final heartbeat) is resolved:
+cleared at once if raised, and forgotten, so that the subject's next life starts from ok.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 RAISED, CLEARED = "raised", "cleared"
 
@@ -70,6 +73,12 @@ class Alerts:
             machine = self.machines[key] = AlertMachine(self.clear_after)
         state = machine.look(bad, now)
         return Transition(key, state, message) if state else None
+
+    def resolve(self, which: Callable[[Key], bool], message: str) -> list[Transition]:
+        """Forget the alerts `which` picks: CLEARED, with `message`, for those raised."""
+        keys = [key for key in self.machines if which(key)]
+        return [Transition(key, CLEARED, message) for key in keys
+                if self.machines.pop(key).raised]
 
     def active(self) -> list[Key]:
         return [key for key, machine in self.machines.items() if machine.raised]

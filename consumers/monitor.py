@@ -8,7 +8,11 @@ Subscribes to every heartbeat, and to the trades, quotes, books and statuses of 
 `feeds`; the checks, their thresholds and the market hours they follow are consumers.watch's
 (per feed: `[children.settings.feeds.NAME]`, FeedSettings). Every `check_interval` s it looks
 at each check and, for each alert raised or cleared (with hysteresis: consumers.alerts),
-publishes an `Alert` (topic `alert.SUBJECT.SYMBOL|`) and logs it.
+publishes an `Alert` (topic `alert.SUBJECT.SYMBOL|`) and logs it. Alerts follow what is known
+(consumers.watch): a process whose last heartbeat said it stopped on purpose (`final`: exit 0,
+`tickmesh stop`, a reload) raises no heartbeat_stopped, and its open alerts, its feed's too, are
+cleared at once; one that falls silent without it is alarming until a new life of it
+heartbeats. A symbol the venue refused (its Status "error") is an alert until it is accepted.
 
 A process whose heartbeats have stopped for `restart_after` s is asked about, once per pid, at
 the supervisor's control socket (`control_endpoint`, e.g. "ipc://{run_dir}/control"): if the
@@ -147,11 +151,13 @@ class Monitor:
     def on_event(self, event: events.AnyEvent) -> None:
         now = self.clock.now()
         if isinstance(event, events.Heartbeat):
-            self.watch.heartbeat(event.provider, event.pid, now)
+            self.watch.heartbeat(event.provider, event.pid, now, epoch=event.epoch,
+                                 final=event.final)
         elif isinstance(event, events.Status):
-            self.watch.status(event.provider, event.symbol, event.state, now)
+            self.watch.status(event.provider, event.symbol, event.state, now,
+                              epoch=event.epoch, message=event.message)
         else:
-            self.watch.data(event.provider, event.symbol, now)
+            self.watch.data(event.provider, event.symbol, now, epoch=event.epoch)
 
     def on_gap(self, gap: Gap) -> None:
         self.ctx.counts["bus_gaps"] += 1

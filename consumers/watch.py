@@ -3,12 +3,21 @@ off the bus and when (seconds since the epoch, from any clock: tests pass fake o
 which alerts to raise or clear (consumers.alerts) and which processes look hung. No I/O: the
 monitor (consumers.monitor) feeds it and carries out what it says.
 
+Alerts follow what is known. A process whose heartbeat says it is its last (`final`: it
+stopped on purpose: `tickmesh stop`, a reload, its work ended, or it crashed and exits) is not
+watched any more, and its feeds neither, once it was their only publisher: their open alerts
+are resolved (cleared at once, consumers.alerts) and none is raised until a new life of the
+process heartbeats, or the feed publishes again. A process that falls silent without a final
+heartbeat (killed outright, hung) is alarming. Feeds and processes are tied by the publisher
+epoch their events and heartbeats share; a heartbeat of a new epoch ends the previous life.
+
 Checks, each an alert keyed by (subject, symbol, what):
   heartbeat_stopped   a process (any: handler, simulator, consumer, forwarder, supervisor) sent
-                      no heartbeat for `heartbeat_timeout` s. Once for `restart_after` s, it is
-                      a hung candidate: the monitor asks the supervisor to restart it if the
-                      supervisor says that same pid is running. None is a candidate while no
-                      process's heartbeat is fresh (the bus, or the monitor, is what is stuck).
+                      no heartbeat for `heartbeat_timeout` s, and no final one. Once for
+                      `restart_after` s, it is a hung candidate: the monitor asks the
+                      supervisor to restart it if the supervisor says that same pid is running.
+                      None is a candidate while no process's heartbeat is fresh (the bus, or the
+                      monitor, is what is stuck).
 Per configured feed (a provider: its events' `p`), by its market's phase (consumers.hours):
   silent_connection   the feed's connection is up (its last connection Status is "subscribed",
                       or none was seen) but no trade, quote or book event came for
@@ -23,13 +32,17 @@ Per configured feed (a provider: its events' `p`), by its market's phase (consum
   gap_rate            gaps per minute, over `window` s, above `max_gap_rate`, at any hour: bus
                       gaps on the feed's topics that the monitor saw, and provider-side ones
                       (a symbol's Status "resyncing": a lost message, its book rebuilt).
+  symbol_refused      the venue refused a symbol (that symbol's Status "error", with the venue's
+                      message), at any hour, until it accepts it (that symbol's Status
+                      "subscribed") or the life of the handler it refused ends.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
+from functools import partial
+from typing import Iterator, NamedTuple
 
 from consumers.alerts import Alerts, Key, Transition
 from consumers.hours import ALWAYS, POST, PRE, REGULAR, MarketHours, calendar_names
@@ -40,7 +53,10 @@ SILENT_CONNECTION = "silent_connection"
 SYMBOL_STALE = "symbol_stale"
 RECONNECT_STORM = "reconnect_storm"
 GAP_RATE = "gap_rate"
-CHECKS = (HEARTBEAT_STOPPED, SILENT_CONNECTION, SYMBOL_STALE, RECONNECT_STORM, GAP_RATE)
+SYMBOL_REFUSED = "symbol_refused"
+CHECKS = (HEARTBEAT_STOPPED, SILENT_CONNECTION, SYMBOL_STALE, RECONNECT_STORM, GAP_RATE,
+          SYMBOL_REFUSED)
+MAX_PUBLISHERS = 64  # publisher epochs remembered per feed (the oldest forgotten first)
 
 Look = tuple[Key, "bool | None", str]  # an alert's key, its condition now, and why
 
@@ -84,9 +100,15 @@ class Window:
         return len(self._times)
 
 
+class Refusal(NamedTuple):
+    message: str  # the venue's
+    epoch: int  # of the handler it refused
+
+
 class FeedWatch:
     """One feed: its connection, when it last sent data (in all, and per symbol), its
-    disconnects and gaps."""
+    disconnects, gaps and refused symbols, and the publishers (epochs) it comes from; stopped
+    once the last of them stopped on purpose."""
 
     def __init__(self, name: str, settings: FeedSettings, now: float) -> None:
         self.name = name
@@ -97,15 +119,19 @@ class FeedWatch:
         self.symbols: dict[str, float] = {}
         self.disconnects = Window(settings.window)
         self.gaps = Window(settings.window)
+        self.refusals: dict[str, Refusal | None] = {}  # None: no longer refused
+        self.publishers: dict[int, None] = {}  # epochs, oldest first
+        self.stopped = False
 
-    def data(self, symbol: str, now: float) -> None:
+    def data(self, symbol: str, epoch: int, now: float) -> None:
+        self._from(epoch, now)
         self.last_data = now
         self.symbols[symbol] = now
 
-    def status(self, state: str, symbol: str, now: float) -> None:
+    def status(self, state: str, symbol: str, epoch: int, now: float, message: str) -> None:
+        self._from(epoch, now)
         if symbol:
-            if state == "resyncing":
-                self.gaps.add(now)
+            self._symbol_status(state, symbol, epoch, now, message)
             return
         if state == "subscribed":
             self.up = True
@@ -116,12 +142,49 @@ class FeedWatch:
         if state == "disconnected":
             self.disconnects.add(now)
 
+    def _symbol_status(self, state: str, symbol: str, epoch: int, now: float,
+                       message: str) -> None:
+        if state == "resyncing":
+            self.gaps.add(now)
+        elif state == "error":
+            self.refusals[symbol] = Refusal(message, epoch)
+        elif state == "subscribed" and symbol in self.refusals:
+            self.refusals[symbol] = None
+
+    def _from(self, epoch: int, now: float) -> None:
+        """An event of the publisher `epoch`: a stopped feed is back, watched afresh."""
+        self.publishers[epoch] = None
+        if len(self.publishers) > MAX_PUBLISHERS:
+            del self.publishers[next(iter(self.publishers))]
+        if self.stopped:
+            self.stopped, self.up, self.last_data, self.symbols = False, None, now, {}
+
+    def end(self, epoch: int) -> None:
+        """The life of publisher `epoch` ended: what it was refused is no longer."""
+        self.publishers.pop(epoch, None)
+        for symbol, refusal in self.refusals.items():
+            if refusal is not None and refusal.epoch == epoch:
+                self.refusals[symbol] = None
+
+    def stop(self, epoch: int) -> bool:
+        """Publisher `epoch` stopped on purpose; True if it was the feed's last: stopped."""
+        if epoch not in self.publishers:
+            return False
+        self.end(epoch)
+        self.stopped = not self.publishers
+        if self.stopped:
+            self.refusals.clear()
+        return self.stopped
+
     def looks(self, now: float) -> Iterator[Look]:
+        if self.stopped:
+            return
         phase = self.hours.phase(now)
         yield self._silent(phase, now)
         yield from self._stale_symbols(phase, now)
         yield self._reconnects(now)
         yield self._gap_rate(now)
+        yield from self._refused()
 
     def _silent(self, phase: str, now: float) -> Look:
         key = Key(self.name, "", SILENT_CONNECTION)
@@ -160,6 +223,22 @@ class FeedWatch:
         return (Key(self.name, "", GAP_RATE), rate > limit,
                 f"{rate:.1f} gaps a minute over {self.settings.window:g} s (limit {limit:g})")
 
+    def _refused(self) -> Iterator[Look]:
+        for symbol, refusal in self.refusals.items():
+            key = Key(self.name, symbol, SYMBOL_REFUSED)
+            if refusal is None:
+                yield key, False, f"{symbol} is no longer refused"
+            else:
+                yield key, True, f"the venue refused {symbol}: {refusal.message}"
+
+
+class Beat(NamedTuple):
+    """A process's last heartbeat: when it came, and its pid and publisher epoch."""
+
+    at: float
+    pid: int
+    epoch: int
+
 
 class Watch:
     """Every process's heartbeats and every configured feed's data, and their alerts."""
@@ -170,20 +249,31 @@ class Watch:
         self.heartbeat_timeout = heartbeat_timeout
         self.restart_after = restart_after
         self.alerts = Alerts(clear_after)
-        self.processes: dict[str, tuple[float, int]] = {}  # name: (last heartbeat, its pid)
+        self.processes: dict[str, Beat] = {}  # the processes heartbeating, by name
+        self._resolved: list[Transition] = []  # alerts resolved since the last tick
 
-    def heartbeat(self, name: str, pid: int, now: float) -> None:
-        self.processes[name] = (now, pid)
+    def heartbeat(self, name: str, pid: int, now: float, *, epoch: int = 0,
+                  final: bool = False) -> None:
+        """A heartbeat of process `name`; `final`: it stopped on purpose."""
+        known = self.processes.get(name)
+        if final:
+            self._stopped(name, pid, epoch, current=known is None or known.epoch == epoch)
+            return
+        if known is not None and known.epoch != epoch:
+            for feed in self.feeds.values():  # its previous life ended without a word
+                feed.end(known.epoch)
+        self.processes[name] = Beat(now, pid, epoch)
 
-    def data(self, provider: str, symbol: str, now: float) -> None:
+    def data(self, provider: str, symbol: str, now: float, *, epoch: int = 0) -> None:
         feed = self.feeds.get(provider)
         if feed:
-            feed.data(symbol, now)
+            feed.data(symbol, epoch, now)
 
-    def status(self, provider: str, symbol: str, state: str, now: float) -> None:
+    def status(self, provider: str, symbol: str, state: str, now: float, *, epoch: int = 0,
+               message: str = "") -> None:
         feed = self.feeds.get(provider)
         if feed:
-            feed.status(state, symbol, now)
+            feed.status(state, symbol, epoch, now, message)
 
     def gap(self, provider: str, now: float) -> None:
         feed = self.feeds.get(provider)
@@ -191,8 +281,8 @@ class Watch:
             feed.gaps.add(now)
 
     def tick(self, now: float) -> list[Transition]:
-        """Look at every check now: the alerts raised or cleared."""
-        out = []
+        """Look at every check now: the alerts raised or cleared (those resolved first)."""
+        out, self._resolved = self._resolved, []
         for key, bad, message in self._looks(now):
             transition = self.alerts.look(key, bad, now, message)
             if transition:
@@ -202,21 +292,37 @@ class Watch:
     def hung(self, now: float) -> list[tuple[str, int]]:
         """(name, pid) of the processes silent for restart_after s, while others are not."""
         if not self.restart_after or not any(
-                now - last <= self.heartbeat_timeout for last, _ in self.processes.values()):
+                now - beat.at <= self.heartbeat_timeout for beat in self.processes.values()):
             return []
-        return [(name, pid) for name, (last, pid) in self.processes.items()
-                if now - last >= self.restart_after]
+        return [(name, beat.pid) for name, beat in self.processes.items()
+                if now - beat.at >= self.restart_after]
 
     def phases(self, now: float) -> dict[str, str]:
         """Each feed's market phase now."""
         return {name: feed.hours.phase(now) for name, feed in self.feeds.items()}
 
+    def _stopped(self, name: str, pid: int, epoch: int, *, current: bool) -> None:
+        """Process `name`'s life `epoch` stopped on purpose (`current`: its latest life)."""
+        why = f"{name} (pid {pid}) stopped on purpose"
+        if current:
+            self.processes.pop(name, None)
+            self._resolved += self.alerts.resolve(
+                lambda key: key == Key(name, "", HEARTBEAT_STOPPED), why)
+        for feed in self.feeds.values():
+            if feed.stop(epoch):
+                self._resolved += self.alerts.resolve(partial(_of_feed, feed.name),
+                                                      f"its handler {why}")
+
     def _looks(self, now: float) -> Iterator[Look]:
-        for name, (last, pid) in self.processes.items():
-            quiet = now - last
+        for name, beat in self.processes.items():
+            quiet = now - beat.at
             yield (Key(name, "", HEARTBEAT_STOPPED), quiet > self.heartbeat_timeout,
-                   f"no heartbeat from pid {pid} for {quiet:.1f} s "
+                   f"no heartbeat from pid {beat.pid} for {quiet:.1f} s "
                    f"(limit {self.heartbeat_timeout:g} s)")
         for feed in self.feeds.values():
             yield from feed.looks(now)
 
+
+def _of_feed(name: str, key: Key) -> bool:
+    """Is `key` an alert of the feed `name` (not of a process of that name)?"""
+    return key.subject == name and key.what != HEARTBEAT_STOPPED

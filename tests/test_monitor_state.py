@@ -12,7 +12,7 @@ from consumers.alerts import CLEARED, RAISED, AlertMachine, Key
 from consumers.hours import CLOSED, POST, PRE, REGULAR, MarketHours
 from consumers.monitor import Settings
 from consumers.watch import (GAP_RATE, HEARTBEAT_STOPPED, RECONNECT_STORM, SILENT_CONNECTION,
-                             SYMBOL_STALE, FeedSettings, Watch)
+                             SYMBOL_REFUSED, SYMBOL_STALE, FeedSettings, Watch)
 from runtime.settings import SettingsError, read
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -193,6 +193,113 @@ def test_stopped_heartbeats_and_hung_processes():
     w.heartbeat("alpaca", 43, start + 30)
     assert alerts(w, start + 30) == []
     assert alerts(w, start + 32) == [("alpaca", "", HEARTBEAT_STOPPED, CLEARED)]
+
+
+
+# --- what is known of a stop: a final heartbeat (issue 16) ---------------------------------
+
+CRYPTO = FeedSettings(calendar="24/7", silent_after=5, symbol_stale_after=30)
+
+
+def test_a_process_that_stops_on_purpose_raises_nothing():
+    w = watch(SATURDAY_11)
+    start = SATURDAY_11
+    for second in range(0, 30):
+        w.heartbeat("supervisor", 1, start + second, epoch=1)
+        if second <= 2:
+            w.heartbeat("tail", 42, start + second, epoch=5)
+    w.heartbeat("tail", 42, start + 2.5, epoch=5, final=True)  # exit 0, stop, reload
+    assert alerts(w, start + 29) == []
+    assert w.hung(start + 29) == []
+
+
+def test_a_final_heartbeat_clears_an_open_heartbeat_stopped_at_once():
+    w = watch(SATURDAY_11)
+    w.heartbeat("alpaca", 42, SATURDAY_11, epoch=5)
+    assert alerts(w, SATURDAY_11 + 6) == [("alpaca", "", HEARTBEAT_STOPPED, RAISED)]
+    w.heartbeat("alpaca", 42, SATURDAY_11 + 7, epoch=5, final=True)  # slow, then stopped
+    assert alerts(w, SATURDAY_11 + 7) == [("alpaca", "", HEARTBEAT_STOPPED, CLEARED)]
+    assert alerts(w, SATURDAY_11 + 60) == []
+
+
+def test_a_process_silent_without_a_final_heartbeat_still_raises_until_its_new_life():
+    w = watch(SATURDAY_11)
+    w.heartbeat("alpaca", 42, SATURDAY_11, epoch=5)  # then SIGKILLed, or hung
+    assert alerts(w, SATURDAY_11 + 6) == [("alpaca", "", HEARTBEAT_STOPPED, RAISED)]
+    w.heartbeat("alpaca", 43, SATURDAY_11 + 8, epoch=6)
+    assert alerts(w, SATURDAY_11 + 8) == []
+    assert alerts(w, SATURDAY_11 + 10) == [("alpaca", "", HEARTBEAT_STOPPED, CLEARED)]
+
+
+def coinbase(start: float) -> Watch:
+    """A crypto feed, subscribed and flowing from the handler `coinbase` of epoch 7 (whose
+    heartbeats are not what these tests watch)."""
+    w = watch(start, CRYPTO, name="coinbase", heartbeat_timeout=1000, restart_after=1000)
+    w.heartbeat("coinbase", 42, start, epoch=7)
+    w.status("coinbase", "", "subscribed", start, epoch=7)
+    w.data("coinbase", "BTC-USD", start + 1, epoch=7)
+    return w
+
+
+def test_a_feed_stopped_with_its_handler_is_not_silent():
+    w = coinbase(SATURDAY_11)
+    w.heartbeat("coinbase", 42, SATURDAY_11 + 2, epoch=7, final=True)  # `tickmesh stop`
+    assert alerts(w, SATURDAY_11 + 600) == []
+    w.status("coinbase", "", "connecting", SATURDAY_11 + 700, epoch=8)  # started again
+    w.status("coinbase", "", "subscribed", SATURDAY_11 + 701, epoch=8)
+    assert alerts(w, SATURDAY_11 + 705) == []  # the silence counts from its new connection
+    assert alerts(w, SATURDAY_11 + 707) == [("coinbase", "", SILENT_CONNECTION, RAISED)]
+
+
+def test_a_stop_clears_its_feed_s_open_alerts_at_once():
+    w = coinbase(SATURDAY_11)
+    w.status("coinbase", "BTC-USD", "error", SATURDAY_11 + 1, epoch=7, message="refused")
+    assert alerts(w, SATURDAY_11 + 7) == [("coinbase", "", SILENT_CONNECTION, RAISED),
+                                          ("coinbase", "BTC-USD", SYMBOL_REFUSED, RAISED)]
+    w.heartbeat("coinbase", 42, SATURDAY_11 + 8, epoch=7, final=True)
+    assert sorted(alerts(w, SATURDAY_11 + 8)) == [
+        ("coinbase", "", SILENT_CONNECTION, CLEARED),
+        ("coinbase", "BTC-USD", SYMBOL_REFUSED, CLEARED)]
+    assert alerts(w, SATURDAY_11 + 600) == []
+
+
+def test_another_handler_s_stop_leaves_the_feed_watched():
+    w = coinbase(SATURDAY_11)
+    w.data("coinbase", "ETH-USD", SATURDAY_11 + 1, epoch=9)  # a second handler of coinbase
+    w.heartbeat("coinbase-b", 43, SATURDAY_11 + 2, epoch=9, final=True)
+    w.heartbeat("other", 44, SATURDAY_11 + 2, epoch=11, final=True)
+    assert alerts(w, SATURDAY_11 + 7) == [("coinbase", "", SILENT_CONNECTION, RAISED)]
+
+
+def test_a_refused_symbol_raises_until_the_venue_accepts_it():
+    w = coinbase(SATURDAY_11)
+    w.status("coinbase", "DOGE-USD", "error", SATURDAY_11 + 1, epoch=7,
+             message="Failed to subscribe: DOGE-USD is delisted")
+    w.data("coinbase", "BTC-USD", SATURDAY_11 + 2, epoch=7)
+    assert alerts(w, SATURDAY_11 + 2) == [("coinbase", "DOGE-USD", SYMBOL_REFUSED, RAISED)]
+    assert alerts(w, SATURDAY_11 + 3) == []  # raised once
+    w.status("coinbase", "DOGE-USD", "subscribed", SATURDAY_11 + 3, epoch=7)
+    w.data("coinbase", "BTC-USD", SATURDAY_11 + 4, epoch=7)
+    assert alerts(w, SATURDAY_11 + 4) == []  # fine, but not yet for clear_after
+    assert alerts(w, SATURDAY_11 + 6) == [("coinbase", "DOGE-USD", SYMBOL_REFUSED, CLEARED)]
+
+
+def test_a_refusal_says_the_venue_s_message():
+    w = coinbase(SATURDAY_11)
+    w.status("coinbase", "DOGE-USD", "error", SATURDAY_11 + 1, epoch=7,
+             message="Failed to subscribe: DOGE-USD is delisted")
+    [transition] = w.tick(SATURDAY_11 + 2)
+    assert "DOGE-USD is delisted" in transition.message
+
+
+def test_a_refusal_ends_with_the_life_of_the_handler_that_was_refused():
+    w = coinbase(SATURDAY_11)
+    w.status("coinbase", "DOGE-USD", "error", SATURDAY_11 + 1, epoch=7, message="refused")
+    assert alerts(w, SATURDAY_11 + 1) == [("coinbase", "DOGE-USD", SYMBOL_REFUSED, RAISED)]
+    w.heartbeat("coinbase", 45, SATURDAY_11 + 2, epoch=8)  # restarted (killed: no final)
+    w.data("coinbase", "BTC-USD", SATURDAY_11 + 3, epoch=8)
+    assert alerts(w, SATURDAY_11 + 3) == []
+    assert alerts(w, SATURDAY_11 + 5) == [("coinbase", "DOGE-USD", SYMBOL_REFUSED, CLEARED)]
 
 
 # --- settings -------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The heartbeat monitor as a real process on a real bus raises no false alarm for a process
+that stops on purpose (its final heartbeat): a consumer whose work ends (exit 0), and a handler
+stopped with SIGTERM, as `tickmesh stop` and `reload` stop one, raise neither heartbeat_stopped
+nor silent_connection. (The pure rules, and that a silent process still alarms, are in
+test_monitor_state.py; a hung one, in test_monitor_restart.py.)"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+
+from bus import Alert, Heartbeat, Trade
+from tests import simulators
+from tests.buslog import BusLog
+
+pytestmark = pytest.mark.timeout(60)
+
+HEARTBEAT_TIMEOUT = 1.0
+SILENT_AFTER = 1.0
+QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+def start_monitor(spawn_child, feeds: dict | None = None) -> None:
+    spawn_child("consumers.monitor", "monitor", {
+        "heartbeat_timeout": HEARTBEAT_TIMEOUT, "restart_after": 0, "clear_after": 0.5,
+        "check_interval": 0.1, "feeds": feeds or {}})
+
+
+def beats(bus: BusLog, name: str, since: int = 0) -> list[Heartbeat]:
+    return [h for h in bus.of(Heartbeat, since) if h.provider == name]
+
+
+def after_final(bus: BusLog, name: str) -> int | None:
+    """The place in the log right after `name`'s final heartbeat, once it came."""
+    return next((i + 1 for i, e in enumerate(bus.events)
+                 if isinstance(e, Heartbeat) and e.provider == name and e.final), None)
+
+
+def wait_past_every_limit(bus: BusLog, since: int) -> None:
+    """Three of the monitor's heartbeats after `since`: well past HEARTBEAT_TIMEOUT and
+    SILENT_AFTER, at check_interval 0.1 s."""
+    bus.until(lambda _: len(beats(bus, "monitor", since)) >= 3,
+              what="three monitor heartbeats after the stop")
+
+
+def test_a_consumer_that_exits_0_raises_nothing(spawn_child, forwarder):
+    with BusLog(forwarder.subscribe, ["alert", "heartbeat"]) as bus:
+        start_monitor(spawn_child)
+        bus.until(lambda _: beats(bus, "monitor"), what="the monitor's heartbeat")
+        consumer = spawn_child("tests.children.chatter", "consumer",
+                               {"lines": 40, "interval": 0.05, "pad": 10}, **QUIET)
+        stopped = bus.until(lambda _: after_final(bus, "consumer"),
+                            what="the consumer's last heartbeat")
+        assert consumer.wait(timeout=10) == 0
+        assert [h.final for h in beats(bus, "consumer")][-2:] == [False, True]  # seen alive
+        wait_past_every_limit(bus, stopped)
+        assert bus.of(Alert) == []
+
+
+def test_a_handler_stopped_with_sigterm_raises_nothing(spawn_child, forwarder):
+    with BusLog(forwarder.subscribe, ["alert", "heartbeat", "trade.alpaca"]) as bus:
+        port, _ = simulators.start(spawn_child, "handlers.alpaca.sim.server", "alpaca-sim",
+                                   None, {"rate": 50, "symbols": ["AAPL"]})
+        start_monitor(spawn_child, {"alpaca": {"calendar": "24/7",
+                                               "silent_after": SILENT_AFTER}})
+        bus.until(lambda _: beats(bus, "monitor"), what="the monitor's heartbeat")
+        handler = spawn_child("handlers.alpaca.handler", "alpaca", {
+            "url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]}, **QUIET)
+        bus.until(lambda _: bus.of(Trade) and beats(bus, "alpaca"), what="trades, heartbeats")
+        handler.send_signal(signal.SIGTERM)  # what `tickmesh stop alpaca` sends
+        stopped = bus.until(lambda _: after_final(bus, "alpaca"),
+                            what="the handler's last heartbeat")
+        assert handler.wait(timeout=10) == 0
+        wait_past_every_limit(bus, stopped)
+        assert bus.of(Alert) == []
