@@ -15,9 +15,18 @@ consumers.bookstate.BookMachine (its rules are there), its levels a consumers.or
 - `book_status` on every change of a book's state (or of its message: a resync asked again);
 - `control` "resync" to the provider when a book needs a fresh snapshot.
 A late joiner asks the snapshot service (consumers.bookservice) at `snapshot_endpoint` for a
-whole book at once. Metrics: books{state}, book_resyncs{provider,reason},
-books_crossed{provider}, book_deltas_ignored{reason}, book_requests{outcome}, and the
-consumers' events_received, bus_gaps, bus_messages_missed.
+whole book at once.
+
+What the bus tells it, it acts on in order (bus.subscriber): a gap on a book topic makes that
+book stale; a publisher gone silent (no heartbeat for `heartbeat_timeout` s) or stopped makes
+every book it published stale at once ("handler silent for 3.0 s", "handler stopped"), until a
+fresh snapshot. At most `max_books` books are kept: a book beyond them is refused (counted in
+books_refused, logged once). The resync timer looks only at the books that wait for a snapshot.
+
+Metrics: books{state}, book_resyncs{provider,reason}, books_crossed{provider},
+book_deltas_ignored{reason}, book_snapshots_ignored{reason}, books_refused, book_requests
+{outcome}, and the consumers' events_received, bus_gaps, bus_messages_missed, bus_duplicates,
+bus_stale_epoch, publishers_gone{how}.
 """
 
 from __future__ import annotations
@@ -32,10 +41,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bus import events, topics
+from bus.sequence import PublisherSilent, PublisherStopped
 from bus.subscriber import AsyncSubscriber, Gap
 from consumers.bookservice import UNKNOWN_BOOK, BookService, NoBuilder, request_book
-from consumers.bookstate import BookMachine, Output, Timing
+from consumers.exact import exact
+from consumers.bookstate import OLD_SNAPSHOT, STALE, BookMachine, Output, Timing
 from runtime import process
+from runtime.logs import log
+from runtime.metrics import subscriber_counts
 from runtime.settings import SettingsError, Strings, require
 
 BOOK_KINDS = ("book_snapshot", "book_delta")
@@ -59,6 +72,8 @@ class Settings:
     resync_timeout: float = 2.0  # seconds for a snapshot to answer a resync before asking again
     resync_max: float = 30.0  # the longest wait between two requests
     rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: bus.subscriber_hwm
+    max_books: int = 20_000  # books kept at most; a book event beyond them is dropped, counted
+    heartbeat_timeout: float = 3.0  # seconds without a publisher's heartbeat: its books stale
 
     def __post_init__(self) -> None:
         require(self.snapshot_endpoint.split("://")[0] in ("ipc", "tcp"), "snapshot_endpoint",
@@ -69,6 +84,9 @@ class Settings:
         require(self.resync_max >= 2 * self.resync_timeout, "resync_max",
                 f"a number >= 2 * resync_timeout ({2 * self.resync_timeout:g})", self.resync_max)
         require(self.rcvhwm >= 0, "rcvhwm", "an integer >= 0", self.rcvhwm)
+        require(self.max_books > 0, "max_books", "an integer > 0", self.max_books)
+        require(0 < self.heartbeat_timeout < float("inf"), "heartbeat_timeout",
+                "a number of seconds > 0", self.heartbeat_timeout)
         try:
             patterns(self)
         except topics.TopicError as exc:
@@ -77,6 +95,10 @@ class Settings:
     @property
     def timing(self) -> Timing:
         return Timing(self.resync_timeout, self.resync_max)
+
+    def listen_endpoints(self) -> dict[str, str]:
+        """Where it listens: checked against the config's other listeners (runtime.check)."""
+        return {"snapshot_endpoint": self.snapshot_endpoint}
 
 
 def patterns(settings: Settings) -> list[str]:
@@ -98,17 +120,30 @@ class Builder:
         self.settings = ctx.settings
         self.timing = ctx.settings.timing
         self.books: dict[Key, BookMachine] = {}
+        self.waiting: set[Key] = set()  # books with a resync outstanding: the timer's work
+        self.states: Counter = Counter({state: 0 for state in events.BOOK_STATES})
         self.bbo: dict[Key, tuple] = {}  # the last top published, while live
         self.changed: set[Key] = set()  # since the last depth
         # changed in this batch, in order: their bbo is published after it
         self.applied: dict[Key, None] = {}
         self._symbols = None if "*" in ctx.settings.symbols else set(ctx.settings.symbols)
 
-    def book(self, key: Key) -> BookMachine:
+    def book(self, key: Key) -> BookMachine | None:
+        """The book of `key`, made on first sight; None if max_books are kept already."""
         machine = self.books.get(key)
         if machine is None:
+            if len(self.books) >= self.settings.max_books:
+                self._refuse(key)
+                return None
             machine = self.books[key] = BookMachine(self.timing)
+            self.states[STALE] += 1
         return machine
+
+    def _refuse(self, key: Key) -> None:
+        self.ctx.counts["books_refused"] += 1
+        if self.ctx.counts["books_refused"] == 1:
+            log().warning("max_books reached: further books are refused (books_refused)",
+                          max_books=self.settings.max_books, provider=key[0], symbol=key[1])
 
     def on_batch(self, batch: list[events.AnyEvent], now: float) -> None:
         """The events of one read off the bus, then the bbo of each live book they changed."""
@@ -121,19 +156,24 @@ class Builder:
         self.applied.clear()
 
     def on_event(self, event: events.AnyEvent, now: float) -> None:
-        key = (event.provider, event.symbol)
-        if isinstance(event, events.BookSnapshot):
-            self.handle(key, self.book(key).snapshot(event, now))
-        elif isinstance(event, events.BookDelta):
-            self.handle(key, self.book(key).delta(event, now))
-        elif isinstance(event, events.Status):
+        if isinstance(event, events.Status):
             self.on_status(event, now)
+            return
+        key = (event.provider, event.symbol)
+        machine = self.book(key)
+        if machine is None:
+            return
+        if isinstance(event, events.BookSnapshot):
+            self.handle(key, machine.snapshot(event, now))
+        elif isinstance(event, events.BookDelta):
+            self.handle(key, machine.delta(event, now))
 
     def on_status(self, status: events.Status, now: float) -> None:
         if status.symbol:
-            if status.state == "resyncing" and self._wanted(status.symbol):
-                key = (status.provider, status.symbol)
-                self.handle(key, self.book(key).resyncing(now))
+            key = (status.provider, status.symbol)
+            if status.state == "resyncing" and self._wanted(status.symbol) \
+                    and (machine := self.book(key)) is not None:
+                self.handle(key, machine.resyncing(now))
             return
         if status.state not in ("disconnected", "subscribed"):
             return
@@ -149,12 +189,21 @@ class Builder:
         if kind in BOOK_KINDS and (provider, symbol) in self.books:
             self.handle((provider, symbol), self.books[provider, symbol].gap(gap.missed, now))
 
-    def tick(self, now: float) -> None:
-        states: Counter = Counter({state: 0 for state in events.BOOK_STATES})
+    def on_publisher(self, notice: PublisherSilent | PublisherStopped, now: float) -> None:
+        """A publisher went silent or stopped: every book it published is stale (rule 7)."""
+        stopped = isinstance(notice, PublisherStopped)
+        self.ctx.counts["publishers_gone", "stopped" if stopped else "silent"] += 1
+        message = "handler stopped" if stopped else \
+            f"handler silent for {self.settings.heartbeat_timeout:.1f} s"
         for key, machine in self.books.items():
-            self.handle(key, machine.tick(now))
-            states[machine.state] += 1
-        for state, count in states.items():
+            if machine.seen[0] == notice.epoch:
+                self.handle(key, machine.publisher_gone(message, now))
+
+    def tick(self, now: float) -> None:
+        """Ask again where an outstanding request is overdue (only the books that wait)."""
+        for key in list(self.waiting):
+            self.handle(key, self.books[key].tick(now))
+        for state, count in self.states.items():
             self.ctx.counts["books", state] = count
 
     def publish_depth(self) -> None:
@@ -171,7 +220,11 @@ class Builder:
         machine = self.books[key]
         counts = self.ctx.counts
         if out.ignored:
-            counts["book_deltas_ignored", out.ignored] += 1
+            ignored = "book_snapshots_ignored" if out.ignored == OLD_SNAPSHOT \
+                else "book_deltas_ignored"
+            counts[ignored, out.ignored] += 1
+        if out.status is not None or out.resync:
+            (self.waiting.add if machine.retry_at is not None else self.waiting.discard)(key)
         if out.status is not None:
             self._status(key, machine, *out.status)
         if out.resync:
@@ -185,6 +238,8 @@ class Builder:
             self.applied[key] = None
 
     def _status(self, key: Key, machine: BookMachine, state: str, message: str) -> None:
+        self.states[machine.previous] -= 1
+        self.states[state] += 1
         if state != "live":
             self.bbo.pop(key, None)
         if state == "crossed":
@@ -220,7 +275,11 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
     service = BookService(ctx.settings.snapshot_endpoint, builder.books, count_request)
     sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns(ctx.settings),
                           rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
-                          on_gap=lambda gap: builder.on_gap(gap, time.monotonic()))
+                          on_gap=lambda gap: builder.on_gap(gap, time.monotonic()),
+                          on_publisher=lambda gone: builder.on_publisher(gone, time.monotonic()),
+                          heartbeat_timeout=ctx.settings.heartbeat_timeout,
+                          max_topics=4 * ctx.settings.max_books + 1_000)
+    ctx.metrics.collect(lambda: subscriber_counts(sub))
     tasks = [asyncio.create_task(service.serve(), name="snapshot-service"),
              asyncio.create_task(_ticks(builder), name="resync-timer")]
     if ctx.settings.depth_rate > 0:
@@ -256,15 +315,16 @@ async def _depth(builder: Builder, rate: float) -> None:
 # --- tickmesh book ----------------------------------------------------------------------------
 
 def format_table(book: dict[str, Any]) -> str:
-    """A book as a terminal table: bids and asks side by side, best first."""
+    """A book as a terminal table: bids and asks side by side, best first, every price and size
+    as received (consumers.exact: never rounded)."""
     lines = [f"{book['provider']} {book['symbol']}: {book['state']}"
              + (f" ({book['message']})" if book["message"] else "")
              + f", generation {book['generation']}, seq {book['seq']}",
              f"{'bid size':>12} {'bid':>12}   {'ask':<12} ask size"]
     bids, asks = book["bids"], book["asks"]
     for i in range(max(len(bids), len(asks))):
-        bid = f"{bids[i][1]:>12g} {bids[i][0]:>12g}" if i < len(bids) else " " * 25
-        ask = f"{asks[i][0]:<12g} {asks[i][1]:<12g}" if i < len(asks) else ""
+        bid = f"{exact(bids[i][1]):>12} {exact(bids[i][0]):>12}" if i < len(bids) else " " * 25
+        ask = f"{exact(asks[i][0]):<12} {exact(asks[i][1]):<12}" if i < len(asks) else ""
         lines.append(f"{bid}   {ask}".rstrip())
     return "\n".join(lines)
 

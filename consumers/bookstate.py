@@ -11,22 +11,31 @@ States (bus.events.BOOK_STATES); a book starts stale, with nothing in it:
                published as truth
 
 Rules (a book's version is (epoch, generation) of the snapshot it came from; the publisher's
-epoch grows across its restarts, the generation with each of its snapshots of the symbol):
- 1. snapshot: replaces the book -> live, or crossed if it is crossed or locked. Any state.
+epoch grows across its restarts, the generation with each of its snapshots of the symbol;
+versions only move forward):
+ 1. snapshot at or above the newest version seen: replaces the book -> live, or crossed if it
+    is crossed or locked. Any state. A snapshot older than the newest version seen (an old
+    publisher, a replay of an earlier recording) is ignored and counted: it never makes a book
+    live, and leaves a live book as it is.
  2. delta of the book's version, while live: applied; crossed or locked after it -> crossed.
-    A delta while not live, or of an older version, is ignored (counted by the builder).
+    A delta of an older version is ignored; one of the book's version while not live is
+    ignored too (a snapshot is awaited, and asked for again until it comes: a book that is
+    not live always has a request outstanding, or is about to ask).
  3. delta of a newer version than any seen: its snapshot was missed -> stale.
  4. bus gap on the symbol's book_snapshot or book_delta topic -> stale.
  5. the handler's Status "resyncing" for the symbol -> resyncing.
  6. the provider's connection Status "disconnected" -> stale (the builder tells every book
     of that provider); "subscribed" (it is back) -> a waiting book's backoff starts over and
     it asks within resync_timeout.
+ 7. the publisher of the book's newest version went silent (no heartbeat for the subscriber's
+    heartbeat_timeout) or stopped -> stale at once ("handler silent for 3.0 s", "handler
+    stopped"); a snapshot is awaited (asked for, with the backoff below).
 Only a snapshot makes a book live again.
 
 Resync requests (the builder sends each as a Control "resync" to the provider):
  - Entering stale (rules 3, 4) or crossed after a delta asks at once, unless a request is
-   outstanding (asked, or the handler resyncing, or the provider disconnected, and no snapshot
-   since). A newer version than any seen (rule 3) is the answer to the outstanding request,
+   outstanding (asked, or the handler resyncing, the provider disconnected or its publisher
+   gone, and no snapshot since: rules 5-7 await a snapshot as the answer to a request). A newer version than any seen (rule 3) is the answer to the outstanding request,
    lost: it asks at once all the same.
  - A crossed snapshot asks again only after the wait below (a provider whose books keep coming
    crossed is not asked in a loop).
@@ -44,9 +53,11 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from bus.events import BookDelta, BookSnapshot
+from consumers.exact import exact
 from consumers.orderbook import OrderBook
 
 LIVE, STALE, RESYNCING, CROSSED = "live", "stale", "resyncing", "crossed"
+OLD_SNAPSHOT = "old_snapshot"  # the reason a snapshot is ignored (rule 1)
 Version = tuple[int, int]  # (epoch, generation)
 
 
@@ -78,6 +89,7 @@ class BookMachine:
         self.rng = rng
         self.book = OrderBook()
         self.state = STALE
+        self.previous = STALE  # the state before the last change
         self.message = "no snapshot yet"
         self.version: Version = (0, 0)  # of the book held
         self.seen: Version = (0, 0)  # the newest of any book event
@@ -90,10 +102,12 @@ class BookMachine:
         return self.state == LIVE
 
     def snapshot(self, event: BookSnapshot, now: float) -> Output:
+        version = (event.epoch, event.generation)
+        if version < self.seen:
+            return Output(ignored=OLD_SNAPSHOT)
         self.book.apply_snapshot(event.bids, event.asks)
         self.last = event
-        self.version = (event.epoch, event.generation)
-        self.seen = max(self.seen, self.version)
+        self.version = self.seen = version
         cross = self.book.cross()
         if cross:
             self._schedule(now)
@@ -130,6 +144,11 @@ class BookMachine:
     def disconnected(self, now: float) -> Output:
         self._await(now)
         return Output(self._enter(STALE, "the provider is disconnected"))
+
+    def publisher_gone(self, message: str, now: float) -> Output:
+        """Rule 7: what the book holds is no longer followed."""
+        self._await(now)
+        return Output(self._enter(STALE, message))
 
     def provider_up(self, now: float) -> Output:
         if self.retry_at is not None:
@@ -169,9 +188,9 @@ class BookMachine:
     def _enter(self, state: str, message: str) -> tuple[str, str] | None:
         if (state, message) == (self.state, self.message):
             return None
-        self.state, self.message = state, message
+        self.previous, self.state, self.message = self.state, state, message
         return state, message
 
     def _top(self) -> str:
         bid, ask = self.book.best_bid(), self.book.best_ask()
-        return f"bid {bid[0]:g} >= ask {ask[0]:g}" if bid and ask else ""
+        return f"bid {exact(bid[0])} >= ask {exact(ask[0])}" if bid and ask else ""

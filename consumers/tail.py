@@ -19,8 +19,10 @@ from typing import Callable, TextIO
 import msgspec
 
 from bus import events
+from bus.sequence import PublisherSilent, PublisherStopped
 from bus.subscriber import AsyncSubscriber, Gap, Subscriber
 from bus.topics import Pattern, TopicError
+from consumers.exact import exact
 from runtime import process
 from runtime.badinput import count_bad_input
 from runtime.logs import log
@@ -56,20 +58,21 @@ def format_pretty(event: events.Event) -> str:
 
 
 def _details(event: events.Event) -> str:
+    """Prices and sizes as received (consumers.exact)."""
     match event:
         case events.Trade():
-            return f"{event.price:g} x {event.size:g}  {event.exchange} {','.join(event.conditions)}"
+            return f"{exact(event.price)} x {exact(event.size)}  {event.exchange} {','.join(event.conditions)}"
         case events.Quote():
-            return f"{event.bid_price:g} x {event.bid_size:g}  /  {event.ask_price:g} x {event.ask_size:g}"
+            return f"{exact(event.bid_price)} x {exact(event.bid_size)}  /  {exact(event.ask_price)} x {exact(event.ask_size)}"
         case events.BookSnapshot() | events.BookDelta() | events.Depth():
             return f"{len(event.bids)} bids, {len(event.asks)} asks"
         case events.Bbo():
-            return f"{event.bid_price:g} x {event.bid_size:g}  /  {event.ask_price:g} x {event.ask_size:g}"
+            return f"{exact(event.bid_price)} x {exact(event.bid_size)}  /  {exact(event.ask_price)} x {exact(event.ask_size)}"
         case events.BookStatus():
             return f"{event.state} {event.message}"
         case events.Bar():
-            return (f"{event.interval_s}s  o {event.open:g} h {event.high:g} l {event.low:g} "
-                    f"c {event.close:g} v {event.volume:g}")
+            return (f"{event.interval_s}s  o {exact(event.open)} h {exact(event.high)} l {exact(event.low)} "
+                    f"c {exact(event.close)} v {exact(event.volume)}")
         case events.Status():
             code = f" [{event.code}]" if event.code else ""
             return f"{event.state}{code} {event.message}"
@@ -94,6 +97,12 @@ def report_gap(gap: Gap) -> None:
           f"(expected seq {gap.expected}, got {gap.received})", file=sys.stderr, flush=True)
 
 
+def report_publisher(notice: PublisherSilent | PublisherStopped) -> None:
+    what = "stopped" if isinstance(notice, PublisherStopped) else \
+        f"silent for {notice.silent_for:.1f} s"
+    print(f"publisher {notice.name} (epoch {notice.epoch}) {what}", file=sys.stderr, flush=True)
+
+
 def _write(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -116,7 +125,8 @@ def cli(argv: list[str]) -> None:
     fmt = formatter_for(sys.stdout, args.json)
     printed = 0
     try:
-        with Subscriber(args.endpoint, args.patterns, on_gap=report_gap) as sub:
+        with Subscriber(args.endpoint, args.patterns, on_gap=report_gap,
+                        on_publisher=report_publisher) as sub:
             for event in sub:
                 _write(fmt(event))
                 printed += 1

@@ -20,7 +20,7 @@ import bisect
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable
+from typing import Any, Callable, Hashable, Iterable
 
 from bus.events import Sample
 
@@ -72,9 +72,14 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     # coinbase
     Metric("trades_missed", COUNTER, "trades the provider's trade ids show were lost"),
     Metric("resyncs", COUNTER, "books found out of step and resynced, by why", ("reason",)),
+    Metric("symbols_refused", COUNTER, "subscribes of one symbol the provider refused "
+           "(unknown or delisted), retries included", ("provider",)),
     # binance
     Metric("binance_snapshots", COUNTER, "Binance REST depth snapshots, by outcome "
-           "(requested, applied, stale, failed)", ("outcome",)),
+           "(requested, applied, stale, failed, refused)", ("outcome",)),
+    Metric("binance_rest_backoffs", COUNTER, "Binance REST holds begun: a 429 (too much "
+           "weight) or a 418 (IP banned) stopped every REST request until its Retry-After",
+           ("status",)),
     Metric("binance_snapshot_queue", GAUGE, "Binance snapshot requests waiting for the "
            "REST weight budget or a free slot"),
     Metric("binance_rest_weight", GAUGE, "Binance REST request weight sent in the last minute"),
@@ -89,6 +94,14 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("events_received", COUNTER, "events a consumer took from the bus"),
     Metric("bus_gaps", COUNTER, "sequence gaps a consumer saw (it was too slow)"),
     Metric("bus_messages_missed", COUNTER, "messages lost in those gaps"),
+    Metric("bus_duplicates", COUNTER, "messages dropped by a consumer's subscriber as duplicates "
+           "(the same publisher epoch, a sequence number at or below the last)"),
+    Metric("bus_stale_epoch", COUNTER, "messages dropped by a consumer's subscriber from a "
+           "publisher epoch older than the newest seen on their topic"),
+    Metric("bus_topics_refused", COUNTER, "messages dropped by a consumer's subscriber because "
+           "it already tracks its max_topics topics"),
+    Metric("publishers_gone", COUNTER, "publishers a consumer was told of as gone: silent (no "
+           "heartbeat for heartbeat_timeout) or stopped (a final heartbeat)", ("how",)),
     Metric("lines_printed", COUNTER, "lines the tail printed"),
     # order-book builder
     Metric("books", GAUGE, "books the builder keeps, by state", ("state",)),
@@ -98,6 +111,10 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            ("provider",)),
     Metric("book_deltas_ignored", COUNTER, "deltas not applied: to a book not live, or of an "
            "older generation", ("reason",)),
+    Metric("book_snapshots_ignored", COUNTER, "snapshots not applied: older than the newest "
+           "version of the book seen (old_snapshot)", ("reason",)),
+    Metric("books_refused", COUNTER, "book events dropped because the builder keeps max_books "
+           "books already"),
     Metric("book_requests", COUNTER, "snapshot-service requests, by outcome (ok, unknown_book, "
            "bad_request)", ("outcome",)),
     # bars and consumers
@@ -213,6 +230,14 @@ class Metrics:
         for name, histogram in self._histograms.items():
             out.extend(histogram.samples(name))
         return out
+
+
+def subscriber_counts(sub: Any) -> list[tuple[Hashable, float]]:
+    """A bus subscriber's drop counters (bus.sequence), as a collector's pairs:
+    `metrics.collect(lambda: subscriber_counts(sub))`."""
+    tracker = sub.tracker
+    return [("bus_duplicates", tracker.duplicates), ("bus_stale_epoch", tracker.stale_epoch),
+            ("bus_topics_refused", tracker.topics_refused)]
 
 
 def flat(counts: Counts) -> dict[str, float]:

@@ -383,6 +383,15 @@ def test_the_table_on_a_terminal():
     assert lines[2].split() == ["3", "99.5", "100", "2"] and lines[3].split() == ["1", "99"]
 
 
+def test_the_table_shows_prices_and_sizes_exactly_as_received():
+    from consumers.books import format_table
+
+    table = format_table({"provider": "coinbase", "symbol": "BTC-USD", "state": "live",
+                          "message": "", "generation": 1, "seq": 9,
+                          "bids": [[90312.28, 0.46989847]], "asks": [[90312.29, 1e-08]]})
+    assert table.splitlines()[2].split() == ["0.46989847", "90312.28", "90312.29", "1e-08"]
+
+
 # --- bbo: once per book per batch ---------------------------------------------------------
 
 class Published(list):

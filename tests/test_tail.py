@@ -78,3 +78,9 @@ def test_pretty_lines_show_what_a_person_needs():
                                 code=402, message="auth failed"))
     assert "error [402] auth failed" in line
     assert json.loads(format_json(quote("MSFT")))["bp"] == 87.66
+
+
+def test_pretty_lines_show_prices_and_sizes_exactly_as_received():
+    event = trade("BTC-USD")
+    event.price, event.size = 90312.28, 0.46989847
+    assert "90312.28 x 0.46989847" in format_pretty(event)
