@@ -170,6 +170,31 @@ def test_an_error_that_closes_is_reported_and_the_handler_reconnects(spawn_child
     streaming(bus, bus.mark())
 
 
+def test_a_delisted_product_is_refused_while_the_others_stream_and_retried_until_listed(
+        spawn_child, bus):
+    """Issue 16: a subscribe naming one product the exchange does not list is refused as a
+    whole; the feed must go on with the others on the same connection, say which product was
+    refused, and retry it (here every 0.2 to 0.5 s) until the exchange lists it again."""
+    port = start_simulator(spawn_child, symbols=PRODUCTS + ["SOL-USD"])
+    control(port, "delist", product="SOL-USD")
+    start_handler(spawn_child, port, symbols=PRODUCTS + ["SOL-USD"], refused_retry=0.2,
+                  refused_retry_max=0.5)
+    streaming(bus)
+    said = bus.until(lambda _: [s for s in bus.of(Status) if s.symbol == "SOL-USD"],
+                     what="a Status for SOL-USD")
+    assert [(s.state, s.code, s.message) for s in said] == [
+        ("error", 1, "Failed to subscribe: SOL-USD is not a valid product")]
+    bus.until(lambda _: metric(bus, "symbols_refused", provider="coinbase") >= 2,
+              what="the refusal and a retry's counted")
+    mark = bus.mark()
+    control(port, "relist", product="SOL-USD")
+    bus.until(lambda _: snapshots(bus, "SOL-USD", mark), what="SOL-USD's snapshot")
+    assert [(s.state, s.symbol) for s in bus.of(Status, mark)] == [("subscribed", "SOL-USD")]
+    streaming(bus, bus.mark())
+    assert "disconnected" not in bus.states()
+    assert metric(bus, "connects") == 1
+
+
 # --- replay --------------------------------------------------------------------------------
 
 T = "2024-03-01T12:00:00.%06dZ"

@@ -10,9 +10,12 @@ Settings (`CoinbaseSettings`): url (default wss://ws-feed.exchange.coinbase.com)
 (normalized BASE-QUOTE, which is Coinbase's own spelling: ["BTC-USD", "ETH-USD"]), channel
 (level2_batch, the default, needs no credentials; level2 is signed with the key, secret and
 passphrase in the environment variables key_env, secret_env, passphrase_env: unset, a
-placeholder is sent that only a simulator accepts), and the client's stale_after (here 10 s:
-heartbeats come every second per product), backoff_min, backoff_max, ping_interval,
-ping_timeout, open_timeout.
+placeholder is sent that only a simulator accepts), refused_retry and refused_retry_max (a
+product the exchange refuses, unknown or delisted, is left out and retried alone
+refused_retry seconds later, 300 by default, then twice as long after each refusal, at most
+refused_retry_max, 3600 by default: see handlers.coinbase.protocol), and the client's
+stale_after (here 10 s: heartbeats come every second per product), backoff_min, backoff_max,
+ping_interval, ping_timeout, open_timeout.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from handlers.coinbase import wire
-from handlers.coinbase.protocol import CoinbaseProtocol, Credentials
+from handlers.coinbase.protocol import (
+    RETRY_REFUSED, RETRY_REFUSED_MAX, CoinbaseProtocol, Credentials,
+)
 from handlers.common.client import ClientSettings, ReconnectingClient
 from handlers.common import symbols
 from runtime import process
@@ -42,6 +47,8 @@ class CoinbaseSettings(ClientSettings):
     key_env: str = "COINBASE_API_KEY"
     secret_env: str = "COINBASE_API_SECRET"
     passphrase_env: str = "COINBASE_API_PASSPHRASE"
+    refused_retry: float = RETRY_REFUSED
+    refused_retry_max: float = RETRY_REFUSED_MAX
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -52,6 +59,10 @@ class CoinbaseSettings(ClientSettings):
                 self.symbols)
         require(self.channel in wire.BOOK_CHANNELS, "channel",
                 " or ".join(wire.BOOK_CHANNELS), self.channel)
+        require(self.refused_retry > 0, "refused_retry", "a number of seconds > 0",
+                self.refused_retry)
+        require(self.refused_retry_max >= self.refused_retry, "refused_retry_max",
+                f"a number >= refused_retry ({self.refused_retry:g})", self.refused_retry_max)
 
 
 Settings = CoinbaseSettings
@@ -67,8 +78,10 @@ def credentials(settings: CoinbaseSettings) -> Credentials | None:
 
 
 async def _main(ctx: process.ProcessContext[CoinbaseSettings]) -> None:
-    protocol = CoinbaseProtocol(list(ctx.settings.symbols), ctx.settings.channel,
-                                credentials(ctx.settings), counters=ctx.counts)
+    settings = ctx.settings
+    protocol = CoinbaseProtocol(list(settings.symbols), settings.channel, credentials(settings),
+                                counters=ctx.counts, refused_retry=settings.refused_retry,
+                                refused_retry_max=settings.refused_retry_max)
     await ReconnectingClient(ctx, protocol, ctx.settings).run()
 
 

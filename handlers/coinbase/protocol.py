@@ -3,8 +3,8 @@ subscribe frames and resyncs out (see handlers.coinbase.wire for the messages).
 
 On every connection `start()` sends the subscribe at once (the server disconnects a client
 that has not subscribed within 5 s): every product on the book channel (`level2_batch`, no
-auth; or `level2`, signed), `matches` and `heartbeat`. The first `subscriptions` reply is
-"subscribed". Per product:
+auth; or `level2`, signed), `matches` and `heartbeat`. The first `subscriptions` reply that
+lists one of our products is "subscribed". Per product:
 - `snapshot` -> BookSnapshot (the product's next generation), `l2update` -> BookDelta of the
   changed levels (absolute sizes, 0 removes). The protocol keeps each product's book, to
   validate what arrives, and ignores its level-2 data from a resync until the new snapshot.
@@ -35,10 +35,23 @@ again, for a fresh snapshot and last_match. Every other product keeps flowing. B
 counted in bad_input{reason}, resyncs in resyncs{reason}. Lost trades are counted, not
 recovered (Coinbase's REST trades endpoint could fill them in; not done here).
 
-`error` messages -> Change("error") with the message and reason (for the product the reason
-names, if one of ours); after those the server disconnects on (ErrSlowConsume, ErrSlowRead,
-Message too big) the protocol closes too. Messages of unknown types are ignored, as the
-documentation asks. Control "resync" for a product is the default (a Resubscribe).
+A product the exchange refuses ("Failed to subscribe": "P is not a valid product": unknown
+or delisted) would stop the whole feed, as Coinbase ignores the whole request that names it.
+So the protocol marks P refused, says Change("error", symbol P) with the exchange's words
+(once, until P is accepted), counts symbols_refused{provider}, and subscribes at once, on the
+same connection, what that request should have brought: every product not refused that the
+latest `subscriptions` does not list. P is then retried alone, on a Timer: `refused_retry`
+seconds after its first refusal, twice as long after each one that follows, at most
+`refused_retry_max`; the due time outlives reconnects, whose subscribes leave P out (unless
+every product is refused: then each connection asks for them all). When a `subscriptions`
+lists P, P is Change("subscribed", symbol P) and streams again from its snapshot. A resync
+asked for a refused product waits for its retry. A refusal that names no product of ours
+("Invalid product ID provided", Coinbase's older words) is only an error, as below.
+
+Other `error` messages -> Change("error") with the message and reason (for the product the
+reason names, if one of ours); after those the server disconnects on (ErrSlowConsume,
+ErrSlowRead, Message too big) the protocol closes too. Messages of unknown types are ignored,
+as the documentation asks. Control "resync" for a product is the default (a Resubscribe).
 """
 
 from __future__ import annotations
@@ -52,12 +65,20 @@ from bus.events import BookDelta, BookSnapshot, Event, Trade
 from handlers.coinbase import wire
 from handlers.coinbase.wire import Malformed
 from handlers.common.book import Book
-from handlers.common.protocol import Change, ClientProtocol, Effect, Output, Resubscribe
+from handlers.common.protocol import (
+    Change, ClientProtocol, Effect, Output, Resubscribe, Timer,
+)
 
 MAX_GAP = 1_000_000
 """A jump in trade ids bigger than this is counted as a broken id, not as lost trades."""
 AGGRESSOR = {"sell": "b", "buy": "s"}
 """The taker's side ("b"/"s") from the maker's side on the wire."""
+RETRY_REFUSED = 300.0
+"""Seconds from a product's first refusal to its first retry (doubling after each refusal)."""
+RETRY_REFUSED_MAX = 3600.0
+"""The longest wait between two retries of a refused product."""
+RETRY_KEY = "retry-refused:"
+"""The Timer key of a refused product's retry, before its symbol."""
 
 
 @dataclass
@@ -80,6 +101,9 @@ class _Product:
     book: Book = field(default_factory=Book)
     last_trade_id: int = 0  # 0: none seen yet
     last_sequence: int = 0
+    refused: bool = False  # the exchange refused it: left out of subscribes, retried alone
+    retry_delay: float = 0.0  # the wait before its latest retry (0: not refused)
+    retry_at: float = 0.0  # clock() when it is retried next
 
     def reset(self) -> None:
         self.syncing = True
@@ -92,14 +116,15 @@ class _Out:
 
     def __init__(self) -> None:
         self.events: list[Event] = []
+        self.replies: list[str] = []
         self.changes: list[Change] = []
         self.effects: list[Effect] = []
         self.problems: list[str] = []
         self.close = False
 
     def output(self) -> Output:
-        return Output(self.events, (), self.changes, "; ".join(self.problems)[:500],
-                      self.close, self.effects)
+        return Output(self.events, self.replies, self.changes,
+                      "; ".join(self.problems)[:500], self.close, self.effects)
 
 
 class CoinbaseProtocol(ClientProtocol):
@@ -107,15 +132,19 @@ class CoinbaseProtocol(ClientProtocol):
 
     def __init__(self, products: list[str], channel: str = wire.LEVEL2_BATCH,
                  credentials: Credentials | None = None, counters: Counter | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, refused_retry: float = RETRY_REFUSED,
+                 refused_retry_max: float = RETRY_REFUSED_MAX) -> None:
         super().__init__(counters)
         if channel not in wire.BOOK_CHANNELS:
             raise ValueError(f"channel must be one of {wire.BOOK_CHANNELS}, not {channel!r}")
         self.channel = channel
         self.credentials = credentials
         self.clock = clock
+        self.refused_retry = refused_retry
+        self.refused_retry_max = refused_retry_max
         self.products = {symbol: _Product(symbol) for symbol in products}
         self.subscribed = False
+        self.listed: set[str] = set()  # our products the latest `subscriptions` lists
 
     @property
     def channels(self) -> list[str]:
@@ -125,11 +154,14 @@ class CoinbaseProtocol(ClientProtocol):
 
     def start(self) -> Output:
         self.subscribed = False
+        self.listed = set()
         for product in self.products.values():
             product.reset()
             product.resyncing = False
-        return Output(replies=[self._request("subscribe", list(self.products))],
-                      changes=[Change("connected")])
+        wanted = [symbol for symbol, product in self.products.items() if not product.refused]
+        retries = self._retries() if wanted else []  # none wanted: ask for them all
+        return Output(replies=[self._request("subscribe", wanted or list(self.products))],
+                      changes=[Change("connected")], effects=retries)
 
     def receive(self, frame: bytes, ts_recv: int) -> Output:
         out = _Out()
@@ -144,11 +176,20 @@ class CoinbaseProtocol(ClientProtocol):
             self._bad(out, exc, self._symbol_of(message, frame))
         return out.output()
 
+    def timer(self, key: str, ts: int) -> Output:
+        """A refused product's retry came due: subscribe it alone."""
+        product = self.products.get(key.removeprefix(RETRY_KEY))
+        if not key.startswith(RETRY_KEY) or product is None or not product.refused:
+            return Output()  # e.g. accepted since the timer was set
+        return Output(replies=[self._request("subscribe", [product.symbol])])
+
     def resubscribe(self, symbol: str) -> Output:
         product = self.products.get(symbol)
         if product is None:
             self.counters["bad_input", "control"] += 1
             return Output(problem=f"cannot resync {symbol[:40]!r}: not one of our products")
+        if product.refused:
+            return Output()  # it waits for its retry
         changes = [] if product.resyncing else [Change("resyncing", symbol=symbol,
                                                         message="asked")]
         product.reset()
@@ -181,13 +222,29 @@ class CoinbaseProtocol(ClientProtocol):
 
     def _on_subscriptions(self, message: dict[str, Any], out: _Out) -> None:
         reply: wire.Subscriptions = wire.convert(message, wire.Subscriptions)
-        if not self.subscribed:
+        listed = {symbol for channel in reply.channels for symbol in channel.product_ids}
+        self.listed = listed & self.products.keys()
+        if self.listed and not self.subscribed:
             self.subscribed = True
             names = ",".join(channel.name for channel in reply.channels)
-            out.changes.append(Change("subscribed", message=f"{len(self.products)} products "
-                                                            f"on {names}"[:200]))
+            out.changes.append(Change("subscribed", message=f"{len(self.listed)} of "
+                                      f"{len(self.products)} products on {names}"[:200]))
+        for symbol in sorted(self.listed):
+            self._accepted(self.products[symbol], out)
+
+    def _accepted(self, product: _Product, out: _Out) -> None:
+        """The exchange lists a product: if it was refused, it is no longer."""
+        if product.refused:
+            product.refused = False
+            product.retry_delay = product.retry_at = 0.0
+            out.changes.append(Change("subscribed", symbol=product.symbol,
+                                      message="listed again"))
 
     def _on_error(self, error: wire.Error, out: _Out) -> None:
+        refused = self.products.get(wire.refused_product(error.reason))
+        if error.message == wire.FAILED_SUBSCRIBE and refused is not None:
+            self._refused(refused, error, out)
+            return
         symbol = next((s for s in self.products if error.reason.startswith(s + " ")), "")
         text = f"{error.message}: {error.reason}" if error.reason else error.message
         out.changes.append(Change("error", wire.ERROR_CODES.get(error.message, 0), text[:300],
@@ -268,6 +325,36 @@ class CoinbaseProtocol(ClientProtocol):
         if seen and trade_id > seen + 1:
             self._missed(product, trade_id - seen - 1, "match", out)
         return True
+
+    # --- refused products -------------------------------------------------------------------
+
+    def _refused(self, product: _Product, error: wire.Error, out: _Out) -> None:
+        """The exchange refused `product`, and with it the whole request that named it: say
+        so, subscribe the rest of what that request should have brought, retry it later."""
+        self.counters["symbols_refused", self.provider] += 1
+        if not product.refused:
+            out.changes.append(Change("error", wire.ERROR_CODES[error.message],
+                                      f"{error.message}: {error.reason}"[:300], product.symbol))
+        product.reset()
+        product.refused, product.resyncing = True, False
+        out.effects.append(self._next_retry(product))
+        rest = [symbol for symbol, other in self.products.items()
+                if not other.refused and symbol not in self.listed]
+        if rest:
+            out.replies.append(self._request("subscribe", rest))
+
+    def _next_retry(self, product: _Product) -> Timer:
+        """The refused product's next retry: the wait doubles after each refusal, capped."""
+        delay = product.retry_delay * 2 if product.retry_delay else self.refused_retry
+        product.retry_delay = min(delay, self.refused_retry_max)
+        product.retry_at = self.clock() + product.retry_delay
+        return Timer(RETRY_KEY + product.symbol, product.retry_delay)
+
+    def _retries(self) -> list[Effect]:
+        """A Timer for each refused product's retry, when it is due (reconnects included)."""
+        now = self.clock()
+        return [Timer(RETRY_KEY + product.symbol, max(0.0, product.retry_at - now))
+                for product in self.products.values() if product.refused]
 
     # --- losses, bad input, resyncs --------------------------------------------------------
 

@@ -7,12 +7,12 @@ and unsubscribe are answered by `subscriptions`, or, for a request it refuses (u
 channel or product, no channels, a channel without products, `level2` without the auth
 fields), by an error `Failed to subscribe` (or unsubscribe) with the reason, the request
 ignored as a whole; a refused product (one not in `symbols`, or delisted) is followed, as at
-Coinbase, by the `subscriptions` as they still are. A new book subscription gets its product's snapshot, a new matches one
-its `last_match`. Data is the products' books of handlers/coinbase/sim/market.py, stepped
-every TICK_SECONDS: `level2` subscribers get each step's l2update, `level2_batch` ones the
-product's changes every BATCH_SECONDS in one l2update; matches at `rate` a second per
-product, trade ids +1; a heartbeat per product every second. A client whose outbox overflows
-gets ErrSlowConsume and is disconnected.
+Coinbase, by the `subscriptions` as they still are. A new book subscription gets its
+product's snapshot, a new matches one its `last_match`. Data is the products' books of
+handlers/coinbase/sim/market.py, stepped every TICK_SECONDS: `level2` subscribers get each
+step's l2update, `level2_batch` ones the product's changes every BATCH_SECONDS in one
+l2update; matches at `rate` a second per product, trade ids +1; a heartbeat per product every
+second. A client whose outbox overflows gets ErrSlowConsume and is disconnected.
 
 With `replay = FILE` (one JSON frame per line, as the exchange sent it), each connection, once
 it subscribes, gets the recorded frames of the products and channels it subscribed to, in
