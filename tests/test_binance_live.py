@@ -1,7 +1,9 @@
 """The Binance handler as a real process against the Binance simulator, through a real
 forwarder: books that equal the simulator's true books, a provider-side gap on one symbol
 among ten, a resync asked over the bus, a replay of recorded frames and snapshots (with
-hostile lines among them), a resync that keeps failing, serverShutdown, and `tickmesh check`."""
+hostile lines among them), a resync that keeps failing, serverShutdown, a 429 and a 418 with
+Retry-After (no REST request until it has passed, a reconnect meanwhile included), and
+`tickmesh check`."""
 
 from __future__ import annotations
 
@@ -236,6 +238,34 @@ def test_server_shutdown_ends_the_connection_and_the_handler_comes_back(forwarde
         what="a reconnect after serverShutdown, and a new book", timeout=20)
     disconnect = next(s for s in bus.of(Status, mark) if s.state == "disconnected")
     assert "closed by protocol" in disconnect.message
+
+
+RETRY_AFTER = 3
+
+
+@pytest.mark.parametrize("status", [429, 418])
+def test_retry_after_holds_every_rest_request_of_the_handler(forwarder, bus, spawn_child,
+                                                             status):
+    symbols = SYMBOLS[:3]
+    sim = start_sim(spawn_child, symbols=symbols)
+    sim.control("refuse", status=status, seconds=RETRY_AFTER)  # the next REST request
+    start_handler(spawn_child, sim, symbols=symbols, channels=["depth"], snapshots_in_flight=1)
+
+    def backoff(events: list) -> Status | None:
+        return next((e for e in events if isinstance(e, Status) and e.state == "error"
+                     and e.code == status), None)
+
+    told = bus.until(backoff, what=f"a Status naming the {status}")
+    assert "until" in told.message and f"({RETRY_AFTER} s)" in told.message, told.message
+    sim.control("drop")  # a new connection asks for every book again: still held
+    all_synced(bus, symbols)
+    rest = sim.control("stats")["rest"]
+    assert rest["refused"] == 1 and rest["early"] == 0, rest
+    first = min(e.ts_recv for e in bus.of(BookSnapshot))
+    assert first - told.ts_event >= (RETRY_AFTER - 0.1) * 1e9
+    bus.until(lambda events: any(isinstance(e, Heartbeat) and e.metric(
+        "binance_rest_backoffs", status=str(status)) == 1 for e in events),
+        what="the backoff counted")
 
 
 def tickmesh_check(spawn, config: Path):

@@ -247,9 +247,10 @@ def test_a_bad_level_is_counted_and_resyncs_while_other_frames_flow(level):
 def test_a_snapshot_that_fails_or_does_not_decode_resyncs():
     p = protocol()
     subscribed(p)
-    out = p.http_response(HttpResponse("depth:BTC-USDT", 429, b'{"code":-1003}'), T0)
+    out = p.http_response(HttpResponse("depth:BTC-USDT", 400, b'{"code":-1121}'), T0)
     assert out.changes[0].state == "resyncing" and p.counters["binance_snapshots", "failed"] == 1
     p.resubscribe("BTC-USDT")
+    assert requests(p.timer(PUMP_TIMER, T0))
     out = p.http_response(HttpResponse("depth:BTC-USDT", 200, b"[[[["), T0)
     assert out.changes[0].state == "resyncing"
     assert p.counters["bad_input", "malformed_snapshot"] == 1
@@ -303,22 +304,37 @@ def test_snapshot_requests_are_paced_by_weight_and_in_flight():
     symbols = [f"S{i:02d}-USDT" for i in range(30)]
     p = protocol(symbols, channels=("depth",), depth_limit=1000, weight_per_minute=500,
                  snapshots_in_flight=4)  # weight 50: 10 a minute, 4 at once
-    out = subscribed(p)
-    sent = [r.key for r in requests(out)]
-    assert len(sent) == 4
+    sent: list[int] = []  # when each request went out
+    out_: list[tuple[str, int]] = []  # (key, when sent) of those not answered yet
+    due: int | None = None  # when the pump timer fires
     now = T0
-    while True:
-        answered = p.http_response(answer(sent[0].removeprefix("depth:"), 1, **BOOK), now)
-        sent = sent[1:] + [r.key for r in requests(answered)]
-        waits = [e for e in answered.effects if isinstance(e, Timer)]
-        if waits:
+
+    def run(out: Output) -> None:
+        nonlocal due
+        out_.extend((r.key, now) for r in requests(out))
+        sent.extend(now for _ in requests(out))
+        assert len(out_) <= 4
+        timers = [t for t in out.effects if isinstance(t, Timer) and t.key == PUMP_TIMER]
+        due = now + int(timers[-1].delay * NS) if timers else due
+
+    run(subscribed(p))
+    while True:  # each answer 100 ms after its request; the timer when it is due
+        answer_at = out_[0][1] + NS // 10 if out_ else None
+        now = min(t for t in (answer_at, due, T0 + 90 * NS) if t is not None)
+        if now == T0 + 90 * NS:
             break
-        now += NS // 10
-    assert p.pacer.used(now) == 500 and p.counters["binance_snapshots", "requested"] == 10
-    assert p.counters["binance_snapshot_queue"] == 20
-    assert 59 < waits[0].delay <= 60
-    more = p.timer(PUMP_TIMER, T0 + 61 * NS)
-    assert len(requests(more)) >= 1
+        if now == answer_at:
+            run(p.http_response(answer(out_.pop(0)[0].removeprefix("depth:"), 1, **BOOK), now))
+        else:
+            due = None
+            run(p.timer(PUMP_TIMER, now))
+    first_minute = [t for t in sent if t < T0 + 60 * NS]
+    assert len(first_minute) == 10  # 500 of weight
+    assert first_minute[9] - first_minute[8] >= 6 * NS  # past 80 %: 60 s * 50 / 500 apart
+    assert sent[10] >= T0 + 60 * NS  # the first ones out of the window: room again
+    assert all(sum(t <= u < t + 60 * NS for u in sent) <= 10 for t in sent)
+    assert p.counters["binance_snapshots", "requested"] == len(sent)
+    assert p.counters["binance_snapshot_queue"] == 30 - len(sent)
 
 
 def test_the_pacer_keeps_the_weight_spent_across_reconnects():

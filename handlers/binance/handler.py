@@ -10,12 +10,15 @@ Settings (`BinanceSettings`): url (default wss://stream.binance.com:9443/stream,
 combined-stream connection that SUBSCRIBEs), rest_url (default https://api.binance.com),
 symbols (normalized, e.g. ["BTC-USDT", "ETH-BTC"]), channels (any of depth, trade,
 bookTicker; default all), depth_limit (levels of each REST snapshot, 1..5000, default 1000),
-rest_weight_per_minute (the REST weight budget for snapshots, default Binance's 6000),
-snapshots_in_flight (default 4), streams_per_subscribe (default 200) and subscribe_interval
-(seconds between SUBSCRIBE messages, at least 0.2: Binance takes 5 messages a second), and the
-client's stale_after (here 60 s), backoff_min, backoff_max, ping_interval, ping_timeout,
-open_timeout. Binance pings every 20 s; websockets answers its pings whatever our own ping
-settings are.
+rest_weight_per_minute (the REST weight budget for snapshots, default Binance's 6000; what
+Binance's X-MBX-USED-WEIGHT-1M says the IP used counts against it too, and past 80% of it
+requests slow to its even pace), snapshots_in_flight (default 4), streams_per_subscribe
+(default 200) and subscribe_interval (seconds between SUBSCRIBE messages, at least 0.2:
+Binance takes 5 messages a second), and the client's stale_after (here 60 s), backoff_min,
+backoff_max, ping_interval, ping_timeout, open_timeout. Binance pings every 20 s; websockets
+answers its pings whatever our own ping settings are. A 429 or a 418 (IP ban) from the REST
+API holds every REST request of the handler until its Retry-After has passed, reconnects
+included (handlers.binance.pacing), with a Status "error" that says until when.
 """
 
 from __future__ import annotations

@@ -12,6 +12,12 @@ trades, quotes and in-sync L2 books out.
   budget per minute, a few in flight), fetched with an HttpRequest effect, and the book it
   makes with the buffered events is published as a BookSnapshot (the symbol's next
   generation), then one BookDelta per depth event.
+- Binance's REST limits hold for the whole handler (the pacer's rules): every answer's
+  X-MBX-USED-WEIGHT-1M counts against the budget; a 429 or a 418 (an IP ban) holds every
+  request until its Retry-After has passed, across reconnects too. The refused symbol waits
+  first in line, its buffer kept (no resync). Each new hold is a Status "error" (code 429 or
+  418) naming it and when it ends, counted in binance_rest_backoffs{status}, said again when
+  a new connection is subscribed during it; its end is a Status "subscribed" again.
 - A gap, a crossed book, a level that does not parse (NaN, negative, not a number), a
   snapshot that fails or does not decode: that symbol alone is resynced: Status "resyncing"
   for it, its book dropped, and a Resubscribe effect, which the client carries out after the
@@ -28,13 +34,16 @@ bad_level, crossed_book, unknown_symbol, unexpected) and described in Output.pro
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Iterable
+from urllib.parse import urlsplit
 
 from bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
 from handlers.binance import wire
-from handlers.binance.pacing import SnapshotPacer
+from handlers.binance.pacing import NS, SnapshotPacer
 from handlers.binance.sync import Action, DepthSync, Phase, Step, Update
 from handlers.common.protocol import (
     Change, ClientProtocol, Effect, HttpRequest, HttpResponse, Output, Resubscribe, Timer,
@@ -43,6 +52,7 @@ from handlers.common.symbols import joined
 
 SUBSCRIBE_TIMER = "subscribe"
 PUMP_TIMER = "snapshots"
+BACKOFF_TIMER = "rest_backoff"
 DEPTH_KEY = "depth:"
 DEPTH_PATH = "/api/v3/depth"
 
@@ -98,9 +108,11 @@ class BinanceProtocol(ClientProtocol):
         self.generations: Counter = Counter()  # snapshots published per symbol
         self.pacer = SnapshotPacer(wire.depth_weight(config.depth_limit),
                                    config.weight_per_minute, config.snapshots_in_flight)
+        self.rest_host = urlsplit(config.rest_url).hostname or config.rest_url
         self.chunks: list[list[str]] = []
         self.unanswered: dict[int, list[str]] = {}  # SUBSCRIBE id -> its streams
         self.next_id = 0
+        self.subscribed = False  # every chunk of this connection acknowledged
 
     # --- the connection --------------------------------------------------------------------
 
@@ -109,6 +121,7 @@ class BinanceProtocol(ClientProtocol):
             sync.stop()
         self.pacer.reset()
         self.unanswered.clear()
+        self.subscribed = False
         size = self.config.streams_per_subscribe
         streams = self.config.streams()
         self.chunks = [streams[i:i + size] for i in range(0, len(streams), size)]
@@ -135,6 +148,8 @@ class BinanceProtocol(ClientProtocol):
             return self._subscribe_next()
         if key == PUMP_TIMER:
             return self._pump(ts)
+        if key == BACKOFF_TIMER:
+            return self._backoff_over(ts)
         return Output()
 
     # --- frames ----------------------------------------------------------------------------
@@ -166,9 +181,13 @@ class BinanceProtocol(ClientProtocol):
             return Output(problem=f"an answer to no request of ours: id {result.id!r:.40}")
         for symbol in self._depth_symbols(chunk):
             self.pacer.add(symbol)
-        done = not self.unanswered and not self.chunks
-        changes = [Change("subscribed", message=f"{len(self.config.streams())} streams")]
-        return merge([Output(changes=changes if done else []), self._pump(ts)])
+        if self.unanswered or self.chunks:
+            return self._pump(ts)
+        self.subscribed = True
+        subscribed = Output(changes=[
+            Change("subscribed", message=f"{len(self.config.streams())} streams")])
+        held = self._held(ts) if self.pacer.held(ts) else Output()
+        return merge([subscribed, held, self._pump(ts)])
 
     def _data(self, message: wire.Data, ts: int) -> Output:
         channel = wire.channel_of(message)
@@ -271,6 +290,7 @@ class BinanceProtocol(ClientProtocol):
             self.counters["resyncs", "requested"] += 1
             changes.append(Change("resyncing", message="resync requested", symbol=symbol))
         sync.begin()
+        self.pacer.remove(symbol)  # a request in flight was for the buffer just dropped
         self.pacer.add(symbol)
         return Output(changes=changes, effects=[Timer(PUMP_TIMER, 0.0)])
 
@@ -295,8 +315,15 @@ class BinanceProtocol(ClientProtocol):
         sync = self.syncs.get(symbol)
         if not response.key.startswith(DEPTH_KEY) or sync is None:
             return super().http_response(response, ts)
-        self.pacer.done(symbol)
-        return merge([self._snapshot(symbol, sync, response, ts), self._pump(ts)])
+        current = self.pacer.done(symbol)  # False: superseded, its answer is of no use
+        limits = self._limits(response, ts)
+        if response.status in wire.REFUSALS:
+            self.counters["binance_snapshots", "refused"] += 1
+            if current:
+                self.pacer.retry(symbol)
+            return merge([limits, self._pump(ts)])
+        snapshot = self._snapshot(symbol, sync, response, ts) if current else Output()
+        return merge([limits, snapshot, self._pump(ts)])
 
     def _snapshot(self, symbol: str, sync: DepthSync, response: HttpResponse,
                   ts: int) -> Output:
@@ -316,3 +343,52 @@ class BinanceProtocol(ClientProtocol):
             return self._malformed(exc, ts)
         return self._act(symbol, sync.on_snapshot(snapshot.lastUpdateId, bids, asks), ts, ts)
 
+    # --- REST limits -----------------------------------------------------------------------
+
+    def _limits(self, response: HttpResponse, ts: int) -> Output:
+        """What an answer says of Binance's limits: the weight used, a 429 or a 418."""
+        headers = dict(response.headers)
+        used, bad_weight = self._header(headers, wire.USED_WEIGHT)
+        if used is not None:
+            self.pacer.report(used, ts)
+        if response.status not in wire.REFUSALS:
+            return Output(problem=bad_weight)
+        seconds, bad_wait = self._header(headers, wire.RETRY_AFTER)
+        problem = "; ".join(filter(None, (bad_weight, bad_wait)))
+        return merge([Output(problem=problem), self._hold(response.status, seconds, ts)])
+
+    def _header(self, headers: dict[str, str], name: str) -> tuple[int | None, str]:
+        """A header's whole number (None if it is absent or malformed), and the problem."""
+        if name not in headers:
+            return None, ""
+        try:
+            return wire.header_count(headers[name], name), ""
+        except wire.Malformed as exc:
+            self.counters["bad_input", "malformed_header"] += 1
+            return None, str(exc)[:200]
+
+    def _hold(self, status: int, seconds: float | None, ts: int) -> Output:
+        """A 429 or a 418: no request for `seconds` (if it did not say, Binance's default)."""
+        wait = wire.DEFAULT_RETRY_AFTER[status] if seconds is None else seconds
+        if not self.pacer.hold(status, min(wait, wire.MAX_RETRY_AFTER), ts):
+            return Output()  # the hold running already says it
+        self.counters["binance_rest_backoffs", str(status)] += 1
+        return self._held(ts)
+
+    def _held(self, ts: int) -> Output:
+        """Say that REST requests are held, why and until when; a timer for its end."""
+        status, until = self.pacer.held_status, self.pacer.held_until
+        end = datetime.fromtimestamp(math.ceil(until / NS), timezone.utc)
+        message = (f"Binance REST {status} ({wire.REFUSALS[status]}): no request to "
+                   f"{self.rest_host} until {end:%Y-%m-%dT%H:%M:%SZ} "
+                   f"({math.ceil((until - ts) / NS)} s)")
+        return Output(changes=[Change("error", status, message)],
+                      effects=[Timer(BACKOFF_TIMER, (until - ts) / NS)])
+
+    def _backoff_over(self, ts: int) -> Output:
+        """The hold's timer came due: REST requests go again (unless it was extended)."""
+        if self.pacer.held(ts):
+            return Output(effects=[Timer(BACKOFF_TIMER, (self.pacer.held_until - ts) / NS)])
+        status = self.pacer.held_status
+        changes = [Change("subscribed", message=f"REST requests resume after the {status}")]
+        return merge([Output(changes=changes if self.subscribed else []), self._pump(ts)])

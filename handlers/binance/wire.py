@@ -20,6 +20,12 @@ Wire facts (Binance's "WebSocket Streams" and "Market Data endpoints" docs):
 - REST `GET /api/v3/depth?symbol=BNBBTC&limit=N` -> `{"lastUpdateId":N,"bids":[[p,q]],
   "asks":[[p,q]]}`; its request weight depends on the limit (DEPTH_WEIGHTS), against 6000 per
   minute per IP.
+- REST limits ("LIMITS" in the REST API docs): every answer carries
+  `X-MBX-USED-WEIGHT-(intervalNum)(intervalLetter)`, e.g. `X-MBX-USED-WEIGHT-1M`, the weight the
+  IP used in the current interval (intervals are fixed: a minute starts every minute). Past
+  the limit Binance answers 429; an IP that keeps sending after 429s is banned with 418, for 2
+  minutes up to 3 days. Both carry `Retry-After`, the seconds to wait (429: to prevent a ban;
+  418: until the ban is over). The limits are the IP's, not an API key's.
 """
 
 from __future__ import annotations
@@ -43,6 +49,14 @@ MAX_DEPTH_LIMIT = 5000
 DEPTH_WEIGHTS = ((100, 5), (500, 25), (1000, 50), (5000, 250))
 """REST /api/v3/depth request weight: (highest limit, weight)."""
 WEIGHT_PER_MINUTE = 6000
+USED_WEIGHT = "x-mbx-used-weight-1m"
+RETRY_AFTER = "retry-after"
+REFUSALS = {429: "too much request weight", 418: "IP banned"}
+"""The statuses that refuse a request for its weight, and what each means."""
+DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
+"""Seconds to wait when a refusal says nothing (a minute of weight; the shortest ban)."""
+MAX_RETRY_AFTER = 3 * 86_400.0
+"""The longest ban Binance documents: no Retry-After holds longer."""
 ERROR_CODES = {0: "Unknown property", 1: "Invalid value type", 2: "Invalid request",
                3: "Invalid JSON"}
 SHUTDOWN = "serverShutdown"
@@ -299,6 +313,13 @@ def decode_snapshot(body: bytes, symbol: str = "") -> DepthSnapshot:
         return msgspec.json.decode(body, type=DepthSnapshot)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise Malformed("snapshot", str(exc)[:200], symbol) from None
+
+
+def header_count(text: str, name: str) -> int:
+    """A header's whole number (Retry-After's seconds, a used weight); Malformed("header")."""
+    if not (text.isascii() and text.isdigit()):
+        raise Malformed("header", f"{name} is not a whole number: {text[:40]!r}")
+    return int(text) if len(text) <= 18 else 10**18  # huge either way, never a long parse
 
 
 def encode(message: Any) -> str:
