@@ -4,7 +4,8 @@
     topics      `kind.provider.SYMBOL|` topics and subscription patterns (pure)
     sockets     the one factory of ZeroMQ sockets, and the `[bus]` config
     publisher   Publisher: non-blocking, per-topic sequence numbers
-    subscriber  Subscriber / AsyncSubscriber: patterns and gap tracking
+    sequence    what a subscriber checks of each message, and the notices it tells (pure)
+    subscriber  Subscriber / AsyncSubscriber: patterns, and the stream told in order
     forwarder   the XSUB/XPUB proxy every process publishes to and subscribes from
 
 Handlers and consumers use this package; it knows nothing of them. The names below are
@@ -24,6 +25,7 @@ _EXPORTS = {
     "Quote": "bus.events", "Status": "bus.events", "Trade": "bus.events",
     "Publisher": "bus.publisher",
     "AsyncSubscriber": "bus.subscriber", "Gap": "bus.subscriber", "Subscriber": "bus.subscriber",
+    "PublisherSilent": "bus.sequence", "PublisherStopped": "bus.sequence",
     "Pattern": "bus.topics", "topic": "bus.topics",
 }
 __all__ = sorted(_EXPORTS)

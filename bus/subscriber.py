@@ -14,7 +14,8 @@ order they came, and each notice is told at its place among them, through a call
   up; 0: not watched), or said it stopped; told after everything it sent.
 A batch (`recv_batch`, `batches`, `recv_ready`) ends before a notice, and the notice is told
 at the start of the next call: a reader that handles each batch before asking for the next has
-handled everything before a notice when it hears of it.
+handled everything before a notice when it hears of it. (An async batch may be empty: a notice
+was told, a publisher gone silent say, and nothing has come after it yet.)
 Duplicates (the same publisher epoch, a sequence number at or below the last) and stale
 epochs (older than the newest seen on the topic) are dropped and counted
 (`tracker.duplicates`, `tracker.stale_epoch`), never delivered; `accept_stale=True` delivers
@@ -146,6 +147,7 @@ class _SubscriberBase:
             else None
         self._pending: deque = deque()  # in stream order: notices, fill requests, messages
         self._next_check = 0.0
+        self._told = 0  # notices told so far
         self._told_full = False
         self._client_filter = [p for p in self.patterns if p.needs_client_filter]
         self._all_by_prefix = len(self._client_filter) < len(self.patterns)
@@ -324,6 +326,7 @@ class _SubscriberBase:
                 self._pending.append(notice)
 
     def _tell(self, notice: Notice) -> None:
+        self._told += 1
         if isinstance(notice, Gap):
             if self.on_gap is not None:
                 self.on_gap(notice)
@@ -442,9 +445,10 @@ class AsyncSubscriber(_SubscriberBase):
         return batch[0] if batch else None
 
     async def recv_batch(self, limit: int) -> list[Item]:
-        """The next wanted events, at least one (waiting for it) and at most `limit`: those
-        already arrived, up to the next notice."""
-        return await self._batch(limit, None)
+        """The next wanted events, at most `limit`: those already arrived, up to the next
+        notice; waits for one, unless a notice was told meanwhile (then the batch may be empty:
+        a reader handles what it was told, e.g. a publisher gone silent, at once)."""
+        return await self._batch(limit, None, until_told=True)
 
     async def batches(self, limit: int = BATCH) -> AsyncIterator[list[Item]]:
         """`recv_batch(limit)` for ever; after each batch is handled, the loop's other tasks
@@ -453,10 +457,12 @@ class AsyncSubscriber(_SubscriberBase):
             yield await self.recv_batch(limit)
             await asyncio.sleep(0)
 
-    async def _batch(self, limit: int, deadline: float | None) -> list[Item]:
+    async def _batch(self, limit: int, deadline: float | None,
+                     until_told: bool = False) -> list[Item]:
+        told = self._told
         while True:
             batch = self._collect(self._shadow_recv, limit)
-            if batch:
+            if batch or (until_told and self._told != told):
                 return batch
             if self._pending:
                 await self._fill_head()

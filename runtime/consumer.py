@@ -1,9 +1,11 @@
 """The consumer SDK: a consumer is a function or a class with topic patterns, and this module
 runs it as a tickmesh process. It gets, for free, what every child gets from runtime.process
 (structured logging, a heartbeat every second with its metrics, readiness, a clean stop on
-SIGTERM or Ctrl-C) and, from here: its events, gap reports (logged sparingly, counted in
-bus_gaps and bus_messages_missed, and handed to `on_gap`), and a handler that raises costs one
-event, not the process (consumer_errors{hook}). ZeroMQ reconnects its sockets by itself, so a
+SIGTERM or Ctrl-C) and, from here: its events, and what the bus tells of them in order (each
+gap, logged sparingly, counted in bus_gaps and bus_messages_missed and handed to `on_gap`
+after the events before it and before the one that revealed it; each publisher gone silent or
+stopped, counted in publishers_gone and handed to `on_publisher` after everything it sent), and
+a handler that raises costs one event, not the process (consumer_errors{hook}). ZeroMQ reconnects its sockets by itself, so a
 consumer outlives a restart of the forwarder (what it missed meanwhile is a gap).
 
 A function, with its patterns:
@@ -21,6 +23,7 @@ A class (named, it is made with no arguments; or name an instance of it):
                                        # ctx.publisher, ctx.counts, ctx.name
         def on_event(self, event): ...
         def on_gap(self, gap): ...     # optional: a bus.subscriber.Gap
+        def on_publisher(self, gone): ...  # optional: a PublisherSilent or PublisherStopped
         def on_stop(self): ...         # optional: at the clean stop
 
 Any of these may be `async def`. Run one by hand, or in a config for the supervisor:
@@ -49,11 +52,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bus.sockets import BusConfig
+from bus.sequence import Notice, PublisherSilent, PublisherStopped
 from bus.subscriber import AsyncSubscriber, Gap
 from bus.topics import Pattern, TopicError
 from runtime import process
 from runtime.badinput import count_bad_input
 from runtime.logs import log
+from runtime.metrics import subscriber_counts
 from runtime.settings import SettingsError, Strings, read
 from runtime.spec import ChildSpec
 
@@ -75,6 +80,7 @@ class Consumer:
     on_gap: Hook | None = None
     on_start: Hook | None = None
     on_stop: Hook | None = None
+    on_publisher: Hook | None = None
 
 
 def consumer(*patterns: str) -> Callable[[Hook], Consumer]:
@@ -110,7 +116,7 @@ def as_consumer(found: Any, target: str = "the target") -> Consumer:
     if callable(getattr(found, "on_event", None)):
         return Consumer(tuple(getattr(found, "patterns", ())), found.on_event,
                         getattr(found, "on_gap", None), getattr(found, "on_start", None),
-                        getattr(found, "on_stop", None))
+                        getattr(found, "on_stop", None), getattr(found, "on_publisher", None))
     if callable(found):
         return Consumer((), found)
     raise ConsumerError(f"{target} is not a consumer (a function, or a class with on_event)")
@@ -142,31 +148,32 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
     """Subscribe, then hand every event (and gap) to the consumer until cancelled."""
     found = resolve(ctx.settings.target)
     patterns = ctx.settings.patterns or found.patterns
-    gaps: list[tuple[int, Gap]] = []  # (the number of the event that revealed it, the gap)
+    notices: list[Notice] = []  # told by the subscriber before the batch they precede
     sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns, rcvhwm=ctx.spec.bus.subscriber_hwm,
-                          on_gap=lambda gap: gaps.append((sub.received, gap)))
+                          on_gap=notices.append, on_publisher=notices.append)
+    ctx.metrics.collect(lambda: subscriber_counts(sub))
     if found.on_start is not None:
         await _call(found.on_start, ctx)
     log().info("consuming", target=ctx.settings.target, patterns=list(patterns))
     try:
-        await _consume(sub, found, gaps, ctx)
+        await _consume(sub, found, notices, ctx)
     finally:
         sub.close()
         if found.on_stop is not None:
             await _call(found.on_stop)
 
 
-async def _consume(sub: AsyncSubscriber, found: Consumer, gaps: list[tuple[int, Gap]],
+async def _consume(sub: AsyncSubscriber, found: Consumer, notices: list[Notice],
                    ctx: process.ProcessContext) -> None:
-    """Events in batches (one wake-up for what has arrived), each gap told right before the
-    event that revealed it."""
+    """Events in batches (one wake-up for what has arrived); a batch ends before a notice, and
+    the subscriber tells it as the next batch is read: it is handed on before that batch."""
     counts = ctx.counts
     async for batch in sub.batches():  # the heartbeat runs between batches
-        first = sub.received - len(batch) + 1  # the running number of the batch's first event
-        for number, event in enumerate(batch, first):
+        for notice in notices:
+            await (_gap if isinstance(notice, Gap) else _publisher)(notice, found, ctx)
+        notices.clear()
+        for event in batch:
             counts["events_received"] += 1
-            while gaps and gaps[0][0] <= number:
-                await _gap(gaps.pop(0)[1], found, ctx)
             await _guarded("on_event", found.on_event, event, ctx)
 
 
@@ -177,6 +184,15 @@ async def _gap(gap: Gap, found: Consumer, ctx: process.ProcessContext) -> None:
                     topic=gap.topic.decode(errors="replace"), missed=gap.missed)
     if found.on_gap is not None:
         await _guarded("on_gap", found.on_gap, gap, ctx)
+
+
+async def _publisher(gone: PublisherSilent | PublisherStopped, found: Consumer,
+                     ctx: process.ProcessContext) -> None:
+    how = "stopped" if isinstance(gone, PublisherStopped) else "silent"
+    ctx.counts["publishers_gone", how] += 1
+    log().warning(f"publisher {how}", publisher=gone.name, epoch=gone.epoch)
+    if found.on_publisher is not None:
+        await _guarded("on_publisher", found.on_publisher, gone, ctx)
 
 
 async def _guarded(hook: str, handler: Hook, arg: Any, ctx: process.ProcessContext) -> None:

@@ -60,3 +60,6 @@ class Ordered:
 
     def on_gap(self, gap: Gap) -> None:
         log().info("in order", gap=[gap.expected, gap.received])
+
+    def on_publisher(self, gone) -> None:
+        log().info("in order", gone=[type(gone).__name__, gone.name])

@@ -217,11 +217,15 @@ def test_a_gap_is_told_right_before_the_event_that_revealed_it(forwarder, spawn,
     told_before = len(log_lines(log_path, "in order"))
     for seq in (*range(2, 22), *range(27, 47)):  # a burst: the SDK takes it in batches
         send(seq)
-    wait_until(lambda: any(line.get("seq") == 46 for line in log_lines(log_path, "in order")),
-               timeout=15, what="the last event")
+    send(46)  # a duplicate: dropped, never handed over
+    last = Heartbeat(provider="order", ts_event=1, ts_recv=1, pid=1, final=True)
+    last.seq, last.epoch = 1, epoch  # the publisher says it stopped
+    publisher.publish_raw(topic("heartbeat", "order"), encode(last))
+    wait_until(lambda: any("gone" in line for line in log_lines(log_path, "in order")),
+               timeout=15, what="the publisher's stop")
     publisher.close()
     assert stop(proc) == 0
-    told = [line.get("seq", tuple(line.get("gap", ())))
+    told = [line.get("seq", tuple(line.get("gap", line.get("gone", ()))))
             for line in log_lines(log_path, "in order")[told_before:]]
     told = [item for item in told if item != 1]  # the first ones, sent until it listened
-    assert told == [*range(2, 22), (22, 27), *range(27, 47)]
+    assert told == [*range(2, 22), (22, 27), *range(27, 47), ("PublisherStopped", "order")]
