@@ -79,6 +79,10 @@ class Settings:
         except topics.TopicError as exc:
             raise SettingsError(f"settings.patterns: {exc}") from None
 
+    def listen_endpoints(self) -> dict[str, str]:
+        """Where it listens: checked against the config's other listeners (runtime.check)."""
+        return {"gapfill_endpoint": self.gapfill_endpoint}
+
 
 class Recorder:
     """The loop of the recorder's thread: `run` until `stop`."""

@@ -1,13 +1,19 @@
 """Checking children before anything starts, by module name: `python -m runtime.check` reads
-a JSON list of children ({"name", "where", "run", "settings"}) on stdin and prints a JSON
-answer: {"problems": [...], "listens": [[where, host, port], ...], "variables": {name: [...]}}.
+a JSON list of children ({"where", "run", "settings"}) on stdin and answers on stdout,
+one JSON line at a time: `"ready"` once it is about to import the first child's module, then,
+for each child in turn, {"problems": [...], "listens": [[key, endpoint], ...],
+"variables": [...]}. Whoever runs it (supervisor.preflight) gives each child a deadline from
+the line before, and can tell which child a check that never answers, or dies, is stuck on.
 
 For each child: the module must exist and have `main()`; its settings table is read by the
 module's own `Settings` class (None or absent: no settings), the same class the child reads it
-with (runtime.process); a settings object with a `listen_address()` method (a simulator's)
-says where it will listen; its fields ending in `_env`, defaults included, name the
-environment variables (secrets) the child may read, the only ones the supervisor passes it. It runs in a process of its own so that the supervisor never
-imports a child's code.
+with (runtime.process). The settings say where the child will listen: a simulator's
+`listen_address()` gives (host, port) (its `port` key); a service's `listen_endpoints()` gives
+{settings key: ZeroMQ endpoint} ("" for none). Its fields ending in `_env`, defaults included,
+name the environment variables (secrets) the child may read, the only ones the supervisor
+passes it. It runs in a process of its own so that the supervisor never imports a child's
+code; whatever a module prints, or a process it starts writes, goes to stderr, never into the
+answer.
 """
 
 from __future__ import annotations
@@ -15,16 +21,19 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import sys
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from runtime.process import read_settings
 from runtime.settings import SettingsError
 
+READY = "ready"
+
 
 class Found(NamedTuple):
     problems: list[str]
-    listens: list[list] = []
+    listens: list[list[str]] = []
     variables: list[str] = []
 
 
@@ -46,8 +55,22 @@ def check(where: str, run: str, raw: dict[str, Any]) -> Found:
         return Found([f"{where}.{exc}"])
     except (TypeError, ValueError) as exc:
         return Found([f"{where}.settings: {exc}"])
-    address = getattr(settings, "listen_address", None)
-    return Found([], [[where, *address()]] if callable(address) else [], variables(settings))
+    return Found([], listens(where, settings), variables(settings))
+
+
+def listens(where: str, settings: Any) -> list[list[str]]:
+    """[key, endpoint] of each address the settings say the child will listen on."""
+    found: dict[str, str] = {}
+    if callable(address := getattr(settings, "listen_address", None)):
+        found["port"] = tcp_endpoint(*address())
+    if callable(endpoints := getattr(settings, "listen_endpoints", None)):
+        found.update(endpoints())
+    return [[f"{where}.settings.{key}", endpoint] for key, endpoint in found.items() if endpoint]
+
+
+def tcp_endpoint(host: str, port: int) -> str:
+    """tcp://HOST:PORT, with an IPv6 address in brackets."""
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
 def variables(settings: Any) -> list[str]:
@@ -59,18 +82,26 @@ def variables(settings: Any) -> list[str]:
     return sorted({value for value in values if isinstance(value, str) and value})
 
 
+def answer_stream() -> IO[str]:
+    """This process's stdout, for the answer alone: descriptor 1 becomes stderr, so that what
+    a child's module prints, and what a process it starts writes, stays out of it."""
+    answer = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return answer
+
+
+def say(answer: IO[str], value: Any) -> None:
+    answer.write(json.dumps(value) + "\n")
+    answer.flush()
+
+
 def main() -> None:
-    answer = sys.stdout
-    sys.stdout = sys.stderr  # whatever a child module prints at import stays out of the answer
-    problems: list[str] = []
-    listens: list[list] = []
-    names: dict[str, list[str]] = {}
-    for child in json.load(sys.stdin):
-        found = check(child["where"], child["run"], child["settings"])
-        problems += found.problems
-        listens += found.listens
-        names[child["name"]] = found.variables
-    json.dump({"problems": problems, "listens": listens, "variables": names}, answer)
+    answer = answer_stream()
+    children = json.load(sys.stdin)
+    say(answer, READY)
+    for child in children:
+        say(answer, check(child["where"], child["run"], child["settings"])._asdict())
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """validate CONFIG without starting anything: "ok", or every problem (exit 2)
 
+The file's shape (supervisor.config), then each child's module and settings, each imported
+within [supervisor] import_timeout, and the ports of every listener (supervisor.preflight).
 Warnings (an unencrypted bus open to other machines) go to stderr, exit 0.
 """
 

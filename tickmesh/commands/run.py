@@ -1,8 +1,9 @@
 """run the system described by CONFIG (default: config/default.toml) under the supervisor
 
-Every child's settings are checked first with the child's own settings class
-(supervisor.preflight), and the bus endpoints, the simulators' ports and the Prometheus
-endpoint's port must be free (exit 1 if another system, or program, holds them).
+The config is checked first as `tickmesh check` checks it (exit 2: each child's module and
+settings, by the child's own settings class, no two listeners on one port: supervisor.preflight),
+and the bus endpoints, the ports the children listen on and the Prometheus endpoint's port must
+be free (exit 1 if another system, or program, holds them).
 """
 
 from __future__ import annotations
