@@ -465,23 +465,30 @@ class AsyncSubscriber(_SubscriberBase):
             if batch or (until_told and self._told != told):
                 return batch
             if self._pending:
-                await self._fill_head()
+                if not await self._fill_head(deadline):
+                    return []
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 return []
             await self._socket.poll(self._wait_ms(deadline), zmq.POLLIN)
 
-    async def _fill_head(self) -> None:
+    async def _fill_head(self, deadline: float | None) -> bool:
         """Carry out the fill request at the head of `_pending` (in a thread: it waits on the
-        recorder). Shielded: a cancelled caller leaves it running, and the next call waits for
-        the same fill, so nothing behind it is delivered first."""
+        recorder); False if the deadline came first. Shielded: a caller that gives up or is
+        cancelled leaves it running, and the next call waits for the same fill, so nothing
+        behind it is delivered first."""
         request = self._pending[0]
         if self._filling is None:
             self._filling = asyncio.ensure_future(asyncio.to_thread(self._fetch, request.gap))
-        fill = await asyncio.shield(self._filling)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            fill = await asyncio.wait_for(asyncio.shield(self._filling), wait)
+        except TimeoutError:
+            return False
         self._filling = None
         self._pending.popleft()
         self._apply_fill(request.gap, fill)
+        return True
 
     def __aiter__(self) -> "AsyncSubscriber":
         return self
