@@ -38,6 +38,12 @@ def after_final(bus: BusLog, name: str) -> int | None:
                  if isinstance(e, Heartbeat) and e.provider == name and e.final), None)
 
 
+def monitor_receiving(bus: BusLog) -> None:
+    """Wait until the monitor's subscriptions are in place: it counts events received."""
+    bus.until(lambda _: any(h.metric("events_received") for h in beats(bus, "monitor")),
+              what="the monitor receiving")
+
+
 def wait_past_every_limit(bus: BusLog, since: int) -> None:
     """Three of the monitor's heartbeats after `since`: well past HEARTBEAT_TIMEOUT and
     SILENT_AFTER, at check_interval 0.1 s."""
@@ -48,7 +54,7 @@ def wait_past_every_limit(bus: BusLog, since: int) -> None:
 def test_a_consumer_that_exits_0_raises_nothing(spawn_child, forwarder):
     with BusLog(forwarder.subscribe, ["alert", "heartbeat"]) as bus:
         start_monitor(spawn_child)
-        bus.until(lambda _: beats(bus, "monitor"), what="the monitor's heartbeat")
+        monitor_receiving(bus)
         consumer = spawn_child("tests.children.chatter", "consumer",
                                {"lines": 40, "interval": 0.05, "pad": 10}, **QUIET)
         stopped = bus.until(lambda _: after_final(bus, "consumer"),
@@ -65,7 +71,7 @@ def test_a_handler_stopped_with_sigterm_raises_nothing(spawn_child, forwarder):
                                    None, {"rate": 50, "symbols": ["AAPL"]})
         start_monitor(spawn_child, {"alpaca": {"calendar": "24/7",
                                                "silent_after": SILENT_AFTER}})
-        bus.until(lambda _: beats(bus, "monitor"), what="the monitor's heartbeat")
+        monitor_receiving(bus)
         handler = spawn_child("handlers.alpaca.handler", "alpaca", {
             "url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]}, **QUIET)
         bus.until(lambda _: bus.of(Trade) and beats(bus, "alpaca"), what="trades, heartbeats")
