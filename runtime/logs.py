@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import structlog
 
-from runtime.secrets import redact
+from runtime.secrets import may_hold_secret, redact
 
 Sink = Callable[[str], None]
 """Takes one rendered record, without its newline."""
@@ -95,9 +95,13 @@ def _processors(process_name: str) -> list[Any]:
 
 
 def _redact_secrets(_logger: Any, _method: str, event_dict: dict) -> dict:
-    for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = redact(value)
+    """Every text value with the known secrets masked: a line none of whose values may hold one
+    (one look at all of them, joined) is passed on at once."""
+    texts = [value for value in event_dict.values() if isinstance(value, str)]
+    if may_hold_secret("\n".join(texts)):
+        for key, value in event_dict.items():
+            if isinstance(value, str):
+                event_dict[key] = redact(value)
     return event_dict
 
 

@@ -15,7 +15,9 @@ from tests.scripted_server import CLOSE, ScriptedServer
 from tests.supervised import Running, child_toml, write_config
 
 KEY = "AKTESTKEY0123456789Z"                        # 20 characters, like Alpaca's
-SECRET = "s3cr3tS3CR3Ts3cr3tS3CR3Ts3cr3tS3CR3Tabcd"  # 40
+SECRET = "Wq8dLz3Rk5Tn1Xv7Bm2Hc9Fp4Gs6Jy0Ae3Ui8KoQ"  # 40
+# (not periodic like "s3cr3tS3CR3T...": "secret s3cr3t..." would be masked from the "t" of
+# "secret" on, "t s3cr3tS" being 8 characters of such a secret in any case, spaced)
 CONNECTED = '[{"T":"success","msg":"connected"}]'
 AUTHENTICATED = '[{"T":"success","msg":"authenticated"}]'
 SUBSCRIBED = '[{"T":"subscription","trades":["AAPL"],"quotes":["AAPL"],"bars":[]}]'
