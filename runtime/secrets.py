@@ -62,8 +62,8 @@ def redact(text: str) -> str:
 
 
 def may_hold_secret(text: str) -> bool:
-    """False if `text` holds no echo of a known secret, for sure (and at once): then so do
-    its parts (a log line's values, joined)."""
+    """Whether `text` may hold an echo of a known secret. False is sure (and quickly known),
+    and true of every part of `text` too: a log line's values are looked at joined."""
     return _current().may_hold_one(text)
 
 
@@ -110,6 +110,7 @@ class Masker:
         return self._regex.mask(text)
 
     def may_hold_one(self, text: str) -> bool:
+        """False if `text` surely holds no echo (most texts: one set lookup a chunk)."""
         if not self._secrets or len(text) < self._piece:
             return False
         if self._always:
