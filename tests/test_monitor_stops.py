@@ -17,8 +17,9 @@ from tests.buslog import BusLog
 
 pytestmark = pytest.mark.timeout(60)
 
-HEARTBEAT_TIMEOUT = 1.0
+HEARTBEAT_TIMEOUT = 2.5  # heartbeats come every second: room for a late one
 SILENT_AFTER = 1.0
+RATE = 200  # the simulator's trades a second
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
@@ -38,17 +39,18 @@ def after_final(bus: BusLog, name: str) -> int | None:
                  if isinstance(e, Heartbeat) and e.provider == name and e.final), None)
 
 
-def monitor_receiving(bus: BusLog) -> None:
-    """Wait until the monitor's subscriptions are in place: it counts events received."""
-    bus.until(lambda _: any(h.metric("events_received") for h in beats(bus, "monitor")),
-              what="the monitor receiving")
+def monitor_receiving(bus: BusLog, at_least: int = 1) -> None:
+    """Wait until the monitor's subscriptions are in place: it counts `at_least` events
+    received."""
+    bus.until(lambda _: any(h.metric("events_received") >= at_least
+                            for h in beats(bus, "monitor")), what="the monitor receiving")
 
 
 def wait_past_every_limit(bus: BusLog, since: int) -> None:
-    """Three of the monitor's heartbeats after `since`: well past HEARTBEAT_TIMEOUT and
+    """Four of the monitor's heartbeats after `since`: past HEARTBEAT_TIMEOUT and
     SILENT_AFTER, at check_interval 0.1 s."""
-    bus.until(lambda _: len(beats(bus, "monitor", since)) >= 3,
-              what="three monitor heartbeats after the stop")
+    bus.until(lambda _: len(beats(bus, "monitor", since)) >= 4,
+              what="four monitor heartbeats after the stop")
 
 
 def test_a_consumer_that_exits_0_raises_nothing(spawn_child, forwarder):
@@ -68,13 +70,14 @@ def test_a_consumer_that_exits_0_raises_nothing(spawn_child, forwarder):
 def test_a_handler_stopped_with_sigterm_raises_nothing(spawn_child, forwarder):
     with BusLog(forwarder.subscribe, ["alert", "heartbeat", "trade.alpaca"]) as bus:
         port, _ = simulators.start(spawn_child, "handlers.alpaca.sim.server", "alpaca-sim",
-                                   None, {"rate": 50, "symbols": ["AAPL"]})
-        start_monitor(spawn_child, {"alpaca": {"calendar": "24/7",
-                                               "silent_after": SILENT_AFTER}})
-        monitor_receiving(bus)
+                                   None, {"rate": RATE, "symbols": ["AAPL"]})
         handler = spawn_child("handlers.alpaca.handler", "alpaca", {
             "url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]}, **QUIET)
         bus.until(lambda _: bus.of(Trade) and beats(bus, "alpaca"), what="trades, heartbeats")
+        # the monitor after the feed flows (a configured feed silent from its start alarms)
+        start_monitor(spawn_child, {"alpaca": {"calendar": "24/7",
+                                               "silent_after": SILENT_AFTER}})
+        monitor_receiving(bus, at_least=RATE // 2)  # more than heartbeats: it takes trades
         handler.send_signal(signal.SIGTERM)  # what `tickmesh stop alpaca` sends
         stopped = bus.until(lambda _: after_final(bus, "alpaca"),
                             what="the handler's last heartbeat")
