@@ -61,11 +61,16 @@ class Quote(Event, tag="quote"):
 
 class BookSnapshot(Event, tag="book_snapshot"):
     """The whole book: bids best (highest) first, asks best (lowest) first. `generation` counts
-    the symbol's snapshots in this publisher's life (1, 2, ...)."""
+    the symbol's snapshots in this publisher's life (1, 2, ...). `delta_seq` is the sequence
+    number of the last book_delta the publisher sent on the symbol's delta topic before this
+    snapshot (0: none; the Publisher stamps it): the deltas that follow the snapshot are
+    numbered delta_seq + 1, + 2, ..., so a reader knows whether it missed one even when the
+    snapshot is the first thing it heard (-1: unknown, an older recording)."""
 
     bids: list[PriceLevel] = msgspec.field(name="b")
     asks: list[PriceLevel] = msgspec.field(name="a")
     generation: int = msgspec.field(default=0, name="g")
+    delta_seq: int = msgspec.field(default=-1, name="dq")
 
 
 class BookDelta(Event, tag="book_delta"):

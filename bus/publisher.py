@@ -45,7 +45,7 @@ class Publisher:
         # The Cython send, without pyzmq's Python wrapper: a measured ~15% of the hot path.
         self._send = zmq.backend.Socket.send.__get__(self._socket)
         self._buffer = bytearray()  # every event is encoded into it; the send copies it out
-        # (event type, provider, symbol) -> [topic bytes, last sequence number]
+        # (event type, provider, symbol) -> [topic bytes, last sequence number, deltas' stream]
         self._streams: dict[tuple[type, str, str], list] = {}
         self.forwarder_ready = False
         self.wait_for_forwarder(ready_timeout)
@@ -81,16 +81,31 @@ class Publisher:
             stream = streams.get(key)
             if stream is None:
                 try:
-                    stream = streams[key] = [topic(event.__struct_config__.tag, *key[1:]), 0]
+                    stream = self._open(key, event)
                 except TopicError as problem:
                     refused.append((event, problem))
                     continue
+            if stream[2] is not None:  # a snapshot: where its symbol's deltas stand
+                event.delta_seq = stream[2][1]
             stream[1] = event.seq = stream[1] + 1
             event.epoch = epoch
             _encode_into(event, buffer)
             send(stream[0], _SNDMORE)
             send(buffer)
         return refused
+
+    def _open(self, key: tuple[type, str, str], event: events.Event) -> list:
+        """A new topic's stream: [topic bytes, last sequence number, the stream of its deltas
+        (for a book snapshot, which says where they stand: BookSnapshot.delta_seq) or None]."""
+        name = topic(event.__struct_config__.tag, *key[1:])
+        deltas = None
+        if key[0] is events.BookSnapshot:
+            delta_key = (events.BookDelta, *key[1:])
+            deltas = self._streams.get(delta_key)
+            if deltas is None:
+                deltas = self._streams[delta_key] = [topic("book_delta", *key[1:]), 0, None]
+        stream = self._streams[key] = [name, 0, deltas]
+        return stream
 
     def publish_raw(self, topic: bytes, payload: bytes) -> None:
         """Send two frames exactly as given, stamping nothing: for replaying recorded events with
@@ -101,7 +116,7 @@ class Publisher:
     def stream_counts(self) -> dict[tuple[str, str], int]:
         """Events published so far, by (kind, provider): the sum of the topics' sequences."""
         counts: dict[tuple[str, str], int] = {}
-        for (kind, provider, _symbol), (_topic, seq) in self._streams.items():
+        for (kind, provider, _symbol), (_topic, seq, _deltas) in self._streams.items():
             key = (kind.__struct_config__.tag, provider)
             counts[key] = counts.get(key, 0) + seq
         return counts

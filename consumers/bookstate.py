@@ -17,7 +17,11 @@ versions only move forward):
     is crossed or locked. Any state. A snapshot older than the newest version seen (an old
     publisher, a replay of an earlier recording) is ignored and counted: it never makes a book
     live, and leaves a live book as it is.
- 2. delta of the book's version, while live: applied; crossed or locked after it -> crossed.
+ 2. delta of the book's version, while live: applied if it is the next delta the publisher
+    sent after the book's snapshot (its bus sequence number follows the snapshot's delta_seq,
+    or the last delta applied); crossed or locked after it -> crossed. A delta that skips
+    numbers was preceded by a loss, even one no bus gap could reveal (its topic was first
+    heard after the snapshot) -> stale.
     A delta of an older version is ignored; one of the book's version while not live is
     ignored too (a snapshot is awaited, and asked for again until it comes: a book that is
     not live always has a request outstanding, or is about to ask).
@@ -92,6 +96,7 @@ class BookMachine:
         self.previous = STALE  # the state before the last change
         self.message = "no snapshot yet"
         self.version: Version = (0, 0)  # of the book held
+        self.next_delta: int | None = None  # the sequence number the next delta must have
         self.seen: Version = (0, 0)  # the newest of any book event
         self.last: BookSnapshot | BookDelta | None = None  # the last event applied
         self.retry_at: float | None = None  # an outstanding request is asked again then
@@ -108,6 +113,7 @@ class BookMachine:
         self.book.apply_snapshot(event.bids, event.asks)
         self.last = event
         self.version = self.seen = version
+        self.next_delta = event.delta_seq + 1 if event.delta_seq >= 0 else None
         cross = self.book.cross()
         if cross:
             self._schedule(now)
@@ -127,6 +133,10 @@ class BookMachine:
             return Output(ignored="old_generation")
         if version != self.version or not self.live:
             return Output(ignored="not_live")
+        if self.next_delta is not None and event.seq != self.next_delta:
+            return self._lost(f"missed {event.seq - self.next_delta} deltas of generation "
+                              f"{event.generation}", "missed_delta", now)
+        self.next_delta = event.seq + 1 if self.next_delta is not None else None
         self.book.apply_delta(event.bids, event.asks)
         self.last = event
         cross = self.book.cross()

@@ -188,3 +188,23 @@ def test_a_read_cancelled_during_a_gap_fill_reorders_nothing(forwarder, run_dir)
         assert asyncio.run(scenario()) == [1, 2, 3, 4, 5]
     finally:
         recorder.close()
+
+
+def test_a_snapshot_says_where_its_symbols_deltas_stand(forwarder):
+    """BookSnapshot.delta_seq: the number of the last delta sent before it, so that a reader
+    can tell a loss right after a snapshot even on a delta topic it never heard before."""
+    from bus import BookDelta, BookSnapshot
+
+    sub = Subscriber(forwarder.subscribe, ["book_snapshot.test.X"])
+    publisher = Publisher(forwarder.publish)
+    book = {"provider": "test", "symbol": "X", "ts_event": 1, "ts_recv": 1, "bids": [],
+            "asks": []}
+
+    def snapshots() -> list[int]:
+        publisher.publish(BookSnapshot(**book))
+        return [event.delta_seq for event in iter(lambda: sub.recv(timeout=0.05), None)]
+
+    assert wait_until(snapshots, what="the first snapshot")[-1] == 0  # no delta yet
+    for _ in range(3):
+        publisher.publish(BookDelta(**book))
+    assert wait_until(snapshots, what="a later snapshot")[-1] == 3
