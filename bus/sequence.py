@@ -7,8 +7,10 @@ it started; bus.publisher):
  2. same epoch, the next number: delivered.
  3. same epoch, a number skipped ahead: a `Gap` (the numbers in between were lost), told
     before the message that revealed it, which is delivered. A jump of more than MAX_GAP
-    cannot be lost messages (no queue holds that many of one topic): it is a restart of the
-    topic's numbering (`restarts`), not a gap.
+    cannot be lost messages (no queue holds that many of one topic, and a publisher never
+    renumbers a topic within its epoch): a forged or corrupt number, dropped and counted
+    (`implausible`); the tracker stays where it was, so one such message cannot silence the
+    topic's real messages as duplicates.
  4. same epoch, a number at or below the last one: a duplicate (a replay, a rogue copy):
     dropped and counted (`duplicates`), never delivered; the tracker does not move back.
  5. a newer epoch: the publisher restarted (`restarts`); delivered, tracked from there.
@@ -38,7 +40,7 @@ from dataclasses import dataclass
 MAX_GAP = 10_000_000
 """The most messages one gap may count. More than a subscriber's queue (the high-water mark,
 sockets.DEFAULT_HWM) could ever lose on one topic at a time by orders of magnitude: a larger
-jump is a restart of the topic's numbering (or a forgery), not lost messages."""
+jump is a forgery or a corrupt number, not lost messages (rule 3)."""
 DEFAULT_MAX_TOPICS = 100_000
 DEFAULT_HEARTBEAT_TIMEOUT = 3.0
 
@@ -89,7 +91,7 @@ class SequenceTracker:
         self.accept_stale = accept_stale
         self.max_topics = max_topics
         self.gaps = self.missed = self.restarts = 0
-        self.duplicates = self.stale_epoch = self.topics_refused = 0
+        self.duplicates = self.stale_epoch = self.topics_refused = self.implausible = 0
         self._last: dict[bytes, list[int]] = {}  # topic -> [epoch, last seq]
         self._topics_of: dict[int, set[bytes]] = {}  # epoch -> its tracked topics
 
@@ -105,10 +107,10 @@ class SequenceTracker:
             if seq <= last:
                 self.duplicates += 1
                 return DROP
-            state[1] = seq
             if seq - last - 1 > MAX_GAP:
-                self.restarts += 1
-                return DELIVER
+                self.implausible += 1
+                return DROP
+            state[1] = seq
             gap = Gap(topic, last + 1, seq, epoch)
             self.gaps += 1
             self.missed += gap.missed

@@ -98,6 +98,8 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            "(the same publisher epoch, a sequence number at or below the last)"),
     Metric("bus_stale_epoch", COUNTER, "messages dropped by a consumer's subscriber from a "
            "publisher epoch older than the newest seen on their topic"),
+    Metric("bus_implausible", COUNTER, "messages dropped by a consumer's subscriber for a "
+           "sequence number more than MAX_GAP ahead (forged or corrupt)"),
     Metric("bus_topics_refused", COUNTER, "messages dropped by a consumer's subscriber because "
            "it already tracks its max_topics topics"),
     Metric("publishers_gone", COUNTER, "publishers a consumer was told of as gone: silent (no "
@@ -134,6 +136,9 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("gapfill_requests", COUNTER, "gap-fill requests answered, by outcome (full, partial, "
            "none, bad_request, too_many)", ("outcome",)),
     Metric("gapfill_messages_sent", COUNTER, "recorded messages sent in gap-fill answers"),
+    Metric("gapfill_bytes_skipped", COUNTER, "damaged bytes of the recording gap fill read past "
+           "(each damaged place counted once)"),
+    Metric("gapfill_records_skipped", COUNTER, "records lost in those damaged bytes"),
     # monitor
     Metric("alerts_raised", COUNTER, "alerts the heartbeat monitor raised, by check",
            ("what",)),
@@ -237,7 +242,8 @@ def subscriber_counts(sub: Any) -> list[tuple[Hashable, float]]:
     `metrics.collect(lambda: subscriber_counts(sub))`."""
     tracker = sub.tracker
     return [("bus_duplicates", tracker.duplicates), ("bus_stale_epoch", tracker.stale_epoch),
-            ("bus_topics_refused", tracker.topics_refused)]
+            ("bus_topics_refused", tracker.topics_refused),
+            ("bus_implausible", tracker.implausible)]
 
 
 def flat(counts: Counts) -> dict[str, float]:
