@@ -435,3 +435,27 @@ def test_no_bbo_for_a_book_that_is_not_live_after_the_batch():
                       book_event(BookDelta, "A", [(102.0, 1.0)], [])], 0.0)  # crossed
     assert [b.state for b in published if isinstance(b, BookStatus)] == ["live", "crossed"]
     assert not [b for b in published if isinstance(b, Bbo)]
+
+
+# --- bounded, and a timer that looks only at the books that wait ---------------------------
+
+def test_books_beyond_max_books_are_refused_and_counted():
+    published = Published()
+    ctx = SimpleNamespace(settings=Settings(snapshot_endpoint="ipc:///nowhere", max_books=100),
+                          publisher=published, counts=Counter(), name="books")
+    builder = Builder(ctx)
+    builder.on_batch([book_event(BookSnapshot, f"ROGUE{i}", [(1.0, 1.0)], [(2.0, 1.0)])
+                      for i in range(5_000)], 0.0)  # a rogue publisher's distinct topics
+    assert len(builder.books) == 100 and ctx.counts["books_refused"] == 4_900
+
+
+def test_the_timer_looks_only_at_books_that_wait_for_a_snapshot():
+    builder, published = builder_alone()
+    builder.on_batch([book_event(BookSnapshot, f"S{i}", [(1.0, 1.0)], [(2.0, 1.0)])
+                      for i in range(1_000)], 0.0)
+    assert builder.waiting == set() and builder.states["live"] == 1_000
+    builder.on_batch([book_event(BookDelta, "S7", [(1.0, 1.0)], [], generation=2)], 0.0)
+    assert builder.waiting == {(PROVIDER, "S7")}  # missed a snapshot: it waits
+    assert (builder.states["live"], builder.states["stale"]) == (999, 1)
+    builder.on_batch([book_event(BookSnapshot, "S7", [(1.0, 1.0)], [(2.0, 1.0)], 2)], 1.0)
+    assert builder.waiting == set() and builder.states["live"] == 1_000
