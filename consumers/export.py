@@ -3,11 +3,12 @@
 
 Columns are the events' attribute names (bus.events; docs/events.md): `ts_event`, `ts_recv`
 and the recorder's `recorded_at` as timestamp[ns, UTC]; prices, sizes and other floats as
-float64; integers (seq, epoch, ...) as int64; strings as string; lists as lists (book levels as
-list<list<float64>>, heartbeat metrics as list<struct<name, kind, labels, value>>). Events that
-cannot be decoded, of an unknown kind, or of a newer schema version than this tickmesh are
-skipped and counted; what is skipped is reported on stderr. Exit 2: PATH is missing or not a
-recording (or --out is a file).
+float64; integers (seq, epoch, ...) as int64; strings as string; flags (a heartbeat's
+`final`) as bool; lists as lists (book levels as list<list<float64>>, heartbeat metrics as
+list<struct<name, kind, labels, value>>). Events that cannot be decoded, of an unknown kind, or of a newer schema version than this tickmesh are
+skipped and counted; damaged records are skipped (consumers.recording); what is skipped is
+reported on stderr (damage: file, byte offset, bytes and records, and the total). Exit 2: PATH
+is missing or not a recording (or --out is a file).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ KINDS: dict[str, type] = {cls.__struct_config__.tag: cls
 _SAMPLE = pa.struct([("name", pa.string()), ("kind", pa.string()),
                      ("labels", pa.map_(pa.string(), pa.string())), ("value", pa.float64())])
 _ARROW_TYPES: dict[Any, pa.DataType] = {
-    int: pa.int64(), float: pa.float64(), str: pa.string(), list[str]: pa.list_(pa.string()),
+    int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_(),
+    list[str]: pa.list_(pa.string()),
     list[events.PriceLevel]: pa.list_(pa.list_(pa.float64())),
     list[events.Sample]: pa.list_(_SAMPLE),
 }
@@ -154,6 +156,8 @@ def cli(argv: list[str]) -> None:
         print(f"{out / (kind + '.parquet')}: {count} events")
     for problem in recording.skipped:
         print(f"export: skipped: {problem}", file=sys.stderr)
+    if recording.damage:
+        print(f"export: {recording.summary()}", file=sys.stderr)
     for reason, count in sorted(skipped.items()):
         print(f"export: skipped {count} events: {reason}", file=sys.stderr)
 

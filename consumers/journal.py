@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from zlib import crc32
 
-from consumers.recording import (BODY_HEAD, MESSAGE, NS_PER_DAY, OUTAGE, OUTAGE_DATA,
+from consumers.recording import (BODY_HEAD, MARKER, MESSAGE, NS_PER_DAY, OUTAGE, OUTAGE_DATA,
                                  RECORD_HEAD, SegmentWriter, day_of, encode_record)
 
 
@@ -31,6 +31,7 @@ class Journal:
         self._buffer = bytearray()
         self._buffered = 0  # MESSAGE records in the buffer
         self._first_ns = 0  # the first buffered record's time: the next segment's name
+        self._number = 0  # the next record's number in its segment
         self._day_end = 0  # the end of the current segment's day
         self._segment: SegmentWriter | None = None
         self._failed_since = 0
@@ -45,7 +46,8 @@ class Journal:
             self._new_day(recv_ns)
         if not self._buffer:
             self._first_ns = recv_ns
-        self._buffer += encode_record(type_, recv_ns, topic, data)
+        self._buffer += encode_record(self._number, type_, recv_ns, topic, data)
+        self._number += 1
         self._buffered += type_ == MESSAGE
 
     def add_messages(self, messages: Iterable[tuple[bytes, bytes, int, int]],
@@ -57,19 +59,21 @@ class Journal:
             return
         buffer, head, record_head, day_end = self._buffer, BODY_HEAD.pack, RECORD_HEAD.pack, \
             self._day_end
-        added = 0
+        number = self._number
         for topic, payload, _epoch, _seq in messages:
             recv_ns = clock()
             if recv_ns >= day_end or not buffer:
-                self._buffered += added
-                added = 0
+                self._buffered += number - self._number
+                self._number = number
                 self.add(MESSAGE, recv_ns, topic, payload)
-                day_end = self._day_end
+                number, day_end = self._number, self._day_end
                 continue
-            body = head(MESSAGE, recv_ns, len(topic)) + topic + payload
-            buffer += record_head(len(body), crc32(body)) + body
-            added += 1
-        self._buffered += added
+            body = head(number, MESSAGE, recv_ns, len(topic)) + topic + payload
+            buffer += record_head(MARKER, len(body), crc32(body))
+            buffer += body
+            number += 1
+        self._buffered += number - self._number
+        self._number = number
 
     def flush(self) -> None:
         """Write the buffer to the current segment (opening one if needed)."""
@@ -98,12 +102,13 @@ class Journal:
         lost = self._lost_in_outage
         try:
             self._segment = SegmentWriter(self.root, now)
-            self._segment.write(encode_record(OUTAGE, now, b"",
+            self._segment.write(encode_record(0, OUTAGE, now, b"",
                                               OUTAGE_DATA.pack(self._failed_since, lost)))
         except OSError:
             self._close_segment()
             return False
         self.segments += 1
+        self._number = 1
         self.lost += lost
         self._lost_in_outage = 0
         self.failure = ""
@@ -133,6 +138,7 @@ class Journal:
         self._close_segment()
 
     def _close_segment(self) -> None:
+        self._number = 0  # the buffer is empty: its records went to this segment, or were lost
         if self._segment is not None:
             self._segment.close()
             self._segment = None

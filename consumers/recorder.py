@@ -17,8 +17,9 @@ When writing fails (a full disk): an `alert` (what `recording_failed`) is raised
 buffered, and every `retry_s` the recorder tries again; once it can write, it records an
 OUTAGE record, clears the alert and goes on. The bus is never held up.
 Metrics: recorder_events_written, recorder_bytes_written, recorder_events_lost,
-recorder_segments, recorder_writing, gapfill_requests{outcome}, gapfill_messages_sent, and
-the consumers' events_received, bus_gaps, bus_messages_missed.
+recorder_segments, recorder_writing, gapfill_requests{outcome}, gapfill_messages_sent,
+gapfill_bytes_skipped, gapfill_records_skipped, and the consumers' events_received, bus_gaps,
+bus_messages_missed.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import zmq
 from bus import events, sockets, topics
 from bus.gapfill import Request
 from bus.subscriber import Gap, Subscriber
-from consumers import gapfill
+from consumers.gapfill import Archive
 from consumers.journal import Journal
 from consumers.recording import GAP, GAP_DATA
 from runtime import process
@@ -93,6 +94,7 @@ class Recorder:
         self.journal = Journal(Path(settings.directory), settings.segment_bytes)
         self.sub = Subscriber(bus.subscribe, settings.patterns, raw=True, on_gap=self._on_gap,
                               rcvhwm=settings.rcvhwm)
+        self.archive = Archive(self.journal.root)
         self.service: zmq.Socket | None = None
         if settings.gapfill_endpoint:
             self.service = _bind_service(settings.gapfill_endpoint)
@@ -149,7 +151,7 @@ class Recorder:
             return
         self._request = None
         self.journal.flush()
-        frames, outcome = gapfill.answer(raw, self.journal.root)
+        frames, outcome = self.archive.answer(raw)
         self.counts["gapfill_requests", outcome] += 1
         self.counts["gapfill_messages_sent"] += len(frames) - 1
         self.service.send_multipart(frames)
@@ -173,6 +175,8 @@ class Recorder:
         counts["recorder_events_lost"] = journal.lost_now
         counts["recorder_segments"] = journal.segments
         counts["recorder_writing"] = 0 if journal.failure else 1
+        counts["gapfill_bytes_skipped"] = self.archive.bytes_skipped
+        counts["gapfill_records_skipped"] = self.archive.records_skipped
 
 
 def _parse(frames: list[bytes]) -> Request | None:

@@ -11,7 +11,9 @@ topics; `--live` (the running system, or the one of `--config`) is the explicit 
 replay onto a live bus. Replay is marked by its own `status` events on `status.replay.|`:
 "connected" (what is replayed, at what speed) before the first event and "disconnected" (how
 many were sent) after the last. TIME is an ISO 8601 time (UTC unless it says otherwise) or
-nanoseconds since the epoch, compared with each record's receive time. Exit 2: PATH is missing
+nanoseconds since the epoch, compared with each record's receive time. Damaged records are
+skipped (consumers.recording): each damaged place (file, byte offset, bytes, records) and their
+total are said on stderr, and the total in the "disconnected" status. Exit 2: PATH is missing
 or not a recording.
 """
 
@@ -201,13 +203,16 @@ def _run(args: argparse.Namespace, recording: Recording, endpoint: str,
     start = time.monotonic()
     sent = replay(selected(recording, args.filter, args.start, args.end), publisher, args.speed)
     seconds = time.monotonic() - start
-    announce(publisher, "disconnected", f"replay finished: {sent} events")
+    damaged = f" ({recording.summary()})" if recording.damage else ""
+    announce(publisher, "disconnected", f"replay finished: {sent} events{damaged}")
     publisher.close(linger_ms=DRAIN_LINGER_MS)
     zmq.Context.instance().term()  # returns once the queued events have left (or the linger)
     print(f"replay: {sent} events in {seconds:.3f} s ({sent / max(seconds, 1e-9):,.0f} events/s)",
           file=sys.stderr)
     for problem in recording.skipped:
         print(f"replay: skipped: {problem}", file=sys.stderr)
+    if recording.damage:
+        print(f"replay: {recording.summary()}", file=sys.stderr)
     if own is not None:
         if args.wait:
             sys.stdin.readline()
