@@ -16,10 +16,16 @@ When writing fails (a full disk): an `alert` (what `recording_failed`) is raised
 `recorder_writing` drops to 0, events are counted as lost (`recorder_events_lost`) instead of
 buffered, and every `retry_s` the recorder tries again; once it can write, it records an
 OUTAGE record, clears the alert and goes on. The bus is never held up.
+
+Its per-topic state (each topic's epoch and last sequence number, the subscriber's
+bus.sequence tracker) is bounded by `max_topics`: a message of a new topic beyond it is not
+recorded, but counted (`bus_topics_refused`) and told once in a log line; the topics of a
+publisher gone silent or stopped are forgotten, giving their room back. So a publisher of
+endless distinct topics cannot grow the recorder without bound.
 Metrics: recorder_events_written, recorder_bytes_written, recorder_events_lost,
 recorder_segments, recorder_writing, gapfill_requests{outcome}, gapfill_messages_sent,
 gapfill_bytes_skipped, gapfill_records_skipped, and the consumers' events_received, bus_gaps,
-bus_messages_missed.
+bus_messages_missed, bus_duplicates, bus_stale_epoch, bus_topics_refused, bus_implausible.
 """
 
 from __future__ import annotations
@@ -34,13 +40,14 @@ import zmq
 
 from bus import events, sockets, topics
 from bus.gapfill import Request
+from bus.sequence import DEFAULT_MAX_TOPICS
 from bus.subscriber import Gap, Subscriber
 from consumers.gapfill import Archive
 from consumers.journal import Journal
 from consumers.recording import GAP, GAP_DATA
 from runtime import process
 from runtime.logs import log
-from runtime.metrics import Counts
+from runtime.metrics import Counts, subscriber_counts
 from runtime.settings import SettingsError, Strings, require
 
 BATCH = 4096  # messages read before looking at the clock and the gap-fill socket
@@ -51,6 +58,9 @@ RCVHWM = 100_000
 consumer that must ride out its own stalls (a slow disk flush, a GC pause) without a gap, so a
 bus whose queues are kept small (to bound what a slow consumer costs) still leaves it a deep
 one, in its own memory."""
+MAX_TOPICS = DEFAULT_MAX_TOPICS
+"""Topics the recorder tracks (and so records), by default: ~300 bytes of state each, ~30 MB
+at most (a million topics held 426 MB when nothing bounded them)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +74,7 @@ class Settings:
     gapfill_endpoint: str = ""  # e.g. "ipc://{run_dir}/gapfill"; "": no gap-fill service
     retry_s: float = 1.0  # while writes fail, how often to try again
     rcvhwm: int = RCVHWM  # messages the subscriber queues before dropping
+    max_topics: int = MAX_TOPICS  # topics tracked; messages of further ones are not recorded
 
     def __post_init__(self) -> None:
         require(bool(self.directory), "directory", "a path", self.directory)
@@ -72,6 +83,7 @@ class Settings:
         require(0 < self.flush_ms <= 10_000, "flush_ms", "an integer in 1..10000", self.flush_ms)
         require(self.retry_s > 0, "retry_s", "a number > 0", self.retry_s)
         require(self.rcvhwm > 0, "rcvhwm", "an integer > 0", self.rcvhwm)
+        require(self.max_topics > 0, "max_topics", "an integer > 0", self.max_topics)
         require(self.gapfill_endpoint.split("://")[0] in ("ipc", "tcp", ""), "gapfill_endpoint",
                 "an ipc:// or tcp:// endpoint, or \"\"", self.gapfill_endpoint)
         try:
@@ -93,7 +105,7 @@ class Recorder:
         self.counts = counts
         self.journal = Journal(Path(settings.directory), settings.segment_bytes)
         self.sub = Subscriber(bus.subscribe, settings.patterns, raw=True, on_gap=self._on_gap,
-                              rcvhwm=settings.rcvhwm)
+                              rcvhwm=settings.rcvhwm, max_topics=settings.max_topics)
         self.archive = Archive(self.journal.root)
         self.service: zmq.Socket | None = None
         if settings.gapfill_endpoint:
@@ -195,6 +207,7 @@ def _bind_service(endpoint: str) -> zmq.Socket:
 
 async def work(ctx: process.ProcessContext[Settings]) -> None:
     recorder = Recorder(ctx.settings, ctx.spec.bus, ctx.counts)
+    ctx.metrics.collect(lambda: subscriber_counts(recorder.sub))
     log().info("recording", directory=ctx.settings.directory, patterns=ctx.settings.patterns,
                gapfill=ctx.settings.gapfill_endpoint)
     watch = asyncio.create_task(_watch(recorder, ctx), name="watch")
