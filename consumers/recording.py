@@ -154,9 +154,7 @@ class Reader:
         return sum(d.records or 0 for d in self.damage)
 
     def summary(self) -> str:
-        """What the damage cost, in one line ("" if nothing was damaged)."""
-        if not self.damage:
-            return ""
+        """What the damage cost, in one line."""
         return f"damaged recording: {counted(self.bytes_skipped, 'byte')}, " \
                f"{counted(self.records_skipped, 'record')} skipped in " \
                f"{counted(len(self.damage), 'place')}"
@@ -253,7 +251,7 @@ def _parse(data: bytes, segment: Path, note: Note,
     head, body_head, unpack_head, unpack_body = RECORD_HEAD.size, BODY_HEAD.size, \
         RECORD_HEAD.unpack_from, BODY_HEAD.unpack_from
     crc32 = zlib.crc32
-    while offset < end:
+    while offset < end:  # the checks of _good_number, inlined: this is every reader's hot path
         if end - offset >= head:
             marker, length, crc = unpack_head(data, offset)
             body, body_end = offset + head, offset + head + length
