@@ -18,8 +18,10 @@ it started; bus.publisher):
     replay of a recording): dropped and counted (`stale_epoch`), unless the reader asked for
     everything (`accept_stale`: a replay bus), when it is delivered like rule 5.
  7. at most `max_topics` topics are tracked: a message of a new topic beyond them is dropped
-    and counted (`topics_refused`). A publisher gone silent or stopped is forgotten with all
-    its topics (`forget`), so its room is given back.
+    and counted (`topics_refused`); or, for a reader that must keep every message (a
+    recorder: `evict=True`), the topic heard of longest ago is forgotten to make room
+    (`topics_evicted`: its next message is first seen again, rule 1). A publisher gone silent
+    or stopped is forgotten with all its topics (`forget`), so its room is given back.
 
 Publishers (by epoch), from their heartbeats (every tickmesh process sends one a second, and a
 last one marked `final` when it stops on purpose):
@@ -36,6 +38,7 @@ last one marked `final` when it stops on purpose):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 MAX_GAP = 10_000_000
 """The most messages one gap may count. More than a subscriber's queue (the high-water mark,
@@ -86,10 +89,13 @@ DROP = False
 class SequenceTracker:
     """Rules 1-7: per-topic (epoch, last sequence number), bounded, with its counters."""
 
-    def __init__(self, *, accept_stale: bool = False,
-                 max_topics: int = DEFAULT_MAX_TOPICS) -> None:
+    def __init__(self, *, accept_stale: bool = False, max_topics: int = DEFAULT_MAX_TOPICS,
+                 evict: bool = False, on_full: Callable[[], object] | None = None) -> None:
         self.accept_stale = accept_stale
         self.max_topics = max_topics
+        self.evict = evict
+        self.on_full = on_full  # called once, the first time max_topics is reached
+        self.topics_evicted = 0
         self.gaps = self.missed = self.restarts = 0
         self.duplicates = self.stale_epoch = self.topics_refused = self.implausible = 0
         self._last: dict[bytes, list[int]] = {}  # topic -> [epoch, last seq]
@@ -120,8 +126,12 @@ class SequenceTracker:
     def _other_epoch(self, topic: bytes, epoch: int, seq: int, state: list[int] | None) -> bool:
         if state is None:
             if len(self._last) >= self.max_topics:
-                self.topics_refused += 1
-                return DROP
+                if not (self.topics_refused or self.topics_evicted) and self.on_full:
+                    self.on_full()
+                if not self.evict:
+                    self.topics_refused += 1
+                    return DROP
+                self._evict_oldest()
             self._last[topic] = [epoch, seq]
             self._topics_of.setdefault(epoch, set()).add(topic)
             return DELIVER
@@ -140,6 +150,16 @@ class SequenceTracker:
             if not topics:
                 del self._topics_of[old]
         self._topics_of.setdefault(new, set()).add(topic)
+
+    def _evict_oldest(self) -> None:
+        """Forget the topic first tracked (dicts keep their order of insertion)."""
+        oldest = next(iter(self._last))
+        epoch = self._last.pop(oldest)[0]
+        topics = self._topics_of[epoch]
+        topics.discard(oldest)
+        if not topics:
+            del self._topics_of[epoch]
+        self.topics_evicted += 1
 
     def tracks(self, epoch: int) -> bool:
         """Whether a topic of the publisher `epoch` is tracked (its messages were delivered)."""

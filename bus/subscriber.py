@@ -20,8 +20,10 @@ Duplicates (the same publisher epoch, a sequence number at or below the last) an
 epochs (older than the newest seen on the topic) are dropped and counted
 (`tracker.duplicates`, `tracker.stale_epoch`), never delivered; `accept_stale=True` delivers
 older epochs (a replay bus). At most `max_topics` topics are tracked: messages of further
-topics are dropped and counted (`tracker.topics_refused`, logged once); the topics of a silent
-or stopped publisher are forgotten.
+topics are dropped and counted (`tracker.topics_refused`, logged once), or with
+`evict_topics=True` (a reader that must keep every message) the topic first tracked is
+forgotten to make room (`tracker.topics_evicted`); the topics of a silent or stopped publisher
+are forgotten.
 
 Every event is checked against its topic: its kind, provider and symbol must be the ones the
 topic names (`kind.provider.SYMBOL|`, as every publisher writes it). A message that does not
@@ -132,13 +134,15 @@ class _SubscriberBase:
         heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
         accept_stale: bool = False,
         max_topics: int = DEFAULT_MAX_TOPICS,
+        evict_topics: bool = False,
     ) -> None:
         context = context or self._context_class.instance()
         self.patterns = [Pattern.parse(p) for p in patterns]
         self.raw = raw
         self.on_gap = on_gap
         self.on_publisher = on_publisher
-        self.tracker = SequenceTracker(accept_stale=accept_stale, max_topics=max_topics)
+        self.tracker = SequenceTracker(accept_stale=accept_stale, max_topics=max_topics,
+                                       evict=evict_topics, on_full=self._full)
         self.watch = PublisherWatch(heartbeat_timeout) if heartbeat_timeout > 0 else None
         self.received = 0
         self.malformed = 0
@@ -148,7 +152,6 @@ class _SubscriberBase:
         self._pending: deque = deque()  # in stream order: notices, fill requests, messages
         self._next_check = 0.0
         self._told = 0  # notices told so far
-        self._told_full = False
         self._client_filter = [p for p in self.patterns if p.needs_client_filter]
         self._all_by_prefix = len(self._client_filter) < len(self.patterns)
         prefixes = {p.prefix for p in self.patterns}
@@ -197,15 +200,18 @@ class _SubscriberBase:
             self.received += 1
             return message
         if verdict is False:
-            if self.tracker.topics_refused and not self._told_full:
-                self._told_full = True
-                _log.warning("subscriber tracks %d topics, its max_topics: messages of further "
-                             "topics are dropped (tracker.topics_refused)", self.tracker.topics)
             return None
         self.received += 1
         self._pending.append(_FillRequest(verdict) if self._filler is not None else verdict)
         self._pending.append(message)
         return _HELD
+
+    def _full(self) -> None:
+        what = "the topic tracked longest ago is forgotten for each new one " \
+            "(tracker.topics_evicted)" if self.tracker.evict else \
+            "messages of further topics are dropped (tracker.topics_refused)"
+        _log.warning("subscriber tracks %d topics, its max_topics: %s", self.tracker.max_topics,
+                     what)
 
     def _heartbeat(self, topic: bytes, payload: bytes) -> Item | object | None:
         """A heartbeat: note its publisher alive (rules 8-9); deliver it if it was asked for."""

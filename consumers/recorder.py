@@ -18,14 +18,15 @@ buffered, and every `retry_s` the recorder tries again; once it can write, it re
 OUTAGE record, clears the alert and goes on. The bus is never held up.
 
 Its per-topic state (each topic's epoch and last sequence number, the subscriber's
-bus.sequence tracker) is bounded by `max_topics`: a message of a new topic beyond it is not
-recorded, but counted (`bus_topics_refused`) and told once in a log line; the topics of a
-publisher gone silent or stopped are forgotten, giving their room back. So a publisher of
-endless distinct topics cannot grow the recorder without bound.
+bus.sequence tracker) is bounded by `max_topics`: to make room for a new topic, the topic
+tracked longest ago is forgotten (`bus_topics_evicted`; its next message is recorded as first
+seen, with no gap check against what came before), so every message is still recorded; the
+topics of a publisher gone silent or stopped are forgotten first. So a publisher of endless
+distinct topics cannot grow the recorder without bound, nor stop it recording.
 Metrics: recorder_events_written, recorder_bytes_written, recorder_events_lost,
 recorder_segments, recorder_writing, gapfill_requests{outcome}, gapfill_messages_sent,
 gapfill_bytes_skipped, gapfill_records_skipped, and the consumers' events_received, bus_gaps,
-bus_messages_missed, bus_duplicates, bus_stale_epoch, bus_topics_refused, bus_implausible.
+bus_messages_missed, bus_duplicates, bus_stale_epoch, bus_topics_evicted, bus_implausible.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Settings:
     gapfill_endpoint: str = ""  # e.g. "ipc://{run_dir}/gapfill"; "": no gap-fill service
     retry_s: float = 1.0  # while writes fail, how often to try again
     rcvhwm: int = RCVHWM  # messages the subscriber queues before dropping
-    max_topics: int = MAX_TOPICS  # topics tracked; messages of further ones are not recorded
+    max_topics: int = MAX_TOPICS  # topics tracked; past it the oldest is forgotten
 
     def __post_init__(self) -> None:
         require(bool(self.directory), "directory", "a path", self.directory)
@@ -105,7 +106,8 @@ class Recorder:
         self.counts = counts
         self.journal = Journal(Path(settings.directory), settings.segment_bytes)
         self.sub = Subscriber(bus.subscribe, settings.patterns, raw=True, on_gap=self._on_gap,
-                              rcvhwm=settings.rcvhwm, max_topics=settings.max_topics)
+                              rcvhwm=settings.rcvhwm, max_topics=settings.max_topics,
+                              evict_topics=True)
         self.archive = Archive(self.journal.root)
         self.service: zmq.Socket | None = None
         if settings.gapfill_endpoint:

@@ -98,6 +98,8 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            "(the same publisher epoch, a sequence number at or below the last)"),
     Metric("bus_stale_epoch", COUNTER, "messages dropped by a consumer's subscriber from a "
            "publisher epoch older than the newest seen on their topic"),
+    Metric("bus_topics_evicted", COUNTER, "topics a consumer's subscriber forgot to make room "
+           "for a new one past its max_topics (the recorder: every message still recorded)"),
     Metric("bus_implausible", COUNTER, "messages dropped by a consumer's subscriber for a "
            "sequence number more than MAX_GAP ahead (forged or corrupt)"),
     Metric("bus_topics_refused", COUNTER, "messages dropped by a consumer's subscriber because "
@@ -243,7 +245,8 @@ def subscriber_counts(sub: Any) -> list[tuple[Hashable, float]]:
     tracker = sub.tracker
     return [("bus_duplicates", tracker.duplicates), ("bus_stale_epoch", tracker.stale_epoch),
             ("bus_topics_refused", tracker.topics_refused),
-            ("bus_implausible", tracker.implausible)]
+            ("bus_implausible", tracker.implausible),
+            ("bus_topics_evicted", tracker.topics_evicted)]
 
 
 def flat(counts: Counts) -> dict[str, float]:
