@@ -27,7 +27,7 @@ from pathlib import Path
 from bench import peer_venv
 from bench.processes import Processes, free_port, listening, wait_for
 from bench.report import Scenario, scenario
-from handlers.alpaca.sim.market import BLAST_TRADES_PER_FRAME
+from tickmesh.handlers.alpaca.sim.market import BLAST_TRADES_PER_FRAME
 
 FRAMES = 100_000
 RUNS = 3
@@ -63,12 +63,12 @@ class Measure:
 
 def start_bus_and_simulator(procs: Processes, frames: int) -> int:
     """The forwarder and the blasting simulator, shared by every run; the simulator's port."""
-    procs.child("bus.forwarder", "forwarder", {})
+    procs.child("tickmesh.bus.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     port = free_port()
     settings = {"port": port, "blast": frames, "key_env": KEY_ENV, "secret_env": SECRET_ENV}
-    procs.child("handlers.alpaca.sim.server", "alpaca-sim", settings, env=CREDENTIALS)
+    procs.child("tickmesh.handlers.alpaca.sim.server", "alpaca-sim", settings, env=CREDENTIALS)
     wait_for(lambda: listening(port), "the simulator to listen")
     return port
 
@@ -89,7 +89,7 @@ def start_counter(procs: Processes, expected: int) -> subprocess.Popen:
 def run_ours(procs: Processes, port: int, expected: int) -> Measure:
     counter = start_counter(procs, expected)
     settings = {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["*"], "channels": ["trades"]}
-    handler = procs.child("handlers.alpaca.handler", "alpaca", settings, env=CREDENTIALS)
+    handler = procs.child("tickmesh.handlers.alpaca.handler", "alpaca", settings, env=CREDENTIALS)
     return _counted(procs, counter, handler, expected)
 
 

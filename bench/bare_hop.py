@@ -18,8 +18,8 @@ import zmq
 
 from bench.feed import ID_BASE, STRIDE, paced
 from bench.probe import BARE_PAYLOAD, BARE_PREFIX
-from bus import sockets
-from runtime.lifeline import exit_with_parent
+from tickmesh.bus import sockets
+from tickmesh.runtime.lifeline import exit_with_parent
 
 JOIN_S = 0.5
 """How long the publisher waits after connecting, for the subscription to reach it."""

@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import binance_depth, peer_venv, pipeline
 from bench.processes import Processes, free_port, listening, wait_for
 from bench.report import Scenario, scenario
-from consumers.bookservice import request_book
+from tickmesh.consumers.bookservice import request_book
 
 SYMBOLS = 100
 EVENTS = 100_000
@@ -59,11 +59,11 @@ class Measure:
 
 
 def start_bus_and_simulator(procs: Processes, recording: Path, symbols: list[str]) -> int:
-    procs.child("bus.forwarder", "forwarder", {})
+    procs.child("tickmesh.bus.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     port = free_port()
-    procs.child("handlers.binance.sim.server", "binance-sim", {
+    procs.child("tickmesh.handlers.binance.sim.server", "binance-sim", {
         "port": port, "symbols": symbols, "replay": str(recording / "frames.jsonl"),
         "snapshots": str(recording / "snapshots.jsonl"),
         "weight_per_minute": SIM_WEIGHT_PER_MINUTE})
@@ -83,10 +83,10 @@ def run_ours(procs: Processes, port: int, recording: Path, truth: dict) -> Measu
     if counter.stdout.readline().strip() != "ready":
         raise RuntimeError("bench.book_counter did not start")
     endpoint = f"ipc://{procs.run_dir}/books"
-    builder = procs.child("consumers.books", "books", {"snapshot_endpoint": endpoint,
+    builder = procs.child("tickmesh.consumers.books", "books", {"snapshot_endpoint": endpoint,
                                                        "providers": ["binance"]})
     wait_for(lambda: Path(endpoint[len("ipc://"):]).exists(), "the builder to start")
-    handler = procs.child("handlers.binance.handler", "binance", {
+    handler = procs.child("tickmesh.handlers.binance.handler", "binance", {
         "url": f"ws://127.0.0.1:{port}/stream", "rest_url": f"http://127.0.0.1:{port}",
         "symbols": truth["symbols"], "channels": ["depth"]})
     try:

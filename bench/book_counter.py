@@ -20,9 +20,9 @@ import sys
 import time
 
 from bench.counter import cpu_seconds
-from bus import events
-from bus.subscriber import Subscriber
-from runtime.lifeline import exit_with_parent
+from tickmesh.bus import events
+from tickmesh.bus.subscriber import Subscriber
+from tickmesh.runtime.lifeline import exit_with_parent
 
 FIRST_EVENT_TIMEOUT_S = 60
 IDLE_S = 2.0

@@ -21,11 +21,11 @@ from types import SimpleNamespace
 import zmq
 
 from bench import binance_books, binance_depth
-from bus import events
-from bus.publisher import Publisher
-from consumers.books import Builder, Settings
-from handlers.binance.protocol import BinanceProtocol, Config
-from handlers.common.protocol import HttpRequest, HttpResponse
+from tickmesh.bus import events
+from tickmesh.bus.publisher import Publisher
+from tickmesh.consumers.books import Builder, Settings
+from tickmesh.handlers.binance.protocol import BinanceProtocol, Config
+from tickmesh.handlers.common.protocol import HttpRequest, HttpResponse
 
 T0 = 1_700_000_000 * 10**9
 

@@ -21,8 +21,8 @@ import time
 import msgpack
 import zmq
 
-from bus import sockets
-from runtime.lifeline import exit_with_parent
+from tickmesh.bus import sockets
+from tickmesh.runtime.lifeline import exit_with_parent
 
 PREFIX = b"trade.alpaca."
 FIRST_EVENT_TIMEOUT_S = 60

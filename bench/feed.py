@@ -38,10 +38,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.sync.server import ServerConnection, serve
 
-from handlers.alpaca import wire
-from handlers.alpaca.sim.session import Account, Registry, ServerSession
-from handlers.alpaca.wire import TradeMessage
-from runtime.lifeline import exit_with_parent
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.sim.session import Account, Registry, ServerSession
+from tickmesh.handlers.alpaca.wire import TradeMessage
+from tickmesh.runtime.lifeline import exit_with_parent
 
 ID_BASE = 1_000_000_000
 STRIDE = 7919  # prime: (k * STRIDE) % K visits every symbol once in K trades

@@ -18,7 +18,7 @@ __all__ = ["cpu_seconds"]
 
 
 def start_forwarder(procs: Processes) -> subprocess.Popen:
-    forwarder = procs.child("bus.forwarder", "forwarder", {})
+    forwarder = procs.child("tickmesh.bus.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     return forwarder
@@ -40,7 +40,7 @@ def start_handler(procs: Processes, port: int, plan: str, symbols: list[str] | N
     without pings (bench.feed writes to the socket directly) or the stale-data watchdog."""
     settings = {"url": f"ws://127.0.0.1:{port}/v2/iex?plan={plan}", "symbols": symbols or ["*"],
                 "channels": ["trades"], "ping_interval": 0, "stale_after": 0}
-    return procs.child("handlers.alpaca.handler", name, settings, env=CREDENTIALS)
+    return procs.child("tickmesh.handlers.alpaca.handler", name, settings, env=CREDENTIALS)
 
 
 def start_probe(procs: Processes, name: str, endpoint: str, *args: str) -> subprocess.Popen:
@@ -76,7 +76,7 @@ class StatusWatch:
     `wait("subscribed")`."""
 
     def __init__(self, procs: Processes) -> None:
-        from bus import Subscriber
+        from tickmesh.bus import Subscriber
 
         self._sub = Subscriber(procs.bus.subscribe, ["status.alpaca.*"])
 

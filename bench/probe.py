@@ -32,8 +32,8 @@ from array import array
 import zmq
 
 from bench.feed import ID_BASE
-from bus import sockets
-from runtime.lifeline import exit_with_parent
+from tickmesh.bus import sockets
+from tickmesh.runtime.lifeline import exit_with_parent
 
 WARMUP = 0.2
 """Of each phase's trades (by their position in the phase), the share not measured."""
@@ -43,7 +43,7 @@ PERCENTILES = (50.0, 99.0, 99.9)
 
 
 def receive_ours(endpoint: str, patterns: list[str], idle_ms: int) -> tuple[array, ...]:
-    from bus import Subscriber
+    from tickmesh.bus import Subscriber
 
     sub = Subscriber(endpoint, patterns)
     sub.socket.setsockopt(zmq.RCVTIMEO, 60_000)
@@ -122,7 +122,7 @@ def summarize(ids: array, recv_ns: array, event_ns: array, handler_ns: array) ->
 
 
 def drain(endpoint: str, patterns: list[str], idle_ms: int) -> int:
-    from bus import Subscriber
+    from tickmesh.bus import Subscriber
 
     sub = Subscriber(endpoint, patterns)
     sub.socket.setsockopt(zmq.RCVTIMEO, 60_000)
@@ -139,7 +139,7 @@ def drain(endpoint: str, patterns: list[str], idle_ms: int) -> int:
 
 
 def sleep_forever(endpoint: str, patterns: list[str], sleep_s: float, rcvhwm: int) -> None:
-    from bus import Subscriber
+    from tickmesh.bus import Subscriber
 
     sub = Subscriber(endpoint, patterns, rcvhwm=rcvhwm)
     print("ready", flush=True)

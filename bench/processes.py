@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bus.sockets import BusConfig
-from runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
 
 REPO = Path(__file__).resolve().parent.parent
 STOP_GRACE_S = 3.0

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.processes import Processes, wait_for
 from bench.report import Scenario, print_table, scenario
-from consumers.recording import GAP, MESSAGE, Recording, RecordingError
+from tickmesh.consumers.recording import GAP, MESSAGE, Recording, RecordingError
 
 COUNT = 300_000
 RUNS = 3
@@ -47,7 +47,7 @@ def publish(endpoint: str, count: int, rate: float) -> None:
     as it can); every one is delivered to the forwarder before it says "done"."""
     import zmq
 
-    from bus import Publisher, Trade
+    from tickmesh.bus import Publisher, Trade
 
     publisher = Publisher(endpoint)
     now = time.time_ns()
@@ -124,10 +124,10 @@ def scenario_live(count: int) -> tuple[float, Path, Processes]:
 
 
 def start(procs: Processes, directory: Path, count: int) -> subprocess.Popen:
-    procs.child("bus.forwarder", "forwarder", {})
+    procs.child("tickmesh.bus.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
-    recorder = procs.child("consumers.recorder", "recorder",
+    recorder = procs.child("tickmesh.consumers.recorder", "recorder",
                            {"directory": str(directory), "rcvhwm": 2 * count})
     wait_for(lambda: tally_any(directory), "the recorder to write", timeout=15)
     return recorder

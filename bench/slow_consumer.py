@@ -27,7 +27,7 @@ from dataclasses import replace
 from bench import pipeline
 from bench.processes import Processes
 from bench.report import Scenario, scenario
-from bus.sockets import DEFAULT_SUBSCRIBER_HWM
+from tickmesh.bus.sockets import DEFAULT_SUBSCRIBER_HWM
 
 FRAMES = 100_000
 PER_FRAME = 10

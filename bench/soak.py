@@ -61,10 +61,10 @@ import msgspec
 import zmq
 
 from bench.processes import REPO, Processes, free_port, wait_for
-from bus import sockets
-from consumers.bookservice import NoBuilder, request_book
-from consumers.recording import GAP, MESSAGE, Recording
-from supervisor.control import NoSupervisor, request_restart, request_status
+from tickmesh.bus import sockets
+from tickmesh.consumers.bookservice import NoBuilder, request_book
+from tickmesh.consumers.recording import GAP, MESSAGE, Recording
+from tickmesh.supervisor.control import NoSupervisor, request_restart, request_status
 
 BINANCE_SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC"]
 ALPACA_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOG", "META", "AMD"]
@@ -386,32 +386,32 @@ subscribe = "ipc://{{run_dir}}/subscribe"
 control = "ipc://{{run_dir}}/control"
 [[children]]
 name = "alpaca-sim"
-run = "handlers.alpaca.sim.server"
+run = "tickmesh.handlers.alpaca.sim.server"
 [children.settings]
 {sim.format(port=a, rate=self.args.alpaca_rate, symbols=json.dumps(ALPACA_SYMBOLS))}
 [[children]]
 name = "binance-sim"
-run = "handlers.binance.sim.server"
+run = "tickmesh.handlers.binance.sim.server"
 [children.settings]
 {sim.format(port=b, rate=self.args.binance_rate, symbols=json.dumps(BINANCE_SYMBOLS))}
 [[children]]
 name = "coinbase-sim"
-run = "handlers.coinbase.sim.server"
+run = "tickmesh.handlers.coinbase.sim.server"
 [children.settings]
 {sim.format(port=c, rate=self.args.coinbase_rate, symbols=json.dumps(COINBASE_SYMBOLS))}
 [[children]]
 name = "books"
-run = "consumers.books"
+run = "tickmesh.consumers.books"
 [children.settings]
 snapshot_endpoint = "ipc://{{run_dir}}/books"
 [[children]]
 name = "recorder"
-run = "consumers.recorder"
+run = "tickmesh.consumers.recorder"
 [children.settings]
 directory = "{self.recordings}"
 [[children]]
 name = "alpaca"
-run = "handlers.alpaca.handler"
+run = "tickmesh.handlers.alpaca.handler"
 after = ["alpaca-sim"]
 [children.settings]
 url = "ws://127.0.0.1:{a}/v2/iex"
@@ -420,7 +420,7 @@ symbols = {json.dumps(ALPACA_SYMBOLS)}
 channels = ["trades", "quotes"]
 [[children]]
 name = "binance"
-run = "handlers.binance.handler"
+run = "tickmesh.handlers.binance.handler"
 after = ["binance-sim"]
 [children.settings]
 url = "ws://127.0.0.1:{b}/stream"
@@ -428,7 +428,7 @@ rest_url = "http://127.0.0.1:{b}"
 symbols = {json.dumps(BINANCE_SYMBOLS)}
 [[children]]
 name = "coinbase"
-run = "handlers.coinbase.handler"
+run = "tickmesh.handlers.coinbase.handler"
 after = ["coinbase-sim"]
 [children.settings]
 url = "ws://127.0.0.1:{c}"

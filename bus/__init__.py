@@ -10,7 +10,7 @@
 
 Handlers and consumers use this package; it knows nothing of them. The names below are
 importable from `bus` directly (`from bus import Subscriber, Trade`), loaded on first use, so
-that importing `bus.events` alone never loads ZeroMQ.
+that importing `tickmesh.bus.events` alone never loads ZeroMQ.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Alert": "bus.events", "AnyEvent": "bus.events", "Bar": "bus.events", "Bbo": "bus.events", "BookDelta": "bus.events",
-    "BookSnapshot": "bus.events", "BookStatus": "bus.events", "Control": "bus.events",
-    "Depth": "bus.events", "Event": "bus.events", "Heartbeat": "bus.events",
-    "Quote": "bus.events", "Status": "bus.events", "Trade": "bus.events",
-    "Publisher": "bus.publisher",
-    "AsyncSubscriber": "bus.subscriber", "Gap": "bus.subscriber", "Subscriber": "bus.subscriber",
-    "PublisherSilent": "bus.sequence", "PublisherStopped": "bus.sequence",
-    "Pattern": "bus.topics", "topic": "bus.topics",
+    "Alert": "tickmesh.bus.events", "AnyEvent": "tickmesh.bus.events", "Bar": "tickmesh.bus.events", "Bbo": "tickmesh.bus.events", "BookDelta": "tickmesh.bus.events",
+    "BookSnapshot": "tickmesh.bus.events", "BookStatus": "tickmesh.bus.events", "Control": "tickmesh.bus.events",
+    "Depth": "tickmesh.bus.events", "Event": "tickmesh.bus.events", "Heartbeat": "tickmesh.bus.events",
+    "Quote": "tickmesh.bus.events", "Status": "tickmesh.bus.events", "Trade": "tickmesh.bus.events",
+    "Publisher": "tickmesh.bus.publisher",
+    "AsyncSubscriber": "tickmesh.bus.subscriber", "Gap": "tickmesh.bus.subscriber", "Subscriber": "tickmesh.bus.subscriber",
+    "PublisherSilent": "tickmesh.bus.sequence", "PublisherStopped": "tickmesh.bus.sequence",
+    "Pattern": "tickmesh.bus.topics", "topic": "tickmesh.bus.topics",
 }
 __all__ = sorted(_EXPORTS)
 

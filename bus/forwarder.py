@@ -1,5 +1,5 @@
 """The forwarder: libzmq's own proxy between an XSUB (publishers connect) and an XPUB
-(subscribers connect). The supervisor's first child: `python -m bus.forwarder`.
+(subscribers connect). The supervisor's first child: `python -m tickmesh.bus.forwarder`.
 
 The XPUB's send high-water mark is per subscriber: a slow subscriber loses its own messages
 at that mark and nobody else is affected. The XSUB subscribes to everything, so that every
@@ -18,15 +18,15 @@ import time
 
 import zmq
 
-from bus.publisher import Publisher
-from bus import sockets
-from bus.sockets import BusConfig, forwarder
-from runtime.lifeline import exit_with_parent
-from runtime.logs import configure_logging, log
-from runtime.metrics import Metrics
-from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
-from runtime.readiness import announce_ready
-from runtime.spec import child_spec
+from tickmesh.bus.publisher import Publisher
+from tickmesh.bus import sockets
+from tickmesh.bus.sockets import BusConfig, forwarder
+from tickmesh.runtime.lifeline import exit_with_parent
+from tickmesh.runtime.logs import configure_logging, log
+from tickmesh.runtime.metrics import Metrics
+from tickmesh.runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
+from tickmesh.runtime.readiness import announce_ready
+from tickmesh.runtime.spec import child_spec
 
 SUBSCRIBE_ALL = b"\x01"
 Settings = None

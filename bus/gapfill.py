@@ -23,7 +23,7 @@ from typing import Any
 
 import zmq
 
-from bus import sockets
+from tickmesh.bus import sockets
 
 MAX_PER_REQUEST = 50_000
 DEFAULT_TIMEOUT = 2.0

@@ -20,8 +20,8 @@ from typing import Iterable
 import zmq
 import zmq.backend
 
-from bus import events, sockets
-from bus.topics import TopicError, topic
+from tickmesh.bus import events, sockets
+from tickmesh.bus.topics import TopicError, topic
 
 DEFAULT_LINGER_MS = 200  # at close, pending sends get this long to leave, then are dropped
 DEFAULT_READY_TIMEOUT = 2.0  # seconds to wait for the forwarder at start

@@ -55,11 +55,11 @@ import zmq
 import zmq.asyncio
 import zmq.backend
 
-from bus import events, sockets
-from bus.gapfill import Fill, GapFiller, GapFillUnavailable, default_endpoint
-from bus.sequence import (DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_TOPICS, MAX_GAP, Gap, Notice,
+from tickmesh.bus import events, sockets
+from tickmesh.bus.gapfill import Fill, GapFiller, GapFillUnavailable, default_endpoint
+from tickmesh.bus.sequence import (DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_TOPICS, MAX_GAP, Gap, Notice,
                           PublisherSilent, PublisherStopped, PublisherWatch, SequenceTracker)
-from bus.topics import Pattern
+from tickmesh.bus.topics import Pattern
 
 __all__ = ["AsyncSubscriber", "Gap", "MAX_GAP", "Notice", "PublisherSilent", "PublisherStopped",
            "RawMessage", "Subscriber"]

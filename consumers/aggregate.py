@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bus.events import Bar, Trade
+from tickmesh.bus.events import Bar, Trade
 
 NS = 1_000_000_000
 

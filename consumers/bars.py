@@ -1,7 +1,7 @@
 """The bar builder: trades from the bus aggregated into OHLCV bars (with VWAP and the trade
 count) per provider and symbol, at each configured interval, published as `bar` events.
 
-    python -m consumers.bars          (supervised; settings below)
+    python -m tickmesh.consumers.bars          (supervised; settings below)
 
 The rules (boundaries, late trades, empty intervals) are consumers.aggregate's. Every
 TICK_SECONDS the bars whose end + `grace` has passed by the wall clock are published, oldest
@@ -24,12 +24,12 @@ import re
 import time
 from dataclasses import dataclass
 
-from bus import events, topics
-from bus.subscriber import AsyncSubscriber, Gap
-from consumers.aggregate import Aggregator
-from runtime import process
-from runtime.logs import log
-from runtime.settings import CommaStrings, SettingsError, Strings, require
+from tickmesh.bus import events, topics
+from tickmesh.bus.subscriber import AsyncSubscriber, Gap
+from tickmesh.consumers.aggregate import Aggregator
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.settings import CommaStrings, SettingsError, Strings, require
 
 TICK_SECONDS = 0.05  # how often closed bars are looked for
 _UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -1,7 +1,7 @@
 """The order-book builder: every provider's L2 books, rebuilt from the bus, each either correct
 or visibly stale, never silently wrong.
 
-    python -m consumers.books          (supervised; settings below)
+    python -m tickmesh.consumers.books          (supervised; settings below)
     tickmesh book PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]   (this module's cli)
 
 Subscribes to book_snapshot, book_delta and status of the configured providers and symbols and
@@ -40,16 +40,16 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bus import events, topics
-from bus.sequence import PublisherSilent, PublisherStopped
-from bus.subscriber import AsyncSubscriber, Gap
-from consumers.bookservice import UNKNOWN_BOOK, BookService, NoBuilder, request_book
-from consumers.exact import exact
-from consumers.bookstate import OLD_SNAPSHOT, STALE, BookMachine, Output, Timing
-from runtime import process
-from runtime.logs import log
-from runtime.metrics import subscriber_counts
-from runtime.settings import SettingsError, Strings, require
+from tickmesh.bus import events, topics
+from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
+from tickmesh.bus.subscriber import AsyncSubscriber, Gap
+from tickmesh.consumers.bookservice import UNKNOWN_BOOK, BookService, NoBuilder, request_book
+from tickmesh.consumers.exact import exact
+from tickmesh.consumers.bookstate import OLD_SNAPSHOT, STALE, BookMachine, Output, Timing
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.metrics import subscriber_counts
+from tickmesh.runtime.settings import SettingsError, Strings, require
 
 BOOK_KINDS = ("book_snapshot", "book_delta")
 TICK_SECONDS = 0.1  # how often overdue resyncs are looked for

@@ -22,8 +22,8 @@ from typing import Any, Callable, Mapping
 
 import zmq
 
-from bus import sockets
-from consumers.bookstate import BookMachine
+from tickmesh.bus import sockets
+from tickmesh.consumers.bookstate import BookMachine
 
 UNKNOWN_BOOK = "unknown_book"
 BAD_REQUEST = "bad_request"

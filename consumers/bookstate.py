@@ -56,9 +56,9 @@ import random
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from bus.events import BookDelta, BookSnapshot
-from consumers.exact import exact
-from consumers.orderbook import OrderBook
+from tickmesh.bus.events import BookDelta, BookSnapshot
+from tickmesh.consumers.exact import exact
+from tickmesh.consumers.orderbook import OrderBook
 
 LIVE, STALE, RESYNCING, CROSSED = "live", "stale", "resyncing", "crossed"
 OLD_SNAPSHOT = "old_snapshot"  # the reason a snapshot is ignored (rule 1)

@@ -24,8 +24,8 @@ import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bus import events
-from consumers.recording import MESSAGE, Recording, RecordingError
+from tickmesh.bus import events
+from tickmesh.consumers.recording import MESSAGE, Recording, RecordingError
 
 EXIT_USAGE = 2
 ROWS_PER_GROUP = 100_000

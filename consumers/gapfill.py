@@ -17,9 +17,9 @@ from pathlib import Path
 
 import msgspec
 
-from bus.gapfill import BAD_REQUEST, MAX_PER_REQUEST, TOO_MANY, Fill, Request, missing_ranges
-from consumers.recording import MESSAGE, Damage, Reader, segments
-from runtime.logs import log
+from tickmesh.bus.gapfill import BAD_REQUEST, MAX_PER_REQUEST, TOO_MANY, Fill, Request, missing_ranges
+from tickmesh.consumers.recording import MESSAGE, Damage, Reader, segments
+from tickmesh.runtime.logs import log
 
 MAX_TOLD = 10_000  # damaged places remembered as told; beyond, they may be told again
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 from zlib import crc32
 
-from consumers.recording import (BODY_HEAD, MARKER, MESSAGE, NS_PER_DAY, OUTAGE, OUTAGE_DATA,
+from tickmesh.consumers.recording import (BODY_HEAD, MARKER, MESSAGE, NS_PER_DAY, OUTAGE, OUTAGE_DATA,
                                  RECORD_HEAD, SegmentWriter, day_of, encode_record)
 
 

@@ -2,7 +2,7 @@
 raises and clears `alert` events, and has the supervisor restart a process that is alive but
 hung.
 
-    python -m consumers.monitor          (supervised; settings below)
+    python -m tickmesh.consumers.monitor          (supervised; settings below)
 
 Subscribes to every heartbeat, and to the trades, quotes, books and statuses of each feed in
 `feeds`; the checks, their thresholds and the market hours they follow are consumers.watch's
@@ -39,14 +39,14 @@ from typing import Any
 
 import zmq
 
-from bus import events, sockets, topics
-from bus.subscriber import AsyncSubscriber, Gap
-from consumers.alerts import RAISED, Transition
-from consumers.hours import PHASES
-from consumers.watch import CHECKS, FeedSettings, Watch
-from runtime import process
-from runtime.logs import log
-from runtime.settings import SettingsError, require
+from tickmesh.bus import events, sockets, topics
+from tickmesh.bus.subscriber import AsyncSubscriber, Gap
+from tickmesh.consumers.alerts import RAISED, Transition
+from tickmesh.consumers.hours import PHASES
+from tickmesh.consumers.watch import CHECKS, FeedSettings, Watch
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.settings import SettingsError, require
 
 DATA_KINDS = ("trade", "quote", "book_snapshot", "book_delta")
 CONTROL_TIMEOUT = 2.0  # seconds to wait for the supervisor's answer

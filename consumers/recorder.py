@@ -2,7 +2,7 @@
 raw frames it received, with its receive time, to append-only segment files
 (consumers.recording; docs/recording.md), and answers gap-fill requests from them.
 
-    python -m consumers.recorder       (supervised; settings below)
+    python -m tickmesh.consumers.recorder       (supervised; settings below)
 
 It is just another subscriber (raw mode: nothing is decoded but each message's `q` and `e`),
 so it never slows the bus; the gaps it sees itself are written into the recording as GAP
@@ -39,17 +39,17 @@ from pathlib import Path
 
 import zmq
 
-from bus import events, sockets, topics
-from bus.gapfill import Request
-from bus.sequence import DEFAULT_MAX_TOPICS
-from bus.subscriber import Gap, Subscriber
-from consumers.gapfill import Archive
-from consumers.journal import Journal
-from consumers.recording import GAP, GAP_DATA
-from runtime import process
-from runtime.logs import log
-from runtime.metrics import Counts, subscriber_counts
-from runtime.settings import SettingsError, Strings, require
+from tickmesh.bus import events, sockets, topics
+from tickmesh.bus.gapfill import Request
+from tickmesh.bus.sequence import DEFAULT_MAX_TOPICS
+from tickmesh.bus.subscriber import Gap, Subscriber
+from tickmesh.consumers.gapfill import Archive
+from tickmesh.consumers.journal import Journal
+from tickmesh.consumers.recording import GAP, GAP_DATA
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.metrics import Counts, subscriber_counts
+from tickmesh.runtime.settings import SettingsError, Strings, require
 
 BATCH = 4096  # messages read before looking at the clock and the gap-fill socket
 FILL_WAIT_S = 0.5  # how long a gap-fill request waits for messages not read yet

@@ -32,11 +32,11 @@ from typing import Iterator
 
 import zmq
 
-from bus import events, topics
-from bus.publisher import Publisher
-from bus.sockets import BusConfig
-from consumers.recording import MESSAGE, Record, Recording, RecordingError
-from runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
+from tickmesh.bus import events, topics
+from tickmesh.bus.publisher import Publisher
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.consumers.recording import MESSAGE, Record, Recording, RecordingError
+from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
 
 EXIT_USAGE = 2
 REPLAY_SOURCE = "replay"
@@ -132,7 +132,7 @@ class OwnBus:
         spec = ChildSpec("forwarder", {}, self.bus)
         env = dict(os.environ, **{SPEC_ENV: spec.to_json(), PARENT_ENV: str(os.getpid())})
         with open(self.run_dir / "forwarder.log", "ab") as log:
-            self.forwarder = subprocess.Popen([sys.executable, "-m", "bus.forwarder"], env=env,
+            self.forwarder = subprocess.Popen([sys.executable, "-m", "tickmesh.bus.forwarder"], env=env,
                                               stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         self._wait_bound()
         (self.run_dir / SYSTEM_FILE).write_text(json.dumps(

@@ -5,7 +5,7 @@ it is a terminal. Gaps (messages this subscriber lost) are reported on stderr (s
 log lines, the 1st, 2nd, 4th, 8th... of them; bus_gaps counts them all).
 
     tickmesh tail 'trade.*.AAPL' 'quote.alpaca.*' [--count N] [--json]
-    python -m consumers.tail          (supervised; settings: patterns = [...], json = false)
+    python -m tickmesh.consumers.tail          (supervised; settings: patterns = [...], json = false)
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Callable, TextIO
 
 import msgspec
 
-from bus import events
-from bus.sequence import PublisherSilent, PublisherStopped
-from bus.subscriber import AsyncSubscriber, Gap, Subscriber
-from bus.topics import Pattern, TopicError
-from consumers.exact import exact
-from runtime import process
-from runtime.badinput import count_bad_input
-from runtime.logs import log
-from runtime.settings import SettingsError, Strings
+from tickmesh.bus import events
+from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
+from tickmesh.bus.subscriber import AsyncSubscriber, Gap, Subscriber
+from tickmesh.bus.topics import Pattern, TopicError
+from tickmesh.consumers.exact import exact
+from tickmesh.runtime import process
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.settings import SettingsError, Strings
 
 DEFAULT_PATTERNS = ("trade", "quote")
 

@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Iterator, NamedTuple
 
-from consumers.alerts import Alerts, Key, Transition
-from consumers.hours import ALWAYS, POST, PRE, REGULAR, MarketHours, calendar_names
-from runtime.settings import require
+from tickmesh.consumers.alerts import Alerts, Key, Transition
+from tickmesh.consumers.hours import ALWAYS, POST, PRE, REGULAR, MarketHours, calendar_names
+from tickmesh.runtime.settings import require
 
 HEARTBEAT_STOPPED = "heartbeat_stopped"
 SILENT_CONNECTION = "silent_connection"

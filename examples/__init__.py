@@ -6,10 +6,10 @@
 
 Run them from the checkout's root (they are not installed with the package):
 
-    tickmesh consume examples.spread:monitor
-    tickmesh consume examples.anomaly:Flagger --pattern 'trade.*.AAPL'
+    tickmesh consume tickmesh.examples.spread:monitor
+    tickmesh consume tickmesh.examples.anomaly:Flagger --pattern 'trade.*.AAPL'
     python examples/plain_subscriber.py ipc:///tmp/tickmesh-$(id -u)/subscribe 'trade.'
 
-or list the first two in a config: run = "runtime.consumer" and, in its settings,
-target = "examples.spread:monitor".
+or list the first two in a config: run = "tickmesh.runtime.consumer" and, in its settings,
+target = "tickmesh.examples.spread:monitor".
 """

@@ -1,8 +1,8 @@
 """A trade-anomaly flagger, as a class consumer: flags a trade whose price is more than
 `threshold_pct` percent away from the last trade of the same provider and symbol.
 
-    tickmesh consume examples.anomaly:Flagger [--pattern 'trade.*.AAPL']
-    tickmesh consume examples.anomaly:sensitive           (an instance: 0.2 %)
+    tickmesh consume tickmesh.examples.anomaly:Flagger [--pattern 'trade.*.AAPL']
+    tickmesh consume tickmesh.examples.anomaly:sensitive           (an instance: 0.2 %)
 
 Each flag is a warning log line "price jump". After a bus gap on a symbol's topic the last
 price is forgotten: a move across lost trades is not a jump between two trades.
@@ -10,11 +10,11 @@ price is forgotten: a move across lost trades is not a jump between two trades.
 
 from __future__ import annotations
 
-from bus.events import Trade
-from bus.subscriber import Gap
-from bus.topics import split
-from runtime.logs import log
-from runtime.process import ProcessContext
+from tickmesh.bus.events import Trade
+from tickmesh.bus.subscriber import Gap
+from tickmesh.bus.topics import split
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.process import ProcessContext
 
 
 class Flagger:

@@ -1,14 +1,14 @@
 """A spread monitor, as a function consumer: logs every quote's spread, absolute and in basis
 points of the mid, and warns when it is wider than WIDE_BPS.
 
-    tickmesh consume examples.spread:monitor [--pattern 'quote.*.AAPL']
+    tickmesh consume tickmesh.examples.spread:monitor [--pattern 'quote.*.AAPL']
 """
 
 from __future__ import annotations
 
-from bus.events import Quote
-from runtime.consumer import consumer
-from runtime.logs import log
+from tickmesh.bus.events import Quote
+from tickmesh.runtime.consumer import consumer
+from tickmesh.runtime.logs import log
 
 WIDE_BPS = 50.0
 

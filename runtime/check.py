@@ -1,4 +1,4 @@
-"""Checking children before anything starts, by module name: `python -m runtime.check` reads
+"""Checking children before anything starts, by module name: `python -m tickmesh.runtime.check` reads
 a JSON list of children ({"where", "run", "settings"}) on stdin and answers on stdout,
 one JSON line at a time: `"ready"` once it is about to import the first child's module, then,
 for each child in turn, {"problems": [...], "listens": [[key, endpoint], ...],
@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import sys
 from typing import IO, Any, NamedTuple
 
-from runtime.process import read_settings
-from runtime.settings import SettingsError
+from tickmesh.runtime.process import read_settings
+from tickmesh.runtime.settings import SettingsError
 
 READY = "ready"
 
@@ -37,13 +38,25 @@ class Found(NamedTuple):
     variables: list[str] = []
 
 
+def renamed(module: str) -> str:
+    """What to say of a module that is not found, if it is one of tickmesh's by its old name
+    (before everything moved under `tickmesh.`): "", or the name to write instead."""
+    new = f"tickmesh.{module}"
+    try:
+        if importlib.util.find_spec(new) is not None:
+            return f": tickmesh's own modules are all under tickmesh. now, write {new!r}"
+    except (ImportError, ValueError):
+        pass
+    return ""
+
+
 def check(where: str, run: str, raw: dict[str, Any]) -> Found:
     """What one child's module and settings say: problems, where it listens, its variables."""
     try:
         module = importlib.import_module(run)
     except ModuleNotFoundError as exc:
         if exc.name and f"{run}.".startswith(f"{exc.name}."):
-            return Found([f"{where}.run: no module named {run!r}"])
+            return Found([f"{where}.run: no module named {run!r}{renamed(run)}"])
         return Found([f"{where}.run: {run} cannot be imported: {exc}"])
     except Exception as exc:  # a module that fails to import is a problem to report, not ours
         return Found([f"{where}.run: {run} cannot be imported: {type(exc).__name__}: {exc}"])

@@ -10,7 +10,7 @@ consumer outlives a restart of the forwarder (what it missed meanwhile is a gap)
 
 A function, with its patterns:
 
-    from runtime.consumer import consumer
+    from tickmesh.runtime.consumer import consumer
 
     @consumer("quote.*.AAPL")
     def spread(quote): ...
@@ -28,12 +28,12 @@ A class (named, it is made with no arguments; or name an instance of it):
 
 Any of these may be `async def`. Run one by hand, or in a config for the supervisor:
 
-    tickmesh consume examples.spread:monitor [--pattern P]... [--name NAME] [--config CONFIG]
+    tickmesh consume tickmesh.examples.spread:monitor [--pattern P]... [--name NAME] [--config CONFIG]
 
     [[children]]
     name = "spread"
-    run = "runtime.consumer"
-    settings = { target = "examples.spread:monitor", patterns = ["quote.*.AAPL"] }
+    run = "tickmesh.runtime.consumer"
+    settings = { target = "tickmesh.examples.spread:monitor", patterns = ["quote.*.AAPL"] }
 
 `patterns` (the settings key, or --pattern) replaces the consumer's own. `tickmesh check`
 imports the target (in its own process) and refuses a config whose target is missing.
@@ -51,16 +51,17 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bus.sockets import BusConfig
-from bus.sequence import Notice, PublisherSilent, PublisherStopped
-from bus.subscriber import AsyncSubscriber, Gap
-from bus.topics import Pattern, TopicError
-from runtime import process
-from runtime.badinput import count_bad_input
-from runtime.logs import log
-from runtime.metrics import subscriber_counts
-from runtime.settings import SettingsError, Strings, read
-from runtime.spec import ChildSpec
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.bus.sequence import Notice, PublisherSilent, PublisherStopped
+from tickmesh.bus.subscriber import AsyncSubscriber, Gap
+from tickmesh.bus.topics import Pattern, TopicError
+from tickmesh.runtime import process
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.check import renamed
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.metrics import subscriber_counts
+from tickmesh.runtime.settings import SettingsError, Strings, read
+from tickmesh.runtime.spec import ChildSpec
 
 Hook = Callable[..., Any]
 LOG_FIRST_ERRORS = 5  # then one error log line in LOG_ERRORS_EVERY
@@ -100,7 +101,8 @@ def resolve(target: str) -> Consumer:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and f"{module_name}.".startswith(f"{exc.name}."):
-            raise ConsumerError(f"no module named {module_name!r}") from None
+            raise ConsumerError(f"no module named {module_name!r}{renamed(module_name)}") \
+                from None
         raise ConsumerError(f"{module_name} cannot be imported: {exc}") from None
     found = getattr(module, attr, None)
     if found is None:

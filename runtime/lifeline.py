@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from runtime.spec import PARENT_ENV
+from tickmesh.runtime.spec import PARENT_ENV
 
 PR_SET_PDEATHSIG = 1
 

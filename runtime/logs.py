@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import structlog
 
-from runtime.secrets import may_hold_secret, redact
+from tickmesh.runtime.secrets import may_hold_secret, redact
 
 Sink = Callable[[str], None]
 """Takes one rendered record, without its newline."""

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable
 
-from bus.events import Sample
+from tickmesh.bus.events import Sample
 
 COUNTER = "counter"
 GAUGE = "gauge"

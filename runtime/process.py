@@ -38,16 +38,16 @@ from typing import Any, Awaitable, Callable, Generic, Mapping, TypeVar
 
 import uvloop
 
-from bus import sockets
-from bus.events import Heartbeat
-from bus.publisher import Publisher
-from runtime import secrets
-from runtime.lifeline import exit_with_parent
-from runtime.logs import configure_logging, log
-from runtime.metrics import Counts, Metrics
-from runtime.readiness import announce_ready
-from runtime.settings import SettingsError, read
-from runtime.spec import EXIT_BAD_SETTINGS, ChildSpec, child_spec
+from tickmesh.bus import sockets
+from tickmesh.bus.events import Heartbeat
+from tickmesh.bus.publisher import Publisher
+from tickmesh.runtime import secrets
+from tickmesh.runtime.lifeline import exit_with_parent
+from tickmesh.runtime.logs import configure_logging, log
+from tickmesh.runtime.metrics import Counts, Metrics
+from tickmesh.runtime.readiness import announce_ready
+from tickmesh.runtime.settings import SettingsError, read
+from tickmesh.runtime.spec import EXIT_BAD_SETTINGS, ChildSpec, child_spec
 
 S = TypeVar("S")
 HEARTBEAT_SECONDS = 1.0

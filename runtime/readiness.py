@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.spec import READY_FD_ENV
+from tickmesh.runtime.spec import READY_FD_ENV
 
 READY = b"ready\n"
 

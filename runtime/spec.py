@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from bus.sockets import BusConfig
+from tickmesh.bus.sockets import BusConfig
 
 SPEC_ENV = "TICKMESH_CHILD"
 PARENT_ENV = "TICKMESH_PARENT_PID"

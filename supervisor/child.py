@@ -31,8 +31,8 @@ from typing import Any
 
 import structlog
 
-from runtime.spec import EXIT_BAD_SETTINGS
-from supervisor.config import ChildConfig
+from tickmesh.runtime.spec import EXIT_BAD_SETTINGS
+from tickmesh.supervisor.config import ChildConfig
 
 STARTUP_SECONDS = 0.5
 STABLE_SECONDS = 10.0

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM, BusConfig, key_file_problem
+from tickmesh.bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM, BusConfig, key_file_problem
 
 RUN_DIR_ENV = "TICKMESH_RUN_DIR"
 DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
@@ -50,7 +50,7 @@ DEFAULT_LOG_MAX_BYTES = 10_000_000
 DEFAULT_LOG_BACKUPS = 3
 DEFAULT_IMPORT_TIMEOUT = 5.0
 FORWARDER_NAME = "forwarder"
-FORWARDER_MODULE = "bus.forwarder"
+FORWARDER_MODULE = "tickmesh.bus.forwarder"
 SUPERVISOR_NAME = "supervisor"  # its heartbeats, metrics and log file go by this name
 RESTART_POLICIES = ("permanent", "transient", "temporary")
 IPC_PATH_MAX = 107  # sun_path is 108 bytes, with the terminating NUL

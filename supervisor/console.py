@@ -13,7 +13,7 @@ import os
 
 import structlog
 
-from runtime.logs import PrettyLines, write_whole
+from tickmesh.runtime.logs import PrettyLines, write_whole
 
 STDOUT, STDERR = 1, 2
 NAMES = {STDOUT: "stdout", STDERR: "stderr"}

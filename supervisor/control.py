@@ -49,8 +49,8 @@ from typing import Any, Protocol
 
 import zmq
 
-from bus import sockets
-from runtime.secrets import redact
+from tickmesh.bus import sockets
+from tickmesh.runtime.secrets import redact
 
 STATUS = b"status"
 CLOSE_LINGER_MS = 500

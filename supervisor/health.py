@@ -40,8 +40,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from bus.events import Heartbeat, Sample, Status
-from runtime.metrics import EVENT_LATENCY
+from tickmesh.bus.events import Heartbeat, Sample, Status
+from tickmesh.runtime.metrics import EVENT_LATENCY
 
 RATE_WINDOW = 5.0
 LATENCY_WINDOW = 10.0

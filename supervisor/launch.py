@@ -32,9 +32,9 @@ import subprocess
 import sys
 from typing import Callable, Iterable
 
-from runtime import keeper
-from runtime.lifeline import PR_SET_PDEATHSIG
-from runtime.spec import PARENT_ENV, READY_FD_ENV, SPEC_ENV, ChildSpec
+from tickmesh.runtime import keeper
+from tickmesh.runtime.lifeline import PR_SET_PDEATHSIG
+from tickmesh.runtime.spec import PARENT_ENV, READY_FD_ENV, SPEC_ENV, ChildSpec
 
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtime.logs import write_whole
+from tickmesh.runtime.logs import write_whole
 
 SUFFIX = ".log"
 

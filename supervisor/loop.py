@@ -46,22 +46,22 @@ from typing import Coroutine
 
 import structlog
 
-from bus import sockets
-from bus.publisher import Publisher
-from runtime.logs import configure_logging
-from runtime.metrics import Metrics
-from runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
-from runtime.secrets import secret_from_env
-from runtime.spec import ChildSpec
-from supervisor import launch
-from supervisor import reload as reloading
-from supervisor.child import STARTUP_SECONDS, Child, State
-from supervisor.config import SUPERVISOR_NAME, Config, ConfigError
-from supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED, RESTART_REQUIRED,
+from tickmesh.bus import sockets
+from tickmesh.bus.publisher import Publisher
+from tickmesh.runtime.logs import configure_logging
+from tickmesh.runtime.metrics import Metrics
+from tickmesh.runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
+from tickmesh.runtime.secrets import secret_from_env
+from tickmesh.runtime.spec import ChildSpec
+from tickmesh.supervisor import launch
+from tickmesh.supervisor import reload as reloading
+from tickmesh.supervisor.child import STARTUP_SECONDS, Child, State
+from tickmesh.supervisor.config import SUPERVISOR_NAME, Config, ConfigError
+from tickmesh.supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED, RESTART_REQUIRED,
                                 STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
-from supervisor.observer import Observer
-from supervisor.output import Output
-from supervisor.summary import FIRST_AFTER, SUMMARY_EVERY, summary
+from tickmesh.supervisor.observer import Observer
+from tickmesh.supervisor.output import Output
+from tickmesh.supervisor.summary import FIRST_AFTER, SUMMARY_EVERY, summary
 
 SYSTEM_FILE = "system.json"
 NAME = SUPERVISOR_NAME

@@ -13,10 +13,10 @@ import os
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from supervisor.child import Child
-from supervisor.health import Health
-from supervisor.usage import Usage
-from supervisor.watch import watch
+from tickmesh.supervisor.child import Child
+from tickmesh.supervisor.health import Health
+from tickmesh.supervisor.usage import Usage
+from tickmesh.supervisor.watch import watch
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -41,7 +41,7 @@ class Observer:
         listen there."""
         if address is None:
             return
-        from supervisor import prometheus
+        from tickmesh.supervisor import prometheus
         exporter = prometheus.Exporter(self.health, self.usage, self._children, self._name)
         try:
             self._exporting = await prometheus.serve(address, exporter)

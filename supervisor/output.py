@@ -19,11 +19,11 @@ import threading
 from collections import Counter, deque
 from typing import Callable, Hashable, Iterable
 
-from runtime.logs import Sink
-from runtime.metrics import Metrics
-from supervisor.config import Config
-from supervisor.console import STDERR, STDOUT, Console
-from supervisor.logfiles import LogFiles
+from tickmesh.runtime.logs import Sink
+from tickmesh.runtime.metrics import Metrics
+from tickmesh.supervisor.config import Config
+from tickmesh.supervisor.console import STDERR, STDOUT, Console
+from tickmesh.supervisor.logfiles import LogFiles
 
 MAX_LINE = 64 * 1024
 """Bytes of a line kept; the rest is dropped and the line marked."""

@@ -33,9 +33,9 @@ import tempfile
 import time
 from typing import IO, Any, NamedTuple
 
-from bus.sockets import key_file_problem, owner_problem
-from runtime.check import tcp_endpoint
-from supervisor.config import Config, ConfigError
+from tickmesh.bus.sockets import key_file_problem, owner_problem
+from tickmesh.runtime.check import tcp_endpoint
+from tickmesh.supervisor.config import Config, ConfigError
 
 STARTUP_TIMEOUT = 60.0
 """For the checking process to start (its own imports, before any child's module)."""
@@ -84,7 +84,7 @@ def _check(config: Config, children: list[dict]) -> list[dict]:
     """Answers for `children` from one checking process: for all of them, or up to the first
     whose check did not end (its answer, then, is the problem)."""
     with tempfile.TemporaryFile() as errors:
-        with subprocess.Popen([sys.executable, "-m", "runtime.check"], stdin=subprocess.PIPE,
+        with subprocess.Popen([sys.executable, "-m", "tickmesh.runtime.check"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=errors,
                               start_new_session=True) as checker:
             try:

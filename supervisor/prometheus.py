@@ -27,11 +27,11 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.metrics_core import Metric as Family
 from prometheus_client.registry import Collector
 
-from bus.events import Sample
-from runtime.metrics import COUNTER, HISTOGRAM, SCHEMA, Metric
-from supervisor.child import Child, State
-from supervisor.health import Health
-from supervisor.usage import Usage
+from tickmesh.bus.events import Sample
+from tickmesh.runtime.metrics import COUNTER, HISTOGRAM, SCHEMA, Metric
+from tickmesh.supervisor.child import Child, State
+from tickmesh.supervisor.health import Health
+from tickmesh.supervisor.usage import Usage
 
 PATH = "/metrics"
 PREFIX = "tickmesh_"

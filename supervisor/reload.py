@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable
 
-from supervisor import config, preflight
-from supervisor.config import ChildConfig, Config
+from tickmesh.supervisor import config, preflight
+from tickmesh.supervisor.config import ChildConfig, Config
 
 _NOT_SUPERVISOR = {"path", "bus", "forwarder", "children"}  # the other fields: [supervisor]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.health import SILENT, STOPPED
+from tickmesh.supervisor.health import SILENT, STOPPED
 
 FIRST_AFTER = (4.0, 10.0)  # seconds after the start: the feeds connecting, then flowing
 SUMMARY_EVERY = 60.0

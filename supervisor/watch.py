@@ -14,10 +14,10 @@ import time
 import msgspec
 import structlog
 
-from bus import events
-from bus.subscriber import AsyncSubscriber, RawMessage
-from bus.topics import split
-from supervisor.health import Health
+from tickmesh.bus import events
+from tickmesh.bus.subscriber import AsyncSubscriber, RawMessage
+from tickmesh.bus.topics import split
+from tickmesh.supervisor.health import Health
 
 PATTERNS = ("heartbeat", "status", "book_snapshot")
 HWM = 10_000

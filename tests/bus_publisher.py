@@ -12,7 +12,7 @@ import select
 import sys
 import time
 
-from bus import Publisher, Trade
+from tickmesh.bus import Publisher, Trade
 
 
 def trade(symbol: str, price: float) -> Trade:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from bus import Status, Subscriber
+from tickmesh.bus import Status, Subscriber
 from tests.waiting import wait_until
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 from ib_async import IB
 
-from handlers.ib.sim import wire
+from tickmesh.handlers.ib.sim import wire
 from tests import simcontrol, simulators
 
 
@@ -39,7 +39,7 @@ class IbSim:
 
 def start_ib_sim(spawn_child, port: int | None = None, name: str = "ib-sim", **settings) -> IbSim:
     """The simulator as the supervisor would run it; returns once it accepts connections."""
-    return IbSim(*simulators.start(spawn_child, "handlers.ib.sim.server", name, port, settings))
+    return IbSim(*simulators.start(spawn_child, "tickmesh.handlers.ib.sim.server", name, port, settings))
 
 
 def hold_client_id(port: int, client_id: int) -> socket.socket:

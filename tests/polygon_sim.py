@@ -33,5 +33,5 @@ class Sim:
 
 def start_sim(spawn_child, port: int | None = None, name: str = "polygon-sim", **settings) -> Sim:
     """The simulator as the supervisor would run it; returns once it answers on its port."""
-    return Sim(*simulators.start(spawn_child, "handlers.polygon.sim.server", name, port, settings,
+    return Sim(*simulators.start(spawn_child, "tickmesh.handlers.polygon.sim.server", name, port, settings,
                                  ready=simcontrol.serving))

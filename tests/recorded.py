@@ -10,8 +10,8 @@ from typing import Callable
 
 import msgpack
 
-from bus.sockets import BusConfig
-from consumers.recording import MESSAGE, Record, Recording, RecordingError
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.consumers.recording import MESSAGE, Record, Recording, RecordingError
 from tests.waiting import wait_until
 
 
@@ -36,7 +36,7 @@ def prices(directory: Path, symbol: str = "DATA") -> list[tuple[int, float]]:
 
 def start_recorder(spawn_child: Callable, directory: Path, bus: BusConfig | None = None,
                    **settings) -> subprocess.Popen:
-    return spawn_child("consumers.recorder", "recorder",
+    return spawn_child("tickmesh.consumers.recorder", "recorder",
                        {"directory": str(directory), **settings}, bus=bus)
 
 

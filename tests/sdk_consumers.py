@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from bus.events import Trade
-from bus.subscriber import Gap
-from runtime.consumer import consumer
-from runtime.logs import log
-from runtime.process import ProcessContext
+from tickmesh.bus.events import Trade
+from tickmesh.bus.subscriber import Gap
+from tickmesh.runtime.consumer import consumer
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.process import ProcessContext
 
 
 @consumer("trade.sdk")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from supervisor.control import NoSupervisor, request_status
+from tickmesh.supervisor.control import NoSupervisor, request_status
 from tests.waiting import wait_until
 
 TICKMESH = [sys.executable, "-m", "tickmesh.cli"]

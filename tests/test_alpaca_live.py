@@ -12,17 +12,17 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from bus import Heartbeat, Quote, Status, Trade
-from handlers.alpaca import wire
-from handlers.alpaca.sim.market import BLAST_SYMBOLS
+from tickmesh.bus import Heartbeat, Quote, Status, Trade
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.sim.market import BLAST_SYMBOLS
 from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.simcontrol import control
 from tests.waiting import wait_until
 
-SIM = "handlers.alpaca.sim.server"
-HANDLER = "handlers.alpaca.handler"
+SIM = "tickmesh.handlers.alpaca.sim.server"
+HANDLER = "tickmesh.handlers.alpaca.handler"
 
 
 def start_simulator(spawn_child, port: int | None = None, **settings) -> int:
@@ -292,7 +292,7 @@ def test_blast_sends_prebuilt_frames_of_ten_trades(spawn_child):
 
 
 SIM_CLI = [sys.executable, "-c",
-           "import sys; from handlers.alpaca.sim.server import cli; cli(sys.argv[1:])"]
+           "import sys; from tickmesh.handlers.alpaca.sim.server import cli; cli(sys.argv[1:])"]
 
 
 def test_cli_serves_the_given_symbols(spawn):

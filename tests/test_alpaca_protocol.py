@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.events import Quote, Trade
-from handlers.alpaca import wire
-from handlers.alpaca.protocol import AlpacaProtocol
-from handlers.common.protocol import Output
+from tickmesh.bus.events import Quote, Trade
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.protocol import AlpacaProtocol
+from tickmesh.handlers.common.protocol import Output
 
 # The samples of Alpaca's market-data stream documentation.
 DOC_TRADE = {"T": "t", "S": "AAPL", "i": 96921, "x": "D", "p": 126.55, "s": 1,

@@ -7,8 +7,8 @@ import json
 import msgpack
 import pytest
 
-from handlers.alpaca import wire
-from handlers.alpaca.sim.session import Account, Registry, ServerSession
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.sim.session import Account, Registry, ServerSession
 
 
 def session(account: Account = Account(), registry: Registry | None = None,

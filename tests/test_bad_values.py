@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.events import Bar, Quote, Trade, encode
-from bus.sequence import MAX_GAP, SequenceTracker
-from handlers.alpaca import wire as alpaca_wire
-from handlers.alpaca.protocol import AlpacaProtocol
-from handlers.common import values
-from handlers.ib.protocol import IbProtocol
-from handlers.polygon import protocol as polygon
+from tickmesh.bus.events import Bar, Quote, Trade, encode
+from tickmesh.bus.sequence import MAX_GAP, SequenceTracker
+from tickmesh.handlers.alpaca import wire as alpaca_wire
+from tickmesh.handlers.alpaca.protocol import AlpacaProtocol
+from tickmesh.handlers.common import values
+from tickmesh.handlers.ib.protocol import IbProtocol
+from tickmesh.handlers.polygon import protocol as polygon
 from tests.test_alpaca_protocol import DOC_QUOTE, DOC_TRADE, TS_RECV, frame as alpaca_frame
 
 NAN, INF = math.nan, math.inf

@@ -12,9 +12,9 @@ import threading
 
 import msgpack
 
-from bus import Heartbeat, Publisher, Quote, Subscriber, Trade, events
-from bus.events import Bar
-from bus.subscriber import MAX_GAP
+from tickmesh.bus import Heartbeat, Publisher, Quote, Subscriber, Trade, events
+from tickmesh.bus.events import Bar
+from tickmesh.bus.subscriber import MAX_GAP
 from tests.buslog import BusLog
 from tests.polygon_sim import start_sim
 from tests.scripted_server import ScriptedServer
@@ -79,7 +79,7 @@ def test_alpaca_msgpack_bad_values_are_counted_and_the_rest_published(forwarder,
     with ScriptedServer(script, greeting, raw=True) as server, \
             BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca",
                                          "heartbeat.alpaca"]) as bus:
-        spawn_child("handlers.alpaca.handler", "alpaca", {
+        spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", {
             "url": server.url + "/v2/iex", "symbols": ["AAPL"], **CLIENT})
         beat = bus.until(lambda _: next((b for b in reversed(bus.of(Heartbeat))
                                          if b.metric("bad_input", reason="unsubscribed")), None),

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bus import Bar, Heartbeat, Publisher, Quote, Trade
-from consumers.aggregate import NS, Aggregator
-from consumers.bars import Settings, interval_seconds
-from runtime.settings import SettingsError, read
+from tickmesh.bus import Bar, Heartbeat, Publisher, Quote, Trade
+from tickmesh.consumers.aggregate import NS, Aggregator
+from tickmesh.consumers.bars import Settings, interval_seconds
+from tickmesh.runtime.settings import SettingsError, read
 from tests.buslog import BusLog
 from tests.supervised import child_toml, tickmesh, write_config
 from tests.test_groundwork_purity import loaded_io
@@ -134,7 +134,7 @@ def test_settings_read_intervals_and_refuse_what_would_collide_or_make_no_sense(
 
 
 def test_the_aggregator_is_pure():
-    assert loaded_io("consumers.aggregate") == []
+    assert loaded_io("tickmesh.consumers.aggregate") == []
 
 
 # --- the bar builder, a real process on a real bus ------------------------------------------
@@ -162,7 +162,7 @@ def wait_until_subscribed(bus: BusLog, publisher: Publisher) -> None:
 
 
 def test_the_bar_builder_publishes_bars_of_its_trades_on_its_own_topics(forwarder, spawn_child):
-    spawn_child("consumers.bars", "bars", {"intervals": ["1s", "2s"], "grace": 2.0,
+    spawn_child("tickmesh.consumers.bars", "bars", {"intervals": ["1s", "2s"], "grace": 2.0,
                                            "providers": ["alpaca", "polygon"]})
     publisher = Publisher(forwarder.publish)
     with BusLog(forwarder.subscribe, ["bar.*.AAPL", "bar.*.MSFT", "bar.*.NVDA",
@@ -201,8 +201,8 @@ def test_the_bar_builder_publishes_bars_of_its_trades_on_its_own_topics(forwarde
 
 
 def test_tickmesh_check_reads_the_bar_builders_settings(spawn, run_dir):
-    good = write_config(run_dir, child_toml("bars", "consumers.bars", {"intervals": ["1s", "5m"]}))
+    good = write_config(run_dir, child_toml("bars", "tickmesh.consumers.bars", {"intervals": ["1s", "5m"]}))
     assert tickmesh(spawn, run_dir, "check", str(good)).code == 0
-    bad = write_config(run_dir, child_toml("bars", "consumers.bars", {"intervals": ["5x"]}))
+    bad = write_config(run_dir, child_toml("bars", "tickmesh.consumers.bars", {"intervals": ["5x"]}))
     result = tickmesh(spawn, run_dir, "check", str(bad))
     assert result.code == 2 and "children[0] (bars).settings.intervals: '5x'" in result.err

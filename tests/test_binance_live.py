@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from bus import Publisher
-from bus.events import BookDelta, BookSnapshot, Control, Heartbeat, Quote, Status, Trade
+from tickmesh.bus import Publisher
+from tickmesh.bus.events import BookDelta, BookSnapshot, Control, Heartbeat, Quote, Status, Trade
 from tests import simcontrol, simulators
 from tests.buslog import BusLog
 
@@ -37,7 +37,7 @@ class Sim:
 
 def start_sim(spawn_child, **settings) -> Sim:
     settings = {"symbols": SYMBOLS, "rate": 50, "seed": 7, **settings}
-    port, _ = simulators.start(spawn_child, "handlers.binance.sim.server", "binance-sim", None,
+    port, _ = simulators.start(spawn_child, "tickmesh.handlers.binance.sim.server", "binance-sim", None,
                                settings, ready=simcontrol.serving)
     return Sim(port)
 
@@ -46,7 +46,7 @@ def start_handler(spawn_child, sim: Sim, **settings):
     config = {"url": f"ws://127.0.0.1:{sim.port}/stream",
               "rest_url": f"http://127.0.0.1:{sim.port}", "symbols": SYMBOLS,
               "backoff_min": 0.1, "backoff_max": 0.5, **settings}
-    return spawn_child("handlers.binance.handler", "binance", config)
+    return spawn_child("tickmesh.handlers.binance.handler", "binance", config)
 
 
 @pytest.fixture
@@ -286,7 +286,7 @@ run_dir = "%s"
 
 [[children]]
 name = "binance-sim"
-run = "handlers.binance.sim.server"
+run = "tickmesh.handlers.binance.sim.server"
 [children.settings]
 port = 19443
 symbols = ["BTC-USDT", "ETH-USDT"]
@@ -294,7 +294,7 @@ max_age = 3600.0
 
 [[children]]
 name = "binance"
-run = "handlers.binance.handler"
+run = "tickmesh.handlers.binance.handler"
 after = ["binance-sim"]
 [children.settings]
 url = "ws://127.0.0.1:19443/stream"

@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from bus.events import Control
-from handlers.binance.pacing import NS, SnapshotPacer
-from handlers.binance.protocol import BACKOFF_TIMER, PUMP_TIMER, BinanceProtocol
-from handlers.common.protocol import HttpResponse, Output, Resubscribe, Timer
+from tickmesh.bus.events import Control
+from tickmesh.handlers.binance.pacing import NS, SnapshotPacer
+from tickmesh.handlers.binance.protocol import BACKOFF_TIMER, PUMP_TIMER, BinanceProtocol
+from tickmesh.handlers.common.protocol import HttpResponse, Output, Resubscribe, Timer
 from tests.test_binance_protocol import BOOK, answer, depth, frame, protocol, requests
 
 T0 = 1_700_000_000 * NS  # 2023-11-14T22:13:20Z: 20 s into its minute

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bus.events import BookDelta, BookSnapshot, Control, Quote, Trade
-from handlers.binance import wire
-from handlers.binance.pacing import NS, SnapshotPacer
-from handlers.binance.protocol import PUMP_TIMER, SUBSCRIBE_TIMER, BinanceProtocol, Config
-from handlers.common.protocol import HttpRequest, HttpResponse, Output, Resubscribe, Timer
+from tickmesh.bus.events import BookDelta, BookSnapshot, Control, Quote, Trade
+from tickmesh.handlers.binance import wire
+from tickmesh.handlers.binance.pacing import NS, SnapshotPacer
+from tickmesh.handlers.binance.protocol import PUMP_TIMER, SUBSCRIBE_TIMER, BinanceProtocol, Config
+from tickmesh.handlers.common.protocol import HttpRequest, HttpResponse, Output, Resubscribe, Timer
 
 T0 = 1_700_000_000 * NS
 

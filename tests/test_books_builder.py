@@ -16,11 +16,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from bus import BookDelta, BookSnapshot, Publisher, Status, Subscriber, Trade
-from bus.events import Bbo, BookStatus, Control, Heartbeat
-from bus.sockets import BusConfig
-from consumers.books import Builder, Settings
-from consumers.bookservice import NoBuilder, request_book
+from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status, Subscriber, Trade
+from tickmesh.bus.events import Bbo, BookStatus, Control, Heartbeat
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.consumers.books import Builder, Settings
+from tickmesh.consumers.bookservice import NoBuilder, request_book
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
 from tests.supervised import TICKMESH, child_toml, env, tickmesh, write_config
@@ -112,7 +112,7 @@ def as_json(levels) -> list:
 def start_builder(spawn_child, bus: BusConfig, endpoint: str, **settings):
     settings = {"snapshot_endpoint": endpoint, "providers": [PROVIDER], "depth_rate": 10.0,
                 **settings}
-    proc = spawn_child("consumers.books", "books", settings, bus=bus)
+    proc = spawn_child("tickmesh.consumers.books", "books", settings, bus=bus)
     wait_until(lambda: _answers(endpoint), timeout=15, what="the builder's snapshot service")
     return proc
 
@@ -193,7 +193,7 @@ CHUNK = 500  # deltas published between two looks: fewer than the queues hold
 def small_bus(spawn_child, run_dir: Path) -> BusConfig:
     bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=SMALL_HWM,
                     subscriber_hwm=SMALL_HWM)
-    spawn_child("bus.forwarder", "forwarder", bus=bus)
+    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     return bus
 
@@ -318,7 +318,7 @@ def test_a_crossed_book_is_detected_counted_resynced_and_never_published_as_bbo(
 # --- tickmesh book --------------------------------------------------------------------------------
 
 def books_config(run_dir: Path, endpoint: str) -> Path:
-    return write_config(run_dir, child_toml("books", "consumers.books",
+    return write_config(run_dir, child_toml("books", "tickmesh.consumers.books",
                                             {"snapshot_endpoint": endpoint}))
 
 
@@ -367,13 +367,13 @@ def test_tickmesh_book_exits_1_when_no_builder_answers(spawn, run_dir):
     silent = tickmesh(spawn, run_dir, "book", PROVIDER, "AAPL", "--config", str(config),
                       "--timeout", "0.3")
     assert silent.code == 1 and "no book builder answered" in silent.err
-    without = write_config(run_dir, child_toml("tail", "consumers.tail"))
+    without = write_config(run_dir, child_toml("tail", "tickmesh.consumers.tail"))
     none = tickmesh(spawn, run_dir, "book", PROVIDER, "AAPL", "--config", str(without))
     assert none.code == 1 and "no book builder" in none.err
 
 
 def test_the_table_on_a_terminal():
-    from consumers.books import format_table
+    from tickmesh.consumers.books import format_table
 
     table = format_table({"provider": "ib", "symbol": "AAPL", "state": "stale",
                           "message": "bus gap: 3 messages lost", "generation": 2, "seq": 40,
@@ -384,7 +384,7 @@ def test_the_table_on_a_terminal():
 
 
 def test_the_table_shows_prices_and_sizes_exactly_as_received():
-    from consumers.books import format_table
+    from tickmesh.consumers.books import format_table
 
     table = format_table({"provider": "coinbase", "symbol": "BTC-USD", "state": "live",
                           "message": "", "generation": 1, "seq": 9,

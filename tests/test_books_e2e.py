@@ -27,11 +27,11 @@ from typing import Any
 
 import pytest
 
-from bus import BookDelta, BookSnapshot, Publisher, Status
-from bus.events import BookStatus, Heartbeat, encode
-from bus.sockets import BusConfig
-from consumers.bookservice import NoBuilder, request_book
-from handlers.binance import wire as binance_wire
+from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status
+from tickmesh.bus.events import BookStatus, Heartbeat, encode
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.consumers.bookservice import NoBuilder, request_book
+from tickmesh.handlers.binance import wire as binance_wire
 from tests import simcontrol, simulators
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
@@ -40,10 +40,10 @@ from tests.waiting import wait_until
 
 Book = tuple[dict[float, float], dict[float, float]]
 
-BINANCE_SIM = "handlers.binance.sim.server"
-BINANCE_HANDLER = "handlers.binance.handler"
-COINBASE_SIM = "handlers.coinbase.sim.server"
-COINBASE_HANDLER = "handlers.coinbase.handler"
+BINANCE_SIM = "tickmesh.handlers.binance.sim.server"
+BINANCE_HANDLER = "tickmesh.handlers.binance.handler"
+COINBASE_SIM = "tickmesh.handlers.coinbase.sim.server"
+COINBASE_HANDLER = "tickmesh.handlers.coinbase.handler"
 PROBE = "PROBE"  # a book the test publishes itself, to know the builder's subscription is in
 
 
@@ -52,14 +52,14 @@ PROBE = "PROBE"  # a book the test publishes itself, to know the builder's subsc
 def start_forwarder(spawn_child, run_dir: Path, hwm: int | None = None) -> BusConfig:
     bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe",
                     **({"hwm": hwm, "subscriber_hwm": hwm} if hwm else {}))
-    spawn_child("bus.forwarder", "forwarder", bus=bus)
+    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     return bus
 
 
 def start_builder(spawn_child, bus: BusConfig, endpoint: str, provider: str, **settings):
     settings = {"snapshot_endpoint": endpoint, "providers": [provider], **settings}
-    proc = spawn_child("consumers.books", "books", settings, bus=bus)
+    proc = spawn_child("tickmesh.consumers.books", "books", settings, bus=bus)
     wait_until(lambda: _answers(endpoint, provider), timeout=15,
                what="the builder's snapshot service")
     return proc
@@ -529,7 +529,7 @@ def test_a_late_joiner_gets_a_live_consistent_binance_book_within_a_second(
     symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
     port = start_binance_sim(spawn_child, symbols=symbols, rate=500, seed=5)
     start_builder(spawn_child, bus, endpoint, "binance")
-    config = write_config(run_dir, child_toml("books", "consumers.books",
+    config = write_config(run_dir, child_toml("books", "tickmesh.consumers.books",
                                               {"snapshot_endpoint": endpoint}))
     patterns = ["book_snapshot.binance", "book_delta.binance.BTC-USDT"]
     with BusLog(bus.subscribe, patterns) as log:

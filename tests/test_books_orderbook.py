@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.orderbook import OrderBook
+from tickmesh.consumers.orderbook import OrderBook
 
 
 def book(bids, asks) -> OrderBook:

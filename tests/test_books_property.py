@@ -30,10 +30,10 @@ import zmq
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from bus.events import BookDelta, BookSnapshot, Control, Heartbeat, encode
-from bus.subscriber import Subscriber
-from bus.topics import topic
-from consumers.books import BOOK_KINDS, Builder, Settings
+from tickmesh.bus.events import BookDelta, BookSnapshot, Control, Heartbeat, encode
+from tickmesh.bus.subscriber import Subscriber
+from tickmesh.bus.topics import topic
+from tickmesh.consumers.books import BOOK_KINDS, Builder, Settings
 
 PROVIDER = "feed"
 SYMBOLS = ("A", "B", "C")

@@ -3,8 +3,8 @@ the resync requests and their backoff, and that a crossed book is never given ou
 
 import pytest
 
-from bus.events import BookDelta, BookSnapshot
-from consumers.bookstate import BookMachine, Output, Timing
+from tickmesh.bus.events import BookDelta, BookSnapshot
+from tickmesh.consumers.bookstate import BookMachine, Output, Timing
 
 TIMING = Timing(resync_timeout=2.0, resync_max=30.0)
 EPOCH = 1000
@@ -174,7 +174,7 @@ def test_only_changes_are_published():
     assert m.resyncing(now=1.1).status is None
 
 
-@pytest.mark.parametrize("module", ["consumers.orderbook", "consumers.bookstate"])
+@pytest.mark.parametrize("module", ["tickmesh.consumers.orderbook", "tickmesh.consumers.bookstate"])
 def test_the_book_and_its_machine_are_pure(module):
     from tests.test_groundwork_purity import loaded_io
 

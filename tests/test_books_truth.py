@@ -15,10 +15,10 @@ import signal
 import time
 from pathlib import Path
 
-from bus import BookDelta, BookSnapshot, Publisher
-from bus.events import encode
-from bus.topics import topic
-from consumers.bookservice import request_book
+from tickmesh.bus import BookDelta, BookSnapshot, Publisher
+from tickmesh.bus.events import encode
+from tickmesh.bus.topics import topic
+from tickmesh.consumers.bookservice import request_book
 from tests.test_books_e2e import start_builder, start_forwarder, subscribed
 from tests.waiting import wait_until
 

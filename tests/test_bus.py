@@ -13,10 +13,10 @@ import msgpack
 import pytest
 import zmq
 
-from bus import Publisher, Subscriber, Trade
-from bus.events import encode
-from bus.sequence import Gap, SequenceTracker
-from bus.topics import Pattern, TopicError, topic
+from tickmesh.bus import Publisher, Subscriber, Trade
+from tickmesh.bus.events import encode
+from tickmesh.bus.sequence import Gap, SequenceTracker
+from tickmesh.bus.topics import Pattern, TopicError, topic
 from tests.conftest import wait_for_forwarder
 from tests.waiting import wait_until
 
@@ -62,7 +62,7 @@ def test_exact_symbol_filtering(forwarder):
 
 
 def test_slow_subscriber_sees_gaps_while_publisher_and_others_keep_pace(spawn, spawn_child, bus_endpoints):
-    spawn_child("bus.forwarder", "forwarder", bus=replace(bus_endpoints, hwm=2000, subscriber_hwm=2000))
+    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=replace(bus_endpoints, hwm=2000, subscriber_hwm=2000))
     wait_for_forwarder(bus_endpoints)
     count, rate = 30_000, 20_000
     fast = Subscriber(bus_endpoints.subscribe, ["trade.test"])
@@ -218,7 +218,7 @@ def pub_seq(pub: Publisher) -> int:
 def test_an_async_batch_takes_what_has_arrived_in_order_and_ends_before_a_gap(forwarder):
     import asyncio
 
-    from bus.subscriber import AsyncSubscriber
+    from tickmesh.bus.subscriber import AsyncSubscriber
 
     async def scenario() -> tuple[list, int]:
         told: list = []  # batches and gaps, in the order the reader met them

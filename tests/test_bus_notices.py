@@ -11,11 +11,11 @@ import threading
 
 import zmq
 
-from bus import Heartbeat, Publisher, Subscriber, Trade
-from bus.events import encode
-from bus.sequence import PublisherSilent, PublisherStopped
-from bus.subscriber import AsyncSubscriber
-from bus.topics import topic
+from tickmesh.bus import Heartbeat, Publisher, Subscriber, Trade
+from tickmesh.bus.events import encode
+from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
+from tickmesh.bus.subscriber import AsyncSubscriber
+from tickmesh.bus.topics import topic
 from tests.waiting import wait_until
 
 EPOCH = 1_000
@@ -193,7 +193,7 @@ def test_a_read_cancelled_during_a_gap_fill_reorders_nothing(forwarder, run_dir)
 def test_a_snapshot_says_where_its_symbols_deltas_stand(forwarder):
     """BookSnapshot.delta_seq: the number of the last delta sent before it, so that a reader
     can tell a loss right after a snapshot even on a delta topic it never heard before."""
-    from bus import BookDelta, BookSnapshot
+    from tickmesh.bus import BookDelta, BookSnapshot
 
     sub = Subscriber(forwarder.subscribe, ["book_snapshot.test.X"])
     publisher = Publisher(forwarder.publish)

@@ -1,6 +1,6 @@
 """The forwarder carries a publisher's events to a subscriber in another process."""
 
-from bus import Publisher, Subscriber, Trade
+from tickmesh.bus import Publisher, Subscriber, Trade
 from tests.waiting import wait_until
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from tests.conftest import free_port
 from tests.supervised import child_toml, tickmesh, write_config
 
-ALPACA_SIM = "handlers.alpaca.sim.server"
-POLYGON_SIM = "handlers.polygon.sim.server"
-BOOKS = "consumers.books"
-RECORDER = "consumers.recorder"
+ALPACA_SIM = "tickmesh.handlers.alpaca.sim.server"
+POLYGON_SIM = "tickmesh.handlers.polygon.sim.server"
+BOOKS = "tickmesh.consumers.books"
+RECORDER = "tickmesh.consumers.recorder"
 
 
 def _sim(name: str, port: int, host: str = "127.0.0.1", run: str = ALPACA_SIM) -> str:

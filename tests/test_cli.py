@@ -86,7 +86,7 @@ def test_run_fails_clearly_when_the_control_endpoint_is_taken(spawn, run_dir):
 def test_sim_with_an_unknown_provider(spawn, run_dir):
     result = tickmesh(spawn, run_dir, "sim", "nosuchprovider", "--port", "1")
     assert result.code == 2
-    assert "unknown provider 'nosuchprovider' (no module handlers.nosuchprovider.sim.server)" \
+    assert "unknown provider 'nosuchprovider' (no module tickmesh.handlers.nosuchprovider.sim.server)" \
         in result.err
 
 

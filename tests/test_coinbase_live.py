@@ -13,8 +13,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from bus import BookDelta, BookSnapshot, Heartbeat, Publisher, Status, Trade
-from bus.events import Control
+from tickmesh.bus import BookDelta, BookSnapshot, Heartbeat, Publisher, Status, Trade
+from tickmesh.bus.events import Control
 from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import free_port
@@ -22,8 +22,8 @@ from tests.simcontrol import control
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
-SIM = "handlers.coinbase.sim.server"
-HANDLER = "handlers.coinbase.handler"
+SIM = "tickmesh.handlers.coinbase.sim.server"
+HANDLER = "tickmesh.handlers.coinbase.handler"
 PRODUCTS = ["BTC-USD", "ETH-USD"]
 PATTERNS = ["book_snapshot.coinbase", "book_delta.coinbase", "trade.coinbase",
             "status.coinbase", "heartbeat.coinbase"]

@@ -10,10 +10,10 @@ from collections import Counter
 
 import pytest
 
-from bus.events import BookDelta, BookSnapshot, Trade
-from handlers.coinbase import wire
-from handlers.coinbase.protocol import CoinbaseProtocol, Credentials
-from handlers.common.protocol import Change, Resubscribe
+from tickmesh.bus.events import BookDelta, BookSnapshot, Trade
+from tickmesh.handlers.coinbase import wire
+from tickmesh.handlers.coinbase.protocol import CoinbaseProtocol, Credentials
+from tickmesh.handlers.common.protocol import Change, Resubscribe
 
 pytestmark = pytest.mark.timeout(30)
 TS = 1_700_000_000_000_000_000
@@ -194,7 +194,7 @@ def test_resubscribe_sends_unsubscribe_then_subscribe_and_waits_for_the_snapshot
 
 
 def test_control_resync_goes_through_the_backoff_then_says_resyncing(proto):
-    from bus.events import Control
+    from tickmesh.bus.events import Control
 
     out = proto.control(Control(provider="coinbase", symbol="ETH-USD", ts_event=TS,
                                 ts_recv=TS, action="resync", sender="test"), TS)

@@ -10,11 +10,11 @@ from collections import Counter
 
 import pytest
 
-from bus.events import BookSnapshot
-from handlers.coinbase.handler import CoinbaseSettings
-from handlers.coinbase.protocol import CoinbaseProtocol
-from handlers.common.protocol import Change, Output, Timer
-from runtime.settings import SettingsError
+from tickmesh.bus.events import BookSnapshot
+from tickmesh.handlers.coinbase.handler import CoinbaseSettings
+from tickmesh.handlers.coinbase.protocol import CoinbaseProtocol
+from tickmesh.handlers.common.protocol import Change, Output, Timer
+from tickmesh.runtime.settings import SettingsError
 
 pytestmark = pytest.mark.timeout(30)
 TS = 1_700_000_000_000_000_000

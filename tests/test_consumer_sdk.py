@@ -14,11 +14,11 @@ from typing import Callable
 
 import pytest
 
-from bus import Heartbeat, Publisher, Trade
-from bus.events import encode
-from bus.topics import topic
-from bus.sockets import BusConfig
-from runtime.consumer import Consumer, ConsumerError, default_name, resolve
+from tickmesh.bus import Heartbeat, Publisher, Trade
+from tickmesh.bus.events import encode
+from tickmesh.bus.topics import topic
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.runtime.consumer import Consumer, ConsumerError, default_name, resolve
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
 from tests.supervised import TICKMESH, Running, child_toml, tickmesh, write_config
@@ -94,7 +94,7 @@ def test_resolve_takes_a_consumer_a_class_an_instance_or_a_bare_function():
                         ("tests.sdk_consumers:annotations", "not a consumer")):
         with pytest.raises(ConsumerError, match=why):
             resolve(target)
-    assert default_name("examples.spread:Spread_Monitor") == "consume-spread_monitor"
+    assert default_name("tickmesh.examples.spread:Spread_Monitor") == "consume-spread_monitor"
 
 
 def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
@@ -120,7 +120,7 @@ def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
 
 def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restart(
         spawn_child, bus_endpoints, spawn, run_dir):
-    forwarder = spawn_child("bus.forwarder", "forwarder")
+    forwarder = spawn_child("tickmesh.bus.forwarder", "forwarder")
     wait_for_forwarder(bus_endpoints)
     proc, log_path = consume(spawn, run_dir, bus_endpoints, "tests.sdk_consumers:Counter",
                              "--pattern", "trade.other.X", "--name", "counter")
@@ -131,7 +131,7 @@ def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restar
     forwarder.kill()
     forwarder.wait(timeout=5)
     before = len(log_lines(log_path, "got"))
-    spawn_child("bus.forwarder", "forwarder")  # binds the same endpoints again
+    spawn_child("tickmesh.bus.forwarder", "forwarder")  # binds the same endpoints again
     with BusLog(bus_endpoints.subscribe, ["heartbeat.counter"]) as bus:  # the new forwarder's
         feed_until(publisher, trade("other", "X"),
                    lambda: (b := beat_of(bus, "counter")) and b.metric("events_received")
@@ -146,7 +146,7 @@ def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restar
 
 
 def test_consumers_listed_in_a_config_run_under_the_supervisor(spawn, run_dir):
-    target = "runtime.consumer"
+    target = "tickmesh.runtime.consumer"
     config = write_config(
         run_dir,
         child_toml("echo", target, {"target": "tests.sdk_consumers:echo"}),
@@ -185,9 +185,9 @@ def test_consumers_listed_in_a_config_run_under_the_supervisor(spawn, run_dir):
 def test_tickmesh_check_refuses_a_consumer_whose_target_is_missing(spawn, run_dir):
     config = write_config(
         run_dir,
-        child_toml("nope", "runtime.consumer", {"target": "tests.sdk_consumers:nope"}),
-        child_toml("bare", "runtime.consumer", {"target": "tests.sdk_consumers:bare"}),
-        child_toml("fine", "runtime.consumer", {"target": "tests.sdk_consumers:echo"}))
+        child_toml("nope", "tickmesh.runtime.consumer", {"target": "tests.sdk_consumers:nope"}),
+        child_toml("bare", "tickmesh.runtime.consumer", {"target": "tests.sdk_consumers:bare"}),
+        child_toml("fine", "tickmesh.runtime.consumer", {"target": "tests.sdk_consumers:echo"}))
     result = tickmesh(spawn, run_dir, "check", str(config))
     assert result.code == 2
     assert ("children[0] (nope).settings.target: tests.sdk_consumers has no attribute 'nope'"

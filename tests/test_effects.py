@@ -8,8 +8,8 @@ from collections import Counter
 
 import structlog
 
-from handlers.common.effects import RESYNC_FIRST, Effects
-from handlers.common.protocol import ClientProtocol, Output, Resubscribe, Timer
+from tickmesh.handlers.common.effects import RESYNC_FIRST, Effects
+from tickmesh.handlers.common.protocol import ClientProtocol, Output, Resubscribe, Timer
 
 
 class Recorder(ClientProtocol):

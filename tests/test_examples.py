@@ -8,8 +8,8 @@ import sys
 import time
 from typing import Callable
 
-from bus import Heartbeat, Publisher, Quote, Trade
-from examples.plain_subscriber import GapCheck
+from tickmesh.bus import Heartbeat, Publisher, Quote, Trade
+from tickmesh.examples.plain_subscriber import GapCheck
 from tests.buslog import BusLog
 from tests.conftest import REPO
 from tests.supervised import child_toml, tickmesh, write_config
@@ -54,7 +54,7 @@ def feed_until(publisher: Publisher, events: list, condition: Callable[[], objec
 
 def test_the_spread_monitor_logs_each_quotes_spread_and_warns_when_wide(forwarder, spawn,
                                                                        run_dir):
-    proc, log_path = consume(spawn, run_dir, forwarder, "examples.spread:monitor",
+    proc, log_path = consume(spawn, run_dir, forwarder, "tickmesh.examples.spread:monitor",
                              "--pattern", "quote.*.AAPL")
     publisher = Publisher(forwarder.publish)
     feed_until(publisher, [quote("AAPL", 100.0, 100.5), quote("AAPLX", 1.0, 9.0)],
@@ -73,7 +73,7 @@ def test_the_spread_monitor_logs_each_quotes_spread_and_warns_when_wide(forwarde
 
 
 def test_the_anomaly_flagger_flags_only_jumps_over_its_threshold(forwarder, spawn, run_dir):
-    proc, log_path = consume(spawn, run_dir, forwarder, "examples.anomaly:Flagger")
+    proc, log_path = consume(spawn, run_dir, forwarder, "tickmesh.examples.anomaly:Flagger")
     publisher = Publisher(forwarder.publish)
     with BusLog(forwarder.subscribe, ["heartbeat.consume-flagger"]) as bus:
         feed_until(publisher, [trade("PROBE", 1.0)], lambda: bus.until(lambda _: True, timeout=1)
@@ -118,8 +118,8 @@ def test_the_plain_subscribers_gap_check_follows_the_documented_rule():
 def test_the_example_consumers_pass_tickmesh_check_in_a_config(spawn, run_dir):
     config = write_config(
         run_dir,
-        child_toml("spread", "runtime.consumer", {"target": "examples.spread:monitor",
+        child_toml("spread", "tickmesh.runtime.consumer", {"target": "tickmesh.examples.spread:monitor",
                                                   "patterns": ["quote.*.AAPL"]}),
-        child_toml("flagger", "runtime.consumer", {"target": "examples.anomaly:sensitive"}))
+        child_toml("flagger", "tickmesh.runtime.consumer", {"target": "tickmesh.examples.anomaly:sensitive"}))
     result = tickmesh(spawn, run_dir, "check", str(config))
     assert (result.code, result.out.startswith("ok")) == (0, True), result.err

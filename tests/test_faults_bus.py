@@ -16,8 +16,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bus import Subscriber
-from bus.events import Event, Trade, decode, encode
+from tickmesh.bus import Subscriber
+from tickmesh.bus.events import Event, Trade, decode, encode
 from tests.waiting import wait_until
 
 KINDS = ["trade", "quote", "book_snapshot", "book_delta", "bbo", "depth", "book_status", "alert",

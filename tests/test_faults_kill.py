@@ -18,9 +18,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from bus import Trade
-from consumers.bookservice import NoBuilder, request_book
-from consumers.recording import GAP, GAP_DATA, MESSAGE, Recording
+from tickmesh.bus import Trade
+from tickmesh.consumers.bookservice import NoBuilder, request_book
+from tickmesh.consumers.recording import GAP, GAP_DATA, MESSAGE, Recording
 from tests import simcontrol
 from tests.buslog import BusLog
 from tests.test_books_e2e import binance_true_book, equal_books
@@ -40,16 +40,16 @@ def system(spawn, run_dir) -> Running:
     port = free_port()
     config = write_config(
         run_dir,
-        child_toml("recorder", "consumers.recorder",
+        child_toml("recorder", "tickmesh.consumers.recorder",
                    {"directory": "{run_dir}/rec", "flush_ms": 50}),
-        child_toml("binance-sim", "handlers.binance.sim.server",
+        child_toml("binance-sim", "tickmesh.handlers.binance.sim.server",
                    {"port": port, "rate": 100, "symbols": ",".join(SYMBOLS)}),
-        child_toml("binance", "handlers.binance.handler",
+        child_toml("binance", "tickmesh.handlers.binance.handler",
                    {"url": f"ws://127.0.0.1:{port}/stream", "rest_url": f"http://127.0.0.1:{port}",
                     "symbols": SYMBOLS, "channels": ["depth", "trade"], "depth_limit": 1000,
                     "backoff_min": 0.05, "backoff_max": 0.5},
                    after=["binance-sim", "recorder"]),
-        child_toml("books", "consumers.books",
+        child_toml("books", "tickmesh.consumers.books",
                    {"snapshot_endpoint": "ipc://{run_dir}/books", "providers": ["binance"],
                     "resync_timeout": 0.5, "resync_max": 2.0}, after=["recorder"]))
     supervisor = Running(spawn, run_dir, config)

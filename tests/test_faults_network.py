@@ -23,15 +23,15 @@ import time
 
 import pytest
 
-from bus import Heartbeat, Quote, Status, Trade
+from tickmesh.bus import Heartbeat, Quote, Status, Trade
 from tests import simulators
 from tests.buslog import BusLog
 from tests.polygon_sim import SIM_KEY_ENV, start_sim
 from tests.rawserver import RawServer, text_frame, upgrade
 from tests.simcontrol import control
 
-ALPACA_SIM = "handlers.alpaca.sim.server"
-ALPACA = "handlers.alpaca.handler"
+ALPACA_SIM = "tickmesh.handlers.alpaca.sim.server"
+ALPACA = "tickmesh.handlers.alpaca.handler"
 CONNECTED = b'[{"T":"success","msg":"connected"}]'
 
 
@@ -245,7 +245,7 @@ def test_polygon_max_connections_is_said_and_the_handler_stays_up(spawn_child, f
     config = {"url": sim.url, "symbols": ["AAPL"], "channels": ["T"], "key_env":
               "TM_TEST_POLYGON_KEY", "backoff_min": 0.2, "backoff_max": 1.0}
     with BusLog(forwarder.subscribe, ["status.polygon", "trade.polygon"]) as log:
-        first = spawn_child("handlers.polygon.handler", "polygon", config)
+        first = spawn_child("tickmesh.handlers.polygon.handler", "polygon", config)
         log.until(lambda _: log.of(Trade), what="polygon trades")
         mark = log.mark()
         sim.control("error", code="max_connections")

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bus import Heartbeat, Quote, Trade
-from bus.sockets import BusConfig
-from consumers.recording import GAP
+from tickmesh.bus import Heartbeat, Quote, Trade
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.consumers.recording import GAP
 from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
@@ -49,18 +49,18 @@ def test_a_consumer_stopped_for_30_s_costs_nothing_upstream_and_reports_its_gap(
         spawn_child, run_dir):
     bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=HWM,
                     subscriber_hwm=HWM)
-    forwarder = spawn_child("bus.forwarder", "forwarder", bus=bus)
+    forwarder = spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     directory = run_dir / "rec"
-    spawn_child("consumers.recorder", "recorder", {"directory": str(directory)}, bus=bus)
-    port, _ = simulators.start(spawn_child, "handlers.alpaca.sim.server", "alpaca-sim", None,
+    spawn_child("tickmesh.consumers.recorder", "recorder", {"directory": str(directory)}, bus=bus)
+    port, _ = simulators.start(spawn_child, "tickmesh.handlers.alpaca.sim.server", "alpaca-sim", None,
                                {"rate": RATE, "symbols": ["AAPL", "MSFT"]})
     with BusLog(bus.subscribe, ["trade.alpaca", "quote.alpaca", "heartbeat.alpaca",
                                 "heartbeat.bars"]) as log:
-        bars = spawn_child("consumers.bars", "bars", {"intervals": ["1s"]}, bus=bus)
+        bars = spawn_child("tickmesh.consumers.bars", "bars", {"intervals": ["1s"]}, bus=bus)
         log.until(lambda _: [b for b in log.of(Heartbeat) if b.provider == "bars"],
                   what="the bar builder running")
-        handler = spawn_child("handlers.alpaca.handler", "alpaca",
+        handler = spawn_child("tickmesh.handlers.alpaca.handler", "alpaca",
                               {"url": f"ws://127.0.0.1:{port}/v2/iex",
                                "symbols": ["AAPL", "MSFT"]}, bus=bus)
 

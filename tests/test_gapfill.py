@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import msgpack
 
-from bus.gapfill import GapFiller
-from bus.topics import topic
-from consumers import gapfill
+from tickmesh.bus.gapfill import GapFiller
+from tickmesh.bus.topics import topic
+from tickmesh.consumers import gapfill
 from tests.conftest import wait_for_forwarder
 from tests.recorded import (go, prices, records, start_publisher, start_recorder,
                             wait_recording)
@@ -23,7 +23,7 @@ from tests.waiting import wait_until
 COUNT = 10_000
 CONSUMER = """
 import json, sys
-from bus import Subscriber
+from tickmesh.bus import Subscriber
 sub = Subscriber(sys.argv[1], ["trade.test"], rcvhwm=100, fill_gaps=True,
                  gapfill_endpoint=sys.argv[2])
 seqs, told = [], []
@@ -46,7 +46,7 @@ print(json.dumps({"seqs": seqs, "gaps": sub.gaps, "filled": sub.filled,
 def test_a_dropped_consumer_fills_its_gap_from_the_recorder(spawn, spawn_child, bus_endpoints,
                                                             run_dir):
     bus = replace(bus_endpoints, subscriber_hwm=1000)  # the forwarder keeps little for a stopped consumer
-    spawn_child("bus.forwarder", "forwarder", bus=bus)
+    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     directory, endpoint = run_dir / "rec", f"ipc://{run_dir}/gapfill"
     start_recorder(spawn_child, directory, gapfill_endpoint=endpoint, bus=bus)

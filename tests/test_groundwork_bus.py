@@ -10,9 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from bus import AsyncSubscriber, Heartbeat, Publisher, Subscriber, Trade
-from bus.topics import Pattern, TopicError
-from runtime.metrics import SCHEMA, Counts, Metrics, UnknownMetric, flat
+from tickmesh.bus import AsyncSubscriber, Heartbeat, Publisher, Subscriber, Trade
+from tickmesh.bus.topics import Pattern, TopicError
+from tickmesh.runtime.metrics import SCHEMA, Counts, Metrics, UnknownMetric, flat
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
 from tests.waiting import wait_until
@@ -112,7 +112,7 @@ def test_the_forwarder_and_the_supervisor_heartbeat_with_their_metrics(spawn, ru
 
 
 def test_the_forwarder_refuses_a_message_over_max_message_bytes(spawn_child, bus_endpoints):
-    spawn_child("bus.forwarder", "forwarder", bus=replace(bus_endpoints, max_message_bytes=100_000))
+    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=replace(bus_endpoints, max_message_bytes=100_000))
     wait_for_forwarder(bus_endpoints)
     huge = Trade(provider="test", symbol="HUGE", ts_event=1, ts_recv=1, price=1.0, size=1.0,
                  conditions=["x" * 1000] * 1000)  # ~1 MB

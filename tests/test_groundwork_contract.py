@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from bus import Control, Heartbeat, Publisher, Trade
+from tickmesh.bus import Control, Heartbeat, Publisher, Trade
 from tests.buslog import BusLog
 from tests.scripted_server import ScriptedServer
 
@@ -40,10 +40,10 @@ def _polygon_script(message: str) -> list[str]:
 
 
 HOSTILE = {
-    "alpaca": ("handlers.alpaca.handler", _alpaca_script,
+    "alpaca": ("tickmesh.handlers.alpaca.handler", _alpaca_script,
                [json.dumps([{"T": "success", "msg": "connected"}])],
                {"encoding": "json", "symbols": ["AAPL"], "channels": ["trades"]}, "/v2/iex"),
-    "polygon": ("handlers.polygon.handler", _polygon_script,
+    "polygon": ("tickmesh.handlers.polygon.handler", _polygon_script,
                 [json.dumps([{"ev": "status", "status": "connected", "message": "hi"}])],
                 {"symbols": ["AAPL"], "channels": ["T"]}, "/stocks"),
 }

@@ -13,15 +13,15 @@ from tests.conftest import REPO
 
 IO_LIBRARIES = ("zmq", "websockets", "asyncio", "uvloop", "structlog", "aiohttp", "ib_async")
 PURE = sorted(
-    {".".join(path.relative_to(REPO).with_suffix("").parts)
+    {".".join(("tickmesh", *path.relative_to(REPO).with_suffix("").parts))
      for path in (REPO / "handlers").glob("*/protocol.py")}
-    | {".".join(path.relative_to(REPO).with_suffix("").parts)
+    | {".".join(("tickmesh", *path.relative_to(REPO).with_suffix("").parts))
        for path in (REPO / "handlers").glob("*/wire.py")}
-    | {"handlers.ib.depth", "handlers.common.market", "handlers.common.book",
-       "handlers.common.symbols", "consumers.orderbook", "consumers.bookstate",
-       "consumers.aggregate", "consumers.alerts", "consumers.watch", "consumers.recording",
-       "bus.events",
-       "bus.topics", "supervisor.health"}
+    | {"tickmesh.handlers.ib.depth", "tickmesh.handlers.common.market", "tickmesh.handlers.common.book",
+       "tickmesh.handlers.common.symbols", "tickmesh.consumers.orderbook", "tickmesh.consumers.bookstate",
+       "tickmesh.consumers.aggregate", "tickmesh.consumers.alerts", "tickmesh.consumers.watch", "tickmesh.consumers.recording",
+       "tickmesh.bus.events",
+       "tickmesh.bus.topics", "tickmesh.supervisor.health"}
 )
 
 
@@ -37,7 +37,7 @@ def loaded_io(module: str) -> list[str]:
 def test_every_provider_has_a_protocol_module():
     providers = {p.name for p in (REPO / "handlers").iterdir()
                  if p.is_dir() and p.name not in ("common", "__pycache__")}
-    assert providers and all(f"handlers.{p}.protocol" in PURE for p in providers)
+    assert providers and all(f"tickmesh.handlers.{p}.protocol" in PURE for p in providers)
 
 
 @pytest.mark.parametrize("module", PURE)
@@ -46,8 +46,8 @@ def test_a_pure_module_loads_no_io_library(module):
 
 
 def test_the_bus_package_exports_stay_lazy():
-    code = ("import sys; import bus; from bus import Trade; assert 'zmq' not in sys.modules; "
-            "from bus import Subscriber; assert 'zmq' in sys.modules; print('ok')")
+    code = ("import sys; import tickmesh.bus; from tickmesh.bus import Trade; assert 'zmq' not in sys.modules; "
+            "from tickmesh.bus import Subscriber; assert 'zmq' in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=30)
     assert done.stdout.strip() == "ok", done.stderr

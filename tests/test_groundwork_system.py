@@ -13,23 +13,23 @@ import pytest
 from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Result, Running, child_toml, env, tickmesh, write_config
 
-ALPACA_SIM = "handlers.alpaca.sim.server"
+ALPACA_SIM = "tickmesh.handlers.alpaca.sim.server"
 TICKER = "tests.children.ticker"
 
 
 @pytest.mark.parametrize("child, expected", [
-    (child_toml("polygon", "handlers.polygon.handler",
+    (child_toml("polygon", "tickmesh.handlers.polygon.handler",
                 {"symbols": ["AAPL"], "chanels": ["T"]}),
      "children[0] (polygon).settings.chanels: unknown key"),
     (child_toml("alpaca-sim", ALPACA_SIM, {"port": "18765"}),
      "children[0] (alpaca-sim).settings.port: expected an integer"),
     (child_toml("alpaca-sim", ALPACA_SIM, {"port": 99999}),
      "children[0] (alpaca-sim).settings.port: expected an integer from 0 to 65535"),
-    (child_toml("alpaca", "handlers.alpaca.handler", {"symbols": "AAPL"}),
+    (child_toml("alpaca", "tickmesh.handlers.alpaca.handler", {"symbols": "AAPL"}),
      "children[0] (alpaca).settings.symbols: expected a list"),
     (child_toml("tail", "consumers.tial"),
      "children[0] (tail).run: no module named 'consumers.tial'"),
-    (child_toml("tail", "consumers.tail", {"patterns": ["trade.alpaca."]}),
+    (child_toml("tail", "tickmesh.consumers.tail", {"patterns": ["trade.alpaca."]}),
      "children[0] (tail).settings.patterns: bad pattern 'trade.alpaca.'"),
 ])
 def test_check_and_run_refuse_a_broken_child_and_start_nothing(spawn, run_dir, child, expected):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.events import Status
+from tickmesh.bus.events import Status
 from tests.buslog import BusLog
 from tests.scripted_server import CLOSE, ScriptedServer
 from tests.supervised import Running, child_toml, write_config
@@ -35,7 +35,7 @@ def start_alpaca(spawn_child, monkeypatch, url: str, log: Path | None = None, **
     config = {"url": url, "symbols": ["AAPL"], "encoding": "json", "stale_after": 0,
               "key_env": "TM_TEST_ALPACA_KEY", "secret_env": "TM_TEST_ALPACA_SECRET", **settings}
     stderr = open(log, "w") if log else None
-    return spawn_child("handlers.alpaca.handler", "alpaca", config, stderr=stderr)
+    return spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", config, stderr=stderr)
 
 
 def connect_times(bus: BusLog) -> list[int]:
@@ -90,9 +90,9 @@ def test_a_child_gets_only_the_secrets_its_settings_name(spawn, run_dir, monkeyp
     monkeypatch.setenv("TM_TEST_UNNAMED_SECRET", "Jf6Gq3Ue5aPo")
     config = write_config(
         run_dir,
-        child_toml("alpaca-sim", "handlers.alpaca.sim.server",
+        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
                    {"port": 0, "key_env": "TM_TEST_ALPACA_SIM_KEY"}),
-        child_toml("polygon-sim", "handlers.polygon.sim.server",
+        child_toml("polygon-sim", "tickmesh.handlers.polygon.sim.server",
                    {"port": 0, "key_env": "TM_TEST_POLYGON_SIM_KEY"}))
     supervisor = Running(spawn, run_dir, config)
     supervisor.wait_for("alpaca-sim", "running", timeout=15)
@@ -115,7 +115,7 @@ def test_a_child_gets_only_the_secrets_its_settings_name(spawn, run_dir, monkeyp
 def test_a_variable_named_by_a_settings_default_reaches_its_child(spawn, run_dir, monkeypatch):
     """The Polygon handler's key_env defaults to POLYGON_API_KEY: the config need not name it."""
     monkeypatch.setenv("POLYGON_API_KEY", "Lr8Vb2Qx6Tn4")
-    config = write_config(run_dir, child_toml("polygon", "handlers.polygon.handler", {
+    config = write_config(run_dir, child_toml("polygon", "tickmesh.handlers.polygon.handler", {
         "url": "ws://127.0.0.1:9/stocks", "symbols": ["AAPL"]}))
     supervisor = Running(spawn, run_dir, config)
     pid = supervisor.wait_for("polygon", "running", timeout=15)["pid"]

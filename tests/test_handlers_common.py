@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from handlers.common.backoff import Backoff
-from handlers.common.client import ClientSettings
-from runtime.settings import CommaStrings, SettingsError, Strings, read, require
+from tickmesh.handlers.common.backoff import Backoff
+from tickmesh.handlers.common.client import ClientSettings
+from tickmesh.runtime.settings import CommaStrings, SettingsError, Strings, read, require
 
 
 def test_backoff_doubles_with_equal_jitter_up_to_the_cap():
@@ -109,15 +109,15 @@ def test_settings_errors_name_the_key_and_what_was_expected(raw, message):
 # --- bad settings stop a child at once --------------------------------------------------------
 
 @pytest.mark.parametrize("module, settings, message", [
-    ("handlers.alpaca.handler", {"symbols": ["AAPL"], "stale_after": "abc"},
+    ("tickmesh.handlers.alpaca.handler", {"symbols": ["AAPL"], "stale_after": "abc"},
      "settings.stale_after: expected a number, got 'abc'"),
-    ("handlers.polygon.handler", {"symbols": ["AAPL"], "url": "http://x"},
+    ("tickmesh.handlers.polygon.handler", {"symbols": ["AAPL"], "url": "http://x"},
      "settings.url: expected a ws:// or wss:// address, got 'http://x'"),
-    ("handlers.ib.handler", {"symbols": ["AAPL"], "depth_rows": -1},
+    ("tickmesh.handlers.ib.handler", {"symbols": ["AAPL"], "depth_rows": -1},
      "settings.depth_rows: expected an integer >= 0, got -1"),
-    ("handlers.alpaca.sim.server", {"port": "abc"}, "settings.port: expected an integer, got 'abc'"),
-    ("handlers.polygon.sim.server", {"rate": 0}, "settings.rate: expected a number > 0, got 0.0"),
-    ("handlers.ib.sim.server", {"symbol": "AAPL"}, "settings.symbol: unknown key"),
+    ("tickmesh.handlers.alpaca.sim.server", {"port": "abc"}, "settings.port: expected an integer, got 'abc'"),
+    ("tickmesh.handlers.polygon.sim.server", {"rate": 0}, "settings.rate: expected a number > 0, got 0.0"),
+    ("tickmesh.handlers.ib.sim.server", {"symbol": "AAPL"}, "settings.symbol: unknown key"),
 ])
 def test_bad_settings_exit_2_with_one_log_line_naming_the_key(spawn_child, module, settings,
                                                               message):

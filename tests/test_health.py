@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from bus.events import BookSnapshot, Heartbeat, Sample, Status, encode
-from bus.subscriber import RawMessage
-from bus.topics import topic
-from runtime.metrics import EVENT_LATENCY, SCHEMA, Histogram
-from supervisor.health import MAX_EPOCHS, SILENT_AFTER, SUPERSEDED_AFTER, Health, quantile
-from supervisor.watch import observe
+from tickmesh.bus.events import BookSnapshot, Heartbeat, Sample, Status, encode
+from tickmesh.bus.subscriber import RawMessage
+from tickmesh.bus.topics import topic
+from tickmesh.runtime.metrics import EVENT_LATENCY, SCHEMA, Histogram
+from tickmesh.supervisor.health import MAX_EPOCHS, SILENT_AFTER, SUPERSEDED_AFTER, Health, quantile
+from tickmesh.supervisor.watch import observe
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE, DepthBook, DepthError
-from handlers.ib.sim.market import Market
-from handlers.ib.sim.session import DepthStream
-from handlers.ib.sim.wire import FrameReader, split_fields
+from tickmesh.handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE, DepthBook, DepthError
+from tickmesh.handlers.ib.sim.market import Market
+from tickmesh.handlers.ib.sim.session import DepthStream
+from tickmesh.handlers.ib.sim.wire import FrameReader, split_fields
 
 
 def aggregate(rows: list[tuple[float, float]]) -> dict[float, float]:

@@ -9,9 +9,9 @@ import asyncio
 import pytest
 from ib_async import IB, Stock
 
-from bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
-from runtime.settings import read
-from handlers.ib.handler import IbSettings
+from tickmesh.bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
+from tickmesh.runtime.settings import read
+from tickmesh.handlers.ib.handler import IbSettings
 from tests.conftest import free_port, kill_group
 from tests.buslog import BusLog
 from tests.ib_sim import IbSim, hold_client_id, start_ib_sim, until
@@ -31,7 +31,7 @@ def start_handler(spawn_child, bus: BusLog, port: int, **settings):
     publishes reaches us (the first events of a new publisher can be lost)."""
     config = {"port": port, "symbols": SYMBOLS, "depth_rows": 5, "backoff_min": 0.1,
               "backoff_max": 0.4, "timeout": 3.0, **settings}
-    spawn_child("handlers.ib.handler", "ib", config)
+    spawn_child("tickmesh.handlers.ib.handler", "ib", config)
     bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
 
 
@@ -239,7 +239,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def test_a_length_over_the_limit_drops_the_connection_and_memory_stays_small(spawn_child, bus):
     port = free_port()
-    handler = spawn_child("handlers.ib.handler", "ib",
+    handler = spawn_child("tickmesh.handlers.ib.handler", "ib",
                           {"port": port, "symbols": SYMBOLS, "depth_rows": 0, "backoff_min": 0.1,
                            "backoff_max": 0.4, "timeout": 3.0, "keepalive": 0})
     bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
@@ -258,7 +258,7 @@ def test_a_length_over_the_limit_drops_the_connection_and_memory_stays_small(spa
 def test_a_flood_of_undecodable_messages_is_logged_sparingly(spawn_child, bus, tmp_path):
     port = free_port()
     log = tmp_path / "ib.log"
-    spawn_child("handlers.ib.handler", "ib",
+    spawn_child("tickmesh.handlers.ib.handler", "ib",
                 {"port": port, "symbols": SYMBOLS, "depth_rows": 0, "backoff_min": 0.1,
                  "backoff_max": 0.4, "timeout": 3.0}, stderr=open(log, "w"))
     bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from ib_async import IB, Stock
 from ib_async.objects import TickByTickAllLast
 
-from bus.events import Heartbeat
-from handlers.ib.sim import wire
-from handlers.ib.sim.session import Tws
+from tickmesh.bus.events import Heartbeat
+from tickmesh.handlers.ib.sim import wire
+from tickmesh.handlers.ib.sim.session import Tws
 from tests.conftest import free_port
 from tests.buslog import BusLog
 from tests.ib_sim import hold_client_id, start_ib_sim, until

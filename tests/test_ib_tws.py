@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from handlers.ib.sim import wire
-from handlers.ib.sim.market import Market
-from handlers.ib.sim.session import Session, Tws
-from handlers.ib.sim.wire import FrameReader, In, WireError, split_fields
+from tickmesh.handlers.ib.sim import wire
+from tickmesh.handlers.ib.sim.market import Market
+from tickmesh.handlers.ib.sim.session import Session, Tws
+from tickmesh.handlers.ib.sim.wire import FrameReader, In, WireError, split_fields
 
 AAPL = ["0", "AAPL", "STK", "", "0.0", "", "", "SMART", "", "USD", "", ""]
 NOPE = ["0", "NOPE", "STK", "", "0.0", "", "", "SMART", "", "USD", "", ""]

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ib_async.decoder import Decoder
 
-from handlers.ib.sim import wire
-from handlers.ib.sim.wire import (
+from tickmesh.handlers.ib.sim import wire
+from tickmesh.handlers.ib.sim.wire import (
     Cancel, ContractDetailsRequest, DepthRequest, FrameReader, Handshake, MarketDataRequest,
     Other, Out, Query, ServerReader, StartApi, TickByTickRequest, WireError,
 )

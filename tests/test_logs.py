@@ -14,9 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.logs import PrettyLines
-from supervisor.control import NoSupervisor, request_status
-from supervisor.output import MAX_LINE, Lines
+from tickmesh.runtime.logs import PrettyLines
+from tickmesh.supervisor.control import NoSupervisor, request_status
+from tickmesh.supervisor.output import MAX_LINE, Lines
 from tests.children.chatter import stdout_line
 from tests.supervised import TICKMESH, Running, child_toml, env, tickmesh, write_config
 from tests.waiting import wait_until

@@ -16,14 +16,14 @@ import pytest
 from ib_async import IB, Stock
 from websockets.asyncio.client import ClientConnection, connect
 
-from handlers.alpaca import wire
-from handlers.alpaca.sim.market import Market as AlpacaMarket
-from handlers.common.market import (
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.sim.market import Market as AlpacaMarket
+from tickmesh.handlers.common.market import (
     MINUTE_VOLATILITY, NS_PER_DAY, NS_PER_MINUTE, NS_PER_SECOND, TICK, fair_price, half_spread,
     quote,
 )
-from handlers.ib.sim.market import Market as IbMarket
-from handlers.polygon.sim.market import RandomFeed
+from tickmesh.handlers.ib.sim.market import Market as IbMarket
+from tickmesh.handlers.polygon.sim.market import RandomFeed
 from tests import simulators
 
 NOON = 1_700_000_000 * NS_PER_SECOND // NS_PER_DAY * NS_PER_DAY + NS_PER_DAY // 2
@@ -42,7 +42,7 @@ def widest_spread(price: float) -> float:
 def test_the_fair_price_is_the_same_in_another_process(spawn):
     instants = [NOON + k * 7_777_777_777 for k in range(5)] + [time.time_ns()]
     asks = [(symbol, t) for symbol in SYMBOLS for t in instants]
-    code = ("import sys; from handlers.common.market import fair_price; "
+    code = ("import sys; from tickmesh.handlers.common.market import fair_price; "
             f"print([repr(fair_price(s, t)) for s, t in {asks!r}])")
     proc = spawn([sys.executable, "-c", code], env={"PYTHONHASHSEED": "12345"},
                  stdout=subprocess.PIPE, text=True)
@@ -152,11 +152,11 @@ MAX_SPREAD = 0.001
 
 @pytest.mark.timeout(60)
 def test_every_provider_quotes_aapl_at_the_same_price(spawn_child):
-    alpaca, _ = simulators.start(spawn_child, "handlers.alpaca.sim.server", "alpaca-sim", None,
+    alpaca, _ = simulators.start(spawn_child, "tickmesh.handlers.alpaca.sim.server", "alpaca-sim", None,
                                  {"symbols": ["AAPL", "MSFT"], "rate": 200})
-    polygon, _ = simulators.start(spawn_child, "handlers.polygon.sim.server", "polygon-sim", None,
+    polygon, _ = simulators.start(spawn_child, "tickmesh.handlers.polygon.sim.server", "polygon-sim", None,
                                   {"symbols": ["AAPL", "MSFT"], "rate": 40})
-    ib, _ = simulators.start(spawn_child, "handlers.ib.sim.server", "ib-sim", None,
+    ib, _ = simulators.start(spawn_child, "tickmesh.handlers.ib.sim.server", "ib-sim", None,
                              {"symbols": ["AAPL", "MSFT"], "rate": 40})
     quotes = asyncio.run(asyncio.wait_for(same_moment_quotes(alpaca, polygon, ib), 40))
     mids = {provider: (bid + ask) / 2 for provider, (_, bid, ask) in quotes.items()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from bus import Alert, Heartbeat, Trade
+from tickmesh.bus import Alert, Heartbeat, Trade
 from tests import simulators
 from tests.buslog import BusLog
 from tests.simcontrol import control
@@ -22,15 +22,15 @@ QUIET_SECONDS = 3.0
 
 def start_feed(spawn_child) -> int:
     """The Alpaca simulator and handler (which never drops a quiet connection); the port."""
-    port, _ = simulators.start(spawn_child, "handlers.alpaca.sim.server", "alpaca-sim", None,
+    port, _ = simulators.start(spawn_child, "tickmesh.handlers.alpaca.sim.server", "alpaca-sim", None,
                                {"rate": 50, "symbols": ["AAPL"]})
-    spawn_child("handlers.alpaca.handler", "alpaca", {
+    spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", {
         "url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"], "stale_after": 0})
     return port
 
 
 def start_monitor(spawn_child, fake_now: str) -> None:
-    spawn_child("consumers.monitor", "monitor", {
+    spawn_child("tickmesh.consumers.monitor", "monitor", {
         "fake_now": fake_now, "clear_after": 0.5, "check_interval": 0.1,
         "feeds": {"alpaca": {"calendar": "XNYS", "silent_after": SILENT_AFTER,
                              "symbol_stale_after": 30}}})

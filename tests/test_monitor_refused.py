@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from bus import Alert, Heartbeat
+from tickmesh.bus import Alert, Heartbeat
 from tests import simulators
 from tests.buslog import BusLog
 from tests.simcontrol import control
@@ -23,17 +23,17 @@ def refusals(bus: BusLog) -> list[Alert]:
 
 
 def test_a_refused_product_raises_an_alert_until_it_is_listed_again(spawn_child, forwarder):
-    port, _ = simulators.start(spawn_child, "handlers.coinbase.sim.server", "coinbase-sim",
+    port, _ = simulators.start(spawn_child, "tickmesh.handlers.coinbase.sim.server", "coinbase-sim",
                                None, {"symbols": PRODUCTS})
     control(port, "delist", product="SOL-USD")
     with BusLog(forwarder.subscribe, ["alert", "heartbeat.monitor"]) as bus:
-        spawn_child("consumers.monitor", "monitor", {
+        spawn_child("tickmesh.consumers.monitor", "monitor", {
             "clear_after": 0.5, "check_interval": 0.1,
             "feeds": {"coinbase": {"calendar": "24/7", "silent_after": 30}}})
         bus.until(lambda _: any(h.metric("events_received") for h in bus.of(Heartbeat)),
                   what="the monitor receiving (its subscriptions in place: the refusal is "
                        "said once)")
-        spawn_child("handlers.coinbase.handler", "coinbase", {
+        spawn_child("tickmesh.handlers.coinbase.handler", "coinbase", {
             "url": f"ws://127.0.0.1:{port}", "symbols": PRODUCTS, "refused_retry": 0.2,
             "refused_retry_max": 0.5}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         raised = bus.until(lambda _: refusals(bus), what="a symbol_refused alert")[0]

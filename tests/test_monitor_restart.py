@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bus import Alert, Heartbeat
-from supervisor.child import Child, State
-from supervisor.config import ChildConfig
-from supervisor.control import BAD_REQUEST, request
+from tickmesh.bus import Alert, Heartbeat
+from tickmesh.supervisor.child import Child, State
+from tickmesh.supervisor.config import ChildConfig
+from tickmesh.supervisor.control import BAD_REQUEST, request
 from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.supervised import Running, alive, child_toml, tickmesh, write_config
@@ -91,12 +91,12 @@ def hung_handler_config(run_dir: Path) -> Path:
     port = free_port()
     return write_config(
         run_dir,
-        child_toml("alpaca-sim", "handlers.alpaca.sim.server",
+        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
                    {"port": port, "rate": 20, "symbols": ["AAPL"]}),
-        child_toml("alpaca", "handlers.alpaca.handler",
+        child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
                    {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]},
                    after=["alpaca-sim"], shutdown_timeout=0.5),
-        child_toml("monitor", "consumers.monitor",
+        child_toml("monitor", "tickmesh.consumers.monitor",
                    {"heartbeat_timeout": 1.5, "restart_after": 2.5, "clear_after": 0.5,
                     "check_interval": 0.2, "control_endpoint": "ipc://{run_dir}/control"}))
 

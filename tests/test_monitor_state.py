@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from consumers.alerts import CLEARED, RAISED, AlertMachine, Key
-from consumers.hours import CLOSED, POST, PRE, REGULAR, MarketHours
-from consumers.monitor import Settings
-from consumers.watch import (GAP_RATE, HEARTBEAT_STOPPED, RECONNECT_STORM, SILENT_CONNECTION,
+from tickmesh.consumers.alerts import CLEARED, RAISED, AlertMachine, Key
+from tickmesh.consumers.hours import CLOSED, POST, PRE, REGULAR, MarketHours
+from tickmesh.consumers.monitor import Settings
+from tickmesh.consumers.watch import (GAP_RATE, HEARTBEAT_STOPPED, RECONNECT_STORM, SILENT_CONNECTION,
                              SYMBOL_REFUSED, SYMBOL_STALE, FeedSettings, Watch)
-from runtime.settings import SettingsError, read
+from tickmesh.runtime.settings import SettingsError, read
 
 NEW_YORK = ZoneInfo("America/New_York")
 pytestmark = pytest.mark.timeout(30)

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from bus import Alert, Heartbeat, Trade
+from tickmesh.bus import Alert, Heartbeat, Trade
 from tests import simulators
 from tests.buslog import BusLog
 
@@ -24,7 +24,7 @@ QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
 def start_monitor(spawn_child, feeds: dict | None = None) -> None:
-    spawn_child("consumers.monitor", "monitor", {
+    spawn_child("tickmesh.consumers.monitor", "monitor", {
         "heartbeat_timeout": HEARTBEAT_TIMEOUT, "restart_after": 0, "clear_after": 0.5,
         "check_interval": 0.1, "feeds": feeds or {}})
 
@@ -69,9 +69,9 @@ def test_a_consumer_that_exits_0_raises_nothing(spawn_child, forwarder):
 
 def test_a_handler_stopped_with_sigterm_raises_nothing(spawn_child, forwarder):
     with BusLog(forwarder.subscribe, ["alert", "heartbeat", "trade.alpaca"]) as bus:
-        port, _ = simulators.start(spawn_child, "handlers.alpaca.sim.server", "alpaca-sim",
+        port, _ = simulators.start(spawn_child, "tickmesh.handlers.alpaca.sim.server", "alpaca-sim",
                                    None, {"rate": RATE, "symbols": ["AAPL"]})
-        handler = spawn_child("handlers.alpaca.handler", "alpaca", {
+        handler = spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", {
             "url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]}, **QUIET)
         bus.until(lambda _: bus.of(Trade) and beats(bus, "alpaca"), what="trades, heartbeats")
         # the monitor after the feed flows (a configured feed silent from its start alarms)

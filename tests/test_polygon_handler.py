@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bus.events import Bar, Heartbeat, Quote, Status, Trade
-from runtime.settings import read
-from handlers.polygon.handler import DEFAULT_URL, PolygonSettings
+from tickmesh.bus.events import Bar, Heartbeat, Quote, Status, Trade
+from tickmesh.runtime.settings import read
+from tickmesh.handlers.polygon.handler import DEFAULT_URL, PolygonSettings
 from tests.buslog import BusLog
 from tests.conftest import free_port, kill_group
 from tests.polygon_sim import SIM_KEY_ENV, Sim, start_sim
@@ -41,7 +41,7 @@ def start_handler(spawn_child, monkeypatch, sim: Sim, key: str = KEY, log: Path 
     config = {"url": sim.url, "symbols": SYMBOLS, "channels": CHANNELS, "key_env": KEY_ENV,
               "stale_after": 1.0, "backoff_min": 0.1, "backoff_max": 0.5, **settings}
     stderr = open(log, "w") if log else None
-    return spawn_child("handlers.polygon.handler", "polygon", config, stderr=stderr)
+    return spawn_child("tickmesh.handlers.polygon.handler", "polygon", config, stderr=stderr)
 
 
 def streaming(bus: BusLog) -> None:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.events import Bar, Quote, Trade, encode
-from handlers.common.protocol import Change, Output
-from handlers.polygon import protocol, wire
+from tickmesh.bus.events import Bar, Quote, Trade, encode
+from tickmesh.handlers.common.protocol import Change, Output
+from tickmesh.handlers.polygon import protocol, wire
 
 TS_RECV = 1_700_000_000_000_000_000
 

@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from runtime.settings import read
-from handlers.polygon.sim.server import SimSettings
+from tickmesh.runtime.settings import read
+from tickmesh.handlers.polygon.sim.server import SimSettings
 from tests.conftest import free_port
 from tests.polygon_sim import SIM_KEY_ENV, Sim, start_sim
 from tests.simcontrol import serving
@@ -192,7 +192,7 @@ def test_replay_sends_recorded_frames_filtered(spawn_child, tmp_path):
 
 def test_cli_runs_standalone(spawn):
     port = free_port()
-    code = f"from handlers.polygon.sim.server import cli; cli(['--port', '{port}', '--symbols', 'ZZZ'])"
+    code = f"from tickmesh.handlers.polygon.sim.server import cli; cli(['--port', '{port}', '--symbols', 'ZZZ'])"
     spawn([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
     wait_until(lambda: serving(port), timeout=15, what="the standalone simulator")
     sim = Sim(port)

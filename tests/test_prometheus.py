@@ -12,15 +12,15 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bus import Subscriber
-from bus.events import Heartbeat, Sample, Status
-from runtime.metrics import HISTOGRAM, SCHEMA, Histogram
-from supervisor.child import Child
-from supervisor.config import ChildConfig
-from supervisor.health import Health
-from supervisor.observer import MetricsError, Observer
-from supervisor.prometheus import Exporter
-from supervisor.usage import Usage
+from tickmesh.bus import Subscriber
+from tickmesh.bus.events import Heartbeat, Sample, Status
+from tickmesh.runtime.metrics import HISTOGRAM, SCHEMA, Histogram
+from tickmesh.supervisor.child import Child
+from tickmesh.supervisor.config import ChildConfig
+from tickmesh.supervisor.health import Health
+from tickmesh.supervisor.observer import MetricsError, Observer
+from tickmesh.supervisor.prometheus import Exporter
+from tickmesh.supervisor.usage import Usage
 from tests.conftest import REPO, free_port
 from tests.supervised import Running, child_toml, tickmesh, write_config
 from tests.waiting import wait_until
@@ -133,7 +133,7 @@ def exported() -> str:
     health.heartbeat(every_declared_metric("feed-a", epoch=5), 100.0)
     health.status(Status(provider="alpaca", ts_event=0, ts_recv=0, epoch=5, state="subscribed"),
                   100.0)
-    child = Child(ChildConfig("feed-a", "handlers.alpaca.handler"))
+    child = Child(ChildConfig("feed-a", "tickmesh.handlers.alpaca.handler"))
     child.started(os.getpid(), 0.0)
     return generate_latest(Exporter(health, Usage(), lambda: [child], "supervisor")).decode()
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 
-from bus import Publisher, Quote
+from tickmesh.bus import Publisher, Quote
 from tests.conftest import REPO
 from tests.supervised import TICKMESH, child_toml, env, write_config
 from tests.waiting import wait_until

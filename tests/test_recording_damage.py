@@ -14,10 +14,10 @@ from pathlib import Path
 import msgpack
 import pyarrow.parquet as pq
 
-from bus import Heartbeat, Subscriber
-from bus.gapfill import GapFiller
-from bus.topics import topic
-from consumers.recording import MESSAGE, Record, Recording, counted
+from tickmesh.bus import Heartbeat, Subscriber
+from tickmesh.bus.gapfill import GapFiller
+from tickmesh.bus.topics import topic
+from tickmesh.consumers.recording import MESSAGE, Record, Recording, counted
 from tests.recorded import record_run, records
 from tests.supervised import tickmesh
 from tests.waiting import wait_until
@@ -108,7 +108,7 @@ def test_gap_fill_answers_from_past_a_damaged_record(spawn, spawn_child, forward
     endpoint, log = f"ipc://{run_dir}/gapfill", run_dir / "recorder.log"
     beats = Subscriber(forwarder.subscribe, ["heartbeat.recorder"])
     with log.open("w") as stderr:
-        spawn_child("consumers.recorder", "recorder",
+        spawn_child("tickmesh.consumers.recorder", "recorder",
                     {"directory": str(directory), "gapfill_endpoint": endpoint}, stderr=stderr)
     filler = GapFiller(endpoint)
     fill = filler.fetch(data, epoch, 1, COUNT)

@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.journal import Journal
-from consumers.recording import GAP, MESSAGE, OUTAGE, Record, Recording
+from tickmesh.consumers.journal import Journal
+from tickmesh.consumers.recording import GAP, MESSAGE, OUTAGE, Record, Recording
 from tests.conftest import REPO
 
 HEADER_BYTES = 8

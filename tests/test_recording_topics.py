@@ -9,14 +9,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from bus import Heartbeat, Subscriber
-from consumers.recording import GAP
+from tickmesh.bus import Heartbeat, Subscriber
+from tickmesh.consumers.recording import GAP
 from tests.recorded import records
 from tests.waiting import wait_until
 
 ROGUE = """
 import sys, time
-from bus import Publisher, Trade
+from tickmesh.bus import Publisher, Trade
 publisher = Publisher(sys.argv[1])
 now = time.time_ns()
 for i in range(int(sys.argv[2])):
@@ -43,7 +43,7 @@ def test_a_flood_of_topics_is_bounded_counted_and_told_once(spawn, spawn_child, 
     directory, log = run_dir / "rec", run_dir / "recorder.log"
     beats = Subscriber(forwarder.subscribe, ["heartbeat.recorder"])
     with log.open("w") as stderr:
-        recorder = spawn_child("consumers.recorder", "recorder", {
+        recorder = spawn_child("tickmesh.consumers.recorder", "recorder", {
             "directory": str(directory), "max_topics": MAX_TOPICS}, stderr=stderr)
 
     def beat(enough: str, at_least: float) -> Heartbeat | None:

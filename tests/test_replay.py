@@ -10,9 +10,9 @@ import msgpack
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bus import events
-from bus.subscriber import Subscriber
-from consumers.recording import (FORMAT_VERSION, HEADER, MAGIC, MESSAGE, Recording,
+from tickmesh.bus import events
+from tickmesh.bus.subscriber import Subscriber
+from tickmesh.consumers.recording import (FORMAT_VERSION, HEADER, MAGIC, MESSAGE, Recording,
                                  encode_record)
 from tests.recorded import record_run, records
 from tests.supervised import TICKMESH, tickmesh

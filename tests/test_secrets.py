@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bus.events import Status
-from runtime.secrets import MASK, Masker, redact, secret_from_env
+from tickmesh.bus.events import Status
+from tickmesh.runtime.secrets import MASK, Masker, redact, secret_from_env
 from tests.buslog import BusLog
 from tests.scripted_server import ScriptedServer
 from tests.supervised import Running, child_toml, tickmesh, write_config
@@ -148,7 +148,7 @@ def test_transformed_echoes_reach_neither_the_bus_nor_the_logs_nor_status(spawn,
         settings = {"url": server.url, "symbols": ["AAPL"], "encoding": "json",
                     "key_env": KEY_ENV, "secret_env": SECRET_ENV, "stale_after": 0,
                     "backoff_min": 0.05, "backoff_max": 0.2}
-        config = write_config(run_dir, child_toml("alpaca", "handlers.alpaca.handler", settings))
+        config = write_config(run_dir, child_toml("alpaca", "tickmesh.handlers.alpaca.handler", settings))
         supervisor = Running(spawn, run_dir, config,
                              extra_env={KEY_ENV: KEY, SECRET_ENV: SECRET})
         with BusLog(f"ipc://{run_dir}/subscribe", ["status.alpaca"]) as bus:

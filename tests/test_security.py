@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from bus.sockets import BusConfig
-from runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
-from supervisor import config
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
+from tickmesh.supervisor import config
 from tests.conftest import free_port
-from supervisor.control import NoSupervisor, request_status
+from tickmesh.supervisor.control import NoSupervisor, request_status
 from tests.supervised import TICKMESH, Running, child_toml, env, tickmesh, write_config
 from tests.waiting import wait_until
 
@@ -163,7 +163,7 @@ def check_curve_bus(spawn, bus: Bus, hosts: dict[str, str | None]) -> None:
     """The forwarder on hosts["forwarder"]; intruders (unauthorized, and without CURVE at all)
     on hosts["intruder"] are refused, get nothing and inject nothing while a publisher on
     hosts["publisher"] reaches a subscriber on hosts["consumer"]."""
-    start(spawn, "bus.forwarder", "forwarder", bus.forwarder, netns=hosts["forwarder"])
+    start(spawn, "tickmesh.bus.forwarder", "forwarder", bus.forwarder, netns=hosts["forwarder"])
     intruders = [probe(spawn, "sub", "spy", bus.bad, hosts["intruder"]),
                  probe(spawn, "pub", "intruder", bus.bad, hosts["intruder"]),
                  probe(spawn, "sub", "plainspy", bus.plain, hosts["intruder"]),

@@ -16,8 +16,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from handlers.common import simcontrol as shared
-from handlers.ib.sim import wire as ib_wire
+from tickmesh.handlers.common import simcontrol as shared
+from tickmesh.handlers.ib.sim import wire as ib_wire
 from tests import simulators
 from tests.ib_sim import hold_client_id
 from tests.simcontrol import control, request, serving
@@ -121,9 +121,9 @@ def ib_client(port: int) -> Iterator[Client]:
 
 
 SIMULATORS: dict[str, tuple[str, dict[str, Any], Callable[[int], ContextManager[Client]]]] = {
-    "alpaca": ("handlers.alpaca.sim.server", {"symbols": ["AAPL"]}, alpaca_client),
-    "polygon": ("handlers.polygon.sim.server", {"symbols": ["AAPL", "MSFT"]}, polygon_client),
-    "ib": ("handlers.ib.sim.server", {"symbols": ["AAPL"]}, ib_client),
+    "alpaca": ("tickmesh.handlers.alpaca.sim.server", {"symbols": ["AAPL"]}, alpaca_client),
+    "polygon": ("tickmesh.handlers.polygon.sim.server", {"symbols": ["AAPL", "MSFT"]}, polygon_client),
+    "ib": ("tickmesh.handlers.ib.sim.server", {"symbols": ["AAPL"]}, ib_client),
 }
 ERRORS = {  # an error that keeps the connection open, one that closes it, and an unknown code
     "alpaca": ((406, "connection limit exceeded"), (402, "auth failed"), "999"),

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 
 def test_status_shows_a_handler_that_cannot_connect_as_reconnecting(spawn, run_dir):
     nobody = free_port()  # nothing listens there: every attempt is refused
-    config = write_config(run_dir, child_toml("feed-a", "handlers.alpaca.handler", {
+    config = write_config(run_dir, child_toml("feed-a", "tickmesh.handlers.alpaca.handler", {
         "url": f"ws://127.0.0.1:{nobody}/v2/iex", "symbols": ["AAPL"],
         "backoff_min": 0.05, "backoff_max": 0.2}))
     supervisor = Running(spawn, run_dir, config)
@@ -71,9 +71,9 @@ def alpaca_system(run_dir: Path) -> Path:
     port = free_port()
     return write_config(
         run_dir,
-        child_toml("alpaca-sim", "handlers.alpaca.sim.server",
+        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
                    {"port": port, "rate": 50, "symbols": ["AAPL"]}),
-        child_toml("alpaca", "handlers.alpaca.handler",
+        child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
                    {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]},
                    after=["alpaca-sim"], shutdown_timeout=0.5))
 

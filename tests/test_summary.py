@@ -1,6 +1,6 @@
 """The supervisor's "system" line: the system's shape from its status answer."""
 
-from supervisor.summary import summary
+from tickmesh.supervisor.summary import summary
 
 
 def child(state: str, health: dict | None = None) -> dict:

@@ -4,7 +4,7 @@ import json
 import os
 import signal
 
-from bus import Subscriber
+from tickmesh.bus import Subscriber
 from tests.supervised import Running, alive, child_toml, tickmesh, write_config
 from tests.waiting import wait_until
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from supervisor.child import BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS, Child, State
-from supervisor.config import ChildConfig
+from tickmesh.supervisor.child import BACKOFF_FIRST, BACKOFF_MAX, STABLE_SECONDS, Child, State
+from tickmesh.supervisor.config import ChildConfig
 
 
 def started(restart="permanent", max_restarts=5, within_seconds=60.0, now=0.0) -> Child:

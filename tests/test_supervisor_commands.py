@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bus import Subscriber
+from tickmesh.bus import Subscriber
 from tests.supervised import Running, alive, child_toml, tickmesh, write_config
 from tests.waiting import wait_until
 

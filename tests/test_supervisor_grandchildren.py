@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from runtime import keeper, spec
+from tickmesh.runtime import keeper, spec
 from tests.supervised import Running, alive, child_toml, start_time, write_config
 from tests.waiting import wait_until
 

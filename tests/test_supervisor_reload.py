@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config
-from supervisor.config import ChildConfig
-from supervisor.reload import Changes, diff, fixed_changes
+from tickmesh.supervisor import config
+from tickmesh.supervisor.config import ChildConfig
+from tickmesh.supervisor.reload import Changes, diff, fixed_changes
 
 
 def load(directory: Path, text: str) -> config.Config:

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from bus import Subscriber
+from tickmesh.bus import Subscriber
 from tests.buslog import BusLog
 from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Running, env

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import threading
 
-from bus import Publisher, Quote, Status, Trade
-from consumers.tail import format_json, format_pretty
+from tickmesh.bus import Publisher, Quote, Status, Trade
+from tickmesh.consumers.tail import format_json, format_pretty
 
 
 def trade(symbol: str) -> Trade:
@@ -59,7 +59,7 @@ def test_cli_tail_prints_only_the_exact_symbol_as_json_lines(forwarder, spawn, r
 
 
 def test_supervised_tail_prints_its_configured_patterns(forwarder, spawn_child):
-    proc = spawn_child("consumers.tail", "tail", {"patterns": ["quote.alpaca.AAPLX"]},
+    proc = spawn_child("tickmesh.consumers.tail", "tail", {"patterns": ["quote.alpaca.AAPLX"]},
                        stdout=subprocess.PIPE, text=True)
     stop = threading.Event()
     publisher = publish_until(stop, forwarder.publish)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console, RenderableType
 
-from bus import Subscriber
-from bus.events import Bbo, Quote
+from tickmesh.bus import Subscriber
+from tickmesh.bus.events import Bbo, Quote
 from tests.conftest import free_port
 from tests.supervised import TICKMESH, Running, child_toml, env, tickmesh, write_config
 from tests.waiting import wait_until
@@ -191,9 +191,9 @@ def alpaca_system(run_dir: Path) -> Path:
     symbols = ["AAPL", "AAPLX"]
     return write_config(
         run_dir,
-        child_toml("alpaca-sim", "handlers.alpaca.sim.server",
+        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
                    {"port": port, "rate": 50, "symbols": symbols}),
-        child_toml("alpaca", "handlers.alpaca.handler",
+        child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
                    {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": symbols},
                    after=["alpaca-sim"]))
 

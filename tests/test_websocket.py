@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus
 
-from handlers.common.websocket import MAX_QUEUE, Timeouts, connect
+from tickmesh.handlers.common.websocket import MAX_QUEUE, Timeouts, connect
 from tests.rawserver import RawServer, frame, read_frame, upgrade
 
 pytestmark = pytest.mark.timeout(30)

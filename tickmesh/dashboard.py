@@ -18,7 +18,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from bus.events import Bbo, Quote
+from tickmesh.bus.events import Bbo, Quote
 
 NONE = "-"
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"

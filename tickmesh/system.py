@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bus import sockets
-from supervisor import config, control
-from supervisor.loop import SYSTEM_FILE
+from tickmesh.bus import sockets
+from tickmesh.supervisor import config, control
+from tickmesh.supervisor.loop import SYSTEM_FILE
 
 DEFAULT_CONFIG = "config/default.toml"
 INSTALLED_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG

@@ -1,4 +1,4 @@
-"""The Alpaca handler: `python -m handlers.alpaca.handler`, a supervised child process.
+"""The Alpaca handler: `python -m tickmesh.handlers.alpaca.handler`, a supervised child process.
 
 Streams Alpaca market data v2 (handlers.alpaca.protocol) over handlers.common's reconnecting
 client and publishes normalized trades and quotes on the bus as source "alpaca".
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handlers.alpaca import wire
-from handlers.alpaca.protocol import CHANNELS, AlpacaProtocol
-from handlers.common.client import ClientSettings, ReconnectingClient
-from runtime import process
-from runtime.settings import Strings, require
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.protocol import CHANNELS, AlpacaProtocol
+from tickmesh.handlers.common.client import ClientSettings, ReconnectingClient
+from tickmesh.runtime import process
+from tickmesh.runtime.settings import Strings, require
 
 DEFAULT_HOST = "wss://stream.data.alpaca.markets"
 

@@ -27,11 +27,11 @@ from typing import Sequence
 
 import msgspec
 
-from bus.events import Event, Quote, Trade
-from handlers.alpaca import wire
-from handlers.alpaca.wire import QuoteMessage, TradeMessage
-from handlers.common import values
-from handlers.common.protocol import Change, ClientProtocol, Output
+from tickmesh.bus.events import Event, Quote, Trade
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.wire import QuoteMessage, TradeMessage
+from tickmesh.handlers.common import values
+from tickmesh.handlers.common.protocol import Change, ClientProtocol, Output
 
 PROVIDER = "alpaca"
 CHANNELS = ("trades", "quotes")

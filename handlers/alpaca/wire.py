@@ -20,7 +20,7 @@ import msgspec
 from msgspec import field
 from msgspec.msgpack import Ext
 
-from handlers.common import values
+from tickmesh.handlers.common import values
 
 JSON = "json"
 MSGPACK = "msgpack"

@@ -1,4 +1,4 @@
-"""The Binance spot handler: a supervised child (`python -m handlers.binance.handler`) that
+"""The Binance spot handler: a supervised child (`python -m tickmesh.handlers.binance.handler`) that
 streams trades, top-of-book quotes and in-sync L2 books from Binance's market streams onto the
 bus.
 
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handlers.binance import wire
-from handlers.binance.protocol import BinanceProtocol, Config
-from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common import symbols
-from runtime import process
-from runtime.logs import log
-from runtime.settings import Strings, require
+from tickmesh.handlers.binance import wire
+from tickmesh.handlers.binance.protocol import BinanceProtocol, Config
+from tickmesh.handlers.common.client import ClientSettings, ReconnectingClient
+from tickmesh.handlers.common import symbols
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.settings import Strings, require
 
 DEFAULT_URL = "wss://stream.binance.com:9443/stream"
 DEFAULT_REST_URL = "https://api.binance.com"

@@ -41,14 +41,14 @@ from datetime import datetime, timezone
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
-from handlers.binance import wire
-from handlers.binance.pacing import NS, SnapshotPacer
-from handlers.binance.sync import Action, DepthSync, Phase, Step, Update
-from handlers.common.protocol import (
+from tickmesh.bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
+from tickmesh.handlers.binance import wire
+from tickmesh.handlers.binance.pacing import NS, SnapshotPacer
+from tickmesh.handlers.binance.sync import Action, DepthSync, Phase, Step, Update
+from tickmesh.handlers.common.protocol import (
     Change, ClientProtocol, Effect, HttpRequest, HttpResponse, Output, Resubscribe, Timer,
 )
-from handlers.common.symbols import joined
+from tickmesh.handlers.common.symbols import joined
 
 SUBSCRIBE_TIMER = "subscribe"
 PUMP_TIMER = "snapshots"

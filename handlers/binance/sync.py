@@ -33,7 +33,7 @@ from collections import deque
 from enum import StrEnum
 from typing import NamedTuple
 
-from handlers.common.book import Book, Levels
+from tickmesh.handlers.common.book import Book, Levels
 
 MAX_BUFFERED = 2000
 """Depth events kept while a snapshot is on its way (100 ms each: over 3 minutes' worth)."""

@@ -1,4 +1,4 @@
-"""The Coinbase Exchange handler: a supervised child (`python -m handlers.coinbase.handler`)
+"""The Coinbase Exchange handler: a supervised child (`python -m tickmesh.handlers.coinbase.handler`)
 that streams L2 books and trades from Coinbase's WebSocket feed onto the bus.
 
 The connection life (reconnect with jittered backoff, stale detection, Status events, a fresh
@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handlers.coinbase import wire
-from handlers.coinbase.protocol import (
+from tickmesh.handlers.coinbase import wire
+from tickmesh.handlers.coinbase.protocol import (
     RETRY_REFUSED, RETRY_REFUSED_MAX, CoinbaseProtocol, Credentials,
 )
-from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common import symbols
-from runtime import process
-from runtime.settings import Strings, require
+from tickmesh.handlers.common.client import ClientSettings, ReconnectingClient
+from tickmesh.handlers.common import symbols
+from tickmesh.runtime import process
+from tickmesh.runtime.settings import Strings, require
 
 DEFAULT_URL = "wss://ws-feed.exchange.coinbase.com"
 DEFAULT_STALE_AFTER = 10.0

@@ -61,11 +61,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from bus.events import BookDelta, BookSnapshot, Event, Trade
-from handlers.coinbase import wire
-from handlers.coinbase.wire import Malformed
-from handlers.common.book import Book
-from handlers.common.protocol import (
+from tickmesh.bus.events import BookDelta, BookSnapshot, Event, Trade
+from tickmesh.handlers.coinbase import wire
+from tickmesh.handlers.coinbase.wire import Malformed
+from tickmesh.handlers.common.book import Book
+from tickmesh.handlers.common.protocol import (
     Change, ClientProtocol, Effect, Output, Resubscribe, Timer,
 )
 

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from runtime.settings import require
+from tickmesh.runtime.settings import require
 
 
 class Backoff:

@@ -38,19 +38,19 @@ from typing import Callable, NoReturn
 import structlog
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from bus.events import Bar, Control, Event
-from handlers.common.backoff import BackoffSettings
-from handlers.common.control import listen_for_control
-from handlers.common.effects import Effects
-from handlers.common.lifecycle import Lifecycle
-from handlers.common.protocol import ClientProtocol, Output
-from handlers.common.websocket import Connection, Timeouts, connect
-from runtime.badinput import count_bad_input
-from runtime.logs import log
-from runtime.process import ProcessContext
-from runtime.secrets import redact
-from runtime.metrics import EVENT_LATENCY
-from runtime.settings import require
+from tickmesh.bus.events import Bar, Control, Event
+from tickmesh.handlers.common.backoff import BackoffSettings
+from tickmesh.handlers.common.control import listen_for_control
+from tickmesh.handlers.common.effects import Effects
+from tickmesh.handlers.common.lifecycle import Lifecycle
+from tickmesh.handlers.common.protocol import ClientProtocol, Output
+from tickmesh.handlers.common.websocket import Connection, Timeouts, connect
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.process import ProcessContext
+from tickmesh.runtime.secrets import redact
+from tickmesh.runtime.metrics import EVENT_LATENCY
+from tickmesh.runtime.settings import require
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_PROBLEM = 300

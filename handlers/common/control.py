@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from bus.events import Control
-from bus.subscriber import AsyncSubscriber
-from runtime.process import ProcessContext
+from tickmesh.bus.events import Control
+from tickmesh.bus.subscriber import AsyncSubscriber
+from tickmesh.runtime.process import ProcessContext
 
 
 async def listen_for_control(ctx: ProcessContext, provider: str,

@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from handlers.common.backoff import Backoff
-from handlers.common.protocol import (
+from tickmesh.handlers.common.backoff import Backoff
+from tickmesh.handlers.common.protocol import (
     ClientProtocol, Effect, HttpRequest, HttpResponse, Output, Resubscribe, Timer,
 )
 

@@ -21,10 +21,10 @@ import asyncio
 import time
 from typing import Any, Awaitable, Callable, NoReturn
 
-from bus.events import STATUS_STATES, Status
-from handlers.common.backoff import Backoff
-from runtime.process import ProcessContext
-from runtime.secrets import redact
+from tickmesh.bus.events import STATUS_STATES, Status
+from tickmesh.handlers.common.backoff import Backoff
+from tickmesh.runtime.process import ProcessContext
+from tickmesh.runtime.secrets import redact
 
 MAX_MESSAGE = 300
 """Characters of a Status message kept (after masking secrets)."""

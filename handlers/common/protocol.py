@@ -60,7 +60,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from typing import ClassVar, NamedTuple, Sequence, Union
 
-from bus.events import Control, Event
+from tickmesh.bus.events import Control, Event
 
 
 class Change(NamedTuple):

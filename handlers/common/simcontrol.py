@@ -64,7 +64,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from runtime.logs import log
+from tickmesh.runtime.logs import log
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection

@@ -28,10 +28,10 @@ from typing import Awaitable, Callable, TypeVar
 
 import uvloop
 
-from runtime import process
-from runtime.logs import configure_logging
-from runtime.metrics import Counts
-from runtime.settings import CommaStrings, SettingsError, read, require
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import configure_logging
+from tickmesh.runtime.metrics import Counts
+from tickmesh.runtime.settings import CommaStrings, SettingsError, read, require
 
 S = TypeVar("S")
 Server = Callable[[S, Counter, Callable[[], None]], Awaitable[None]]

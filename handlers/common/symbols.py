@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from runtime.settings import SettingsError
+from tickmesh.runtime.settings import SettingsError
 
 _ASSET = r"[A-Z0-9]{1,20}"
 _CRYPTO = re.compile(rf"^({_ASSET})-({_ASSET})$")

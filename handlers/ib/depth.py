@@ -10,7 +10,7 @@ Rows that share a price (SMART depth lists one row per exchange) add up to one l
 
 from __future__ import annotations
 
-from bus.events import PriceLevel
+from tickmesh.bus.events import PriceLevel
 
 INSERT, UPDATE, DELETE = 0, 1, 2
 ASK, BID = 0, 1

@@ -1,4 +1,4 @@
-"""The Interactive Brokers handler: a supervised child (`python -m handlers.ib.handler`) that
+"""The Interactive Brokers handler: a supervised child (`python -m tickmesh.handlers.ib.handler`) that
 streams trades, quotes and L2 depth from TWS or IB Gateway onto the bus.
 
 ib_async owns the socket and the TWS API; handlers.ib.protocol (pure) turns what it reports
@@ -47,18 +47,18 @@ import structlog
 from ib_async import IB, Contract, Stock, Ticker
 from ib_async.ib import StartupFetchNONE
 
-from bus.events import Control
-from handlers.common.backoff import BackoffSettings
-from handlers.common.control import listen_for_control
-from handlers.common.lifecycle import Lifecycle
-from handlers.common.protocol import RESYNC, Output, Resubscribe
-from handlers.ib.protocol import PROVIDER, IbProtocol
-from runtime import process
-from runtime.logs import log
-from runtime.metrics import EVENT_LATENCY
-from runtime.badinput import count_bad_input
-from runtime.secrets import redact
-from runtime.settings import CommaStrings, require
+from tickmesh.bus.events import Control
+from tickmesh.handlers.common.backoff import BackoffSettings
+from tickmesh.handlers.common.control import listen_for_control
+from tickmesh.handlers.common.lifecycle import Lifecycle
+from tickmesh.handlers.common.protocol import RESYNC, Output, Resubscribe
+from tickmesh.handlers.ib.protocol import PROVIDER, IbProtocol
+from tickmesh.runtime import process
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.metrics import EVENT_LATENCY
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.secrets import redact
+from tickmesh.runtime.settings import CommaStrings, require
 
 MAX_MESSAGE_SIZE = 0xFFFFFF
 """The longest TWS API message (TWS's own limit): a longer length drops the connection."""

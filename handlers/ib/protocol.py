@@ -27,10 +27,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable
 
-from bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
-from handlers.common import values
-from handlers.common.protocol import Change, Output, Resubscribe
-from handlers.ib.depth import DELETE, DepthBook, DepthError
+from tickmesh.bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
+from tickmesh.handlers.common import values
+from tickmesh.handlers.common.protocol import Change, Output, Resubscribe
+from tickmesh.handlers.ib.depth import DELETE, DepthBook, DepthError
 
 PROVIDER = "ib"
 INFORMATIONAL = range(2100, 2200)

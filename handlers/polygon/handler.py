@@ -1,4 +1,4 @@
-"""The Polygon stocks handler: a supervised child (`python -m handlers.polygon.handler`) that
+"""The Polygon stocks handler: a supervised child (`python -m tickmesh.handlers.polygon.handler`) that
 streams trades, quotes and aggregates from Polygon's WebSocket onto the bus.
 
 The connection life (reconnect with jittered backoff, stale detection, Status events, a fresh
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from handlers.common.client import ClientSettings, ReconnectingClient
-from runtime import process
-from runtime.settings import SettingsError, Strings, require
-from handlers.polygon import wire
-from handlers.polygon.protocol import PolygonProtocol
+from tickmesh.handlers.common.client import ClientSettings, ReconnectingClient
+from tickmesh.runtime import process
+from tickmesh.runtime.settings import SettingsError, Strings, require
+from tickmesh.handlers.polygon import wire
+from tickmesh.handlers.polygon.protocol import PolygonProtocol
 
 DEFAULT_URL = "wss://socket.polygon.io/stocks"
 DEFAULT_CHANNELS = ("T", "Q", "AM")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Callable
 
-from bus.events import Bar, Event, Quote, Trade
-from handlers.common import values
-from handlers.common.protocol import Change, ClientProtocol, Output
-from handlers.polygon.wire import (
+from tickmesh.bus.events import Bar, Event, Quote, Trade
+from tickmesh.handlers.common import values
+from tickmesh.handlers.common.protocol import Change, ClientProtocol, Output
+from tickmesh.handlers.polygon.wire import (
     AUTH_SUCCESS, BAR_SECONDS, CONNECTED, ERROR, FATAL, MS, PROVIDER, SUCCESS, BadValue, Malformed,
     WireAggregate, WireQuote, WireStatus, WireTrade, convert, auth_request, decode_frame, decode_status,
     event_type, split_topic, subscribe_request,

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Iterable, NamedTuple
 
 import msgspec
 
-from handlers.common import values
+from tickmesh.handlers.common import values
 
 
 PROVIDER = "polygon"

@@ -5,8 +5,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bus import BookDelta, BookSnapshot
-from runtime.process import ProcessContext, run
+from tickmesh.bus import BookDelta, BookSnapshot
+from tickmesh.runtime.process import ProcessContext, run
 
 INTERVAL = 0.05
 

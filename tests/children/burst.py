@@ -8,9 +8,9 @@ import itertools
 import time
 from dataclasses import dataclass
 
-from bus import Quote, Trade
-from runtime.process import ProcessContext, run
-from runtime.settings import Strings
+from tickmesh.bus import Quote, Trade
+from tickmesh.runtime.process import ProcessContext, run
+from tickmesh.runtime.settings import Strings
 
 INTERVAL = 0.002
 

@@ -9,9 +9,9 @@ import time
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from bus import Trade, sockets
-from bus.publisher import Publisher
-from runtime.spec import child_spec
+from tickmesh.bus import Trade, sockets
+from tickmesh.bus.publisher import Publisher
+from tickmesh.runtime.spec import child_spec
 
 REFUSED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)

@@ -12,8 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from runtime.logs import log
-from runtime.process import ProcessContext, run
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.process import ProcessContext, run
 
 
 @dataclass(frozen=True)

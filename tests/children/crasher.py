@@ -3,7 +3,7 @@
 import sys
 from dataclasses import dataclass
 
-from runtime.spec import child_spec
+from tickmesh.runtime.spec import child_spec
 
 
 @dataclass(frozen=True)

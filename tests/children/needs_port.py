@@ -6,7 +6,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from runtime.spec import child_spec
+from tickmesh.runtime.spec import child_spec
 
 
 @dataclass(frozen=True)

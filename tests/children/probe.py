@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bus.events import Trade
-from handlers.common.client import ClientSettings, ReconnectingClient
-from handlers.common.protocol import ClientProtocol, HttpRequest, HttpResponse, Output, Timer
-from runtime import process
+from tickmesh.bus.events import Trade
+from tickmesh.handlers.common.client import ClientSettings, ReconnectingClient
+from tickmesh.handlers.common.protocol import ClientProtocol, HttpRequest, HttpResponse, Output, Timer
+from tickmesh.runtime import process
 
 
 @dataclass(frozen=True, kw_only=True)

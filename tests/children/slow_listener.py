@@ -4,7 +4,7 @@ then (as a simulator does once it listens)."""
 import asyncio
 from dataclasses import dataclass
 
-from runtime import process
+from tickmesh.runtime import process
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from runtime.spec import child_spec
+from tickmesh.runtime.spec import child_spec
 from tests.supervised import start_time
 
 SLEEPER = ["sleep", "100001"]

@@ -4,8 +4,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from bus import Trade
-from runtime.process import ProcessContext, run
+from tickmesh.bus import Trade
+from tickmesh.runtime.process import ProcessContext, run
 
 INTERVAL = 0.005
 

@@ -10,9 +10,9 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from runtime.logs import log
-from runtime.process import ProcessContext, run
-from runtime.secrets import secret_from_env
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.process import ProcessContext, run
+from tickmesh.runtime.secrets import secret_from_env
 
 PROVIDER = "wsprov"
 

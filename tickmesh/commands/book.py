@@ -1,6 +1,6 @@
 """print one book of the order-book builder: PROVIDER SYMBOL [--depth N] [--json]
 
-The builder is the config's child with run = "consumers.books" (--config CONFIG, or the
+The builder is the config's child with run = "tickmesh.consumers.books" (--config CONFIG, or the
 running system's).
 """
 
@@ -11,7 +11,7 @@ import argparse
 from tickmesh.system import EXIT_NO_SUPERVISOR, die, dispatch, find, load
 
 PASS_THROUGH = True
-BOOKS_MODULE = "consumers.books"
+BOOKS_MODULE = "tickmesh.consumers.books"
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from supervisor import config, preflight
+from tickmesh.supervisor import config, preflight
 from tickmesh.system import EXIT_USAGE, die, load
 
 

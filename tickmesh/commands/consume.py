@@ -16,4 +16,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rest: list[str]) -> None:
     bus = find(args.config)["bus"]
-    dispatch("runtime.consumer", ["--bus", json.dumps(bus), *rest], "the consumer SDK is missing")
+    dispatch("tickmesh.runtime.consumer", ["--bus", json.dumps(bus), *rest], "the consumer SDK is missing")

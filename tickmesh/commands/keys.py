@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 
-from bus import sockets
+from tickmesh.bus import sockets
 from tickmesh.system import EXIT_USAGE, die
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from runtime.logs import PrettyLines
-from supervisor import logfiles
+from tickmesh.runtime.logs import PrettyLines
+from tickmesh.supervisor import logfiles
 from tickmesh.system import EXIT_NO_SUPERVISOR, EXIT_USAGE, die, find
 
 POLL_SECONDS = 0.1

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import uvloop
 
-from supervisor import config, preflight
-from supervisor.control import ControlError
-from supervisor.loop import Supervisor
-from supervisor.observer import MetricsError
+from tickmesh.supervisor import config, preflight
+from tickmesh.supervisor.control import ControlError
+from tickmesh.supervisor.loop import Supervisor
+from tickmesh.supervisor.observer import MetricsError
 from tickmesh.commands.check import checked
 from tickmesh.system import DEFAULT_CONFIG, EXIT_TAKEN, INSTALLED_CONFIG, die
 

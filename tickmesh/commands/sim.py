@@ -16,4 +16,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, rest: list[str]) -> None:
     if not args.provider.isidentifier():
         die(f"{args.provider!r} is not a provider name", EXIT_USAGE)
-    dispatch(f"handlers.{args.provider}.sim.server", rest, f"unknown provider {args.provider!r}")
+    dispatch(f"tickmesh.handlers.{args.provider}.sim.server", rest, f"unknown provider {args.provider!r}")

@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any, Callable
 
-from supervisor.control import NoSupervisor, request_status
+from tickmesh.supervisor.control import NoSupervisor, request_status
 from tickmesh.system import EXIT_NO_SUPERVISOR, die, find
 
 WIDTH = 120  # the tables fit in this many columns

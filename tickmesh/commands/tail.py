@@ -15,4 +15,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rest: list[str]) -> None:
     endpoint = find(args.config)["bus"]["subscribe"]
-    dispatch("consumers.tail", ["--endpoint", endpoint, *rest], "the tail consumer is not installed")
+    dispatch("tickmesh.consumers.tail", ["--endpoint", endpoint, *rest], "the tail consumer is not installed")

@@ -20,10 +20,10 @@ from typing import Iterator
 from rich.console import Console
 from rich.live import Live
 
-from bus.events import Bbo, Quote
-from bus.subscriber import Subscriber
-from bus.topics import TERMINATOR
-from supervisor.control import NoSupervisor, request_status
+from tickmesh.bus.events import Bbo, Quote
+from tickmesh.bus.subscriber import Subscriber
+from tickmesh.bus.topics import TERMINATOR
+from tickmesh.supervisor.control import NoSupervisor, request_status
 from tickmesh.dashboard import Model, history_length, render
 from tickmesh.system import EXIT_NO_SUPERVISOR, EXIT_USAGE, die, find
 

@@ -1,2 +1,2 @@
 """The alpaca simulator and everything only it uses: `server` is the process
-(`python -m handlers.alpaca.sim.server`, or `tickmesh sim alpaca`)."""
+(`python -m tickmesh.handlers.alpaca.sim.server`, or `tickmesh sim alpaca`)."""

@@ -15,9 +15,9 @@ from typing import Any, NamedTuple, Sequence
 
 from msgspec.msgpack import Ext
 
-from handlers.alpaca import wire
-from handlers.common.market import TICK, fair_price, quote
-from handlers.alpaca.wire import QuoteMessage, TradeMessage
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.common.market import TICK, fair_price, quote
+from tickmesh.handlers.alpaca.wire import QuoteMessage, TradeMessage
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "NVDA", "TSLA", "GOOGL", "META", "BRK.B")
 BLAST_SYMBOLS = tuple(f"S{i:03d}" for i in range(100))

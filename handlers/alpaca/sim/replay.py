@@ -12,8 +12,8 @@ from pathlib import Path
 
 import msgspec
 
-from handlers.alpaca import wire
-from handlers.alpaca.sim.market import Item
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.sim.market import Item
 
 CHANNEL_OF_TYPE = {
     "t": "trades", "q": "quotes", "b": "bars", "u": "updatedBars", "d": "dailyBars",

@@ -1,7 +1,7 @@
 """A faithful local Alpaca market-data stream v2 (`wss://stream.data.alpaca.markets/v2/{feed}`),
 served as ws:// for demos, tests and benchmarks.
 
-Run it supervised (`python -m handlers.alpaca.sim.server`, settings from TICKMESH_CHILD) or by
+Run it supervised (`python -m tickmesh.handlers.alpaca.sim.server`, settings from TICKMESH_CHILD) or by
 hand (`tickmesh sim alpaca [--host H] [--port P] [--rate R] [--symbols A,B] [--seed S]
 [--replay FILE] [--blast N]`, i.e. `cli(argv)`). Any `/v2/{feed}` path is served (iex, sip,
 test, ...). The protocol is handlers.alpaca.sim.session's; this module only does the I/O and the data.
@@ -42,16 +42,16 @@ from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from runtime.logs import log
-from runtime.metrics import flat
-from runtime.secrets import secret_from_env
-from handlers.alpaca import wire
-from handlers.alpaca.sim import replay
-from handlers.alpaca.sim.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
-from handlers.alpaca.sim.session import Account, Registry, Reply, ServerSession
-from handlers.common import simcontrol, simulator
-from runtime.settings import CommaStrings, require
-from handlers.common.simulator import SimulatorSettings
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.metrics import flat
+from tickmesh.runtime.secrets import secret_from_env
+from tickmesh.handlers.alpaca import wire
+from tickmesh.handlers.alpaca.sim import replay
+from tickmesh.handlers.alpaca.sim.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
+from tickmesh.handlers.alpaca.sim.session import Account, Registry, Reply, ServerSession
+from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.runtime.settings import CommaStrings, require
+from tickmesh.handlers.common.simulator import SimulatorSettings
 
 TICK_S = 0.02
 CLOSE_TIMEOUT_S = 0.5

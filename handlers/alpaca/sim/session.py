@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from handlers.alpaca import wire
+from tickmesh.handlers.alpaca import wire
 
 
 @dataclass(frozen=True)

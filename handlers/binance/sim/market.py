@@ -19,8 +19,8 @@ import math
 import random
 from typing import Any
 
-from handlers.common.market import fair_price, half_spread
-from handlers.common.symbols import joined
+from tickmesh.handlers.common.market import fair_price, half_spread
+from tickmesh.handlers.common.symbols import joined
 
 LEVELS = 60
 """Levels a side, about: the band is twice as wide and about half its ticks hold size."""

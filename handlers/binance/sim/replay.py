@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from handlers.binance import wire
+from tickmesh.handlers.binance import wire
 
 
 class ReplayError(ValueError):

@@ -35,7 +35,7 @@ as fast as it reads (`speed` > 0: at that multiple of the recorded pace), and wi
 out.
 
 Run it standalone (`tickmesh sim binance --port 19443`, i.e. `cli(argv)`) or supervised
-(`python -m handlers.binance.sim.server`, settings from TICKMESH_CHILD).
+(`python -m tickmesh.handlers.binance.sim.server`, settings from TICKMESH_CHILD).
 """
 
 from __future__ import annotations
@@ -53,16 +53,16 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from handlers.binance import wire
-from handlers.binance.sim import replay
-from handlers.binance.sim.market import SymbolMarket
-from handlers.common import simcontrol, simulator
-from handlers.common.simulator import SimulatorSettings
-from handlers.common import symbols
-from handlers.common.symbols import joined, split_crypto
-from runtime.logs import log
-from runtime.metrics import flat
-from runtime.settings import CommaStrings, require
+from tickmesh.handlers.binance import wire
+from tickmesh.handlers.binance.sim import replay
+from tickmesh.handlers.binance.sim.market import SymbolMarket
+from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common.simulator import SimulatorSettings
+from tickmesh.handlers.common import symbols
+from tickmesh.handlers.common.symbols import joined, split_crypto
+from tickmesh.runtime.logs import log
+from tickmesh.runtime.metrics import flat
+from tickmesh.runtime.settings import CommaStrings, require
 
 STEP_SECONDS = 0.02
 STEPS_PER_FLUSH = 5  # depthUpdates every 100 ms

@@ -1,2 +1,2 @@
 """The coinbase simulator and everything only it uses: `server` is the process
-(`python -m handlers.coinbase.sim.server`, or `tickmesh sim coinbase`)."""
+(`python -m tickmesh.handlers.coinbase.sim.server`, or `tickmesh sim coinbase`)."""

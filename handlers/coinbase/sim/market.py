@@ -20,8 +20,8 @@ import random
 import uuid
 from typing import Any
 
-from handlers.coinbase import wire
-from handlers.common.market import TICK, fair_price, quote
+from tickmesh.handlers.coinbase import wire
+from tickmesh.handlers.common.market import TICK, fair_price, quote
 
 MIN_LEVELS, MAX_LEVELS = 50, 100
 SIZE_CHANGES = 3  # levels whose size changes at most, per side per step

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from handlers.coinbase import wire
+from tickmesh.handlers.coinbase import wire
 
 
 class Frame(NamedTuple):

@@ -36,7 +36,7 @@ ERRORS; burst?count=N makes N trades at once. And:
                         products delisted
 
 Run it standalone (`tickmesh sim coinbase --port 8769`, i.e. `cli(argv)`) or supervised
-(`python -m handlers.coinbase.sim.server`, settings from TICKMESH_CHILD).
+(`python -m tickmesh.handlers.coinbase.sim.server`, settings from TICKMESH_CHILD).
 """
 
 from __future__ import annotations
@@ -53,14 +53,14 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from handlers.coinbase import wire
-from handlers.coinbase.sim.market import Market
-from handlers.coinbase.sim.replay import Frame, load
-from handlers.common import simcontrol, simulator
-from handlers.common.simulator import SimulatorSettings
-from runtime.badinput import count_bad_input
-from runtime.metrics import flat
-from runtime.settings import CommaStrings, require
+from tickmesh.handlers.coinbase import wire
+from tickmesh.handlers.coinbase.sim.market import Market
+from tickmesh.handlers.coinbase.sim.replay import Frame, load
+from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common.simulator import SimulatorSettings
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.metrics import flat
+from tickmesh.runtime.settings import CommaStrings, require
 
 TICK_SECONDS = 0.025
 BATCH_SECONDS = 0.05

@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from bus.events import PriceLevel
-from handlers.common.market import TICK, fair_price, quote
-from handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE, PositionSide
+from tickmesh.bus.events import PriceLevel
+from tickmesh.handlers.common.market import TICK, fair_price, quote
+from tickmesh.handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE, PositionSide
 
 EXCHANGES = ("NASDAQ", "ARCA", "NYSE", "IEX", "BATS")
 SLACK_TICKS = 2

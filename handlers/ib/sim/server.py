@@ -13,7 +13,7 @@ stats, drop, stall, quiet, error, burst, and IB's connectivity?online=0|1 and ba
 handlers.common.simcontrol documents for every simulator.
 
 Run it standalone (`tickmesh sim ib --port 7497`, i.e. `cli(argv)`) or supervised
-(`python -m handlers.ib.sim.server`, settings from TICKMESH_CHILD: host, port, rate, symbols,
+(`python -m tickmesh.handlers.ib.sim.server`, settings from TICKMESH_CHILD: host, port, rate, symbols,
 depth_rows, latency, seed).
 """
 
@@ -28,15 +28,15 @@ from typing import Any, Callable
 
 import structlog
 
-from handlers.common import simcontrol, simulator
-from runtime.badinput import count_bad_input
-from runtime.metrics import flat
-from runtime.settings import require
-from handlers.common.simulator import SimulatorSettings
-from handlers.ib.sim.market import Market
-from handlers.ib.sim.session import CLOSING_ERRORS, ERRORS, Session, Tws
-from handlers.ib.sim import wire
-from handlers.ib.sim.wire import WireError
+from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.metrics import flat
+from tickmesh.runtime.settings import require
+from tickmesh.handlers.common.simulator import SimulatorSettings
+from tickmesh.handlers.ib.sim.market import Market
+from tickmesh.handlers.ib.sim.session import CLOSING_ERRORS, ERRORS, Session, Tws
+from tickmesh.handlers.ib.sim import wire
+from tickmesh.handlers.ib.sim.wire import WireError
 
 TICK_SECONDS = 0.01
 OVERSIZE_PREFIX = (2**31 - 1).to_bytes(4, "big")

@@ -15,10 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator, Protocol
 
-from handlers.ib.sim import wire
-from handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE
-from handlers.ib.sim.market import DepthOp, Market, Step, Top
-from handlers.ib.sim.wire import (
+from tickmesh.handlers.ib.sim import wire
+from tickmesh.handlers.ib.depth import ASK, BID, DELETE, INSERT, UPDATE
+from tickmesh.handlers.ib.sim.market import DepthOp, Market, Step, Top
+from tickmesh.handlers.ib.sim.wire import (
     Cancel, ContractDetailsRequest, DepthRequest, Handshake, MarketDataRequest, Query,
     StartApi, TickByTickRequest, WireError,
 )

@@ -1,2 +1,2 @@
 """The polygon simulator and everything only it uses: `server` is the process
-(`python -m handlers.polygon.sim.server`, or `tickmesh sim polygon`)."""
+(`python -m tickmesh.handlers.polygon.sim.server`, or `tickmesh sim polygon`)."""

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from handlers.common.market import fair_price, quote
+from tickmesh.handlers.common.market import fair_price, quote
 
 EXCHANGES = (4, 8, 9, 10, 11, 12, 15, 19, 21)  # Polygon exchange ids: 4 FINRA TRF, 12 Nasdaq...
 ODD_LOT = 37  # trade condition: odd lot

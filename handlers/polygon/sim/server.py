@@ -21,7 +21,7 @@ Here an error's `code` is a status (auth_failed, auth_timeout, max_connections, 
 burst is trades of the connection's trade topics.
 
 Run it standalone (`tickmesh sim polygon --port 8766`, i.e. `cli(argv)`) or supervised
-(`python -m handlers.polygon.sim.server`, settings from TICKMESH_CHILD).
+(`python -m tickmesh.handlers.polygon.sim.server`, settings from TICKMESH_CHILD).
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from runtime.secrets import secret_from_env
-from handlers.common import simcontrol, simulator
-from runtime.badinput import count_bad_input
-from runtime.metrics import flat
-from runtime.settings import require
-from handlers.common.simulator import SimulatorSettings
-from handlers.polygon import wire
-from handlers.polygon.sim.market import RandomFeed
+from tickmesh.runtime.secrets import secret_from_env
+from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.runtime.badinput import count_bad_input
+from tickmesh.runtime.metrics import flat
+from tickmesh.runtime.settings import require
+from tickmesh.handlers.common.simulator import SimulatorSettings
+from tickmesh.handlers.polygon import wire
+from tickmesh.handlers.polygon.sim.market import RandomFeed
 
 PATHS = ("/stocks", "/stocks/")
 TICK_SECONDS = 0.02
