@@ -15,6 +15,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tickmesh.bus import BookDelta, BookSnapshot, Publisher
 from tickmesh.bus.events import encode
 from tickmesh.bus.topics import topic
@@ -101,28 +103,18 @@ def feed_and_builder(spawn_child, run_dir: Path, name: str):
     return feed, endpoint
 
 
-def test_a_stopped_handler_leaves_its_books_stale(spawn_child, run_dir: Path):
-    feed, endpoint = feed_and_builder(spawn_child, run_dir, "stops")
-    feed.send_signal(signal.SIGTERM)
-    answer = wait_until(lambda: (a := book(endpoint, "BOOK", "stops"))["state"] != "live" and a,
-                        timeout=10, what="the book to leave live")
-    assert (answer["state"], answer["message"]) == ("stale", "handler stopped")
-
-
-def test_a_killed_handler_leaves_its_books_stale(spawn_child, run_dir: Path):
-    feed, endpoint = feed_and_builder(spawn_child, run_dir, "killed")
-    feed.send_signal(signal.SIGKILL)
-    answer = wait_until(lambda: (a := book(endpoint, "BOOK", "killed"))["state"] != "live" and a,
-                        timeout=10, what="the book to leave live")
-    assert (answer["state"], answer["message"]) == ("stale", "handler silent for 1.0 s")
-
-
-def test_a_hung_handler_leaves_its_books_stale(spawn_child, run_dir: Path):
-    feed, endpoint = feed_and_builder(spawn_child, run_dir, "hangs")
-    feed.send_signal(signal.SIGSTOP)
+@pytest.mark.parametrize("signum, message", [
+    (signal.SIGTERM, "handler stopped"),  # stopped: its final heartbeat says so
+    (signal.SIGKILL, "handler silent for 1.0 s"),  # killed: no heartbeat any more
+    (signal.SIGSTOP, "handler silent for 1.0 s"),  # hung: the same, alive
+], ids=["stopped", "killed", "hung"])
+def test_a_handler_gone_leaves_its_books_stale(spawn_child, run_dir: Path, signum, message):
+    name = f"gone-{signum}"
+    feed, endpoint = feed_and_builder(spawn_child, run_dir, name)
+    feed.send_signal(signum)
     try:
-        answer = wait_until(lambda: (a := book(endpoint, "BOOK", "hangs"))["state"] != "live"
+        answer = wait_until(lambda: (a := book(endpoint, "BOOK", name))["state"] != "live"
                             and a, timeout=10, what="the book to leave live")
-        assert (answer["state"], answer["message"]) == ("stale", "handler silent for 1.0 s")
+        assert (answer["state"], answer["message"]) == ("stale", message)
     finally:
         feed.send_signal(signal.SIGCONT)
