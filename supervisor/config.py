@@ -35,11 +35,14 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from tickmesh.bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM, BusConfig, key_file_problem
 
+DEFAULT_CONFIG = Path("config/default.toml")  # `tickmesh run` and `check` without a CONFIG
+SHIPPED_CONFIGS = "tickmesh.config"  # the package whose data are the configs tickmesh ships
 RUN_DIR_ENV = "TICKMESH_RUN_DIR"
 DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
 DEFAULT_PUBLISH = "ipc://{run_dir}/publish"
@@ -150,6 +153,15 @@ class Config:
     def processes(self) -> tuple[ChildConfig, ...]:
         """Everything the supervisor runs, in start order."""
         return (self.forwarder, *self.children)
+
+
+def default_path() -> Path:
+    """The config to use when none is named: config/default.toml in the current directory if
+    there is one (a checkout, or a project's own copy from `tickmesh init config`), else the
+    installed one."""
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    return Path(str(resources.files(SHIPPED_CONFIGS) / DEFAULT_CONFIG.name))
 
 
 def load(path: str | Path) -> Config:

@@ -144,3 +144,39 @@ def test_check_refuses_a_cycle_in_after_and_an_endless_ready_timeout(spawn, run_
     assert f"{config}: children[0].after: a cycle: a -> b -> a" in result.err
     assert f"{config}: children[1].ready_timeout: must be more than 0 and at most 86400, not inf" \
         in result.err
+
+
+def check_from(spawn, run_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`tickmesh check` with no CONFIG, run from `cwd`."""
+    process = spawn([*TICKMESH, "check"], env=env(run_dir), cwd=cwd, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, text=True)
+    out, err = process.communicate(timeout=20)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_init_writes_the_shipped_configs_and_overwrites_nothing(spawn, run_dir):
+    target = run_dir / "project" / "config"
+    made = tickmesh(spawn, run_dir, "init", str(target))
+    assert made.code == 0, made.err
+    shipped = sorted((REPO / "config").glob("*.toml"))
+    assert sorted(path.name for path in target.iterdir()) == [path.name for path in shipped]
+    assert all((target / path.name).read_text() == path.read_text() for path in shipped)
+    (target / "default.toml").write_text("# mine\n")
+    (target / "ib-live.example.toml").unlink()
+    again = tickmesh(spawn, run_dir, "init", str(target))
+    assert again.code == 1
+    assert f"{target} already holds crypto-live.example.toml, default.toml, polygon" in again.err
+    assert (target / "default.toml").read_text() == "# mine\n"
+    assert not (target / "ib-live.example.toml").exists()
+
+
+def test_check_without_a_config_takes_the_one_here_else_the_installed_one(spawn, run_dir):
+    project = run_dir / "project"
+    (project / "config").mkdir(parents=True)
+    installed = check_from(spawn, run_dir, project)
+    assert installed.returncode == 0, installed.stderr
+    assert installed.stdout.startswith(f"ok: {REPO / 'config' / 'default.toml'} (")
+    (project / "config" / "default.toml").write_text("# the forwarder alone\n")
+    here = check_from(spawn, run_dir, project)
+    assert here.returncode == 0, here.stderr
+    assert here.stdout == "ok: config/default.toml (1 processes)\n"

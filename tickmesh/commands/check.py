@@ -1,5 +1,8 @@
 """validate CONFIG without starting anything: "ok", or every problem (exit 2)
 
+Without a CONFIG, the one `tickmesh run` would run: config/default.toml if the current
+directory has one, else the installed one.
+
 The file's shape (supervisor.config), then each child's module and settings, each imported
 within [supervisor] import_timeout, and the ports of every listener (supervisor.preflight).
 Warnings (an unencrypted bus open to other machines) go to stderr, exit 0.
@@ -13,13 +16,15 @@ import sys
 from tickmesh.supervisor import config, preflight
 from tickmesh.system import EXIT_USAGE, die, load
 
+DEFAULT_HELP = f"default: {config.DEFAULT_CONFIG} here, else the installed one"
+
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config")
+    parser.add_argument("config", nargs="?", help=DEFAULT_HELP)
 
 
 def run(args: argparse.Namespace, _rest: list[str]) -> None:
-    loaded, _ = checked(args.config)
+    loaded, _ = checked(args.config or str(config.default_path()))
     print(f"ok: {loaded.path} ({len(loaded.processes)} processes)")
 
 

@@ -1,4 +1,7 @@
-"""run the system described by CONFIG (default: config/default.toml) under the supervisor
+"""run the system described by CONFIG under the supervisor
+
+Without a CONFIG: config/default.toml if the current directory has one, else the installed
+demo config (every provider on its simulator), from any directory.
 
 The config is checked first as `tickmesh check` checks it (exit 2: each child's module and
 settings, by the child's own settings class, no two listeners on one port: supervisor.preflight),
@@ -9,7 +12,6 @@ be free (exit 1 if another system, or program, holds them).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import uvloop
 
@@ -17,18 +19,16 @@ from tickmesh.supervisor import config, preflight
 from tickmesh.supervisor.control import ControlError
 from tickmesh.supervisor.loop import Supervisor
 from tickmesh.supervisor.observer import MetricsError
-from tickmesh.commands.check import checked
-from tickmesh.system import DEFAULT_CONFIG, EXIT_TAKEN, INSTALLED_CONFIG, die
+from tickmesh.commands.check import DEFAULT_HELP, checked
+from tickmesh.system import EXIT_TAKEN, die
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?")
+    parser.add_argument("config", nargs="?", help=DEFAULT_HELP)
 
 
 def run(args: argparse.Namespace, _rest: list[str]) -> None:
-    path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists()
-                           else str(INSTALLED_CONFIG))
-    loaded, found = checked(path)
+    loaded, found = checked(args.config or str(config.default_path()))
     try:
         preflight.check_machine(loaded, found.listens)
     except config.ConfigError as exc:
