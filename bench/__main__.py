@@ -36,7 +36,7 @@ from pathlib import Path
 from bench import (alpaca_throughput, binance_books, fanout, latency, recorder_throughput,
                    slow_consumer, symbols_scale)
 from bench.report import print_table, write_results
-from tickmesh.consumers.bookservice import NoBuilder
+from tickmesh.consumers.books.snapshots import NoBuilder
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 RUNS = 3

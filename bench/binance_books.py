@@ -26,7 +26,7 @@ from pathlib import Path
 from bench import binance_depth, peer_venv, pipeline
 from bench.processes import Processes, free_port, listening, wait_for
 from bench.report import Scenario, scenario
-from tickmesh.consumers.bookservice import request_book
+from tickmesh.consumers.books.snapshots import request_book
 
 SYMBOLS = 100
 EVENTS = 100_000

@@ -23,7 +23,7 @@ import zmq
 from bench import binance_books, binance_depth
 from tickmesh.bus import events
 from tickmesh.bus.publisher import Publisher
-from tickmesh.consumers.books import Builder, Settings
+from tickmesh.consumers.books.builder import Builder, Settings
 from tickmesh.handlers.binance.protocol import BinanceProtocol, Config
 from tickmesh.handlers.common.protocol import HttpRequest, HttpResponse
 

@@ -185,7 +185,7 @@ class KeptSide:
     """consumers.orderbook's own side (the one chosen), through its public book."""
 
     def __init__(self, descending: bool) -> None:
-        from tickmesh.consumers.orderbook import BookSide
+        from tickmesh.consumers.books.orderbook import BookSide
 
         self.side = BookSide(descending)
         self.set = self.side.set

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.processes import Processes, wait_for
 from bench.report import Scenario, print_table, scenario
-from tickmesh.consumers.recording import GAP, MESSAGE, Recording, RecordingError
+from tickmesh.consumers.recorder.recording import GAP, MESSAGE, Recording, RecordingError
 
 COUNT = 300_000
 RUNS = 3

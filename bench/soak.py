@@ -62,8 +62,8 @@ import zmq
 
 from bench.processes import REPO, Processes, free_port, wait_for
 from tickmesh.bus import sockets
-from tickmesh.consumers.bookservice import NoBuilder, request_book
-from tickmesh.consumers.recording import GAP, MESSAGE, Recording
+from tickmesh.consumers.books.snapshots import NoBuilder, request_book
+from tickmesh.consumers.recorder.recording import GAP, MESSAGE, Recording
 from tickmesh.supervisor.control import NoSupervisor, request_restart, request_status
 
 BINANCE_SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC"]

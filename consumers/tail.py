@@ -22,7 +22,7 @@ from tickmesh.bus import events
 from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap, Subscriber
 from tickmesh.bus.topics import Pattern, TopicError
-from tickmesh.consumers.exact import exact
+from tickmesh.consumers.books.exact import exact
 from tickmesh.runtime import process
 from tickmesh.runtime.badinput import count_bad_input
 from tickmesh.runtime.logs import log
@@ -58,7 +58,7 @@ def format_pretty(event: events.Event) -> str:
 
 
 def _details(event: events.Event) -> str:
-    """Prices and sizes as received (consumers.exact)."""
+    """Prices and sizes as received (consumers.books.exact)."""
     match event:
         case events.Trade():
             return f"{exact(event.price)} x {exact(event.size)}  {event.exchange} {','.join(event.conditions)}"

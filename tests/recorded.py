@@ -11,7 +11,7 @@ from typing import Callable
 import msgpack
 
 from tickmesh.bus.sockets import BusConfig
-from tickmesh.consumers.recording import MESSAGE, Record, Recording, RecordingError
+from tickmesh.consumers.recorder.recording import MESSAGE, Record, Recording, RecordingError
 from tests.waiting import wait_until
 
 

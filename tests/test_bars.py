@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tickmesh.bus import Bar, Heartbeat, Publisher, Quote, Trade
-from tickmesh.consumers.aggregate import NS, Aggregator
-from tickmesh.consumers.bars import Settings, interval_seconds
+from tickmesh.consumers.bars.aggregate import NS, Aggregator
+from tickmesh.consumers.bars.bars import Settings, interval_seconds
 from tickmesh.runtime.settings import SettingsError, read
 from tests.buslog import BusLog
 from tests.supervised import child_toml, tickmesh, write_config
@@ -134,7 +134,7 @@ def test_settings_read_intervals_and_refuse_what_would_collide_or_make_no_sense(
 
 
 def test_the_aggregator_is_pure():
-    assert loaded_io("tickmesh.consumers.aggregate") == []
+    assert loaded_io("tickmesh.consumers.bars.aggregate") == []
 
 
 # --- the bar builder, a real process on a real bus ------------------------------------------

@@ -19,8 +19,8 @@ import pytest
 from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status, Subscriber, Trade
 from tickmesh.bus.events import Bbo, BookStatus, Control, Heartbeat
 from tickmesh.bus.sockets import BusConfig
-from tickmesh.consumers.books import Builder, Settings
-from tickmesh.consumers.bookservice import NoBuilder, request_book
+from tickmesh.consumers.books.builder import Builder, Settings
+from tickmesh.consumers.books.snapshots import NoBuilder, request_book
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
 from tests.supervised import TICKMESH, child_toml, env, tickmesh, write_config
@@ -373,7 +373,7 @@ def test_tickmesh_book_exits_1_when_no_builder_answers(spawn, run_dir):
 
 
 def test_the_table_on_a_terminal():
-    from tickmesh.consumers.books import format_table
+    from tickmesh.consumers.books.builder import format_table
 
     table = format_table({"provider": "ib", "symbol": "AAPL", "state": "stale",
                           "message": "bus gap: 3 messages lost", "generation": 2, "seq": 40,
@@ -384,7 +384,7 @@ def test_the_table_on_a_terminal():
 
 
 def test_the_table_shows_prices_and_sizes_exactly_as_received():
-    from tickmesh.consumers.books import format_table
+    from tickmesh.consumers.books.builder import format_table
 
     table = format_table({"provider": "coinbase", "symbol": "BTC-USD", "state": "live",
                           "message": "", "generation": 1, "seq": 9,

@@ -1,6 +1,6 @@
 """End-to-end acceptance of the L2 books: simulator -> handler -> forwarder -> order-book builder
 (consumers.books), each a real process on real sockets. The builder's books, asked through its
-snapshot service (consumers.bookservice.request_book, or `tickmesh book`), are compared with
+snapshot service (consumers.books.snapshots.request_book, or `tickmesh book`), are compared with
 the simulator's TRUE book (/control/book) once the market stands still (/control/quiet), or
 with the book a recording implies (computed here, independently: snapshot, then updates).
 
@@ -30,7 +30,7 @@ import pytest
 from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status
 from tickmesh.bus.events import BookStatus, Heartbeat, encode
 from tickmesh.bus.sockets import BusConfig
-from tickmesh.consumers.bookservice import NoBuilder, request_book
+from tickmesh.consumers.books.snapshots import NoBuilder, request_book
 from tickmesh.handlers.binance import wire as binance_wire
 from tests import simcontrol, simulators
 from tests.buslog import BusLog

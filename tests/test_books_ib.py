@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tickmesh.bus.events import Bbo, BookDelta, BookStatus
-from tickmesh.consumers.bookservice import request_book
+from tickmesh.consumers.books.snapshots import request_book
 from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.ib_sim import start_ib_sim

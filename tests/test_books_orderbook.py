@@ -1,9 +1,9 @@
-"""The order book alone (consumers.orderbook): snapshots, deltas, tops, crossed and locked."""
+"""The order book alone (consumers.books.orderbook): snapshots, deltas, tops, crossed and locked."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickmesh.consumers.orderbook import OrderBook
+from tickmesh.consumers.books.orderbook import OrderBook
 
 
 def book(bids, asks) -> OrderBook:

@@ -33,7 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from tickmesh.bus.events import BookDelta, BookSnapshot, Control, Heartbeat, encode
 from tickmesh.bus.subscriber import Subscriber
 from tickmesh.bus.topics import topic
-from tickmesh.consumers.books import BOOK_KINDS, Builder, Settings
+from tickmesh.consumers.books.builder import BOOK_KINDS, Builder, Settings
 
 PROVIDER = "feed"
 SYMBOLS = ("A", "B", "C")

@@ -20,7 +20,7 @@ import pytest
 from tickmesh.bus import BookDelta, BookSnapshot, Publisher
 from tickmesh.bus.events import encode
 from tickmesh.bus.topics import topic
-from tickmesh.consumers.bookservice import request_book
+from tickmesh.consumers.books.snapshots import request_book
 from tests.test_books_e2e import start_builder, start_forwarder, subscribed
 from tests.waiting import wait_until
 

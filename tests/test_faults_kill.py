@@ -19,8 +19,8 @@ import msgpack
 import pytest
 
 from tickmesh.bus import Trade
-from tickmesh.consumers.bookservice import NoBuilder, request_book
-from tickmesh.consumers.recording import GAP, GAP_DATA, MESSAGE, Recording
+from tickmesh.consumers.books.snapshots import NoBuilder, request_book
+from tickmesh.consumers.recorder.recording import GAP, GAP_DATA, MESSAGE, Recording
 from tests import simcontrol
 from tests.buslog import BusLog
 from tests.test_books_e2e import binance_true_book, equal_books

@@ -20,7 +20,7 @@ import pytest
 
 from tickmesh.bus import Heartbeat, Quote, Trade
 from tickmesh.bus.sockets import BusConfig
-from tickmesh.consumers.recording import GAP
+from tickmesh.consumers.recorder.recording import GAP
 from tests import simulators
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder

@@ -14,7 +14,7 @@ import msgpack
 
 from tickmesh.bus.gapfill import GapFiller
 from tickmesh.bus.topics import topic
-from tickmesh.consumers import gapfill
+from tickmesh.consumers.recorder import archive
 from tests.conftest import wait_for_forwarder
 from tests.recorded import (go, prices, records, start_publisher, start_recorder,
                             wait_recording)
@@ -85,7 +85,7 @@ def test_what_the_recorder_missed_too_is_reported_missing(spawn, spawn_child, fo
     assert len(fill.payloads) > 5 and fill.missing and fill.missing[-1][1] == 200_000
     assert filler.fetch(data, epoch + 1, 1, 10).missing == [(1, 10)]  # another epoch
     assert filler.fetch(topic("trade", "test", "NONE"), epoch, 1, 3).missing == [(1, 3)]
-    frames, outcome = gapfill.Archive(directory).answer(b"{not json")
+    frames, outcome = archive.Archive(directory).answer(b"{not json")
     assert outcome == "bad_request" and b"error" in frames[0]
     filler.close()
     go(publisher)

@@ -18,8 +18,10 @@ PURE = sorted(
     | {".".join(("tickmesh", *path.relative_to(REPO).with_suffix("").parts))
        for path in (REPO / "handlers").glob("*/wire.py")}
     | {"tickmesh.handlers.ib.depth", "tickmesh.handlers.common.market", "tickmesh.handlers.common.book",
-       "tickmesh.handlers.common.symbols", "tickmesh.consumers.orderbook", "tickmesh.consumers.bookstate",
-       "tickmesh.consumers.aggregate", "tickmesh.consumers.alerts", "tickmesh.consumers.watch", "tickmesh.consumers.recording",
+       "tickmesh.handlers.common.symbols", "tickmesh.consumers.books.orderbook",
+       "tickmesh.consumers.books.state", "tickmesh.consumers.bars.aggregate",
+       "tickmesh.consumers.monitor.alerts", "tickmesh.consumers.monitor.checks",
+       "tickmesh.consumers.recorder.recording",
        "tickmesh.bus.events",
        "tickmesh.bus.topics", "tickmesh.supervisor.health"}
 )

@@ -1,5 +1,6 @@
-"""The heartbeat monitor's pure parts, on fake clocks: market hours (consumers.hours), the alert
-machine's hysteresis (consumers.alerts), and the checks (consumers.watch)."""
+"""The heartbeat monitor's pure parts, on fake clocks: market hours (consumers.monitor.hours),
+the alert machine's hysteresis (consumers.monitor.alerts), and the checks
+(consumers.monitor.checks)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tickmesh.consumers.alerts import CLEARED, RAISED, AlertMachine, Key
-from tickmesh.consumers.hours import CLOSED, POST, PRE, REGULAR, MarketHours
-from tickmesh.consumers.monitor import Settings
-from tickmesh.consumers.watch import (GAP_RATE, HEARTBEAT_STOPPED, RECONNECT_STORM, SILENT_CONNECTION,
-                             SYMBOL_REFUSED, SYMBOL_STALE, FeedSettings, Watch)
+from tickmesh.consumers.monitor.alerts import CLEARED, RAISED, AlertMachine, Key
+from tickmesh.consumers.monitor.checks import (GAP_RATE, HEARTBEAT_STOPPED, RECONNECT_STORM,
+                                               SILENT_CONNECTION, SYMBOL_REFUSED, SYMBOL_STALE,
+                                               FeedSettings, Watch)
+from tickmesh.consumers.monitor.hours import CLOSED, POST, PRE, REGULAR, MarketHours
+from tickmesh.consumers.monitor.monitor import Settings
 from tickmesh.runtime.settings import SettingsError, read
 
 NEW_YORK = ZoneInfo("America/New_York")

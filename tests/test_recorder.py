@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tickmesh.bus import Alert, Subscriber
-from tickmesh.consumers.recording import GAP, OUTAGE, Recording
+from tickmesh.consumers.recorder.recording import GAP, OUTAGE, Recording
 from tests.recorded import (go, prices, record_run, records, start_publisher, start_recorder,
                             wait_recording)
 from tests.waiting import wait_until

@@ -10,7 +10,7 @@ import msgpack
 from tickmesh.bus import Publisher, Trade
 from tickmesh.bus.events import encode
 from tickmesh.bus.topics import topic
-from tickmesh.consumers.recording import GAP, GAP_DATA, MESSAGE
+from tickmesh.consumers.recorder.recording import GAP, GAP_DATA, MESSAGE
 from tests.recorded import records, start_recorder
 from tests.waiting import wait_until
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from tickmesh.bus import Heartbeat, Subscriber
 from tickmesh.bus.gapfill import GapFiller
 from tickmesh.bus.topics import topic
-from tickmesh.consumers.recording import MESSAGE, Record, Recording, counted
+from tickmesh.consumers.recorder.recording import MESSAGE, Record, Recording, counted
 from tests.recorded import record_run, records
 from tests.supervised import tickmesh
 from tests.waiting import wait_until

@@ -1,7 +1,7 @@
 """The segment format's claims in docs/recording.md, checked on segments written by the
-recorder's own writer (consumers.journal): the layout byte for byte, a flipped byte anywhere
-costs exactly the one record it is in, any corrupted span costs only the records it touches
-(a property test), and version 1 segments are still read."""
+recorder's own writer (consumers.recorder.journal): the layout byte for byte, a flipped byte
+anywhere costs exactly the one record it is in, any corrupted span costs only the records it
+touches (a property test), and version 1 segments are still read."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tickmesh.consumers.journal import Journal
-from tickmesh.consumers.recording import GAP, MESSAGE, OUTAGE, Record, Recording
+from tickmesh.consumers.recorder.journal import Journal
+from tickmesh.consumers.recorder.recording import GAP, MESSAGE, OUTAGE, Record, Recording
 from tests.conftest import REPO
 
 HEADER_BYTES = 8

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 from tickmesh.bus import Heartbeat, Subscriber
-from tickmesh.consumers.recording import GAP
+from tickmesh.consumers.recorder.recording import GAP
 from tests.recorded import records
 from tests.waiting import wait_until
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from tickmesh.bus import events
 from tickmesh.bus.subscriber import Subscriber
-from tickmesh.consumers.recording import (FORMAT_VERSION, HEADER, MAGIC, MESSAGE, Recording,
-                                 encode_record)
+from tickmesh.consumers.recorder.recording import (FORMAT_VERSION, HEADER, MAGIC, MESSAGE,
+                                                   Recording, encode_record)
 from tests.recorded import record_run, records
 from tests.supervised import TICKMESH, tickmesh
 from tests.waiting import wait_until

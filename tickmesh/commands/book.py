@@ -20,7 +20,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rest: list[str]) -> None:
     endpoint = builder_endpoint(args.config)
-    dispatch(BOOKS_MODULE, ["--endpoint", endpoint, *rest], "the book builder is not installed")
+    dispatch(f"{BOOKS_MODULE}.builder", ["--endpoint", endpoint, *rest], "the book builder is not installed")
 
 
 def builder_endpoint(path: str | None) -> str:

@@ -14,4 +14,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(_args: argparse.Namespace, rest: list[str]) -> None:
-    dispatch("tickmesh.consumers.export", rest, "the export is not installed")
+    dispatch("tickmesh.consumers.recorder.export", rest, "the export is not installed")

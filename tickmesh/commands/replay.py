@@ -20,4 +20,4 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rest: list[str]) -> None:
     live = ["--publish", find(args.config)["bus"]["publish"]] if args.live else []
-    dispatch("tickmesh.consumers.replay", [*rest, *live], "the replay is not installed")
+    dispatch("tickmesh.consumers.recorder.playback", [*rest, *live], "the replay is not installed")

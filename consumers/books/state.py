@@ -57,8 +57,8 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 from tickmesh.bus.events import BookDelta, BookSnapshot
-from tickmesh.consumers.exact import exact
-from tickmesh.consumers.orderbook import OrderBook
+from tickmesh.consumers.books.exact import exact
+from tickmesh.consumers.books.orderbook import OrderBook
 
 LIVE, STALE, RESYNCING, CROSSED = "live", "stale", "resyncing", "crossed"
 OLD_SNAPSHOT = "old_snapshot"  # the reason a snapshot is ignored (rule 1)
@@ -76,7 +76,7 @@ class Timing:
         return ceiling / 2 + rng() * ceiling / 2
 
 
-class Output(NamedTuple):
+class Actions(NamedTuple):
     """What the builder must do: publish `status` (state, message) as a BookStatus, send a
     resync request for `resync` (its reason, for the metrics), publish the book if `applied`;
     `ignored` says why a delta was not applied."""
@@ -106,10 +106,10 @@ class BookMachine:
     def live(self) -> bool:
         return self.state == LIVE
 
-    def snapshot(self, event: BookSnapshot, now: float) -> Output:
+    def snapshot(self, event: BookSnapshot, now: float) -> Actions:
         version = (event.epoch, event.generation)
         if version < self.seen:
-            return Output(ignored=OLD_SNAPSHOT)
+            return Actions(ignored=OLD_SNAPSHOT)
         self.book.apply_snapshot(event.bids, event.asks)
         self.last = event
         self.version = self.seen = version
@@ -117,11 +117,11 @@ class BookMachine:
         cross = self.book.cross()
         if cross:
             self._schedule(now)
-            return Output(self._enter(CROSSED, f"{cross} snapshot: {self._top()}"))
+            return Actions(self._enter(CROSSED, f"{cross} snapshot: {self._top()}"))
         self.retry_at, self.attempt = None, 0
-        return Output(self._enter(LIVE, ""), applied=True)
+        return Actions(self._enter(LIVE, ""), applied=True)
 
-    def delta(self, event: BookDelta, now: float) -> Output:
+    def delta(self, event: BookDelta, now: float) -> Actions:
         version = (event.epoch, event.generation)
         if version > self.seen:
             self.seen = version
@@ -130,9 +130,9 @@ class BookMachine:
                 return self._lost(f"missed the snapshot of generation {event.generation}",
                                   "missed_snapshot", now)
         if version < self.version:
-            return Output(ignored="old_generation")
+            return Actions(ignored="old_generation")
         if version != self.version or not self.live:
-            return Output(ignored="not_live")
+            return Actions(ignored="not_live")
         if self.next_delta is not None and event.seq != self.next_delta:
             return self._lost(f"missed {event.seq - self.next_delta} deltas of generation "
                               f"{event.generation}", "missed_delta", now)
@@ -142,46 +142,46 @@ class BookMachine:
         cross = self.book.cross()
         if cross:
             return self._lost(f"{cross} after a delta: {self._top()}", "crossed", now, CROSSED)
-        return Output(applied=True)
+        return Actions(applied=True)
 
-    def gap(self, missed: int, now: float) -> Output:
+    def gap(self, missed: int, now: float) -> Actions:
         return self._lost(f"bus gap: {missed} messages lost", "gap", now)
 
-    def resyncing(self, now: float) -> Output:
+    def resyncing(self, now: float) -> Actions:
         self._await(now)
-        return Output(self._enter(RESYNCING, "the handler is rebuilding the book"))
+        return Actions(self._enter(RESYNCING, "the handler is rebuilding the book"))
 
-    def disconnected(self, now: float) -> Output:
+    def disconnected(self, now: float) -> Actions:
         self._await(now)
-        return Output(self._enter(STALE, "the provider is disconnected"))
+        return Actions(self._enter(STALE, "the provider is disconnected"))
 
-    def publisher_gone(self, message: str, now: float) -> Output:
+    def publisher_gone(self, message: str, now: float) -> Actions:
         """Rule 7: what the book holds is no longer followed."""
         self._await(now)
-        return Output(self._enter(STALE, message))
+        return Actions(self._enter(STALE, message))
 
-    def provider_up(self, now: float) -> Output:
+    def provider_up(self, now: float) -> Actions:
         if self.retry_at is not None:
             self.attempt = 0
             self.retry_at = min(self.retry_at, now + self.timing.resync_timeout)
-        return Output()
+        return Actions()
 
-    def tick(self, now: float) -> Output:
+    def tick(self, now: float) -> Actions:
         """Time passed: ask again if an outstanding request is overdue."""
         if self.retry_at is None or now < self.retry_at:
-            return Output()
+            return Actions()
         retry = self.attempt
         wait = self._schedule(now)
         message = f"no snapshot in time: resync asked again (retry {retry}, next in {wait:.1f} s)"
-        return Output(self._enter(self.state, message), resync="timeout")
+        return Actions(self._enter(self.state, message), resync="timeout")
 
-    def _lost(self, message: str, reason: str, now: float, state: str = STALE) -> Output:
+    def _lost(self, message: str, reason: str, now: float, state: str = STALE) -> Actions:
         """Enter a non-live state, asking a resync at once unless one is outstanding."""
         status = self._enter(state, message)
         if self.retry_at is not None:
-            return Output(status)
+            return Actions(status)
         self._schedule(now)
-        return Output(status, resync=reason)
+        return Actions(status, resync=reason)
 
     def _await(self, now: float) -> None:
         """A snapshot should come without asking: wait for it as for an answer."""

@@ -6,7 +6,7 @@ and the recorder's `recorded_at` as timestamp[ns, UTC]; prices, sizes and other 
 float64; integers (seq, epoch, ...) as int64; strings as string; flags (a heartbeat's
 `final`) as bool; lists as lists (book levels as list<list<float64>>, heartbeat metrics as
 list<struct<name, kind, labels, value>>). Events that cannot be decoded, of an unknown kind, or of a newer schema version than this tickmesh are
-skipped and counted; damaged records are skipped (consumers.recording); what is skipped is
+skipped and counted; damaged records are skipped (consumers.recorder.recording); what is skipped is
 reported on stderr (damage: file, byte offset, bytes and records, and the total). Exit 2: PATH
 is missing or not a recording (or --out is a file).
 """
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickmesh.bus import events
-from tickmesh.consumers.recording import MESSAGE, Recording, RecordingError
+from tickmesh.consumers.recorder.recording import MESSAGE, Recording, RecordingError
 
 EXIT_USAGE = 2
 ROWS_PER_GROUP = 100_000

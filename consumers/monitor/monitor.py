@@ -5,14 +5,14 @@ hung.
     python -m tickmesh.consumers.monitor          (supervised; settings below)
 
 Subscribes to every heartbeat, and to the trades, quotes, books and statuses of each feed in
-`feeds`; the checks, their thresholds and the market hours they follow are consumers.watch's
-(per feed: `[children.settings.feeds.NAME]`, FeedSettings). Every `check_interval` s it looks
-at each check and, for each alert raised or cleared (with hysteresis: consumers.alerts),
-publishes an `Alert` (topic `alert.SUBJECT.SYMBOL|`) and logs it. Alerts follow what is known
-(consumers.watch): a process whose last heartbeat said it stopped on purpose (`final`: exit 0,
-`tickmesh stop`, a reload) raises no heartbeat_stopped, and its open alerts, its feed's too, are
-cleared at once; one that falls silent without it is alarming until a new life of it
-heartbeats. A symbol the venue refused (its Status "error") is an alert until it is accepted.
+`feeds`; the checks, their thresholds and the market hours they follow are
+consumers.monitor.checks's (per feed: `[children.settings.feeds.NAME]`, FeedSettings). Every
+`check_interval` s it looks at each check and, for each alert raised or cleared (with
+hysteresis: consumers.monitor.alerts), publishes an `Alert` (topic `alert.SUBJECT.SYMBOL|`)
+and logs it. Alerts follow what is known (consumers.monitor.checks): a process whose last
+heartbeat said it stopped on purpose (`final`: exit 0, `tickmesh stop`, a reload) raises no
+heartbeat_stopped, and its open alerts, its feed's too, are cleared at once; one that falls
+silent without it is alarming until a new life of it heartbeats. A symbol the venue refused (its Status "error") is an alert until it is accepted.
 
 A process whose heartbeats have stopped for `restart_after` s is asked about, once per pid, at
 the supervisor's control socket (`control_endpoint`, e.g. "ipc://{run_dir}/control"): if the
@@ -41,9 +41,9 @@ import zmq
 
 from tickmesh.bus import events, sockets, topics
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap
-from tickmesh.consumers.alerts import RAISED, Transition
-from tickmesh.consumers.hours import PHASES
-from tickmesh.consumers.watch import CHECKS, FeedSettings, Watch
+from tickmesh.consumers.monitor.alerts import RAISED, Transition
+from tickmesh.consumers.monitor.hours import PHASES
+from tickmesh.consumers.monitor.checks import CHECKS, FeedSettings, Watch
 from tickmesh.runtime import process
 from tickmesh.runtime.logs import log
 from tickmesh.runtime.settings import SettingsError, require
@@ -222,7 +222,8 @@ class Monitor:
 async def work(ctx: process.ProcessContext[Settings]) -> None:
     monitor = Monitor(ctx, Clock(start_time(ctx.settings.fake_now)))
     sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns(ctx.settings),
-                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm, on_gap=monitor.on_gap)
+                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
+                          on_gap=monitor.on_gap)
     checks = asyncio.create_task(_checks(monitor, ctx.settings.check_interval), name="checks")
     try:
         await _read(sub, monitor, ctx)

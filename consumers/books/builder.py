@@ -6,7 +6,7 @@ or visibly stale, never silently wrong.
 
 Subscribes to book_snapshot, book_delta and status of the configured providers and symbols and
 keeps one book per (provider, symbol), with no provider-specific code: each book's life is a
-consumers.bookstate.BookMachine (its rules are there), its levels a consumers.orderbook
+consumers.books.state.BookMachine (its rules are there), its levels a consumers.books.orderbook
 .OrderBook. Publishes, with the process's publisher:
 - `bbo` when a live book's best bid or ask changed (0.0 for an empty side): at most once per
   book per batch of events read off the bus (AsyncSubscriber.batches), after the batch, with
@@ -14,7 +14,7 @@ consumers.bookstate.BookMachine (its rules are there), its levels a consumers.or
 - `depth`, the top `depth_levels` of each live book that changed, `depth_rate` times a second;
 - `book_status` on every change of a book's state (or of its message: a resync asked again);
 - `control` "resync" to the provider when a book needs a fresh snapshot.
-A late joiner asks the snapshot service (consumers.bookservice) at `snapshot_endpoint` for a
+A late joiner asks the snapshot service (consumers.books.snapshots) at `snapshot_endpoint` for a
 whole book at once.
 
 What the bus tells it, it acts on in order (bus.subscriber): a gap on a book topic makes that
@@ -43,9 +43,9 @@ from typing import Any
 from tickmesh.bus import events, topics
 from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap
-from tickmesh.consumers.bookservice import UNKNOWN_BOOK, BookService, NoBuilder, request_book
-from tickmesh.consumers.exact import exact
-from tickmesh.consumers.bookstate import OLD_SNAPSHOT, STALE, BookMachine, Output, Timing
+from tickmesh.consumers.books.snapshots import UNKNOWN_BOOK, BookService, NoBuilder, request_book
+from tickmesh.consumers.books.exact import exact
+from tickmesh.consumers.books.state import OLD_SNAPSHOT, STALE, Actions, BookMachine, Timing
 from tickmesh.runtime import process
 from tickmesh.runtime.logs import log
 from tickmesh.runtime.metrics import subscriber_counts
@@ -215,7 +215,7 @@ class Builder:
                 self._publish(events.Depth, key, machine, bids=bids, asks=asks)
         self.changed.clear()
 
-    def handle(self, key: Key, out: Output) -> None:
+    def handle(self, key: Key, out: Actions) -> None:
         """Carry out what a book's machine said."""
         machine = self.books[key]
         counts = self.ctx.counts
@@ -316,7 +316,7 @@ async def _depth(builder: Builder, rate: float) -> None:
 
 def format_table(book: dict[str, Any]) -> str:
     """A book as a terminal table: bids and asks side by side, best first, every price and size
-    as received (consumers.exact: never rounded)."""
+    as received (consumers.books.exact: never rounded)."""
     lines = [f"{book['provider']} {book['symbol']}: {book['state']}"
              + (f" ({book['message']})" if book["message"] else "")
              + f", generation {book['generation']}, seq {book['seq']}",

@@ -1,12 +1,12 @@
 """What the heartbeat monitor watches, and its checks, as a pure state machine: told what came
 off the bus and when (seconds since the epoch, from any clock: tests pass fake ones), it says
-which alerts to raise or clear (consumers.alerts) and which processes look hung. No I/O: the
+which alerts to raise or clear (consumers.monitor.alerts) and which processes look hung. No I/O: the
 monitor (consumers.monitor) feeds it and carries out what it says.
 
 Alerts follow what is known. A process whose heartbeat says it is its last (`final`: it
 stopped on purpose: `tickmesh stop`, a reload, its work ended, or it crashed and exits) is not
 watched any more, and its feeds neither, once it was their only publisher: their open alerts
-are resolved (cleared at once, consumers.alerts) and none is raised until a new life of the
+are resolved (cleared at once, consumers.monitor.alerts) and none is raised until a new life of the
 process heartbeats, or the feed publishes again. A process that falls silent without a final
 heartbeat (killed outright, hung) is alarming. Feeds and processes are tied by the publisher
 epoch their events and heartbeats share; a heartbeat of a new epoch ends the previous life.
@@ -18,7 +18,7 @@ Checks, each an alert keyed by (subject, symbol, what):
                       supervisor to restart it if the supervisor says that same pid is running.
                       None is a candidate while no process's heartbeat is fresh (the bus, or the
                       monitor, is what is stuck).
-Per configured feed (a provider: its events' `p`), by its market's phase (consumers.hours):
+Per configured feed (a provider: its events' `p`), by its market's phase (consumers.monitor.hours):
   silent_connection   the feed's connection is up (its last connection Status is "subscribed",
                       or none was seen) but no trade, quote or book event came for
                       `silent_after` s in regular hours, `silent_after_extended` s in pre- and
@@ -44,8 +44,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Iterator, NamedTuple
 
-from tickmesh.consumers.alerts import Alerts, Key, Transition
-from tickmesh.consumers.hours import ALWAYS, POST, PRE, REGULAR, MarketHours, calendar_names
+from tickmesh.consumers.monitor.alerts import Alerts, Key, Transition
+from tickmesh.consumers.monitor.hours import ALWAYS, POST, PRE, REGULAR, MarketHours, calendar_names
 from tickmesh.runtime.settings import require
 
 HEARTBEAT_STOPPED = "heartbeat_stopped"

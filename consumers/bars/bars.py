@@ -3,7 +3,7 @@ count) per provider and symbol, at each configured interval, published as `bar` 
 
     python -m tickmesh.consumers.bars          (supervised; settings below)
 
-The rules (boundaries, late trades, empty intervals) are consumers.aggregate's. Every
+The rules (boundaries, late trades, empty intervals) are consumers.bars.aggregate's. Every
 TICK_SECONDS the bars whose end + `grace` has passed by the wall clock are published, oldest
 first, each with `te` its start and `tr` the time it closed.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from tickmesh.bus import events, topics
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap
-from tickmesh.consumers.aggregate import Aggregator
+from tickmesh.consumers.bars.aggregate import Aggregator
 from tickmesh.runtime import process
 from tickmesh.runtime.logs import log
 from tickmesh.runtime.settings import CommaStrings, SettingsError, Strings, require

@@ -1,14 +1,14 @@
 """The recorder: writes every event it subscribes to (by default everything on the bus) as the
 raw frames it received, with its receive time, to append-only segment files
-(consumers.recording; docs/recording.md), and answers gap-fill requests from them.
+(consumers.recorder.recording; docs/recording.md), and answers gap-fill requests from them.
 
     python -m tickmesh.consumers.recorder       (supervised; settings below)
 
 It is just another subscriber (raw mode: nothing is decoded but each message's `q` and `e`),
 so it never slows the bus; the gaps it sees itself are written into the recording as GAP
-records. Its reading, writing (consumers.journal: a batch every `flush_ms`, segments rotated
-by size and by UTC day) and gap-fill service (consumers.gapfill, at `gapfill_endpoint`) run in
-one thread of their own, polled together, so that the asyncio loop keeps the heartbeat going.
+records. Its reading, writing (consumers.recorder.journal: a batch every `flush_ms`,
+segments rotated by size and by UTC day) and gap-fill service (consumers.recorder.archive, at
+`gapfill_endpoint`) run in one thread of their own, polled together, so that the asyncio loop keeps the heartbeat going.
 A gap-fill request for messages the recorder has not read yet waits for them (at most
 FILL_WAIT_S); the batch in memory is written before answering.
 
@@ -43,9 +43,9 @@ from tickmesh.bus import events, sockets, topics
 from tickmesh.bus.gapfill import Request
 from tickmesh.bus.sequence import DEFAULT_MAX_TOPICS
 from tickmesh.bus.subscriber import Gap, Subscriber
-from tickmesh.consumers.gapfill import Archive
-from tickmesh.consumers.journal import Journal
-from tickmesh.consumers.recording import GAP, GAP_DATA
+from tickmesh.consumers.recorder.archive import Archive
+from tickmesh.consumers.recorder.journal import Journal
+from tickmesh.consumers.recorder.recording import GAP, GAP_DATA
 from tickmesh.runtime import process
 from tickmesh.runtime.logs import log
 from tickmesh.runtime.metrics import Counts, subscriber_counts

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import zmq
 
 from tickmesh.bus import sockets
-from tickmesh.consumers.bookstate import BookMachine
+from tickmesh.consumers.books.state import BookMachine
 
 UNKNOWN_BOOK = "unknown_book"
 BAD_REQUEST = "bad_request"

@@ -5,7 +5,7 @@ answer (the request and answer formats are bus.gapfill's, the client side).
 stops early: sequence numbers of one publisher epoch only grow with time, so a segment holding
 that topic with an older sequence number or an older epoch means no older segment can hold
 more of the range. Damaged records are skipped as every reader skips them
-(consumers.recording: on to the next good record). `Archive.answer` turns one request frame
+(consumers.recorder.recording: on to the next good record). `Archive.answer` turns one request frame
 into the answer's frames, and tells each damaged place it reads past once: a log line (file,
 offset, bytes, records) and its counts (`bytes_skipped`, `records_skipped`).
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import msgspec
 
-from tickmesh.bus.gapfill import BAD_REQUEST, MAX_PER_REQUEST, TOO_MANY, Fill, Request, missing_ranges
-from tickmesh.consumers.recording import MESSAGE, Damage, Reader, segments
+from tickmesh.bus.gapfill import (BAD_REQUEST, MAX_PER_REQUEST, TOO_MANY, Fill, Request,
+                                   missing_ranges)
+from tickmesh.consumers.recorder.recording import MESSAGE, Damage, Reader, segments
 from tickmesh.runtime.logs import log
 
 MAX_TOLD = 10_000  # damaged places remembered as told; beyond, they may be told again

@@ -2,10 +2,10 @@
 segment on each `flush` (the recorder flushes every flush_ms, so a SIGKILL loses at most that
 batch); a segment is closed once it reaches `segment_bytes` and at the end of each UTC day.
 
-A write that fails (a full disk, ...) is cut back out of the file (consumers.recording), the
-batch is dropped, and the journal is `failing`: it counts, without buffering, what it is given
-(`lost`) until `resume` can open a new segment again, whose first record is an OUTAGE saying
-since when and how many events were lost. Nothing here ever raises OSError to the caller.
+A write that fails (a full disk, ...) is cut back out of the file
+(consumers.recorder.recording), the batch is dropped, and the journal is `failing`: it counts,
+without buffering, what it is given (`lost`) until `resume` can open a new segment again,
+whose first record is an OUTAGE saying since when and how many events were lost. Nothing here ever raises OSError to the caller.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 from zlib import crc32
 
-from tickmesh.consumers.recording import (BODY_HEAD, MARKER, MESSAGE, NS_PER_DAY, OUTAGE, OUTAGE_DATA,
-                                 RECORD_HEAD, SegmentWriter, day_of, encode_record)
+from tickmesh.consumers.recorder.recording import (BODY_HEAD, MARKER, MESSAGE, NS_PER_DAY, OUTAGE,
+                                                   OUTAGE_DATA, RECORD_HEAD, SegmentWriter,
+                                                   day_of, encode_record)
 
 
 class Journal:

@@ -12,8 +12,8 @@ replay onto a live bus. Replay is marked by its own `status` events on `status.r
 "connected" (what is replayed, at what speed) before the first event and "disconnected" (how
 many were sent) after the last. TIME is an ISO 8601 time (UTC unless it says otherwise) or
 nanoseconds since the epoch, compared with each record's receive time. Damaged records are
-skipped (consumers.recording): each damaged place (file, byte offset, bytes, records) and their
-total are said on stderr, and the total in the "disconnected" status. Exit 2: PATH is missing
+skipped (consumers.recorder.recording): each damaged place (file, byte offset, bytes,
+records) and their total are said on stderr, and the total in the "disconnected" status. Exit 2: PATH is missing
 or not a recording.
 """
 
@@ -35,7 +35,7 @@ import zmq
 from tickmesh.bus import events, topics
 from tickmesh.bus.publisher import Publisher
 from tickmesh.bus.sockets import BusConfig
-from tickmesh.consumers.recording import MESSAGE, Record, Recording, RecordingError
+from tickmesh.consumers.recorder.recording import MESSAGE, Record, Recording, RecordingError
 from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
 
 EXIT_USAGE = 2
