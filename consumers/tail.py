@@ -4,17 +4,16 @@ JSON lines (the events' wire keys) when stdout is a pipe or a file, a compact hu
 it is a terminal. Gaps (messages this subscriber lost) are reported on stderr (supervised: as
 log lines, the 1st, 2nd, 4th, 8th... of them; bus_gaps counts them all).
 
-    tickmesh tail 'trade.*.AAPL' 'quote.alpaca.*' [--count N] [--json]
+    tickmesh tail 'trade.*.AAPL' 'quote.alpaca.*' [--count N] [--json]   (print_events)
     python -m tickmesh.consumers.tail          (supervised; settings: patterns = [...], json = false)
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, TextIO
+from typing import Callable, Sequence, TextIO
 
 import msgspec
 
@@ -108,29 +107,20 @@ def _write(line: str) -> None:
     sys.stdout.flush()
 
 
-def cli(argv: list[str]) -> None:
-    """`tickmesh tail`: print events matching the patterns until interrupted (or --count)."""
-    parser = argparse.ArgumentParser(prog="tickmesh tail", description=__doc__.splitlines()[0])
-    parser.add_argument("patterns", nargs="*", default=DEFAULT_PATTERNS, metavar="PATTERN",
-                        help="kind[.provider[.SYMBOL]], each part a name or *")
-    parser.add_argument("--endpoint", required=True, help="the forwarder's subscribe endpoint")
-    parser.add_argument("--count", type=int, default=0, help="stop after N events")
-    parser.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
-    args = parser.parse_args(argv)
-    for pattern in args.patterns:
-        try:
-            Pattern.parse(pattern)
-        except TopicError as exc:
-            parser.error(str(exc))
-    fmt = formatter_for(sys.stdout, args.json)
+def print_events(endpoint: str, patterns: Sequence[str], count: int = 0,
+                 force_json: bool = False) -> None:
+    """Print the events matching `patterns` (checked already; none: DEFAULT_PATTERNS) from the
+    forwarder's subscribe `endpoint` until interrupted, or until `count` are printed (0: no
+    end): `tickmesh tail`."""
+    fmt = formatter_for(sys.stdout, force_json)
     printed = 0
     try:
-        with Subscriber(args.endpoint, args.patterns, on_gap=report_gap,
+        with Subscriber(endpoint, list(patterns or DEFAULT_PATTERNS), on_gap=report_gap,
                         on_publisher=report_publisher) as sub:
             for event in sub:
                 _write(fmt(event))
                 printed += 1
-                if printed == args.count:
+                if printed == count:
                     return
     except KeyboardInterrupt:
         pass

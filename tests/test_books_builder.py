@@ -373,7 +373,7 @@ def test_tickmesh_book_exits_1_when_no_builder_answers(spawn, run_dir):
 
 
 def test_the_table_on_a_terminal():
-    from tickmesh.consumers.books.builder import format_table
+    from tickmesh.consumers.books.snapshots import format_table
 
     table = format_table({"provider": "ib", "symbol": "AAPL", "state": "stale",
                           "message": "bus gap: 3 messages lost", "generation": 2, "seq": 40,
@@ -384,7 +384,7 @@ def test_the_table_on_a_terminal():
 
 
 def test_the_table_shows_prices_and_sizes_exactly_as_received():
-    from tickmesh.consumers.books.builder import format_table
+    from tickmesh.consumers.books.snapshots import format_table
 
     table = format_table({"provider": "coinbase", "symbol": "BTC-USD", "state": "live",
                           "message": "", "generation": 1, "seq": 9,

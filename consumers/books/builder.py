@@ -2,7 +2,7 @@
 or visibly stale, never silently wrong.
 
     python -m tickmesh.consumers.books          (supervised; settings below)
-    tickmesh book PROVIDER SYMBOL [--config CONFIG] [--depth N] [--json]   (this module's cli)
+    tickmesh book PROVIDER SYMBOL [--depth N] [--json]   (asks its snapshot service)
 
 Subscribes to book_snapshot, book_delta and status of the configured providers and symbols and
 keeps one book per (provider, symbol), with no provider-specific code: each book's life is a
@@ -31,10 +31,7 @@ bus_stale_epoch, publishers_gone{how}.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,8 +40,7 @@ from typing import Any
 from tickmesh.bus import events, topics
 from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap
-from tickmesh.consumers.books.snapshots import UNKNOWN_BOOK, BookService, NoBuilder, request_book
-from tickmesh.consumers.books.exact import exact
+from tickmesh.consumers.books.snapshots import BookService
 from tickmesh.consumers.books.state import OLD_SNAPSHOT, STALE, Actions, BookMachine, Timing
 from tickmesh.runtime import process
 from tickmesh.runtime.logs import log
@@ -53,8 +49,6 @@ from tickmesh.runtime.settings import SettingsError, Strings, require
 
 BOOK_KINDS = ("book_snapshot", "book_delta")
 TICK_SECONDS = 0.1  # how often overdue resyncs are looked for
-EXIT_NO_BUILDER = 1
-EXIT_UNKNOWN_BOOK = 3
 
 Key = tuple[str, str]  # (provider, symbol)
 
@@ -310,45 +304,6 @@ async def _depth(builder: Builder, rate: float) -> None:
     while True:
         await asyncio.sleep(1 / rate)
         builder.publish_depth()
-
-
-# --- tickmesh book ----------------------------------------------------------------------------
-
-def format_table(book: dict[str, Any]) -> str:
-    """A book as a terminal table: bids and asks side by side, best first, every price and size
-    as received (consumers.books.exact: never rounded)."""
-    lines = [f"{book['provider']} {book['symbol']}: {book['state']}"
-             + (f" ({book['message']})" if book["message"] else "")
-             + f", generation {book['generation']}, seq {book['seq']}",
-             f"{'bid size':>12} {'bid':>12}   {'ask':<12} ask size"]
-    bids, asks = book["bids"], book["asks"]
-    for i in range(max(len(bids), len(asks))):
-        bid = f"{exact(bids[i][1]):>12} {exact(bids[i][0]):>12}" if i < len(bids) else " " * 25
-        ask = f"{exact(asks[i][0]):<12} {exact(asks[i][1]):<12}" if i < len(asks) else ""
-        lines.append(f"{bid}   {ask}".rstrip())
-    return "\n".join(lines)
-
-
-def cli(argv: list[str]) -> None:
-    """`tickmesh book`: ask the builder for one book and print it (exit 1: no builder
-    answered; 3: it has no such book)."""
-    parser = argparse.ArgumentParser(prog="tickmesh book", description=cli.__doc__.split(":")[0])
-    parser.add_argument("provider")
-    parser.add_argument("symbol")
-    parser.add_argument("--endpoint", required=True, help="the builder's snapshot_endpoint")
-    parser.add_argument("--depth", type=int, default=10, help="levels a side (0: all; 10)")
-    parser.add_argument("--json", action="store_true", help="print the builder's JSON answer")
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
-    args = parser.parse_args(argv)
-    try:
-        book = request_book(args.endpoint, args.provider, args.symbol, args.depth, args.timeout)
-    except NoBuilder as exc:
-        print(f"tickmesh: {exc}", file=sys.stderr)
-        sys.exit(EXIT_NO_BUILDER)
-    if "error" in book:
-        print(f"tickmesh: {book['error']}", file=sys.stderr)
-        sys.exit(EXIT_UNKNOWN_BOOK if book.get("reason") == UNKNOWN_BOOK else EXIT_NO_BUILDER)
-    print(json.dumps(book) if args.json or not sys.stdout.isatty() else format_table(book))
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ or {"error": "...", "reason": "unknown_book" | "bad_request"}.
 Only a "live" book is the provider's; any other state is the last book held, not the truth.
 
 `BookService.serve` answers on an asyncio REP socket from the books in memory (no I/O while
-answering, so it never holds up the event loop or the bus reading); `request_book` asks.
+answering, so it never holds up the event loop or the bus reading); `request_book` asks, and
+`format_table` shows an answer on a terminal (`tickmesh book`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any, Callable, Mapping
 import zmq
 
 from tickmesh.bus import sockets
+from tickmesh.consumers.books.exact import exact
 from tickmesh.consumers.books.state import BookMachine
 
 UNKNOWN_BOOK = "unknown_book"
@@ -110,3 +112,18 @@ def request_book(endpoint: str, provider: str, symbol: str, depth: int | None,
     if not isinstance(reply, dict) or not ("error" in reply or "bids" in reply):
         raise NoBuilder(f"unexpected answer from {endpoint}: {reply!r}")
     return reply
+
+
+def format_table(book: dict[str, Any]) -> str:
+    """A book as a terminal table: bids and asks side by side, best first, every price and size
+    as received (consumers.books.exact: never rounded)."""
+    lines = [f"{book['provider']} {book['symbol']}: {book['state']}"
+             + (f" ({book['message']})" if book["message"] else "")
+             + f", generation {book['generation']}, seq {book['seq']}",
+             f"{'bid size':>12} {'bid':>12}   {'ask':<12} ask size"]
+    bids, asks = book["bids"], book["asks"]
+    for i in range(max(len(bids), len(asks))):
+        bid = f"{exact(bids[i][1]):>12} {exact(bids[i][0]):>12}" if i < len(bids) else " " * 25
+        ask = f"{exact(asks[i][0]):<12} {exact(asks[i][1]):<12}" if i < len(asks) else ""
+        lines.append(f"{bid}   {ask}".rstrip())
+    return "\n".join(lines)

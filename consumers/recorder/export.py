@@ -1,20 +1,18 @@
-"""`tickmesh export PATH --to parquet --out DIR`: one Parquet table per event kind
-(DIR/trade.parquet, DIR/quote.parquet, ...), readable by pandas, polars or any Parquet reader.
+"""A recording as Parquet tables, one per event kind (DIR/trade.parquet, DIR/quote.parquet,
+...), readable by pandas, polars or any Parquet reader: what `tickmesh export` does (its
+arguments are tickmesh.commands.export's).
 
 Columns are the events' attribute names (bus.events; docs/events.md): `ts_event`, `ts_recv`
 and the recorder's `recorded_at` as timestamp[ns, UTC]; prices, sizes and other floats as
 float64; integers (seq, epoch, ...) as int64; strings as string; flags (a heartbeat's
 `final`) as bool; lists as lists (book levels as list<list<float64>>, heartbeat metrics as
-list<struct<name, kind, labels, value>>). Events that cannot be decoded, of an unknown kind, or of a newer schema version than this tickmesh are
-skipped and counted; damaged records are skipped (consumers.recorder.recording); what is skipped is
-reported on stderr (damage: file, byte offset, bytes and records, and the total). Exit 2: PATH
-is missing or not a recording (or --out is a file).
+list<struct<name, kind, labels, value>>). Events that cannot be decoded, of an unknown kind,
+or of a newer schema version than this tickmesh are skipped and counted; damaged records are
+skipped (consumers.recorder.recording; `Recording.problems()` says which).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import typing
 from collections import Counter
 from pathlib import Path
@@ -25,9 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tickmesh.bus import events
-from tickmesh.consumers.recorder.recording import MESSAGE, Recording, RecordingError
+from tickmesh.consumers.recorder.recording import MESSAGE, Recording
 
-EXIT_USAGE = 2
 ROWS_PER_GROUP = 100_000
 TIMESTAMPS = ("ts_event", "ts_recv")
 UTC_NS = pa.timestamp("ns", tz="UTC")
@@ -134,34 +131,3 @@ def _why_undecodable(payload: bytes) -> str:
     if kind not in KINDS:
         return f"unknown kind {kind!r}"
     return f"a {kind} that does not fit schema version {events.SCHEMA_VERSION}"
-
-
-def cli(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="tickmesh export", description="write a recording "
-                                     "as one Parquet table per event kind")
-    parser.add_argument("path", help="a recording directory or segment file")
-    parser.add_argument("--to", choices=["parquet"], default="parquet")
-    parser.add_argument("--out", required=True, help="the directory to write the tables in")
-    args = parser.parse_args(argv)
-    try:
-        recording = Recording(Path(args.path))
-    except RecordingError as exc:
-        _die(str(exc))
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        _die(f"{out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    written, skipped = export(recording, out)
-    for kind, count in sorted(written.items()):
-        print(f"{out / (kind + '.parquet')}: {count} events")
-    for problem in recording.skipped:
-        print(f"export: skipped: {problem}", file=sys.stderr)
-    if recording.damage:
-        print(f"export: {recording.summary()}", file=sys.stderr)
-    for reason, count in sorted(skipped.items()):
-        print(f"export: skipped {count} events: {reason}", file=sys.stderr)
-
-
-def _die(message: str) -> typing.NoReturn:
-    print(f"tickmesh: {message}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)

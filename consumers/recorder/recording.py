@@ -159,6 +159,12 @@ class Reader:
                f"{counted(self.records_skipped, 'record')} skipped in " \
                f"{counted(len(self.damage), 'place')}"
 
+    def problems(self) -> list[str]:
+        """What was skipped, for people: a line each, then the damage's total if there is
+        any (what `tickmesh replay` and `export` say on stderr)."""
+        return [f"skipped: {line}" for line in self.skipped] + \
+            ([self.summary()] if self.damage else [])
+
     def segment_records(self, segment: Path, topic: bytes | None = None) -> Iterator[Record]:
         """The readable records of one segment, in order (only those of `topic`, if given:
         the others are checked, not copied)."""

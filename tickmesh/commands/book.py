@@ -1,26 +1,48 @@
 """print one book of the order-book builder: PROVIDER SYMBOL [--depth N] [--json]
 
 The builder is the config's child with run = "tickmesh.consumers.books" (--config CONFIG, or the
-running system's).
+running system's); its snapshot service answers (consumers.books.snapshots). The book is
+printed as JSON when asked or when stdout is not a terminal, else as a table. Exit 1: no
+builder in the config, or none answered; 3: it has no such book.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
-from tickmesh.system import EXIT_NO_SUPERVISOR, die, dispatch, find, load
+from tickmesh.system import EXIT_NO_SUPERVISOR, EXIT_REFUSED, die, find, load
 
-PASS_THROUGH = True
 BOOKS_MODULE = "tickmesh.consumers.books"
+EXIT_NO_BUILDER = EXIT_NO_SUPERVISOR
+EXIT_UNKNOWN_BOOK = EXIT_REFUSED
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config")
+    parser.add_argument("provider")
+    parser.add_argument("symbol")
+    parser.add_argument("--config", help="the system's config (default: the one running in the "
+                        "run dir)")
+    parser.add_argument("--depth", type=int, default=10, help="levels a side (0: all; 10)")
+    parser.add_argument("--json", action="store_true", help="print the builder's JSON answer")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds to wait (2)")
 
 
-def run(args: argparse.Namespace, rest: list[str]) -> None:
+def run(args: argparse.Namespace, _rest: list[str]) -> None:
+    from tickmesh.consumers.books import snapshots  # loaded by the command that runs it alone
+
     endpoint = builder_endpoint(args.config)
-    dispatch(f"{BOOKS_MODULE}.builder", ["--endpoint", endpoint, *rest], "the book builder is not installed")
+    try:
+        book = snapshots.request_book(endpoint, args.provider, args.symbol, args.depth,
+                                      args.timeout)
+    except snapshots.NoBuilder as exc:
+        die(str(exc), EXIT_NO_BUILDER)
+    if "error" in book:
+        unknown = book.get("reason") == snapshots.UNKNOWN_BOOK
+        die(str(book["error"]), EXIT_UNKNOWN_BOOK if unknown else EXIT_NO_BUILDER)
+    print(json.dumps(book) if args.json or not sys.stdout.isatty()
+          else snapshots.format_table(book))
 
 
 def builder_endpoint(path: str | None) -> str:

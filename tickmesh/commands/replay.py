@@ -1,23 +1,154 @@
 """publish a recording onto a bus of its own (--live: the running system's): PATH ...
 
-    tickmesh replay PATH [--speed 1|10|max] [--filter PATTERN] [--from TIME] [--to TIME]
-                    [--live [--config CONFIG]]
+    tickmesh replay PATH [--speed 1|10|max] [--filter PATTERN]... [--from TIME] [--to TIME]
+                         [--run-dir DIR] [--wait] [--live [--config CONFIG]]
+
+By default the replay runs a bus of its own (a forwarder in a run dir of its own, with a
+system.json, so that `TICKMESH_RUN_DIR=DIR tickmesh tail ...` finds it) and never mixes with a
+live system's topics; `--live` (the running system, or the one of `--config`) is the explicit
+choice to replay onto a live bus. TIME is an ISO 8601 time (UTC unless it says otherwise) or
+nanoseconds since the epoch, compared with each record's receive time. The replay itself, and
+its `status` events, are consumers.recorder.playback's; what damage cost is said on stderr.
+Exit 2: PATH is missing or not a recording.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tickmesh.system import dispatch, find
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.commands.tail import pattern
+from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
+from tickmesh.supervisor.loop import SYSTEM_FILE
+from tickmesh.system import EXIT_USAGE, die, find
 
-PASS_THROUGH = True
+if TYPE_CHECKING:
+    from tickmesh.consumers.recorder.recording import Recording
+
+FORWARDER_WAIT_S = 10.0
+LINGER_S = 1.0  # without --wait, how long the own bus stays up after the last event
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--live", action="store_true")
-    parser.add_argument("--config")
+    parser.add_argument("path", help="a recording directory or segment file")
+    parser.add_argument("--speed", type=parse_speed, default=1.0, help="1, 10, ... or max (1)")
+    parser.add_argument("--filter", type=pattern, action="append", default=[],
+                        metavar="PATTERN", help="only topics matching (repeatable)")
+    parser.add_argument("--from", dest="start", type=parse_time, metavar="TIME")
+    parser.add_argument("--to", dest="end", type=parse_time, metavar="TIME")
+    parser.add_argument("--run-dir", help="the own bus's run dir (default: a new one in /tmp)")
+    parser.add_argument("--wait", action="store_true", help="wait for a line on stdin before "
+                        "replaying, and for another (or its end) before taking the bus down")
+    parser.add_argument("--live", action="store_true", help="onto the running system's bus")
+    parser.add_argument("--config", help="with --live: that system's config (default: the one "
+                        "running in the run dir)")
 
 
-def run(args: argparse.Namespace, rest: list[str]) -> None:
-    live = ["--publish", find(args.config)["bus"]["publish"]] if args.live else []
-    dispatch("tickmesh.consumers.recorder.playback", [*rest, *live], "the replay is not installed")
+def run(args: argparse.Namespace, _rest: list[str]) -> None:
+    from tickmesh.consumers.recorder import recording  # loaded by this command alone
+
+    live = find(args.config)["bus"]["publish"] if args.live else None
+    try:
+        source = recording.Recording(args.path)
+    except recording.RecordingError as exc:
+        die(str(exc), EXIT_USAGE)
+    if live:
+        _play(args, source, live)
+        return
+    own = OwnBus(args.run_dir)
+    try:
+        print(f"replay: a bus of its own: subscribe at {own.bus.subscribe} "
+              f"(TICKMESH_RUN_DIR={own.run_dir} tickmesh tail PATTERN)", file=sys.stderr)
+        _play(args, source, own.bus.publish)
+        if args.wait:
+            sys.stdin.readline()
+        else:
+            time.sleep(LINGER_S)
+    finally:
+        own.close()
+
+
+def _play(args: argparse.Namespace, source: Recording, endpoint: str) -> None:
+    """Replay `source` onto the bus at `endpoint` as the arguments say, and say how it went."""
+    from tickmesh.consumers.recorder import playback
+
+    played = playback.play(source, endpoint, args.speed, args.filter, args.start, args.end,
+                           go=sys.stdin.readline if args.wait else lambda: None)
+    rate = played.sent / max(played.seconds, 1e-9)
+    print(f"replay: {played.sent} events in {played.seconds:.3f} s ({rate:,.0f} events/s)",
+          file=sys.stderr)
+    for problem in source.problems():
+        print(f"replay: {problem}", file=sys.stderr)
+
+
+def parse_time(text: str) -> int:
+    """Nanoseconds since the epoch from digits, or from an ISO 8601 time (naive: UTC)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601, or ns since the "
+                                         "epoch)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def parse_speed(text: str) -> float:
+    """A positive factor, or "max" (inf: no pacing)."""
+    if text == "max":
+        return float("inf")
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not speed > 0:
+        raise argparse.ArgumentTypeError(f"--speed: a number > 0 or max, not {text!r}")
+    return speed
+
+
+class OwnBus:
+    """A forwarder in a run dir of the replay's own, and a system.json pointing at it."""
+
+    def __init__(self, run_dir: str | None) -> None:
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="tickmesh-replay-", dir="/tmp"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.bus = BusConfig(f"ipc://{self.run_dir}/publish", f"ipc://{self.run_dir}/subscribe")
+        spec = ChildSpec("forwarder", {}, self.bus)
+        env = dict(os.environ, **{SPEC_ENV: spec.to_json(), PARENT_ENV: str(os.getpid())})
+        with open(self.run_dir / "forwarder.log", "ab") as log:
+            self.forwarder = subprocess.Popen([sys.executable, "-m", "tickmesh.bus.forwarder"],
+                                              env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=log)
+        self._wait_bound()
+        (self.run_dir / SYSTEM_FILE).write_text(json.dumps(
+            {"pid": os.getpid(), "config": None, "control": None, "bus": self.bus.to_dict()}))
+
+    def _wait_bound(self) -> None:
+        paths = [Path(end[len("ipc://"):]) for end in (self.bus.publish, self.bus.subscribe)]
+        deadline = time.monotonic() + FORWARDER_WAIT_S
+        while not all(path.exists() for path in paths):
+            if self.forwarder.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise SystemExit(f"tickmesh: the replay's forwarder did not start (see "
+                                 f"{self.run_dir}/forwarder.log)")
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        (self.run_dir / SYSTEM_FILE).unlink(missing_ok=True)
+        self.forwarder.terminate()
+        try:
+            self.forwarder.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.forwarder.kill()
+            self.forwarder.wait()
