@@ -18,23 +18,30 @@ import argparse
 import datetime
 import json
 import os
+import select
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tickmesh.bus.sockets import BusConfig
 from tickmesh.commands.tail import pattern
-from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
+from tickmesh.runtime.spec import ChildSpec
+from tickmesh.supervisor import launch
+from tickmesh.supervisor.config import FORWARDER_MODULE, FORWARDER_NAME, ChildConfig
 from tickmesh.supervisor.loop import SYSTEM_FILE
 from tickmesh.system import EXIT_USAGE, die, find
 
 if TYPE_CHECKING:
     from tickmesh.consumers.recorder.recording import Recording
 
-FORWARDER_WAIT_S = 10.0
+FORWARDER = ChildConfig(FORWARDER_NAME, FORWARDER_MODULE)  # as the supervisor has it
+EXIT_NO_BUS = 1
 LINGER_S = 1.0  # without --wait, how long the own bus stays up after the last event
 
 
@@ -118,37 +125,58 @@ def parse_speed(text: str) -> float:
 
 
 class OwnBus:
-    """A forwarder in a run dir of the replay's own, and a system.json pointing at it."""
+    """A forwarder in a run dir of the replay's own, started as the supervisor starts its own
+    (supervisor.launch: the same module and timeouts, under a keeper, so that it dies with the
+    replay even one that is SIGKILLed), its output in forwarder.log there, and a system.json
+    pointing at it once it is ready."""
 
     def __init__(self, run_dir: str | None) -> None:
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="tickmesh-replay-", dir="/tmp"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.bus = BusConfig(f"ipc://{self.run_dir}/publish", f"ipc://{self.run_dir}/subscribe")
-        spec = ChildSpec("forwarder", {}, self.bus)
-        env = dict(os.environ, **{SPEC_ENV: spec.to_json(), PARENT_ENV: str(os.getpid())})
-        with open(self.run_dir / "forwarder.log", "ab") as log:
-            self.forwarder = subprocess.Popen([sys.executable, "-m", "tickmesh.bus.forwarder"],
-                                              env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                              stderr=log)
-        self._wait_bound()
+        log = self.run_dir / f"{FORWARDER.name}.log"
+        self.keeper, ready, pid, output = launch.start(FORWARDER.run,
+                                                       ChildSpec(FORWARDER.name, {}, self.bus))
+        os.close(pid)  # its pid is shown nowhere
+        self._logging = [_copy(fd, log) for fd in output]
+        if not _said_ready(ready, FORWARDER.ready_timeout):
+            self.close()
+            die(f"the replay's forwarder did not start (see {log})", EXIT_NO_BUS)
         (self.run_dir / SYSTEM_FILE).write_text(json.dumps(
             {"pid": os.getpid(), "config": None, "control": None, "bus": self.bus.to_dict()}))
 
-    def _wait_bound(self) -> None:
-        paths = [Path(end[len("ipc://"):]) for end in (self.bus.publish, self.bus.subscribe)]
-        deadline = time.monotonic() + FORWARDER_WAIT_S
-        while not all(path.exists() for path in paths):
-            if self.forwarder.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise SystemExit(f"tickmesh: the replay's forwarder did not start (see "
-                                 f"{self.run_dir}/forwarder.log)")
-            time.sleep(0.01)
-
     def close(self) -> None:
+        """Stop the forwarder as the supervisor does: SIGTERM, SIGKILL after its
+        shutdown_timeout."""
         (self.run_dir / SYSTEM_FILE).unlink(missing_ok=True)
-        self.forwarder.terminate()
+        self.keeper.send_signal(signal.SIGTERM)
         try:
-            self.forwarder.wait(timeout=3)
+            self.keeper.wait(timeout=FORWARDER.shutdown_timeout)
         except subprocess.TimeoutExpired:
-            self.forwarder.kill()
-            self.forwarder.wait()
+            launch.kill(self.keeper)
+            self.keeper.wait()
+        for thread in self._logging:
+            thread.join()
+
+
+def _said_ready(ready: int, timeout: float) -> bool:
+    """Whether the child said ready on its readiness pipe `ready` within `timeout` s (not if
+    it exited first); closes the descriptor."""
+    try:
+        readable, _, _ = select.select([ready], [], [], timeout)
+        return bool(readable) and bool(os.read(ready, 64))
+    finally:
+        os.close(ready)
+
+
+def _copy(fd: int, path: Path) -> threading.Thread:
+    """A thread appending what comes on the pipe `fd` to the file at `path` until the pipe is
+    closed (each chunk one write: the lines of two pipes do not run together)."""
+
+    def copy() -> None:
+        with open(fd, "rb", buffering=0) as pipe, open(path, "ab", buffering=0) as file:
+            shutil.copyfileobj(pipe, file)
+
+    thread = threading.Thread(target=copy, name=f"log-{fd}", daemon=True)
+    thread.start()
+    return thread
