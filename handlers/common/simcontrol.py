@@ -4,8 +4,8 @@ Tests (and people) drive a running simulator, outside the provider's protocol, w
 
     GET /control/<action>?<params>          e.g. curl 'http://127.0.0.1:8765/control/stall?seconds=5'
 
-on the port it serves its clients on (Alpaca, Polygon: next to the WebSocket upgrade; IB: the
-TWS API port, where a connection whose first bytes are `GET ` is taken for HTTP, answered and
+on the port it serves its clients on (Alpaca, Polygon, Coinbase, Binance: next to the WebSocket
+upgrade; IB: the TWS API port, where a connection whose first bytes are `GET ` is taken for HTTP, answered and
 closed). The answer is a JSON object: `{"ok": true, "action": "drop", "connections": 2}` (what
 the action reached) with status 200 once it is applied; `{"ok": false, "error": "..."}` with 400
 for a bad, missing or unknown parameter (or, on IB's port, a request that is not an HTTP GET),
@@ -18,26 +18,36 @@ Every simulator:
     stats                 its counters (runtime.metrics.flat), "connections" (how many are
                           open) and "subscriptions" (per connection, in the provider's terms)
     drop                  abort every client connection at once: no close frame, no goodbye
-    stall?seconds=N       every open connection gets nothing for N seconds and its socket is not
-                          read, so pings go unanswered: a dead peer (IB: what was held back is
-                          sent when the stall ends, so that books stay whole)
+    stall?seconds=N       a slow network: for N seconds every open connection's socket is not
+                          read (pings go unanswered, requests wait) and nothing is sent to it;
+                          what the simulator sends it meanwhile (data, answers, a burst, a
+                          close) is held back and goes out, in order, when the stall ends:
+                          late, never lost (one held back longer than its outbox holds is
+                          disconnected as a slow client: handlers.common.simserver). Losing
+                          data is `drop` (and a provider's `gap`)
     quiet?seconds=N       no data for N seconds, but the connections still answer (pings,
-                          requests): a quiet market (IB: the markets stand still)
+                          requests): a quiet market (Alpaca, Polygon: to the connections open
+                          now; Coinbase, Binance, IB: the markets stand still, so that a book
+                          can be compared with the simulator's)
     error?code=C          send every connection the provider's own error C, and close those
                           connections the real server would close after it:
                           Alpaca: an error message {"T":"error","code":C,"msg":...} for the codes
                             of handlers.alpaca.wire.ERRORS; 402, 404, 407 and 409 close;
                           Polygon: C is a status: auth_failed, auth_timeout, max_connections
                             (each then closes with 1008) or error (stays open);
+                          Coinbase: slow_consume, slow_read, too_big (each then closes with
+                            1008) or failed_subscribe (stays open);
+                          Binance: its error codes 0 to 3 (none closes);
                           IB: TWS error C with its text (1100, 1101, 1102, 2103..2158, 326, 200,
                             317, 321): 200, 317 and 321 go to every subscription's request id
                             (317 to depth ones), the others to id -1; 326 closes (only the
                             message: connectivity below changes IB's state)
     burst?count=N         at least N extra data messages, at once, to every subscribed connection,
-                          even a quiet one (a stalled one gets nothing; IB: not yet)
-                          (Alpaca: from its market, as subscribed; Polygon: trades on the
-                          connection's trade topics; IB: N market steps or more, until each
-                          subscribed connection got N messages)
+                          even a quiet one (a stalled one when the stall ends)
+                          (Alpaca: from its market, as subscribed; Polygon, Binance: trades on
+                          the connection's trade topics or streams; Coinbase: N trades over
+                          the products, to their matches subscribers; IB: N market steps or
+                          more, until each subscribed connection got N messages)
 IB also:
     connectivity?online=0|1   IB's side of TWS: 0 sends 1100 and the markets stop; 1 sends 1102
                           (restored, data maintained) and they move again
@@ -51,17 +61,16 @@ A server restart is a process restart: kill the simulator, start it again on the
 Tests use tests/simcontrol.py: `control(port, "stall", seconds=5) -> dict`.
 
 This module is the shared part: the vocabulary and its parameters, parsing a request target,
-applying an action, and the JSON answer; each simulator only implements the actions.
+applying an action, and the JSON answer; handlers.common.simserver implements drop and stall
+for every simulator, each simulator the other actions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
-import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from tickmesh.runtime.logs import log
@@ -248,39 +257,8 @@ def http_answer(head: bytes, actions: Mapping[str, Action], counts: Counter) -> 
     return answer(target, actions, counts)
 
 
-class WebSocketClient(Protocol):
-    """What drop and stall need of a WebSocket simulator's client."""
-
-    ws: "ServerConnection"
-    stalled_until: float  # time.monotonic() until which nothing goes out to it
-
-
-def drop_all(clients: Collection[WebSocketClient]) -> dict[str, Any]:
-    """`drop` for a WebSocket simulator: abort every connection, no close frame."""
-    for client in clients:
-        client.ws.transport.abort()
-    return {"connections": len(clients)}
-
-
-def stall_all(clients: Collection[WebSocketClient], seconds: float) -> dict[str, Any]:
-    """`stall` for a WebSocket simulator: nothing goes out (the simulator checks
-    `stalled_until`) and the socket is not read, for `seconds`."""
-    loop = asyncio.get_running_loop()
-    for client in clients:
-        client.stalled_until = time.monotonic() + seconds
-        client.ws.transport.pause_reading()
-        loop.call_later(seconds, _end_stall, client)
-    return {"connections": len(clients)}
-
-
-def _end_stall(client: WebSocketClient) -> None:
-    """Read again, unless a later stall has begun or the connection is going."""
-    if time.monotonic() >= client.stalled_until and not client.ws.transport.is_closing():
-        client.ws.transport.resume_reading()
-
-
 def respond(connection: "ServerConnection", result: Answer) -> "Response":
-    """The answer as a websockets HTTP response (Alpaca, Polygon: from process_request)."""
+    """The answer as a websockets HTTP response (the WebSocket simulators' process_request)."""
     response = connection.respond(result.status, result.json())
     del response.headers["Content-Type"]
     response.headers["Content-Type"] = "application/json"

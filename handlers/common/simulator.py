@@ -2,29 +2,32 @@
 and its two ways to run.
 
 A simulator module defines `SimSettings` (a `SimulatorSettings` with its own defaults and
-keys), `async def run_server(settings, counts, ready)` (serve until cancelled, calling
-`ready()` once it listens: the supervisor starts the handlers that wait for it then), and:
+keys), a simulator class made from its settings and counters with `async def serve(ready)`
+(serve until cancelled, calling `ready()` once it listens: the supervisor starts the handlers
+that wait for it then; the WebSocket ones: handlers.common.simserver), and ends with:
 
-    def main() -> None:                   # supervised: settings from TICKMESH_CHILD
-        simulator.run_child(run_server, SimSettings)
+    COMMAND = simulator.Command("alpaca", Simulator, SimSettings, "A local ...",
+                                rate="...", replay="...",          # the shared flags' meaning
+                                flags={"--blast": {"type": int}})  # the provider's own flags
+    Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
-    def cli(argv: list[str]) -> None:     # `tickmesh sim PROVIDER ...`: by hand, no bus
-        parser = simulator.parser("alpaca", "A local ...", rate="...", replay="...")
-        parser.add_argument("--blast", type=int)        # the provider's own flags
-        simulator.run_cli(parser, argv, SimSettings, run_server)
+    if __name__ == "__main__":
+        main()
 
-The shared flags: --host, --port, --rate, --symbols A,B, --seed, and --replay FILE for a
-simulator that replays recordings. A flag sets the settings key of its name (--max-connections
-sets max_connections); a flag not given leaves the key's default. Bad flags exit with code 2, a
-server that cannot start (a port in use, an unreadable file) with code 1.
+`main()` runs it supervised (settings from TICKMESH_CHILD), `cli(argv)` by hand (`tickmesh sim
+PROVIDER ...`, no bus, until ^C). The shared flags: --host, --port, --rate, --symbols A,B,
+--seed, and --replay FILE for a simulator that replays recordings. A flag sets the settings key
+of its name (--max-connections sets max_connections); a flag not given leaves the key's
+default. Bad flags exit with code 2, a server that cannot start (a port in use, an unreadable
+file) with code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections import Counter
-from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Mapping, Protocol, TypeVar
 
 import uvloop
 
@@ -34,7 +37,6 @@ from tickmesh.runtime.metrics import Counts
 from tickmesh.runtime.settings import CommaStrings, SettingsError, read, require
 
 S = TypeVar("S")
-Server = Callable[[S, Counter, Callable[[], None]], Awaitable[None]]
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "SPY", "NVDA", "TSLA")
 
 
@@ -60,41 +62,63 @@ class SimulatorSettings:
         return self.host, self.port
 
 
-def run_child(run_server: Server[S], settings: type[S]) -> None:
-    async def main(ctx: process.ProcessContext[S]) -> None:
-        await run_server(ctx.settings, ctx.counts, ctx.ready)
-
-    process.run(main, settings, announces_ready=True)
+class Simulator(Protocol):
+    async def serve(self, ready: Callable[[], None]) -> None: ...
 
 
-def parser(provider: str, description: str, rate: str, replay: str = "") -> argparse.ArgumentParser:
-    """The shared flags, with the provider's meaning of --rate and --replay (none: no --replay)."""
-    command = argparse.ArgumentParser(prog=f"tickmesh sim {provider}", description=description,
-                                      allow_abbrev=False)
-    command.add_argument("--host", help="the address to listen on")
-    command.add_argument("--port", type=int)
-    command.add_argument("--rate", type=float, help=rate)
-    command.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
-    command.add_argument("--seed", type=int, help="of the random details: sizes, exchanges... "
-                         "(0: new every run; prices are the shared market's)")
-    if replay:
-        command.add_argument("--replay", metavar="FILE", help=replay)
-    return command
+@dataclass(frozen=True)
+class Command(Generic[S]):
+    """A simulator module's two ways to run (the module's doc)."""
 
+    provider: str
+    simulator: Callable[[S, Counter], Simulator]
+    settings: type[S]
+    description: str
+    rate: str
+    """What --rate means here."""
+    replay: str = ""
+    """What --replay reads ("": the simulator has no --replay)."""
+    flags: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The provider's own flags: name -> argparse's add_argument options."""
 
-def run_cli(parser: argparse.ArgumentParser, argv: list[str], settings: type[S],
-            run_server: Server[S]) -> None:
-    """Serve with the settings the flags give (the parser is one of `parser()`), until ^C."""
-    flags = {key: value for key, value in vars(parser.parse_args(argv)).items()
-             if value is not None}
-    try:
-        parsed = read(settings, flags)
-    except SettingsError as exc:
-        parser.error(str(exc))
-    configure_logging(f"{parser.prog.rsplit(' ', 1)[-1]}-sim")
-    try:
-        uvloop.run(run_server(parsed, Counts(), lambda: None))
-    except (OSError, ValueError) as exc:
-        parser.exit(1, f"{parser.prog}: {exc}\n")
-    except KeyboardInterrupt:
-        pass
+    async def run_server(self, settings: S, counts: Counter, ready: Callable[[], None]) -> None:
+        await self.simulator(settings, counts).serve(ready)
+
+    def main(self) -> None:
+        """Supervised: settings from TICKMESH_CHILD."""
+        async def work(ctx: process.ProcessContext[S]) -> None:
+            await self.run_server(ctx.settings, ctx.counts, ctx.ready)
+
+        process.run(work, self.settings, announces_ready=True)
+
+    def cli(self, argv: list[str]) -> None:
+        """`tickmesh sim PROVIDER ...`: serve with the settings the flags give, until ^C."""
+        command = self.parser()
+        given = {key: value for key, value in vars(command.parse_args(argv)).items()
+                 if value is not None}
+        try:
+            parsed = read(self.settings, given)
+        except SettingsError as exc:
+            command.error(str(exc))
+        configure_logging(f"{self.provider}-sim")
+        try:
+            uvloop.run(self.run_server(parsed, Counts(), lambda: None))
+        except (OSError, ValueError) as exc:
+            command.exit(1, f"{command.prog}: {exc}\n")
+        except KeyboardInterrupt:
+            pass
+
+    def parser(self) -> argparse.ArgumentParser:
+        command = argparse.ArgumentParser(prog=f"tickmesh sim {self.provider}",
+                                          description=self.description, allow_abbrev=False)
+        command.add_argument("--host", help="the address to listen on")
+        command.add_argument("--port", type=int)
+        command.add_argument("--rate", type=float, help=self.rate)
+        command.add_argument("--symbols", help="comma-separated, e.g. AAPL,MSFT")
+        command.add_argument("--seed", type=int, help="of the random details: sizes, exchanges"
+                             "... (0: new every run; prices are the shared market's)")
+        if self.replay:
+            command.add_argument("--replay", metavar="FILE", help=self.replay)
+        for name, options in self.flags.items():
+            command.add_argument(name, **options)
+        return command

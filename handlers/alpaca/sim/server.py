@@ -16,6 +16,8 @@ subscription and batched per 20 ms tick into frames of several messages, either
   when first needed in an encoding, then reused for every connection). They are WebSocket
   frames serialized in advance, BLAST_WRITE_FRAMES to a socket write, so that the blaster
   costs next to nothing on a machine it shares with the handler it feeds.
+A client that lets its outbox fill up (handlers.common.simserver) gets error 407, slow client,
+and is closed.
 
 Settings: host ("127.0.0.1"), port (8765), rate (100), symbols, replay, blast, seed (of the
 simulator's own details: sizes, exchanges, the message mix; 0: new every run; prices follow
@@ -35,27 +37,24 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Coroutine
+from typing import Any, NamedTuple
 from http import HTTPStatus
 
-from websockets.asyncio.server import Request, Response, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import Request, Response, ServerConnection
 from websockets.frames import Frame, Opcode
 
 from tickmesh.runtime.logs import log
-from tickmesh.runtime.metrics import flat
 from tickmesh.runtime.secrets import secret_from_env
 from tickmesh.handlers.alpaca import wire
 from tickmesh.handlers.alpaca.sim import replay
 from tickmesh.handlers.alpaca.sim.market import BLAST_SYMBOLS, DEFAULT_SYMBOLS, Item, Market, build_blast_frames
 from tickmesh.handlers.alpaca.sim.session import Account, Registry, Reply, ServerSession
-from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common import simcontrol, simserver, simulator
 from tickmesh.runtime.settings import CommaStrings, require
 from tickmesh.handlers.common.simulator import SimulatorSettings
 
 TICK_S = 0.02
-CLOSE_TIMEOUT_S = 0.5
-"""At shutdown, how long a client gets to answer the close frame (a stalled one never does)."""
+SLOW_CLIENT = 407
 PATH = re.compile(r"^/v2/([A-Za-z0-9_]+)/?$")
 BLAST_WRITE_FRAMES = 64
 BURST_FRAME_MESSAGES = 100
@@ -92,121 +91,35 @@ def _feed(path: str) -> str:
     return match.group(1) if match else ""
 
 
-class Simulator:
-    """What all connections share: settings, the account, the market, the recorded frames."""
+class Blast(NamedTuple):
+    """Serialized WebSocket frames, written to the socket as they are."""
 
-    def __init__(self, settings: SimSettings, counters: Counter) -> None:
-        self.settings = settings
-        self.counters = counters
-        self.account = Account(
-            key=secret_from_env(settings.key_env) if settings.key_env else "",
-            secret=secret_from_env(settings.secret_env) if settings.secret_env else "",
-            feeds=settings.feeds, symbol_limit=settings.symbol_limit,
-        )
-        self.registry = Registry(settings.max_connections)
-        self.market = Market(settings.market_symbols, seed=settings.seed or None)
-        self.replay = replay.load(settings.replay) if settings.replay else []
-        self._blast_writes: dict[str, list[bytes]] = {}
-        self.connections: dict[Connection, None] = {}  # open ones, oldest first
-        self.controls = simcontrol.actions(stats=self.stats, drop=self.drop, stall=self.stall,
-                                           quiet=self.quiet, error=self.error, burst=self.burst)
-
-    def blast_writes(self, encoding: str) -> list[bytes]:
-        """The blast as serialized WebSocket frames (server frames are not masked), joined
-        BLAST_WRITE_FRAMES to a write; built at its first use in each encoding, then reused."""
-        if encoding not in self._blast_writes:
-            opcode = Opcode.TEXT if encoding == wire.JSON else Opcode.BINARY
-            frames = [Frame(opcode, frame).serialize(mask=False) for frame in build_blast_frames(
-                self.settings.blast, self.settings.market_symbols, encoding)]
-            self._blast_writes[encoding] = [b"".join(frames[i:i + BLAST_WRITE_FRAMES])
-                                            for i in range(0, len(frames), BLAST_WRITE_FRAMES)]
-        return self._blast_writes[encoding]
-
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """The test control, a WebSocket upgrade on /v2/{feed}, or 404."""
-        if simcontrol.is_control(request.path):
-            answer = simcontrol.answer(request.path, self.controls, self.counters)
-            return simcontrol.respond(connection, answer)
-        if _feed(request.path):
-            return None
-        return connection.respond(HTTPStatus.NOT_FOUND, "not found: use /v2/{feed}\n")
-
-    async def handle(self, ws: ServerConnection) -> None:
-        connection = Connection(self, ws)
-        self.connections[connection] = None
-        self.counters["sim_connections"] += 1
-        log().info("client connected", feed=connection.session.feed,
-                           encoding=connection.encoding)
-        try:
-            await connection.run()
-        except ConnectionClosed:
-            pass
-        finally:
-            del self.connections[connection]
-            connection.session.close()
-            log().info("client gone", frames=connection.data_frames)
-
-    # --- test control (handlers.common.simcontrol) -----------------------------------------
-
-    def stats(self) -> dict[str, Any]:
-        return {"connections": len(self.connections),
-                "subscriptions": [c.subscriptions() for c in self.connections],
-                "counters": flat(self.counters)}
-
-    def drop(self) -> dict[str, Any]:
-        for connection in self.connections:
-            connection.ws.transport.abort()
-        return {"connections": len(self.connections)}
-
-    def stall(self, seconds: float) -> dict[str, Any]:
-        for connection in self.connections:
-            connection.stall(seconds)
-        return {"connections": len(self.connections)}
-
-    def quiet(self, seconds: float) -> dict[str, Any]:
-        for connection in self.connections:
-            connection.quiet_until = time.monotonic() + seconds
-        return {"connections": len(self.connections)}
-
-    def error(self, code: str) -> dict[str, Any]:
-        number = simcontrol.int_code(code, wire.ERRORS)
-        for connection in self.connections:
-            connection.spawn(connection.reply(connection.session.error(number)))
-        return {"connections": len(self.connections)}
-
-    def burst(self, count: int) -> dict[str, Any]:
-        subscribed = [c for c in self.connections if c.subscribed.is_set()]
-        for connection in subscribed:
-            connection.spawn(connection.burst(count))
-        return {"connections": len(subscribed)}
+    data: bytes
+    frames: int
 
 
-class Connection:
+class Connection(simserver.Client):
     """One client: the session's replies, the auth deadline, and the data once subscribed."""
 
-    def __init__(self, sim: Simulator, ws: ServerConnection) -> None:
+    def __init__(self, sim: Simulator, ws: ServerConnection, number: int) -> None:
+        super().__init__(ws, number, sim.counters)
         self.sim = sim
-        self.ws = ws
         assert ws.request is not None
         headers = ws.request.headers
         msgpack = headers.get("Content-Type", "").startswith(wire.MSGPACK_CONTENT_TYPE)
         self.encoding = wire.MSGPACK if msgpack else wire.JSON
+        self.text = self.encoding == wire.JSON
         self.session = ServerSession(sim.account, sim.registry, _feed(ws.request.path))
         self._header_credentials = (headers.get(wire.KEY_HEADER), headers.get(wire.SECRET_HEADER))
         self.subscribed = asyncio.Event()
         self.data_frames = 0
-        self.quiet_until = 0.0  # time.monotonic() until which no data goes out
-        self.stalled_until = 0.0  # ... and the socket is not read
-        self._tasks: set[asyncio.Task] = set()
 
-    async def run(self) -> None:
-        if not await self.reply(self.session.open(*self._header_credentials)):
-            return
-        feeder = asyncio.create_task(self._feed())
-        try:
+    async def converse(self) -> None:
+        """The session until it ends, then the connection until it is closed."""
+        if self.reply(self.session.open(*self._header_credentials)):
+            self.spawn(self._feed())
             await self._read()
-        finally:
-            feeder.cancel()
+        await self.ws.wait_closed()
 
     async def _read(self) -> None:
         deadline = asyncio.get_running_loop().time() + self.sim.settings.auth_timeout
@@ -215,9 +128,9 @@ class Connection:
                 async with asyncio.timeout_at(None if self.session.authenticated else deadline):
                     message = await self.ws.recv()
             except TimeoutError:
-                await self.reply(self.session.timed_out())
+                self.reply(self.session.timed_out())
                 return
-            if not await self.reply(self._answer(message)):
+            if not self.reply(self._answer(message)):
                 return
             if any(self.session.channels.values()):
                 self.subscribed.set()
@@ -229,30 +142,37 @@ class Connection:
             log().exception("cannot answer a client message")
             return Reply([wire.error(500)])
 
-    async def reply(self, reply: Reply) -> bool:
+    def reply(self, reply: Reply) -> bool:
         """Send each message in a frame of its own; False if the session ends here."""
+        frames = [wire.encode_frame([message], self.encoding) for message in reply.messages]
         for message in reply.messages:
             if isinstance(message, wire.Error):
-                self.sim.counters["sim_errors_sent", str(message.code)] += 1
-            await self._send(wire.encode_frame([message], self.encoding))
+                self.counters["sim_errors_sent", str(message.code)] += 1
         if reply.close:
-            await self.ws.close()
-        return not reply.close
+            self.end(simserver.Close(), *frames)
+            return False
+        for frame in frames:
+            self.send(frame)
+        return True
 
-    async def _send(self, frame: bytes) -> None:
-        await self.ws.send(frame, text=self.encoding == wire.JSON)
+    def slow(self) -> None:
+        self.reply(self.session.error(SLOW_CLIENT))
+
+    async def write(self, item: bytes | Blast) -> None:
+        if not isinstance(item, Blast):
+            return await super().write(item)
+        self.ws.transport.write(item.data)  # pongs and closes go between whole frames
+        await self.ws.drain()
+        self.counters["sim_frames_sent"] += item.frames
 
     async def _feed(self) -> None:
         await self.subscribed.wait()
-        try:
-            if self.sim.settings.blast:
-                await self._blast()
-            elif self.sim.replay:
-                await self._replay()
-            else:
-                await self._live()
-        except ConnectionClosed:
-            pass  # the reader sees it too and ends the connection
+        if self.sim.settings.blast:
+            await self._blast()
+        elif self.sim.replay:
+            await self._replay()
+        else:
+            await self._live()
 
     async def _live(self) -> None:
         loop = asyncio.get_running_loop()
@@ -262,42 +182,34 @@ class Connection:
             count = int(carry)
             carry -= count
             if count:
-                await self._send_items(self.sim.market.batch(count, time.time_ns()))
+                self._send_items(self.sim.market.batch(count, time.time_ns()))
             deadline += TICK_S
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     async def _replay(self) -> None:
         for frame in self.sim.replay:
-            await self._send_items(frame)
+            self._send_items(frame)
             await asyncio.sleep(len(frame) / self.sim.settings.rate)
 
     async def _blast(self) -> None:
-        """Straight to the transport, with the connection's flow control (its pongs and close
-        frames still go through websockets, between whole frames of the blast)."""
+        """As fast as the client reads."""
         for chunk in self.sim.blast_writes(self.encoding):
-            if self.ws.transport.is_closing():
-                return
-            self.ws.transport.write(chunk)
-            await self.ws.drain()
-        self.sim.counters["sim_frames_sent"] += self.sim.settings.blast
-        log().info("blast sent", frames=self.sim.settings.blast)
+            await self.put(chunk)
+        log().info("blast queued", frames=self.sim.settings.blast)
 
-    async def _send_items(self, items: list[Item]) -> None:
-        """Send the subscribed ones in one frame (none while quiet or stalled)."""
-        if time.monotonic() >= max(self.quiet_until, self.stalled_until):
-            await self._send_data(self._wanted(items))
+    def _send_items(self, items: list[Item]) -> None:
+        """Send the subscribed ones in one frame (none while quiet)."""
+        if not self.quiet:
+            self._send_data(self._wanted(items))
 
     def _wanted(self, items: list[Item]) -> list[Any]:
         return [item.payload(self.encoding) for item in items
                 if self.session.wants(item.channel, item.symbol)]
 
-    async def _send_data(self, messages: list[Any]) -> None:
-        if not messages:
-            return
-        await self._send(wire.encode_frame(messages, self.encoding))
-        self.data_frames += 1
-        self.sim.counters["sim_frames_sent"] += 1
-        self.sim.counters["sim_messages_sent"] += len(messages)
+    def _send_data(self, messages: list[Any]) -> None:
+        if messages and self.send(wire.encode_frame(messages, self.encoding)):
+            self.data_frames += 1
+            self.counters["sim_messages_sent"] += len(messages)
 
     # --- test control ----------------------------------------------------------------------
 
@@ -305,69 +217,90 @@ class Connection:
         return {channel: list(symbols) for channel, symbols in self.session.channels.items()
                 if symbols}
 
-    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run `work` beside the connection (a control's sends), ending quietly if it closes."""
-        async def guarded() -> None:
-            try:
-                await work
-            except ConnectionClosed:
-                pass
-
-        task = asyncio.create_task(guarded())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def stall(self, seconds: float) -> None:
-        self.stalled_until = time.monotonic() + seconds
-        self.ws.transport.pause_reading()
-        asyncio.get_running_loop().call_later(seconds, self._end_stall)
-
-    def _end_stall(self) -> None:
-        if time.monotonic() >= self.stalled_until and not self.ws.transport.is_closing():
-            self.ws.transport.resume_reading()
-
-    async def burst(self, count: int) -> None:
+    def burst(self, count: int) -> None:
         """At least `count` subscribed messages from the market (if it has such), at once, even
-        while quiet (not while stalled)."""
-        if time.monotonic() < self.stalled_until:
-            return
+        while quiet."""
         wanted: list[Any] = []
         for _ in range(BURST_TRIES):
             wanted += self._wanted(self.sim.market.batch(count, time.time_ns()))
             if len(wanted) >= count:
                 break
         for start in range(0, len(wanted), BURST_FRAME_MESSAGES):
-            await self._send_data(wanted[start:start + BURST_FRAME_MESSAGES])
+            self._send_data(wanted[start:start + BURST_FRAME_MESSAGES])
 
 
-async def run_server(settings: SimSettings, counters: Counter,
-                     ready: Callable[[], None]) -> None:
-    """Serve until cancelled; `ready()` once listening."""
-    sim = Simulator(settings, counters)
-    async with serve(sim.handle, settings.host, settings.port, compression=None,
-                     process_request=sim.process_request, close_timeout=CLOSE_TIMEOUT_S):
-        log().info("alpaca simulator listening", host=settings.host, port=settings.port,
-                           rate=settings.rate, replay=settings.replay, blast=settings.blast)
-        ready()
-        await asyncio.Future()
+class Simulator(simserver.WebSocketSimulator[Connection]):
+    """What all connections share: settings, the account, the market, the recorded frames."""
+
+    def __init__(self, settings: SimSettings, counters: Counter) -> None:
+        super().__init__(settings, counters, "alpaca")
+        self.settings: SimSettings = settings
+        self.account = Account(
+            key=secret_from_env(settings.key_env) if settings.key_env else "",
+            secret=secret_from_env(settings.secret_env) if settings.secret_env else "",
+            feeds=settings.feeds, symbol_limit=settings.symbol_limit,
+        )
+        self.registry = Registry(settings.max_connections)
+        self.market = Market(settings.market_symbols, seed=settings.seed or None)
+        self.replay = replay.load(settings.replay) if settings.replay else []
+        self._blast_writes: dict[str, list[Blast]] = {}
+
+    def serve_options(self) -> dict[str, Any]:
+        return {"compression": None}
+
+    def blast_writes(self, encoding: str) -> list[Blast]:
+        """The blast as serialized WebSocket frames (server frames are not masked), joined
+        BLAST_WRITE_FRAMES to a write; built at its first use in each encoding, then reused."""
+        if encoding not in self._blast_writes:
+            opcode = Opcode.TEXT if encoding == wire.JSON else Opcode.BINARY
+            frames = [Frame(opcode, frame).serialize(mask=False) for frame in build_blast_frames(
+                self.settings.blast, self.settings.market_symbols, encoding)]
+            chunks = [frames[i:i + BLAST_WRITE_FRAMES]
+                      for i in range(0, len(frames), BLAST_WRITE_FRAMES)]
+            self._blast_writes[encoding] = [Blast(b"".join(chunk), len(chunk))
+                                            for chunk in chunks]
+        return self._blast_writes[encoding]
+
+    def route(self, connection: ServerConnection, request: Request) -> Response | None:
+        """A WebSocket upgrade on /v2/{feed}, or 404."""
+        if _feed(request.path):
+            return None
+        return connection.respond(HTTPStatus.NOT_FOUND, "not found: use /v2/{feed}\n")
+
+    def connect(self, ws: ServerConnection, number: int) -> Connection:
+        connection = Connection(self, ws, number)
+        log().info("client connected", feed=connection.session.feed,
+                   encoding=connection.encoding)
+        return connection
+
+    async def receive(self, client: Connection) -> None:
+        await client.converse()
+
+    def disconnected(self, client: Connection) -> None:
+        client.session.close()
+        log().info("client gone", frames=client.data_frames)
+
+    # --- test control (handlers.common.simcontrol) -----------------------------------------
+
+    def error(self, code: str) -> dict[str, Any]:
+        number = simcontrol.int_code(code, wire.ERRORS)
+        for connection in list(self.clients):
+            connection.reply(connection.session.error(number))
+        return {"connections": len(self.clients)}
+
+    def burst(self, count: int) -> dict[str, Any]:
+        subscribed = [c for c in self.clients if c.subscribed.is_set()]
+        for connection in subscribed:
+            connection.burst(count)
+        return {"connections": len(subscribed)}
 
 
-Settings = SimSettings
-
-
-def main() -> None:
-    """Supervised: settings from TICKMESH_CHILD."""
-    simulator.run_child(run_server, SimSettings)
-
-
-def cli(argv: list[str]) -> None:
-    """`tickmesh sim alpaca ...`: standalone, no bus."""
-    parser = simulator.parser("alpaca", "A local Alpaca market-data stream v2.",
-                              rate="messages per second per connection",
-                              replay="recorded frames, one JSON frame a line")
-    parser.add_argument("--blast", type=int, metavar="N", help="send N pre-built frames, fast")
-    simulator.run_cli(parser, argv, SimSettings, run_server)
-
+COMMAND = simulator.Command(
+    "alpaca", Simulator, SimSettings, "A local Alpaca market-data stream v2.",
+    rate="messages per second per connection",
+    replay="recorded frames, one JSON frame a line",
+    flags={"--blast": {"type": int, "metavar": "N", "help": "send N pre-built frames, fast"}})
+Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
 if __name__ == "__main__":
     main()

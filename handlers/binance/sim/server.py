@@ -6,7 +6,8 @@ and `/ws` or `/stream` alone, where the client SUBSCRIBEs; SUBSCRIBE / UNSUBSCRI
 LIST_SUBSCRIPTIONS answered {"result":...,"id":N}, errors {"code":2|3,"msg":...}; more than
 `max_streams` streams on a connection is refused, more than 5 requests in a second closes it
 (1008) as Binance does. Pings every `ping_interval` s (20); after `max_age` seconds (24 h) a
-connection gets {"e":"serverShutdown","E":ms} and is closed.
+connection gets {"e":"serverShutdown","E":ms} and is closed. A client that lets its outbox
+fill up (handlers.common.simserver) is disconnected, without a word.
 
 Plain HTTP on the same port: `GET /api/v3/depth?symbol=BTCUSDT&limit=N` (the book as of its
 lastUpdateId; 429 with code -1003 and `Retry-After` past `weight_per_minute` of request weight
@@ -45,29 +46,23 @@ import math
 import random
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from tickmesh.handlers.binance import wire
 from tickmesh.handlers.binance.sim import replay
 from tickmesh.handlers.binance.sim.market import SymbolMarket
-from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common import simcontrol, simserver, simulator, symbols
 from tickmesh.handlers.common.simulator import SimulatorSettings
-from tickmesh.handlers.common import symbols
 from tickmesh.handlers.common.symbols import joined, split_crypto
-from tickmesh.runtime.logs import log
-from tickmesh.runtime.metrics import flat
 from tickmesh.runtime.settings import CommaStrings, require
 
 STEP_SECONDS = 0.02
 STEPS_PER_FLUSH = 5  # depthUpdates every 100 ms
-OUTBOX_LIMIT = 10_000
-CLOSE = object()  # in an outbox: close the connection
 DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC")
 REFUSALS = {429: "Too much request weight used; please use WebSocket Streams for live updates "
                  "to avoid polling the API.",
@@ -111,44 +106,38 @@ class SimSettings(SimulatorSettings):
         require(self.max_streams > 0, "max_streams", "an integer > 0", self.max_streams)
 
 
-@dataclass(eq=False)
-class _Client:
-    ws: ServerConnection
-    number: int
-    combined: bool
-    streams: set[str] = field(default_factory=set)
-    outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
-    stalled_until: float = 0.0
-    requests: deque = field(default_factory=deque)  # when its last requests came
-    replaying: bool = False
-    tasks: list[asyncio.Task | asyncio.TimerHandle] = field(default_factory=list)
+class _Client(simserver.Client):
+    """One connection: raw or combined streams, and what it subscribed to."""
 
-    @property
-    def stalled(self) -> bool:
-        return time.monotonic() < self.stalled_until
+    def __init__(self, ws: ServerConnection, number: int, counters: Counter,
+                 combined: bool) -> None:
+        super().__init__(ws, number, counters)
+        self.combined = combined
+        self.streams: set[str] = set()
+        self.requests: deque[float] = deque()  # when its last requests came
+        self.replaying = False
 
     def frame(self, stream: str, data: dict[str, Any]) -> str:
         return wire.encode({"stream": stream, "data": data} if self.combined else data)
 
-    def send(self, text: Any) -> bool:
-        """Queue a frame; False if the client is too far behind (it is then aborted)."""
-        if self.stalled:
-            return True
-        try:
-            self.outbox.put_nowait(text)
-            return True
-        except asyncio.QueueFull:
-            self.ws.transport.abort()
-            return False
+    def subscriptions(self) -> list[str]:
+        return sorted(self.streams)
 
 
-class Simulator:
+class Simulator(simserver.WebSocketSimulator[_Client]):
+    url_path = "/stream"
+
     def __init__(self, settings: SimSettings, counters: Counter) -> None:
-        self.settings = settings
-        self.counters = counters
-        self.log = log().bind(provider=wire.PROVIDER)
-        self.clients: dict[_Client, None] = {}
-        self.accepted = 0
+        super().__init__(settings, counters, wire.PROVIDER, extra={
+            "gap": simcontrol.Action(self.gap, {"symbol": self._symbol}),
+            "book": simcontrol.Action(self.book, {"symbol": self._symbol,
+                                                  "depth": simcontrol.count}),
+            "delay": simcontrol.Action(self.delay, {"symbol": self._symbol,
+                                                    "seconds": simcontrol.seconds}),
+            "refuse": simcontrol.Action(self.refuse, {"status": _refusal,
+                                                      "seconds": simcontrol.seconds}),
+            "shutdown": simcontrol.Action(self.shutdown)})
+        self.settings: SimSettings = settings
         rng = random.Random(settings.seed or None)
         now = time.time_ns()
         self.frames = replay.load_frames(settings.replay) if settings.replay else []
@@ -162,68 +151,36 @@ class Simulator:
         self.armed: tuple[int, float] | None = None  # refuse: (status, seconds), not begun
         self.refusing = (0, 0.0)  # (status, until): refusing every REST request till then
         self.retry_until = 0.0  # when the last Retry-After given ends
-        self.controls = simcontrol.actions(
-            stats=self.stats, drop=self.drop, stall=self.stall, quiet=self.quiet,
-            error=self.error, burst=self.burst, extra={
-                "gap": simcontrol.Action(self.gap, {"symbol": self._symbol}),
-                "book": simcontrol.Action(self.book, {"symbol": self._symbol,
-                                                      "depth": simcontrol.count}),
-                "delay": simcontrol.Action(self.delay, {"symbol": self._symbol,
-                                                        "seconds": simcontrol.seconds}),
-                "refuse": simcontrol.Action(self.refuse, {"status": _refusal,
-                                                          "seconds": simcontrol.seconds}),
-                "shutdown": simcontrol.Action(self.shutdown)})
+
+    def serve_options(self) -> dict[str, Any]:
+        return {"ping_interval": self.settings.ping_interval or None,
+                "ping_timeout": self.settings.ping_timeout or None}
 
     # --- connections -----------------------------------------------------------------------
 
-    async def handle(self, ws: ServerConnection) -> None:
+    def connect(self, ws: ServerConnection, number: int) -> _Client:
         path, _, query = ws.request.path.partition("?")
-        client = _Client(ws, self.accepted + 1, combined=path.startswith("/stream"))
-        self.accepted += 1
-        self.clients[client] = None
-        self.counters["sim_connections"] += 1
+        client = _Client(ws, number, self.counters, combined=path.startswith("/stream"))
         if path.startswith("/ws/"):
             self._add_streams(client, [path.removeprefix("/ws/")])
         for streams in parse_qs(query).get("streams", []):
             self._add_streams(client, streams.split("/"))
-        loop = asyncio.get_running_loop()
-        client.tasks.append(asyncio.create_task(self._send_loop(client)))
-        client.tasks.append(loop.call_later(self.settings.max_age, self._shut, client))
-        try:
-            async for data in ws:
-                self._on_request(client, data)
-        except ConnectionClosed:
-            pass
-        finally:
-            del self.clients[client]
-            for task in client.tasks:
-                task.cancel()
-
-    async def _send_loop(self, client: _Client) -> None:
-        try:
-            while True:
-                item = await client.outbox.get()
-                if item is CLOSE:
-                    await client.ws.close(1001, "server shutdown")
-                    return
-                await client.ws.send(item)
-                self.counters["sim_frames_sent"] += 1
-        except ConnectionClosed:
-            pass
+        client.later(self.settings.max_age, self._shut, client)
+        return client
 
     def _add_streams(self, client: _Client, streams: list[str]) -> None:
         client.streams.update(s for s in streams if s)
         if self.frames and client.streams and not client.replaying:
             client.replaying = True
-            client.tasks.append(asyncio.create_task(self._replay(client)))
+            client.spawn(self._replay(client))
 
     def _shut(self, client: _Client) -> None:
-        client.send(wire.encode({"e": wire.SHUTDOWN, "E": time.time_ns() // wire.MS}))
-        client.send(CLOSE)
+        client.end(simserver.Close(1001, "server shutdown"),
+                   wire.encode({"e": wire.SHUTDOWN, "E": time.time_ns() // wire.MS}))
 
     # --- requests --------------------------------------------------------------------------
 
-    def _on_request(self, client: _Client, data: str | bytes) -> None:
+    def request(self, client: _Client, data: str | bytes) -> None:
         now = time.monotonic()
         client.requests.append(now)
         while client.requests and client.requests[0] < now - 1:
@@ -231,7 +188,7 @@ class Simulator:
         if len(client.requests) > wire.MAX_MESSAGES_PER_SECOND:
             self.counters["bad_input", "bad_request"] += 1
             self.log.warning("too many requests: closing", client=client.number)
-            client.tasks.append(asyncio.create_task(client.ws.close(1008, "Too many requests")))
+            client.end(simserver.Close(simserver.POLICY_VIOLATION, "Too many requests"))
             return
         try:
             request = wire.decode_request(data)
@@ -306,22 +263,17 @@ class Simulator:
                 pause = max(0, frame.event_ms - last_ms) / 1000
                 await asyncio.sleep(pause / self.settings.speed)
             last_ms = frame.event_ms or last_ms
-            await client.outbox.put(frame.line if client.combined or not frame.stream
-                                    else frame.raw)
+            await client.put(frame.line if client.combined or not frame.stream else frame.raw)
             self.counters["sim_messages_sent"] += 1
         self.log.info("replay finished", client=client.number)
 
     # --- HTTP ------------------------------------------------------------------------------
 
-    async def process_request(self, connection: ServerConnection,
-                              request: Request) -> Response | None:
+    async def route(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The streams, REST, or 404."""
         parts = urlsplit(request.path)
         if parts.path in ("/ws", "/stream") or parts.path.startswith("/ws/"):
             return None
-        if simcontrol.is_control(request.path):
-            return simcontrol.respond(connection,
-                                      simcontrol.answer(request.path, self.controls,
-                                                        self.counters))
         if parts.path == "/api/v3/depth":
             return await self._depth(connection, parse_qs(parts.query))
         if parts.path == "/api/v3/exchangeInfo":
@@ -442,13 +394,8 @@ class Simulator:
             self._shut(client)
         return {"connections": len(self.clients)}
 
-    def drop(self) -> dict[str, Any]:
-        return simcontrol.drop_all(self.clients)
-
-    def stall(self, seconds: float) -> dict[str, Any]:
-        return simcontrol.stall_all(self.clients, seconds)
-
     def quiet(self, seconds: float) -> dict[str, Any]:
+        """The whole market stands still."""
         self.quiet_until = time.monotonic() + seconds
         return {"connections": len(self.clients)}
 
@@ -467,7 +414,7 @@ class Simulator:
         for client in self.clients:
             streams = [(s, m) for m in self.markets.values()
                        if (s := wire.stream_name(m.native, "trade")) in client.streams]
-            if not streams or client.stalled:
+            if not streams:
                 continue
             reached += 1
             for i in range(count):
@@ -476,13 +423,10 @@ class Simulator:
         return {"connections": reached}
 
     def stats(self) -> dict[str, Any]:
-        return {"connections": len(self.clients),
-                "subscriptions": [sorted(c.streams) for c in self.clients],
-                "accepted": self.accepted,
+        return {**super().stats(),
                 "rest": {"requests": 0, "refused": 0, "early": 0, **self.rest,
                          "weight_1m": self._weight_used()},
-                "update_ids": {s: m.last_id for s, m in self.markets.items()},
-                "counters": flat(self.counters)}
+                "update_ids": {s: m.last_id for s, m in self.markets.items()}}
 
 
 def _refusal(text: str) -> int:
@@ -496,48 +440,16 @@ def _json(connection: ServerConnection, status: int, body: dict[str, Any]) -> Re
     return simcontrol.respond(connection, simcontrol.Answer(status, body))
 
 
-async def run_server(settings: SimSettings, counters: Counter,
-                     ready: Callable[[], None]) -> None:
-    """Serve until cancelled; `ready()` once listening."""
-    try:
-        sim = Simulator(settings, counters)
-    except replay.ReplayError as exc:
-        raise ValueError(str(exc)) from None
-    async with serve(sim.handle, settings.host, settings.port,
-                     process_request=sim.process_request, close_timeout=1,
-                     ping_interval=settings.ping_interval or None,
-                     ping_timeout=settings.ping_timeout or None) as server:
-        port = server.sockets[0].getsockname()[1]
-        sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stream",
-                     rest=f"http://{settings.host}:{port}/api/v3/depth",
-                     replay=settings.replay, symbols=list(settings.symbols))
-        ready()
-        await sim.run_market()
-
-
-# --- entry points -------------------------------------------------------------------------
-
-Settings = SimSettings
-
-
-def main() -> None:
-    """Supervised: settings from TICKMESH_CHILD."""
-    simulator.run_child(run_server, SimSettings)
-
-
-def cli(argv: list[str]) -> None:
-    """`tickmesh sim binance [--host] [--port] [--rate] [--symbols] [--seed] [--replay FILE]
-    [--snapshots FILE] [--speed X] [--max-age S]`: standalone, no bus."""
-    parser = simulator.parser("binance", __doc__.split("\n")[0],
-                              rate="book changes per second per symbol",
-                              replay="recorded combined-stream frames, one per line")
-    parser.add_argument("--snapshots", metavar="FILE",
-                        help='recorded REST depth answers, one {"symbol","response"} per line')
-    parser.add_argument("--speed", type=float,
-                        help="replay at this multiple of the recorded pace (0: as fast as read)")
-    parser.add_argument("--max-age", type=float, help="seconds before serverShutdown")
-    simulator.run_cli(parser, argv, SimSettings, run_server)
-
+COMMAND = simulator.Command(
+    "binance", Simulator, SimSettings, __doc__.split("\n")[0],
+    rate="book changes per second per symbol",
+    replay="recorded combined-stream frames, one per line",
+    flags={"--snapshots": {"metavar": "FILE", "help": "recorded REST depth answers, one "
+                           '{"symbol","response"} per line'},
+           "--speed": {"type": float,
+                       "help": "replay at this multiple of the recorded pace (0: as fast as read)"},
+           "--max-age": {"type": float, "help": "seconds before serverShutdown"}})
+Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
 if __name__ == "__main__":
     main()

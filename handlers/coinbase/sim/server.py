@@ -22,10 +22,9 @@ makes its own), and a line that is not a JSON object goes out as it is (garbage 
 socket, for tests).
 
 Test control, outside the protocol: HTTP GET /control/<action> on the same port, as
-handlers.common.simcontrol documents (stats, drop, stall, quiet, error, burst). Here: stall
-holds back what the connections would get and sends it when the stall ends; quiet stops the
-market (books and trades; heartbeats go on), as books must stay whole; error?code= one of
-ERRORS; burst?count=N makes N trades at once. And:
+handlers.common.simcontrol documents (stats, drop, stall, quiet, error, burst). Here: quiet
+stops the market (books and trades; heartbeats go on); error?code= one of ERRORS;
+burst?count=N makes N trades at once. And:
     gap?product=P       a trade of P whose match and book change no connection gets: a lost
                         message (the next match or heartbeat shows the trade id skip)
     book?product=P&depth=N   P's true book now, its top N levels a side (strings, as on the
@@ -44,29 +43,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import structlog
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.asyncio.server import ServerConnection
 
 from tickmesh.handlers.coinbase import wire
 from tickmesh.handlers.coinbase.sim.market import Market
 from tickmesh.handlers.coinbase.sim.replay import Frame, load
-from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common import simcontrol, simserver, simulator
 from tickmesh.handlers.common.simulator import SimulatorSettings
 from tickmesh.runtime.badinput import count_bad_input
-from tickmesh.runtime.metrics import flat
 from tickmesh.runtime.settings import CommaStrings, require
 
 TICK_SECONDS = 0.025
 BATCH_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
-OUTBOX_LIMIT = 20_000
-CLOSE_POLICY = 1008
+MAX_REQUEST_BYTES = 2 ** 20
 ERRORS = {  # control code: (message, the server disconnects after it)
     "slow_consume": (wire.SLOW_CONSUME, True),
     "slow_read": (wire.SLOW_READ, True),
@@ -100,24 +94,15 @@ class SimSettings(SimulatorSettings):
                 self.subscribe_timeout)
 
 
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
-
-
-@dataclass(eq=False)
-class _Client:
+class _Client(simserver.Client):
     """One connection and what it subscribed to."""
 
-    ws: ServerConnection
-    number: int
-    channels: dict[str, set[str]] = field(default_factory=dict)  # channel -> products
-    outbox: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(OUTBOX_LIMIT))
-    batch: dict[str, list[list[str]]] = field(default_factory=dict)  # product -> changes
-    stalled_until: float = 0.0  # time.monotonic(): held back, the socket not read
-    deadline: asyncio.TimerHandle | None = None  # of the first subscribe
-    replay: asyncio.Task | None = None
+    def __init__(self, ws: ServerConnection, number: int, counters: Counter) -> None:
+        super().__init__(ws, number, counters)
+        self.channels: dict[str, set[str]] = {}  # channel -> products
+        self.batch: dict[str, list[list[str]]] = {}  # product -> changes
+        self.deadline: asyncio.TimerHandle | None = None  # of the first subscribe
+        self.replay: asyncio.Task | None = None
 
     def wants(self, message: dict[str, Any]) -> bool:
         product = message.get("product_id")
@@ -127,115 +112,75 @@ class _Client:
     def on(self, channel: str, product: str) -> bool:
         return product in self.channels.get(channel, ())
 
-    @property
-    def stalled(self) -> bool:
-        return time.monotonic() < self.stalled_until
+    def subscriptions(self) -> dict[str, list[str]]:
+        return {channel: sorted(products) for channel, products in self.channels.items()
+                if products}
+
+    def error(self, message: str, reason: str, close: bool = False) -> None:
+        """Coinbase's error; then, if `close`, the disconnect."""
+        self.counters["sim_errors_sent", message] += 1
+        frame = wire.encode(wire.error(message, reason))
+        if close:
+            self.channels.clear()
+            self.end(simserver.Close(simserver.POLICY_VIOLATION, message), frame)
+        else:
+            self.send(frame)
+
+    def slow(self) -> None:
+        self.error(wire.SLOW_CONSUME, "", close=True)
 
 
-class Simulator:
+class Simulator(simserver.WebSocketSimulator[_Client]):
     def __init__(self, settings: SimSettings, counters: Counter) -> None:
-        self.settings = settings
-        self.counters = counters
-        self.clients: dict[_Client, None] = {}
-        self.accepted = 0
+        super().__init__(settings, counters, wire.PROVIDER, extra={
+            "gap": simcontrol.Action(self.gap, {"product": self._product}),
+            "book": simcontrol.Action(self.book, {"product": self._product, "depth": _depth}),
+            "delist": simcontrol.Action(self.delist, {"product": self._product}),
+            "relist": simcontrol.Action(self.relist, {"product": self._product})})
+        self.settings: SimSettings = settings
         self.market = Market(list(settings.symbols), settings.rate, time.time_ns(),
                              settings.seed or None)
         self.frames: list[Frame] = load(settings.replay) if settings.replay else []
         self.quiet_until = 0.0
         self.delisted: set[str] = set()
-        self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
-        self.controls = simcontrol.actions(
-            stats=self.stats, drop=self.drop, stall=self.stall, quiet=self.quiet,
-            error=self.error, burst=self.burst, extra={
-                "gap": simcontrol.Action(self.gap, {"product": self._product}),
-                "book": simcontrol.Action(self.book, {"product": self._product,
-                                                      "depth": _depth}),
-                "delist": simcontrol.Action(self.delist, {"product": self._product}),
-                "relist": simcontrol.Action(self.relist, {"product": self._product}),
-            })
+
+    def serve_options(self) -> dict[str, Any]:
+        return {"max_size": MAX_REQUEST_BYTES}
 
     # --- connections -----------------------------------------------------------------------
 
-    async def handle(self, ws: ServerConnection) -> None:
-        self.accepted += 1
-        client = _Client(ws, self.accepted)
-        self.clients[client] = None
-        self.counters["sim_connections"] += 1
-        sender = asyncio.create_task(self._send_loop(client))
-        client.deadline = asyncio.get_running_loop().call_later(
-            self.settings.subscribe_timeout, self._no_subscribe, client)
-        try:
-            async for data in ws:
-                self._on_request(client, data)
-        except ConnectionClosed:
-            pass
-        finally:
-            del self.clients[client]
-            for task in (sender, client.replay):
-                if task is not None:
-                    task.cancel()
-            client.deadline.cancel()
+    def connect(self, ws: ServerConnection, number: int) -> _Client:
+        client = _Client(ws, number, self.counters)
+        client.deadline = client.later(self.settings.subscribe_timeout, self._no_subscribe,
+                                       client)
+        return client
 
-    async def _send_loop(self, client: _Client) -> None:
-        try:
-            while True:
-                item = await client.outbox.get()
-                while client.stalled:  # held back until the stall ends
-                    await asyncio.sleep(client.stalled_until - time.monotonic())
-                if isinstance(item, _Close):
-                    await client.ws.close(item.code, item.reason)
-                    return
-                await client.ws.send(item)
-                self.counters["sim_frames_sent"] += 1
-        except ConnectionClosed:
-            pass
-
-    def _send(self, client: _Client, message: dict[str, Any] | str) -> None:
-        """Queue one frame; a client that lets OUTBOX_LIMIT pile up is disconnected."""
-        try:
-            client.outbox.put_nowait(message if isinstance(message, str) else
-                                     wire.encode(message))
-        except asyncio.QueueFull:
-            self.counters["sim_slow_clients"] += 1
-            self._drop_slow(client)
-
-    def _drop_slow(self, client: _Client) -> None:
-        _empty(client.outbox)
-        client.channels.clear()
-        self._error(client, wire.SLOW_CONSUME, "", close=True)
-
-    def _error(self, client: _Client, message: str, reason: str, close: bool = False) -> None:
-        self.counters["sim_errors_sent", message] += 1
-        if client.outbox.qsize() >= OUTBOX_LIMIT - 2:
-            _empty(client.outbox)  # too far behind for anything but the error
-        client.outbox.put_nowait(wire.encode(wire.error(message, reason)))
-        if close:
-            client.channels.clear()
-            client.outbox.put_nowait(_Close(CLOSE_POLICY, message))
+    def _send(self, client: _Client, message: dict[str, Any]) -> None:
+        client.send(wire.encode(message))
 
     def _no_subscribe(self, client: _Client) -> None:
         self.log.info("no subscribe in time: disconnecting", client=client.number)
-        client.outbox.put_nowait(_Close(CLOSE_POLICY, "no subscribe received"))
+        client.end(simserver.Close(simserver.POLICY_VIOLATION, "no subscribe received"))
 
     # --- requests --------------------------------------------------------------------------
 
-    def _on_request(self, client: _Client, data: str | bytes) -> None:
+    def request(self, client: _Client, data: str | bytes) -> None:
         try:
             request = wire.decode_request(data)
         except wire.Malformed as exc:
             count_bad_input(self.counters, ("bad_input", "bad_request"), self.log,
                             "bad request", client=client.number, error=exc.reason)
-            self._error(client, "Malformed JSON", exc.reason[:200])
+            client.error("Malformed JSON", exc.reason[:200])
             return
         if request.type not in ("subscribe", "unsubscribe"):
             self.counters["bad_input", "bad_request"] += 1
-            self._error(client, f"Failed to {request.type[:40]}",
-                        f"{request.type[:40]} is not a valid message type")
+            client.error(f"Failed to {request.type[:40]}",
+                         f"{request.type[:40]} is not a valid message type")
             return
         refusal = self._refusal(request)
         if refusal:
             self.counters["bad_input", "bad_request"] += 1
-            self._error(client, f"Failed to {request.type}", refusal)
+            client.error(f"Failed to {request.type}", refusal)
             if wire.refused_product(refusal):  # then, as Coinbase, the unchanged subscriptions
                 self._send(client, wire.subscriptions(client.channels))
         elif request.type == "subscribe":
@@ -269,7 +214,7 @@ class Simulator:
         self._send(client, wire.subscriptions(client.channels))
         if self.frames:
             if client.replay is None:
-                client.replay = asyncio.create_task(self._replay(client))
+                client.replay = client.spawn(self._replay(client))
             return
         for channel, product in new:
             self._first_message(client, channel, product)
@@ -292,6 +237,9 @@ class Simulator:
     # --- the market ------------------------------------------------------------------------
 
     async def run_market(self) -> None:
+        """The books, trades and heartbeats (a replay runs per connection)."""
+        if self.frames:
+            await asyncio.Future()
         loop = asyncio.get_running_loop()
         next_batch = next_beat = loop.time()
         while True:
@@ -347,16 +295,10 @@ class Simulator:
             if self.settings.speed and frame.time_ns:
                 due = started + (frame.time_ns - first) / 1e9 / self.settings.speed
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
-            await client.outbox.put(frame.line)
+            await client.put(frame.line)
         self.log.info("replay finished", client=client.number, frames=len(self.frames))
 
     # --- test control ----------------------------------------------------------------------
-
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if simcontrol.is_control(request.path):
-            answer = simcontrol.answer(request.path, self.controls, self.counters)
-            return simcontrol.respond(connection, answer)
-        return None
 
     def _product(self, text: str) -> str:
         if text not in self.market.books:
@@ -364,13 +306,8 @@ class Simulator:
                                           f"{sorted(self.market.books)}")
         return text
 
-    def drop(self) -> dict[str, Any]:
-        return simcontrol.drop_all(self.clients)
-
-    def stall(self, seconds: float) -> dict[str, Any]:
-        return simcontrol.stall_all(self.clients, seconds)
-
     def quiet(self, seconds: float) -> dict[str, Any]:
+        """The market stands still (books and trades; heartbeats go on)."""
         self.quiet_until = time.monotonic() + seconds
         return {"connections": len(self.clients)}
 
@@ -379,7 +316,7 @@ class Simulator:
             raise simcontrol.ControlError(f"unknown error {code!r}; known: {sorted(ERRORS)}")
         message, close = ERRORS[code]
         for client in list(self.clients):
-            self._error(client, message, "simulated", close)
+            client.error(message, "simulated", close)
         return {"connections": len(self.clients)}
 
     def burst(self, count: int) -> dict[str, Any]:
@@ -406,16 +343,6 @@ class Simulator:
         self.delisted.discard(product)
         return {"delisted": sorted(self.delisted)}
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "connections": len(self.clients),
-            "subscriptions": [{channel: sorted(products)
-                               for channel, products in c.channels.items() if products}
-                              for c in self.clients],
-            "accepted": self.accepted,
-            "counters": flat(self.counters),
-        }
-
 
 def _depth(text: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 1000:
@@ -423,49 +350,14 @@ def _depth(text: str) -> int:
     return int(text)
 
 
-def _empty(queue: asyncio.Queue) -> None:
-    while not queue.empty():
-        queue.get_nowait()
-
-
-async def run_server(settings: SimSettings, counters: Counter,
-                     ready: Callable[[], None]) -> None:
-    """Serve until cancelled; `ready()` once listening."""
-    sim = Simulator(settings, counters)
-    async with serve(sim.handle, settings.host, settings.port,
-                     process_request=sim.process_request, close_timeout=1,
-                     max_size=2 ** 20) as server:
-        port = server.sockets[0].getsockname()[1]
-        sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}",
-                     replay=settings.replay, symbols=list(settings.symbols))
-        ready()
-        if sim.frames:
-            await asyncio.Future()  # replays run per connection
-        await sim.run_market()
-
-
-# --- entry points -------------------------------------------------------------------------
-
-Settings = SimSettings
-
-
-def main() -> None:
-    """Supervised: settings from TICKMESH_CHILD."""
-    simulator.run_child(run_server, SimSettings)
-
-
-def cli(argv: list[str]) -> None:
-    """`tickmesh sim coinbase [--host] [--port] [--rate] [--symbols] [--seed] [--replay FILE]
-    [--speed X] [--subscribe-timeout S]`: standalone, no bus."""
-    parser = simulator.parser("coinbase", __doc__.split("\n")[0],
-                              rate="trades per second per product",
-                              replay="recorded frames, one JSON object per line")
-    parser.add_argument("--speed", type=float,
-                        help="replay in recorded time, this many times as fast (default: as "
-                             "fast as the client reads)")
-    parser.add_argument("--subscribe-timeout", type=float)
-    simulator.run_cli(parser, argv, SimSettings, run_server)
-
+COMMAND = simulator.Command(
+    "coinbase", Simulator, SimSettings, __doc__.split("\n")[0],
+    rate="trades per second per product",
+    replay="recorded frames, one JSON object per line",
+    flags={"--speed": {"type": float, "help": "replay in recorded time, this many times as "
+                       "fast (default: as fast as the client reads)"},
+           "--subscribe-timeout": {"type": float}})
+Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
 if __name__ == "__main__":
     main()

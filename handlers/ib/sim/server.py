@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import structlog
 
-from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common import simcontrol, simserver, simulator
 from tickmesh.runtime.badinput import count_bad_input
 from tickmesh.runtime.metrics import flat
 from tickmesh.runtime.settings import require
@@ -41,15 +41,7 @@ from tickmesh.handlers.ib.sim.wire import WireError
 TICK_SECONDS = 0.01
 OVERSIZE_PREFIX = (2**31 - 1).to_bytes(4, "big")
 GARBAGE = wire.frame(b"no such message\0")
-WRITE_BUFFER_LIMIT = 8 * 1024 * 1024  # bytes queued for one client before it is dropped as slow
 MAX_OVERSIZE_MB = 256
-
-
-def _megabytes(text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= MAX_OVERSIZE_MB:
-        raise simcontrol.ControlError(f"mb must be an integer from 0 to {MAX_OVERSIZE_MB}, "
-                                      f"not {text[:64]!r}")
-    return int(text)
 BURST_MAX_STEPS = 100
 """Per message asked, the market steps a burst takes at most."""
 
@@ -70,22 +62,25 @@ class SimSettings(SimulatorSettings):
         require(self.latency >= 0, "latency", "a number >= 0", self.latency)
 
 
-class _Connection(asyncio.Protocol):
-    """One client socket around its sans-I/O session."""
+class _Connection(simserver.Outbox, asyncio.Protocol):
+    """One client socket around its sans-I/O session; what it sends goes through its outbox
+    (handlers.common.simserver), a write of the messages of one answer or market step."""
 
     def __init__(self, simulator: "Simulator") -> None:
+        super().__init__(simulator.counters)
         self.simulator = simulator
         self.session: Session = simulator.tws.open()
-        self.transport: asyncio.Transport | None = None
         self.inbox: deque[bytes] = deque()  # received, not yet acted on (latency)
         self.started = False  # the first bytes came, and they were the TWS API
         self.http: bytearray | None = None  # or an HTTP request's head: a test control
-        self.stalled_until = 0.0  # time.monotonic()
-        self.held: list[bytes] = []  # what the stall holds back
+        self.sender: asyncio.Task | None = None
+        self._writable = asyncio.Event()  # clear while the socket's buffer is full
+        self._writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.simulator.connections[self.session] = self
+        self.sender = asyncio.create_task(self.run())
 
     def data_received(self, data: bytes) -> None:
         if self.http is not None or (not self.started and data.startswith(simcontrol.HTTP_GET)):
@@ -104,18 +99,18 @@ class _Connection(asyncio.Protocol):
     def _act(self) -> None:
         """Act on the oldest data received."""
         data = self.inbox.popleft()
-        if self.session.closed or self.transport.is_closing():
+        if self.session.closed or self.closing:
             return
         try:
             replies = self.session.receive(data)
         except WireError as exc:
             self.simulator.bad_input(exc)
-            self.transport.close()
+            self.end(simserver.Close())
             return
-        self.send(replies)
+        self.tell(replies)
         if self.session.closed:
             self.simulator.log.info("refused a client", reason="client id in use")
-            self.transport.close()
+            self.end(simserver.Close())
 
     def _control(self, data: bytes) -> None:
         """An HTTP request instead of the TWS API: answer it once its head is in, and close."""
@@ -128,32 +123,25 @@ class _Connection(asyncio.Protocol):
                 self.transport.write(self.simulator.control(bytes(self.http)).http())
                 self.transport.close()
 
-    def stall(self, seconds: float) -> None:
-        """Send nothing and read nothing for `seconds`, then send what was held back."""
-        self.stalled_until = time.monotonic() + seconds
-        self.transport.pause_reading()
-        asyncio.get_running_loop().call_later(seconds, self._end_stall)
+    def tell(self, messages: list[bytes]) -> None:
+        if messages:
+            self.send(b"".join(messages))
 
-    def _end_stall(self) -> None:
-        if time.monotonic() < self.stalled_until or self.transport.is_closing():
-            return
-        self.transport.resume_reading()
-        held, self.held = self.held, []
-        self.send(held)
+    async def write(self, item: bytes) -> None:
+        self.transport.write(item)
+        await self._writable.wait()
 
-    def send(self, messages: list[bytes]) -> None:
-        if not messages or self.transport.is_closing():
-            return
-        if time.monotonic() < self.stalled_until:
-            self.held += messages
-            return
-        self.transport.write(b"".join(messages))
-        if self.transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
-            self.simulator.counters["sim_slow_clients"] += 1
-            self.simulator.log.warning("dropping a slow client", client_id=self.session.client_id)
-            self.transport.abort()
+    async def shut(self, close: simserver.Close) -> None:
+        self.transport.close()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.sender.cancel()
         if self.http is None:
             self.simulator.forget(self)
 
@@ -176,7 +164,7 @@ class Simulator:
                    "oversize": simcontrol.Action(self.oversize, {"mb": _megabytes}),
                    "garbage": simcontrol.Action(self.garbage, {"count": simcontrol.count})})
 
-    async def run(self, ready: Callable[[], None]) -> None:
+    async def serve(self, ready: Callable[[], None]) -> None:
         """Listen, say ready, and move the markets until cancelled."""
         loop = asyncio.get_running_loop()
         server = await loop.create_server(lambda: _Connection(self), self.settings.host,
@@ -204,7 +192,7 @@ class Simulator:
         for session, outgoing in messages.items():
             connection = self.connections.get(session)
             if connection is not None:
-                connection.send(outgoing)
+                connection.tell(outgoing)
 
     def bad_input(self, exc: WireError) -> None:
         count_bad_input(self.counters, ("bad_input", "tws_api"), self.log,
@@ -228,14 +216,10 @@ class Simulator:
                 "counters": flat(self.counters)}
 
     def drop(self) -> dict[str, Any]:
-        for connection in list(self.connections.values()):
-            connection.transport.abort()
-        return {"connections": len(self.connections)}
+        return simserver.drop_all(self.connections.values())
 
     def stall(self, seconds: float) -> dict[str, Any]:
-        for connection in self.connections.values():
-            connection.stall(seconds)
-        return {"connections": len(self.connections)}
+        return simserver.stall_all(self.connections.values(), seconds)
 
     def quiet(self, seconds: float) -> dict[str, Any]:
         self.quiet_until = time.monotonic() + seconds
@@ -248,7 +232,7 @@ class Simulator:
         if number in CLOSING_ERRORS:
             for session in messages:
                 if session in self.connections:
-                    self.connections[session].transport.close()
+                    self.connections[session].end(simserver.Close())
         return {"connections": len(messages)}
 
     def burst(self, count: int) -> dict[str, Any]:
@@ -275,7 +259,7 @@ class Simulator:
     def oversize(self, mb: int) -> dict[str, Any]:
         """A hostile TWS: a length prefix of 2 GB, then `mb` MB of what it promises."""
         for connection in self.connections.values():
-            connection.transport.write(OVERSIZE_PREFIX + bytes(mb * 1024 * 1024))
+            connection.send(OVERSIZE_PREFIX + bytes(mb * 1024 * 1024))
         return {"connections": len(self.connections)}
 
     def garbage(self, count: int) -> dict[str, Any]:
@@ -284,32 +268,20 @@ class Simulator:
         return {"connections": len(self.connections)}
 
 
-async def run_server(settings: SimSettings, counters: Counter,
-                     ready: Callable[[], None]) -> None:
-    """Serve until cancelled; `ready()` once listening."""
-    await Simulator(settings, counters).run(ready)
+def _megabytes(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= MAX_OVERSIZE_MB:
+        raise simcontrol.ControlError(f"mb must be an integer from 0 to {MAX_OVERSIZE_MB}, "
+                                      f"not {text[:64]!r}")
+    return int(text)
 
 
-# --- entry points -------------------------------------------------------------------------
-
-Settings = SimSettings
-
-
-def main() -> None:
-    """Supervised: settings from TICKMESH_CHILD."""
-    simulator.run_child(run_server, SimSettings)
-
-
-def cli(argv: list[str]) -> None:
-    """`tickmesh sim ib [--host] [--port] [--rate] [--symbols] [--seed] [--depth-rows]
-    [--latency]`: standalone, no bus."""
-    parser = simulator.parser("ib", __doc__.split("\n")[0],
-                              rate="market steps per second per symbol")
-    parser.add_argument("--depth-rows", type=int)
-    parser.add_argument("--latency", type=float,
-                        help="seconds before acting on a request, as across a network")
-    simulator.run_cli(parser, argv, SimSettings, run_server)
-
+COMMAND = simulator.Command(
+    "ib", Simulator, SimSettings, __doc__.split("\n")[0],
+    rate="market steps per second per symbol",
+    flags={"--depth-rows": {"type": int},
+           "--latency": {"type": float,
+                         "help": "seconds before acting on a request, as across a network"}})
+Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
 if __name__ == "__main__":
     main()

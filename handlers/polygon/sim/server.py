@@ -13,7 +13,9 @@ go out verbatim, which lets a test put garbage on a real socket.
 The API key it accepts is in the environment variable that the setting `key_env` names (no
 key_env: any key; a key_env whose variable is unset or empty is a settings error).
 Connections are counted per API key: when one more than `max_connections` authenticates, the
-oldest gets status `max_connections` and close 1008 (first in, first out, as Polygon does).
+oldest gets status `max_connections` and close 1008 (first in, first out, as Polygon does). A
+client that lets its outbox fill up (handlers.common.simserver) is closed with 1008, "slow
+consumer".
 
 Test control, outside the real protocol: HTTP GET /control/<action> on the same port (stats,
 drop, stall, quiet, error, burst), as handlers.common.simcontrol documents for every simulator.
@@ -30,19 +32,16 @@ import asyncio
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import structlog
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from tickmesh.runtime.secrets import secret_from_env
-from tickmesh.handlers.common import simcontrol, simulator
+from tickmesh.handlers.common import simcontrol, simserver, simulator
 from tickmesh.runtime.badinput import count_bad_input
-from tickmesh.runtime.metrics import flat
 from tickmesh.runtime.settings import require
 from tickmesh.handlers.common.simulator import SimulatorSettings
 from tickmesh.handlers.polygon import wire
@@ -50,7 +49,6 @@ from tickmesh.handlers.polygon.sim.market import RandomFeed
 
 PATHS = ("/stocks", "/stocks/")
 TICK_SECONDS = 0.02
-OUTBOX_LIMIT = 10_000  # frames queued for one client before it is dropped as a slow consumer
 ERRORS = {  # status: (message, close reason: "" leaves the connection open)
     wire.AUTH_FAILED: ("authentication failed", "authentication failed"),
     wire.AUTH_TIMEOUT: ("No authentication request received.", "authentication timeout"),
@@ -82,25 +80,15 @@ class SimSettings(SimulatorSettings):
         require(self.auth_timeout > 0, "auth_timeout", "a number > 0", self.auth_timeout)
 
 
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
-
-
-@dataclass(eq=False)
-class _Client:
+class _Client(simserver.Client):
     """One connection, and what it asked for."""
 
-    ws: ServerConnection
-    number: int
-    key: str | None = None  # set once authenticated
-    topics: set[str] = field(default_factory=set)
-    outbox: asyncio.Queue = field(default_factory=asyncio.Queue)
-    stalled_until: float = 0.0  # time.monotonic(): nothing goes out, the socket is not read
-    quiet_until: float = 0.0  # no data goes out
-    auth_timer: asyncio.TimerHandle | None = None
-    replay: asyncio.Task | None = None
+    def __init__(self, ws: ServerConnection, number: int, counters: Counter) -> None:
+        super().__init__(ws, number, counters)
+        self.key: str | None = None  # set once authenticated
+        self.topics: set[str] = set()
+        self.auth_timer: asyncio.TimerHandle | None = None
+        self.replay: asyncio.Task | None = None
 
     def wants(self, message: Any) -> bool:
         """Data on a channel is filtered by subscription; anything else (statuses, and in a
@@ -111,39 +99,33 @@ class _Client:
         return f"{ev}.{message.get('sym')}" in self.topics or f"{ev}.*" in self.topics
 
     @property
-    def stalled(self) -> bool:
-        return time.monotonic() < self.stalled_until
-
-    @property
     def takes_data(self) -> bool:
-        """Authenticated, and neither stalled nor quiet."""
-        return self.key is not None and time.monotonic() >= max(self.stalled_until,
-                                                                 self.quiet_until)
+        """Authenticated, and not quiet."""
+        return self.key is not None and not self.quiet
 
-    def send(self, item: str | _Close) -> None:
-        if not self.stalled:
-            self.outbox.put_nowait(item)
+    def subscriptions(self) -> list[str]:
+        return sorted(self.topics)
 
     def close(self, code: int, reason: str) -> None:
         self.key = None
         self.topics.clear()
-        self.send(_Close(code, reason))
+        self.end(simserver.Close(code, reason))
+
+    def slow(self) -> None:
+        self.close(wire.CLOSE_POLICY_VIOLATION, "slow consumer")
 
 
-class Simulator:
+class Simulator(simserver.WebSocketSimulator[_Client]):
+    url_path = "/stocks"
+
     def __init__(self, settings: SimSettings, counters: Counter) -> None:
-        self.settings = settings
-        self.counters = counters
-        self.clients: dict[_Client, None] = {}  # in connection order, oldest first
-        self.accepted = 0
+        super().__init__(settings, counters, wire.PROVIDER)
+        self.settings: SimSettings = settings
         self.key = secret_from_env(settings.key_env) if settings.key_env else ""
         self.feed = RandomFeed(list(settings.symbols), settings.rate, settings.seed or None)
         self.replay_lines = self._load_replay()
-        self.log = structlog.get_logger().bind(provider=wire.PROVIDER)
         self.last_trades: dict[str, dict[str, Any]] = {}  # by symbol: what a burst repeats
         self.bursts = 0
-        self.controls = simcontrol.actions(stats=self.stats, drop=self.drop, stall=self.stall,
-                                           quiet=self.quiet, error=self.error, burst=self.burst)
 
     def _load_replay(self) -> list[str]:
         if not self.settings.replay:
@@ -153,39 +135,12 @@ class Simulator:
 
     # --- connections -----------------------------------------------------------------------
 
-    async def handle(self, ws: ServerConnection) -> None:
-        self.accepted += 1
-        client = _Client(ws, self.accepted)
-        self.clients[client] = None
-        self.counters["sim_connections"] += 1
-        sender = asyncio.create_task(self._send_loop(client))
+    def connect(self, ws: ServerConnection, number: int) -> _Client:
+        client = _Client(ws, number, self.counters)
         client.send(wire.encode_frame([wire.status(wire.CONNECTED, "Connected Successfully")]))
-        client.auth_timer = asyncio.get_running_loop().call_later(
-            self.settings.auth_timeout, self._auth_timed_out, client
-        )
-        try:
-            async for data in ws:
-                self._on_request(client, data)
-        except ConnectionClosed:
-            pass
-        finally:
-            del self.clients[client]
-            for task in (sender, client.replay):
-                if task is not None:
-                    task.cancel()
-            if client.auth_timer is not None:
-                client.auth_timer.cancel()
-
-    async def _send_loop(self, client: _Client) -> None:
-        try:
-            while True:
-                item = await client.outbox.get()
-                if isinstance(item, _Close):
-                    await client.ws.close(item.code, item.reason)
-                    return
-                await client.ws.send(item)
-        except ConnectionClosed:
-            pass
+        client.auth_timer = client.later(self.settings.auth_timeout, self._auth_timed_out,
+                                         client)
+        return client
 
     def _status(self, client: _Client, state: str, message: str) -> None:
         client.send(wire.encode_frame([wire.status(state, message)]))
@@ -203,7 +158,7 @@ class Simulator:
 
     # --- requests --------------------------------------------------------------------------
 
-    def _on_request(self, client: _Client, data: str | bytes) -> None:
+    def request(self, client: _Client, data: str | bytes) -> None:
         try:
             request = wire.decode_action(data)
         except wire.Malformed as exc:
@@ -252,7 +207,7 @@ class Simulator:
             (client.topics.add if action == "subscribe" else client.topics.discard)(topic)
             self._status(client, wire.SUCCESS, f"{done}: {topic}")
         if self.replay_lines and client.topics and client.replay is None:
-            client.replay = asyncio.create_task(self._replay(client))
+            client.replay = client.spawn(self._replay(client))
 
     # --- data ------------------------------------------------------------------------------
 
@@ -261,19 +216,14 @@ class Simulator:
         if not client.takes_data:
             return
         wanted = [m for m in messages if client.wants(m)]
-        if not wanted:
-            return
-        if client.outbox.qsize() > OUTBOX_LIMIT:
-            self.counters["sim_slow_clients"] += 1
-            while not client.outbox.empty():
-                client.outbox.get_nowait()
-            client.close(wire.CLOSE_POLICY_VIOLATION, "slow consumer")
-            return
-        client.send(raw if raw is not None and len(wanted) == len(messages) else
-                    wire.encode_frame(wanted))
-        self.counters["sim_frames_sent"] += 1
+        if wanted:
+            client.send(raw if raw is not None and len(wanted) == len(messages) else
+                        wire.encode_frame(wanted))
 
-    async def run_random_walk(self) -> None:
+    async def run_market(self) -> None:
+        """The random walk (a replay runs per connection)."""
+        if self.replay_lines:
+            await asyncio.Future()
         while True:
             messages = self.feed.advance(time.time_ns() // wire.MS)
             self.last_trades.update((m["sym"], m) for m in messages if m.get("ev") == "T")
@@ -294,25 +244,11 @@ class Simulator:
 
     # --- test control ----------------------------------------------------------------------
 
-    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """The stocks feed, the test control, or 404."""
+    def route(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The stocks feed, or 404."""
         if request.path.partition("?")[0] in PATHS:
             return None
-        if simcontrol.is_control(request.path):
-            answer = simcontrol.answer(request.path, self.controls, self.counters)
-            return simcontrol.respond(connection, answer)
         return connection.respond(404, "Not Found: the stocks feed is at /stocks\n")
-
-    def drop(self) -> dict[str, Any]:
-        return simcontrol.drop_all(self.clients)
-
-    def stall(self, seconds: float) -> dict[str, Any]:
-        return simcontrol.stall_all(self.clients, seconds)
-
-    def quiet(self, seconds: float) -> dict[str, Any]:
-        for client in self.clients:
-            client.quiet_until = time.monotonic() + seconds
-        return {"connections": len(self.clients)}
 
     def error(self, code: str) -> dict[str, Any]:
         if code not in ERRORS:
@@ -327,10 +263,9 @@ class Simulator:
         sent = 0
         for client in self.clients:
             symbols = [s for s in self.settings.symbols if client.wants({"ev": "T", "sym": s})]
-            if symbols and client.key is not None:  # even while quiet (client.send: not stalled)
+            if symbols and client.key is not None:  # even while quiet
                 client.send(wire.encode_frame([self._burst_trade(symbols[i % len(symbols)], now)
                                                for i in range(count)]))
-                self.counters["sim_frames_sent"] += 1
                 sent += 1
         return {"connections": sent}
 
@@ -342,53 +277,21 @@ class Simulator:
         return {**last, "i": f"burst-{self.bursts}", "t": now_ms}
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "connections": len(self.clients),
-            "authenticated": sum(c.key is not None for c in self.clients),
-            "subscriptions": [sorted(c.topics) for c in self.clients if c.key is not None],
-            "accepted": self.accepted,
-            "counters": flat(self.counters),
-        }
-
-
-async def run_server(settings: SimSettings, counters: Counter,
-                     ready: Callable[[], None]) -> None:
-    """Serve until cancelled; `ready()` once listening."""
-    sim = Simulator(settings, counters)
-    async with serve(sim.handle, settings.host, settings.port,
-                     process_request=sim.process_request, close_timeout=1) as server:
-        port = server.sockets[0].getsockname()[1]
-        sim.log.info("simulator listening", url=f"ws://{settings.host}:{port}/stocks",
-                     replay=settings.replay, symbols=list(settings.symbols),
-                     accepts=f"the API key in ${settings.key_env}" if sim.key else "any API key")
-        ready()
-        if sim.replay_lines:
-            await asyncio.Future()  # replays run per connection
-        await sim.run_random_walk()
+        authenticated = [c for c in self.clients if c.key is not None]
+        return {**super().stats(), "authenticated": len(authenticated),
+                "subscriptions": [c.subscriptions() for c in authenticated]}
 
 
 # --- entry points -------------------------------------------------------------------------
 
-Settings = SimSettings
-
-
-def main() -> None:
-    """Supervised: settings from TICKMESH_CHILD."""
-    simulator.run_child(run_server, SimSettings)
-
-
-def cli(argv: list[str]) -> None:
-    """`tickmesh sim polygon [--host] [--port] [--rate] [--symbols] [--seed] [--replay FILE]
-    [--key-env NAME] [--max-connections]`: standalone, no bus."""
-    parser = simulator.parser("polygon", __doc__.split("\n")[0],
-                              rate="messages per second per symbol (replay: frames per second)",
-                              replay="raw recorded frames, one per line")
-    parser.add_argument("--key-env", metavar="NAME",
-                        help="the environment variable holding the only API key accepted "
-                             "(default: any key)")
-    parser.add_argument("--max-connections", type=int)
-    simulator.run_cli(parser, argv, SimSettings, run_server)
-
+COMMAND = simulator.Command(
+    "polygon", Simulator, SimSettings, __doc__.split("\n")[0],
+    rate="messages per second per symbol (replay: frames per second)",
+    replay="raw recorded frames, one per line",
+    flags={"--key-env": {"metavar": "NAME", "help": "the environment variable holding the "
+                         "only API key accepted (default: any key)"},
+           "--max-connections": {"type": int}})
+Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
 if __name__ == "__main__":
     main()
