@@ -18,6 +18,7 @@ from hypothesis import settings as hypothesis_settings
 
 from tickmesh.bus.sockets import BusConfig
 from tickmesh.runtime.spec import PARENT_ENV, SPEC_ENV, ChildSpec
+from tests.buslog import BusLog
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -110,6 +111,17 @@ def forwarder(spawn_child, bus_endpoints: BusConfig) -> BusConfig:
     spawn_child("tickmesh.bus.forwarder", "forwarder")
     wait_for_forwarder(bus_endpoints)
     return bus_endpoints
+
+
+@pytest.fixture
+def bus(request: pytest.FixtureRequest, forwarder: BusConfig) -> Iterator[BusLog]:
+    """A BusLog on this test's running forwarder, subscribed to the test module's BUS_PATTERNS
+    (a list of topic patterns, e.g. ["trade.alpaca", "status.alpaca"]); closed at teardown."""
+    patterns = getattr(request.module, "BUS_PATTERNS", None)
+    if patterns is None:
+        raise pytest.UsageError(f"{request.module.__name__} uses the bus fixture without BUS_PATTERNS")
+    with BusLog(forwarder.subscribe, list(patterns)) as log:
+        yield log
 
 
 @pytest.fixture

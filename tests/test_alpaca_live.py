@@ -23,6 +23,7 @@ from tests.waiting import wait_until
 
 SIM = "tickmesh.handlers.alpaca.sim.server"
 HANDLER = "tickmesh.handlers.alpaca.handler"
+BUS_PATTERNS = ["trade.alpaca", "quote.alpaca", "status.alpaca"]
 
 
 def start_simulator(spawn_child, port: int | None = None, **settings) -> int:
@@ -33,12 +34,6 @@ def start_handler(spawn_child, port: int, **settings) -> None:
     defaults = {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL", "BRK.B"],
                 "backoff_min": 0.05, "backoff_max": 0.5}
     spawn_child(HANDLER, "alpaca", {**defaults, **settings})
-
-
-@pytest.fixture
-def bus(forwarder):
-    with BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "status.alpaca"]) as log:
-        yield log
 
 
 # --- the handler ---------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from tests.buslog import BusLog
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "LTC-USDT", "LINK-USDT", "AVAX-USDT",
            "ETH-BTC", "BNB-USDT", "XRP-USDT", "DOGE-USDT"]
-PATTERNS = [f"{kind}.binance" for kind in
-            ("book_snapshot", "book_delta", "status", "trade", "quote", "heartbeat")]
+BUS_PATTERNS = [f"{kind}.binance" for kind in
+                ("book_snapshot", "book_delta", "status", "trade", "quote", "heartbeat")]
 
 
 @dataclass
@@ -47,12 +47,6 @@ def start_handler(spawn_child, sim: Sim, **settings):
               "rest_url": f"http://127.0.0.1:{sim.port}", "symbols": SYMBOLS,
               "backoff_min": 0.1, "backoff_max": 0.5, **settings}
     return spawn_child("tickmesh.handlers.binance.handler", "binance", config)
-
-
-@pytest.fixture
-def bus(forwarder):
-    with BusLog(forwarder.subscribe, PATTERNS) as log:
-        yield log
 
 
 def books(events: list) -> dict[str, tuple[dict, dict]]:

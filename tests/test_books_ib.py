@@ -5,24 +5,15 @@ resync the IB handler answers."""
 
 from __future__ import annotations
 
-import pytest
-
 from tickmesh.bus.events import Bbo, BookDelta, BookStatus
 from tickmesh.consumers.books.snapshots import request_book
-from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.ib_sim import start_ib_sim
 from tests.test_books_builder import start_builder
 from tests.test_ib_handler import SYMBOLS, simulators_book, start_handler
 
 ROWS = 5
-
-
-@pytest.fixture
-def bus(forwarder):
-    kinds = ("book_delta", "book_status", "bbo", "status")
-    with BusLog(forwarder.subscribe, [f"{kind}.ib" for kind in kinds]) as log:
-        yield log
+BUS_PATTERNS = [f"{kind}.ib" for kind in ("book_delta", "book_status", "bbo", "status")]
 
 
 def books(endpoint: str) -> dict[str, dict]:

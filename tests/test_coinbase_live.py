@@ -25,8 +25,8 @@ pytestmark = pytest.mark.timeout(60)
 SIM = "tickmesh.handlers.coinbase.sim.server"
 HANDLER = "tickmesh.handlers.coinbase.handler"
 PRODUCTS = ["BTC-USD", "ETH-USD"]
-PATTERNS = ["book_snapshot.coinbase", "book_delta.coinbase", "trade.coinbase",
-            "status.coinbase", "heartbeat.coinbase"]
+BUS_PATTERNS = ["book_snapshot.coinbase", "book_delta.coinbase", "trade.coinbase",
+                "status.coinbase", "heartbeat.coinbase"]
 Book = tuple[dict[float, float], dict[float, float]]
 
 
@@ -39,12 +39,6 @@ def start_handler(spawn_child, port: int, **settings):
     defaults = {"url": f"ws://127.0.0.1:{port}", "symbols": PRODUCTS, "backoff_min": 0.05,
                 "backoff_max": 0.5}
     return spawn_child(HANDLER, "coinbase", {**defaults, **settings})
-
-
-@pytest.fixture
-def bus(forwarder):
-    with BusLog(forwarder.subscribe, PATTERNS) as log:
-        yield log
 
 
 # --- books ---------------------------------------------------------------------------------

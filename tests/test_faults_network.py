@@ -33,6 +33,7 @@ from tests.simcontrol import control
 ALPACA_SIM = "tickmesh.handlers.alpaca.sim.server"
 ALPACA = "tickmesh.handlers.alpaca.handler"
 CONNECTED = b'[{"T":"success","msg":"connected"}]'
+BUS_PATTERNS = ["trade.alpaca", "quote.alpaca", "status.alpaca", "heartbeat.alpaca"]
 
 
 def start_alpaca_sim(spawn_child, port: int | None = None, **settings):
@@ -48,13 +49,6 @@ def start_alpaca(spawn_child, url: str, name: str = "alpaca", **settings):
 
 def sim_url(port: int) -> str:
     return f"ws://127.0.0.1:{port}/v2/iex"
-
-
-@pytest.fixture
-def bus(forwarder):
-    with BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "status.alpaca",
-                                      "heartbeat.alpaca"]) as log:
-        yield log
 
 
 def disconnects(bus: BusLog, since: int = 0) -> list[Status]:

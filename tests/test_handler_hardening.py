@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tickmesh.bus.events import Status
 from tests.buslog import BusLog
 from tests.scripted_server import CLOSE, ScriptedServer
@@ -21,12 +19,7 @@ SECRET = "Wq8dLz3Rk5Tn1Xv7Bm2Hc9Fp4Gs6Jy0Ae3Ui8KoQ"  # 40
 CONNECTED = '[{"T":"success","msg":"connected"}]'
 AUTHENTICATED = '[{"T":"success","msg":"authenticated"}]'
 SUBSCRIBED = '[{"T":"subscription","trades":["AAPL"],"quotes":["AAPL"],"bars":[]}]'
-
-
-@pytest.fixture
-def bus(forwarder):
-    with BusLog(forwarder.subscribe, ["status.alpaca"]) as log:
-        yield log
+BUS_PATTERNS = ["status.alpaca"]
 
 
 def start_alpaca(spawn_child, monkeypatch, url: str, log: Path | None = None, **settings):

@@ -17,13 +17,8 @@ from tests.buslog import BusLog
 from tests.ib_sim import IbSim, hold_client_id, start_ib_sim, until
 
 SYMBOLS = ["AAPL", "MSFT"]
-
-
-@pytest.fixture
-def bus(forwarder):
-    kinds = ("trade", "quote", "book_snapshot", "book_delta", "status", "heartbeat")
-    with BusLog(forwarder.subscribe, [f"{kind}.ib" for kind in kinds]) as log:
-        yield log
+BUS_PATTERNS = [f"{kind}.ib" for kind in
+                ("trade", "quote", "book_snapshot", "book_delta", "status", "heartbeat")]
 
 
 def start_handler(spawn_child, bus: BusLog, port: int, **settings):

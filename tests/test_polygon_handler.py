@@ -20,13 +20,7 @@ KEY_ENV = "TICKMESH_TEST_POLYGON_KEY"
 SYMBOLS = ["AAPL", "MSFT"]
 CHANNELS = ["T", "Q", "A"]
 TOPICS = sorted(f"{c}.{s}" for c in CHANNELS for s in SYMBOLS)
-
-
-@pytest.fixture
-def bus(forwarder):
-    kinds = ("trade", "quote", "bar", "status", "heartbeat")
-    with BusLog(forwarder.subscribe, [f"{kind}.polygon" for kind in kinds]) as log:
-        yield log
+BUS_PATTERNS = [f"{kind}.polygon" for kind in ("trade", "quote", "bar", "status", "heartbeat")]
 
 
 @pytest.fixture
