@@ -21,9 +21,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
-
-from tickmesh.bus import sockets
+from tickmesh.bus.request import NoAnswer, Requester
 
 MAX_PER_REQUEST = 50_000
 DEFAULT_TIMEOUT = 2.0
@@ -33,7 +31,7 @@ TOO_MANY = "too_many"
 Range = tuple[int, int]  # inclusive (first, last)
 
 
-class GapFillUnavailable(Exception):
+class GapFillUnavailable(NoAnswer):
     """No recorder answered in time, or the answer was not a gap fill."""
 
 
@@ -92,7 +90,7 @@ class GapFiller:
     def __init__(self, endpoint: str, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
-        self._socket: zmq.Socket | None = None
+        self._requester = Requester(endpoint, "recorder", GapFillUnavailable)
 
     def fetch(self, topic: bytes, epoch: int, first: int, last: int) -> Fill:
         """The recorded messages of `topic` and `epoch` numbered first..last (inclusive);
@@ -100,29 +98,14 @@ class GapFiller:
         fill = Fill()
         for start in range(first, last + 1, MAX_PER_REQUEST):
             end = min(last, start + MAX_PER_REQUEST - 1)
-            part = self._ask(Request(topic, epoch, start, end))
+            request = Request(topic, epoch, start, end).encode()
+            part = _fill(self._requester.ask(request, self.timeout), self.endpoint)
             fill.payloads += part.payloads
             fill.missing += part.missing
         return fill
 
-    def _ask(self, request: Request) -> Fill:
-        if self._socket is None:
-            self._socket = sockets.request_client(self.endpoint)
-        try:
-            self._socket.send(request.encode())
-            if not self._socket.poll(int(self.timeout * 1000)):
-                raise GapFillUnavailable(f"no recorder answered at {self.endpoint} within "
-                                         f"{self.timeout:g} s")
-            frames = self._socket.recv_multipart()
-        except (GapFillUnavailable, zmq.ZMQError) as exc:
-            self.close()  # a REQ socket without its answer cannot ask again
-            raise GapFillUnavailable(str(exc)) from None
-        return _fill(frames, self.endpoint)
-
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None
+        self._requester.close()
 
 
 def _fill(frames: list[bytes], endpoint: str) -> Fill:

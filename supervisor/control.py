@@ -36,7 +36,7 @@ refused request gets {"error": ..., "reason": ...}.
 Only the local user may ask. An ipc:// control socket lives in a directory of mode 0700
 (created so; an existing one that its group or others can enter is refused). A tcp:// one is
 a CURVE server (supervisor.config requires [bus] curve for it) that admits only the bus's
-authorized keys (bus.sockets.control_server); `request` is its CURVE client.
+authorized keys (bus.sockets.control_server); `request` is its CURVE client (bus.request).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from typing import Any, Protocol
 import zmq
 
 from tickmesh.bus import sockets
+from tickmesh.bus.request import NoAnswer, ask_json
 from tickmesh.runtime.secrets import redact
 
 STATUS = b"status"
@@ -70,7 +71,7 @@ class ControlError(Exception):
     """The control socket cannot be bound (the endpoint is taken, or invalid)."""
 
 
-class NoSupervisor(Exception):
+class NoSupervisor(NoAnswer):
     """Nobody (or something that is not a supervisor) answered at the control endpoint."""
 
 
@@ -189,16 +190,4 @@ def request_restart(endpoint: str, name: str, timeout: float) -> dict[str, Any]:
 
 def request(endpoint: str, command: bytes, timeout: float) -> dict[str, Any]:
     """One request's JSON object answer; NoSupervisor if there is none in time."""
-    requester = sockets.request_client(endpoint, secure=True)
-    try:
-        requester.send(command)
-        if not requester.poll(int(timeout * 1000)):
-            raise NoSupervisor(f"no supervisor answered at {endpoint} within {timeout:g} s")
-        reply = json.loads(requester.recv())
-    except (zmq.ZMQError, ValueError) as exc:
-        raise NoSupervisor(f"no supervisor at {endpoint}: {exc}") from None
-    finally:
-        requester.close(linger=0)
-    if not isinstance(reply, dict):
-        raise NoSupervisor(f"unexpected answer from {endpoint}: {reply!r}")
-    return reply
+    return ask_json(endpoint, command, timeout, "supervisor", NoSupervisor, secure=True)

@@ -1,5 +1,6 @@
 """Gap fill: a consumer whose messages the bus dropped (it was SIGSTOPped, with a small
-receive queue) gets them from the recorder and ends with every message, in order."""
+receive queue) gets them from the recorder and ends with every message, in order; a client
+whose recorder did not answer in time asks again on a new socket (bus.request)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 
 import msgpack
+import pytest
 
-from tickmesh.bus.gapfill import GapFiller
+from tickmesh.bus import sockets
+from tickmesh.bus.gapfill import GapFiller, GapFillUnavailable
 from tickmesh.bus.topics import topic
 from tickmesh.consumers.recorder import archive
 from tests.conftest import wait_for_forwarder
@@ -89,6 +93,33 @@ def test_what_the_recorder_missed_too_is_reported_missing(spawn, spawn_child, fo
     assert outcome == "bad_request" and b"error" in frames[0]
     filler.close()
     go(publisher)
+
+
+def test_a_recorder_that_did_not_answer_in_time_is_asked_again_on_a_new_socket(run_dir):
+    endpoint = f"ipc://{run_dir}/gapfill"
+    recorder = sockets.reply_server(endpoint, blocking=True)
+    gave_up = threading.Event()
+
+    def serve() -> None:  # the first request answered only once its asker gave up
+        recorder.recv()
+        gave_up.wait(timeout=10)
+        recorder.send(json.dumps({"found": 0, "missing": [[1, 3]]}).encode())  # to nobody
+        recorder.recv()
+        recorder.send_multipart([json.dumps({"found": 1, "missing": [[2, 3]]}).encode(), b"1"])
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    filler = GapFiller(endpoint, timeout=0.5)
+    data = topic("trade", "test", "DATA")
+    with pytest.raises(GapFillUnavailable, match=f"no recorder answered at {endpoint} within "
+                       "0.5 s"):
+        filler.fetch(data, 7, 1, 3)
+    gave_up.set()
+    fill = filler.fetch(data, 7, 1, 3)
+    assert (fill.payloads, fill.missing) == ([b"1"], [(2, 3)])
+    server.join(timeout=10)
+    filler.close()
+    recorder.close(linger=0)
 
 
 def _epoch(directory) -> int:

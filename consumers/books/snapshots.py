@@ -21,9 +21,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Mapping
 
-import zmq
-
 from tickmesh.bus import sockets
+from tickmesh.bus.request import NoAnswer, ask_json
 from tickmesh.consumers.books.exact import exact
 from tickmesh.consumers.books.state import BookMachine
 
@@ -34,7 +33,7 @@ MAX_REQUEST_BYTES = 4096
 Books = Mapping[tuple[str, str], BookMachine]
 
 
-class NoBuilder(Exception):
+class NoBuilder(NoAnswer):
     """Nobody (or something that is not a book builder) answered at the endpoint."""
 
 
@@ -98,18 +97,9 @@ class BookService:
 def request_book(endpoint: str, provider: str, symbol: str, depth: int | None,
                  timeout: float) -> dict[str, Any]:
     """The builder's answer (a book, or an error with its reason); NoBuilder if none came."""
-    requester = sockets.request_client(endpoint)
-    try:
-        requester.send(json.dumps({"provider": provider, "symbol": symbol,
-                                   "depth": depth or 0}).encode())
-        if not requester.poll(int(timeout * 1000)):
-            raise NoBuilder(f"no book builder answered at {endpoint} within {timeout:g} s")
-        reply = json.loads(requester.recv())
-    except (zmq.ZMQError, ValueError) as exc:
-        raise NoBuilder(f"no book builder at {endpoint}: {exc}") from None
-    finally:
-        requester.close(linger=0)
-    if not isinstance(reply, dict) or not ("error" in reply or "bids" in reply):
+    request = json.dumps({"provider": provider, "symbol": symbol, "depth": depth or 0})
+    reply = ask_json(endpoint, request.encode(), timeout, "book builder", NoBuilder)
+    if not ("error" in reply or "bids" in reply):
         raise NoBuilder(f"unexpected answer from {endpoint}: {reply!r}")
     return reply
 

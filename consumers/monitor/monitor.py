@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
-
-from tickmesh.bus import events, sockets, topics
+from tickmesh.bus import events, topics
+from tickmesh.bus.request import NoAnswer, ask_json
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap
 from tickmesh.consumers.monitor.alerts import RAISED, Transition
 from tickmesh.consumers.monitor.hours import PHASES
@@ -114,23 +112,10 @@ class Clock:
         return self._start + time.monotonic() - self._mono
 
 
-class NoAnswer(Exception):
-    """The supervisor did not answer at its control endpoint."""
-
-
 def ask_supervisor(endpoint: str, command: str) -> dict[str, Any]:
     """One request on the supervisor's control socket (supervisor.control has the protocol);
-    blocking: run it in a thread."""
-    requester = sockets.request_client(endpoint, secure=True)  # CURVE on tcp://
-    try:
-        requester.send(command.encode())
-        if not requester.poll(int(CONTROL_TIMEOUT * 1000)):
-            raise NoAnswer(f"no answer at {endpoint} within {CONTROL_TIMEOUT:g} s")
-        return json.loads(requester.recv())
-    except (zmq.ZMQError, ValueError) as exc:
-        raise NoAnswer(f"no supervisor at {endpoint}: {exc}") from None
-    finally:
-        requester.close(linger=0)
+    NoAnswer if none came in time. Blocking: run it in a thread."""
+    return ask_json(endpoint, command.encode(), CONTROL_TIMEOUT, "supervisor", secure=True)
 
 
 class Monitor:
