@@ -1,7 +1,8 @@
 """The one test control (handlers.common.simcontrol), the same on every simulator: each started
 as a real process, driven over HTTP on its own port while a plain client of the provider's own
 protocol watches what it does. The markets are all but still (rate 0.01), so that whatever data
-a client sees comes from the control."""
+a client sees comes from the control. A stall is one behaviour at every WebSocket simulator
+(handlers.common.simserver): everything held back, then sent, nothing lost."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tickmesh.handlers.common import simcontrol as shared
+from tickmesh.handlers.common.simserver import OUTBOX_LIMIT
 from tickmesh.handlers.ib.sim import wire as ib_wire
 from tests import simulators
 from tests.ib_sim import hold_client_id
@@ -24,6 +26,9 @@ from tests.simcontrol import control, request, serving
 
 STILL = 0.01  # the simulators' rate: practically no data of their own
 READ_TIMEOUT = 5.0
+STALL_S = 1.0
+EARLY_S = 0.05
+"""How much earlier than asked a stall may end: the simulators' timers are of a millisecond."""
 
 
 class AlpacaClient:
@@ -69,6 +74,44 @@ class PolygonClient:
         return [(m["status"], m["message"]) for m in messages if m["ev"] == "status"]
 
 
+class CoinbaseClient:
+    """A plain WebSocket client, subscribed to BTC-USD's matches."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.ws.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"],
+                                 "channels": ["matches"]}))
+        assert json.loads(self.ws.recv(timeout=READ_TIMEOUT))["type"] == "subscriptions"
+
+    def messages(self) -> list[dict]:
+        return [json.loads(self.ws.recv(timeout=READ_TIMEOUT))]
+
+    def data(self, messages: list[dict]) -> int:
+        return sum(m["type"] == "match" for m in messages)
+
+    def errors(self, messages: list[dict]) -> list[tuple[Any, str]]:
+        return [(m["message"], m["reason"]) for m in messages if m["type"] == "error"]
+
+
+class BinanceClient:
+    """A plain WebSocket client of BTCUSDT's raw trade stream."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.ws.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        assert json.loads(self.ws.recv(timeout=READ_TIMEOUT)) == {"result": ["btcusdt@trade"],
+                                                                   "id": 1}
+
+    def messages(self) -> list[dict]:
+        return [json.loads(self.ws.recv(timeout=READ_TIMEOUT))]
+
+    def data(self, messages: list[dict]) -> int:
+        return sum(m.get("e") == "trade" for m in messages)
+
+    def errors(self, messages: list[dict]) -> list[tuple[Any, str]]:
+        return [(m["code"], m["msg"]) for m in messages if "code" in m]
+
+
 class IbClient:
     """A bare TWS API socket, started as client 1 and subscribed to AAPL's tick-by-tick trades."""
 
@@ -99,7 +142,8 @@ class IbClient:
         return [(int(m[3]), m[4]) for m in messages if int(m[0]) == ib_wire.In.ERR_MSG]
 
 
-Client = AlpacaClient | PolygonClient | IbClient
+WebSocketClient = AlpacaClient | PolygonClient | CoinbaseClient | BinanceClient
+Client = WebSocketClient | IbClient
 
 
 @contextmanager
@@ -115,6 +159,18 @@ def polygon_client(port: int) -> Iterator[Client]:
 
 
 @contextmanager
+def coinbase_client(port: int) -> Iterator[Client]:
+    with connect(f"ws://127.0.0.1:{port}") as ws:
+        yield CoinbaseClient(ws)
+
+
+@contextmanager
+def binance_client(port: int) -> Iterator[Client]:
+    with connect(f"ws://127.0.0.1:{port}/ws/btcusdt@trade") as ws:
+        yield BinanceClient(ws)
+
+
+@contextmanager
 def ib_client(port: int) -> Iterator[Client]:
     with hold_client_id(port, 1) as sock:
         yield IbClient(sock)
@@ -123,14 +179,28 @@ def ib_client(port: int) -> Iterator[Client]:
 SIMULATORS: dict[str, tuple[str, dict[str, Any], Callable[[int], ContextManager[Client]]]] = {
     "alpaca": ("tickmesh.handlers.alpaca.sim.server", {"symbols": ["AAPL"]}, alpaca_client),
     "polygon": ("tickmesh.handlers.polygon.sim.server", {"symbols": ["AAPL", "MSFT"]}, polygon_client),
+    "coinbase": ("tickmesh.handlers.coinbase.sim.server", {"symbols": ["BTC-USD"]},
+                 coinbase_client),
+    "binance": ("tickmesh.handlers.binance.sim.server", {"symbols": ["BTC-USDT"]},
+                binance_client),
     "ib": ("tickmesh.handlers.ib.sim.server", {"symbols": ["AAPL"]}, ib_client),
 }
-ERRORS = {  # an error that keeps the connection open, one that closes it, and an unknown code
-    "alpaca": ((406, "connection limit exceeded"), (402, "auth failed"), "999"),
-    "polygon": (("error", "simulated error"), ("auth_failed", "authentication failed"), "nope"),
-    "ib": ((1100, "Connectivity between IB and Trader Workstation has been lost."),
-           (326, "Unable to connect as the client id is already in use. "
-                 "Retry with a unique client id."), "1"),
+WEBSOCKET = ["alpaca", "binance", "coinbase", "polygon"]
+ERRORS = {  # an error code that keeps the connection open, what the client reads of it, and
+    # an unknown code
+    "alpaca": (406, (406, "connection limit exceeded"), "999"),
+    "polygon": ("error", ("error", "simulated error"), "nope"),
+    "coinbase": ("failed_subscribe", ("Failed to subscribe", "simulated"), "nope"),
+    "binance": (2, (2, "Invalid request"), "4"),
+    "ib": (1100, (1100, "Connectivity between IB and Trader Workstation has been lost."), "1"),
+}
+CLOSING_ERRORS = {  # an error code the real server closes the connection after, and what the
+    # client reads of it (Binance has none)
+    "alpaca": (402, (402, "auth failed")),
+    "polygon": ("auth_failed", ("auth_failed", "authentication failed")),
+    "coinbase": ("slow_consume", ("ErrSlowConsume", "simulated")),
+    "ib": (326, (326, "Unable to connect as the client id is already in use. "
+                      "Retry with a unique client id.")),
 }
 
 
@@ -192,15 +262,22 @@ def test_drop_aborts_every_connection(port, client, provider):
 
 
 def test_error_delivers_the_providers_own_error(port, client, provider):
-    stays_open, closes, unknown = ERRORS[provider]
-    assert control(port, "error", code=stays_open[0])["connections"] == 1
-    until_seen(client, lambda seen: stays_open in client.errors(seen), what=f"{stays_open}")
+    code, error, unknown = ERRORS[provider]
+    assert control(port, "error", code=code)["connections"] == 1
+    until_seen(client, lambda seen: error in client.errors(seen), what=f"{error}")
     status, answer = request(port, "error", code=unknown)
     assert status == 400 and not answer["ok"] and "unknown" in answer["error"]
-    control(port, "error", code=closes[0])
+    assert control(port, "stats")["counters"]['sim_controls{action="error"}'] == 1
+    control(port, "burst", count=1)
+    until_seen(client, lambda seen: client.data(seen) >= 1, what="data: still open")
+
+
+@pytest.mark.parametrize("provider", sorted(CLOSING_ERRORS))
+def test_an_error_the_real_server_closes_after_closes(port, client, provider):
+    code, error = CLOSING_ERRORS[provider]
+    assert control(port, "error", code=code)["connections"] == 1
     seen = until_closed(client)
-    assert closes in client.errors(seen[:-1])
-    assert control(port, "stats")["counters"]['sim_controls{action="error"}'] == 2
+    assert error in client.errors(seen[:-1])
 
 
 def test_burst_delivers_at_least_count_data_messages(port, client):
@@ -229,6 +306,34 @@ def test_unknown_actions_and_bad_parameters_are_refused_in_json(port, client):
     assert stats["connections"] == 1 and stats["counters"]['bad_input{reason="control"}'] == 6
     control(port, "burst", count=1)
     until_seen(client, lambda seen: client.data(seen) >= 1, what="data: still serving")
+
+
+# --- one stall: a slow network --------------------------------------------------------------
+
+@pytest.mark.parametrize("provider", WEBSOCKET)
+def test_a_stall_holds_everything_back_and_sends_it_when_it_ends(port, client):
+    """Nothing is read (a ping waits) and nothing is sent for the stall's seconds; what the
+    simulator sent meanwhile comes after it, all of it."""
+    stalled = time.monotonic()
+    assert control(port, "stall", seconds=STALL_S)["connections"] == 1
+    assert control(port, "burst", count=50)["connections"] == 1  # a stalled connection too
+    pong = client.ws.ping()
+    until_seen(client, lambda seen: client.data(seen) >= 50, what="the burst, after the stall")
+    assert time.monotonic() - stalled >= STALL_S - EARLY_S, "data came during the stall"
+    assert pong.wait(READ_TIMEOUT) and client.ws.latency >= STALL_S / 2, "a ping was answered"
+    control(port, "burst", count=1)
+    until_seen(client, lambda seen: client.data(seen) >= 1, what="data at once, after it")
+    assert "sim_slow_clients" not in control(port, "stats")["counters"]
+
+
+@pytest.mark.parametrize("provider", ["binance", "coinbase"])
+def test_a_stall_longer_than_the_outbox_holds_ends_as_a_slow_client(port, client):
+    """The outbox is bounded: what the stall holds back past OUTBOX_LIMIT frames (a burst sends
+    a frame a trade here) disconnects the client as too slow, with the provider's goodbye."""
+    control(port, "stall", seconds=STALL_S)
+    control(port, "burst", count=OUTBOX_LIMIT + 1)
+    until_closed(client)
+    assert control(port, "stats")["counters"]["sim_slow_clients"] == 1
 
 
 # --- IB: HTTP on the TWS API port -------------------------------------------------------------
@@ -261,7 +366,7 @@ def test_ib_answers_http_and_refuses_garbage_http(port):
 @pytest.mark.parametrize("provider", ["ib"])
 def test_ib_connectivity_and_bad_depth(port, client):
     control(port, "connectivity", online=0)
-    until_seen(client, lambda seen: (1100, ERRORS["ib"][0][1]) in client.errors(seen),
+    until_seen(client, lambda seen: ERRORS["ib"][1] in client.errors(seen),
                what="error 1100")
     assert control(port, "stats")["online"] is False
     control(port, "connectivity", online=1)
