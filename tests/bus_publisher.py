@@ -12,32 +12,28 @@ import select
 import sys
 import time
 
-from tickmesh.bus import Publisher, Trade
-
-
-def trade(symbol: str, price: float) -> Trade:
-    now = time.time_ns()
-    return Trade(provider="test", symbol=symbol, ts_event=now, ts_recv=now, price=price, size=1.0)
+from tickmesh.bus import Publisher
+from tests.publishing import trade
 
 
 def main() -> None:
     endpoint, symbol, count, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     publisher = Publisher(endpoint)
     while not select.select([sys.stdin], [], [], 0.01)[0]:
-        publisher.publish(trade("WARM", 0.0))
+        publisher.publish(trade("WARM", 0.0, provider="test"))
     sys.stdin.readline()
     batch = 100
     interval = batch / rate
     start = time.monotonic()
     for i in range(count):
-        publisher.publish(trade(symbol, float(i)))
+        publisher.publish(trade(symbol, float(i), provider="test"))
         if i % batch == batch - 1:
             delay = start + (i + 1) / batch * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
     print(f"done {count}", flush=True)
     while not select.select([sys.stdin], [], [], 0.01)[0]:
-        publisher.publish(trade(symbol, -1.0))
+        publisher.publish(trade(symbol, -1.0, provider="test"))
     publisher.close()
 
 

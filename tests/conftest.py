@@ -119,7 +119,8 @@ def bus(request: pytest.FixtureRequest, forwarder: BusConfig) -> Iterator[BusLog
     (a list of topic patterns, e.g. ["trade.alpaca", "status.alpaca"]); closed at teardown."""
     patterns = getattr(request.module, "BUS_PATTERNS", None)
     if patterns is None:
-        raise pytest.UsageError(f"{request.module.__name__} uses the bus fixture without BUS_PATTERNS")
+        raise pytest.UsageError(
+            f"{request.module.__name__} uses the bus fixture without BUS_PATTERNS")
     with BusLog(forwarder.subscribe, list(patterns)) as log:
         yield log
 

@@ -11,11 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickmesh.bus import Bar, Heartbeat, Publisher, Quote, Trade
+from tickmesh.bus import Bar, Heartbeat, Publisher, Trade
 from tickmesh.consumers.bars.aggregate import NS, Aggregator
 from tickmesh.consumers.bars.bars import Settings, interval_seconds
 from tickmesh.runtime.settings import SettingsError, read
 from tests.buslog import BusLog
+from tests.publishing import quote, trade
 from tests.supervised import child_toml, tickmesh, write_config
 from tests.test_groundwork_purity import loaded_io
 
@@ -139,13 +140,6 @@ def test_the_aggregator_is_pure():
 
 # --- the bar builder, a real process on a real bus ------------------------------------------
 
-def trade(symbol: str, price: float, size: float, ts: int | None = None,
-          provider: str = "alpaca") -> Trade:
-    now = time.time_ns()
-    return Trade(provider=provider, symbol=symbol, ts_event=now if ts is None else ts,
-                 ts_recv=now, price=price, size=size)
-
-
 def builder_heartbeat(bus: BusLog) -> Heartbeat | None:
     beats = [b for b in bus.of(Heartbeat) if b.provider == "bars"]
     return beats[-1] if beats else None
@@ -173,10 +167,8 @@ def test_the_bar_builder_publishes_bars_of_its_trades_on_its_own_topics(forwarde
             for symbol in ("AAPL", "MSFT"):
                 sent.append(trade(symbol, 100.0 + i % 7, 1.0 + i % 3))
                 publisher.publish(sent[-1])
-        publisher.publish(Quote(provider="alpaca", symbol="NVDA", ts_event=time.time_ns(),
-                                ts_recv=0, bid_price=1.0, bid_size=1.0, ask_price=2.0,
-                                ask_size=1.0))  # NVDA has no trades: no NVDA bar
-        publisher.publish(trade("AAPL", 500.0, 1.0, ts=time.time_ns() - 30 * NS))  # late
+        publisher.publish(quote("NVDA", 1.0, 2.0, ts_recv=0))  # NVDA has no trades: no NVDA bar
+        publisher.publish(trade("AAPL", 500.0, 1.0, ts_event=time.time_ns() - 30 * NS))  # late
         native = Bar(provider="polygon", symbol="AAPL", ts_event=T0, ts_recv=0, interval_s=60,
                      open=1.0, high=1.0, low=1.0, close=1.0, volume=1.0)
         publisher.publish(native)  # Polygon's own bar, on its own topic

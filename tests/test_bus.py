@@ -13,18 +13,15 @@ import msgpack
 import pytest
 import zmq
 
-from tickmesh.bus import Publisher, Subscriber, Trade
+from tickmesh.bus import Publisher, Subscriber
 from tickmesh.bus.events import encode
 from tickmesh.bus.sequence import Gap, SequenceTracker
 from tickmesh.bus.topics import Pattern, TopicError, topic
 from tests.conftest import wait_for_forwarder
+from tests.publishing import trade
 from tests.waiting import wait_until
 
 SYMBOLS = ["AAPL", "AAPLX", "BRK", "BRK.B", "BTC/USD"]
-
-
-def trade(symbol: str, provider: str = "alpaca") -> Trade:
-    return Trade(provider=provider, symbol=symbol, ts_event=1, ts_recv=2, price=1.0, size=1.0)
 
 
 def drain(sub: Subscriber, into: list) -> None:
@@ -237,8 +234,7 @@ def test_an_async_batch_takes_what_has_arrived_in_order_and_ends_before_a_gap(fo
         for _ in range(25):
             pub.publish(trade("AAPL"))
             pub.publish(trade("AAPLX"))  # not wanted: never in a batch
-        skipped = trade("AAPL")
-        skipped.seq, skipped.epoch = start + 30, pub.epoch  # start+25 .. start+29 "lost"
+        skipped = trade("AAPL", seq=start + 30, epoch=pub.epoch)  # start+25 .. start+29 "lost"
         pub.publish_raw(topic("trade", "alpaca", "AAPL"), encode(skipped))
         # once the witness has the last one, so (all but surely) has `sub`: a burst waiting
         wait_until(lambda: (event := witness.recv(timeout=1)) is not None

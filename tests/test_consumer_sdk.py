@@ -8,26 +8,20 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from tickmesh.bus import Heartbeat, Publisher, Trade
+from tickmesh.bus import Heartbeat, Publisher
 from tickmesh.bus.events import encode
 from tickmesh.bus.topics import topic
 from tickmesh.bus.sockets import BusConfig
 from tickmesh.runtime.consumer import Consumer, ConsumerError, default_name, resolve
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
+from tests.publishing import feed_until, trade
 from tests.supervised import TICKMESH, Running, child_toml, tickmesh, write_config
 from tests.waiting import wait_until
-
-
-def trade(provider: str, symbol: str) -> Trade:
-    now = time.time_ns()
-    return Trade(provider=provider, symbol=symbol, ts_event=now, ts_recv=now, price=1.5, size=1.0)
 
 
 def log_lines(path: Path, event: str, process: str | None = None) -> list[dict]:
@@ -47,16 +41,6 @@ def log_lines(path: Path, event: str, process: str | None = None) -> list[dict]:
         at = text.find("{", end)
     return [r for r in records if isinstance(r, dict) and r.get("event") == event
             and (process is None or r.get("process") == process)]
-
-
-def feed_until(publisher: Publisher, event: Trade, condition: Callable[[], object],
-               what: str, timeout: float = 15) -> object:
-    """Publish `event` until `condition()` holds (a subscriber may still be connecting)."""
-    def fed() -> object:
-        publisher.publish(event)
-        return condition()
-
-    return wait_until(fed, timeout=timeout, what=what, interval=0.05)
 
 
 def beat_of(bus: BusLog, name: str, since: int = 0) -> Heartbeat | None:
@@ -101,11 +85,11 @@ def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
     proc, log_path = consume(spawn, run_dir, forwarder, "tests.sdk_consumers:echo")
     publisher = Publisher(forwarder.publish)
     with BusLog(forwarder.subscribe, ["heartbeat.consume-echo"]) as bus:
-        feed_until(publisher, trade("sdk", "AAPL"), lambda: log_lines(log_path, "got"),
+        feed_until(publisher, [trade("AAPL", provider="sdk")], lambda: log_lines(log_path, "got"),
                    "the consumer's first event")
-        publisher.publish(trade("sdk", "BOOM"))
-        publisher.publish(trade("other", "NOTME"))
-        feed_until(publisher, trade("sdk", "AFTER"),
+        publisher.publish(trade("BOOM", provider="sdk"))
+        publisher.publish(trade("NOTME", provider="other"))
+        feed_until(publisher, [trade("AFTER", provider="sdk")],
                    lambda: any(line["symbol"] == "AFTER" for line in log_lines(log_path, "got")),
                    "an event after the handler raised")
         beat = bus.until(lambda _: (b := beat_of(bus, "consume-echo")) and b.metric(
@@ -125,15 +109,15 @@ def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restar
     proc, log_path = consume(spawn, run_dir, bus_endpoints, "tests.sdk_consumers:Counter",
                              "--pattern", "trade.other.X", "--name", "counter")
     publisher = Publisher(bus_endpoints.publish)
-    publisher.publish(trade("sdk", "IGNORED"))
-    feed_until(publisher, trade("other", "X"), lambda: log_lines(log_path, "got"),
+    publisher.publish(trade("IGNORED", provider="sdk"))
+    feed_until(publisher, [trade("X", provider="other")], lambda: log_lines(log_path, "got"),
                "the consumer's first event")
     forwarder.kill()
     forwarder.wait(timeout=5)
     before = len(log_lines(log_path, "got"))
     spawn_child("tickmesh.bus.forwarder", "forwarder")  # binds the same endpoints again
     with BusLog(bus_endpoints.subscribe, ["heartbeat.counter"]) as bus:  # the new forwarder's
-        feed_until(publisher, trade("other", "X"),
+        feed_until(publisher, [trade("X", provider="other")],
                    lambda: (b := beat_of(bus, "counter")) and b.metric("events_received")
                    > before and len(log_lines(log_path, "got")) > before,
                    "events and heartbeats through the new forwarder", timeout=20)
@@ -162,13 +146,14 @@ def test_consumers_listed_in_a_config_run_under_the_supervisor(spawn, run_dir):
             beats = [beat_of(bus, name, since) for name in pids]
             return all(b and b.metric("events_received") > 0 for b in beats)
 
-        feed_until(publisher, trade("sdk", "X"), everyone_received, "events at every consumer")
+        feed_until(publisher, [trade("X", provider="sdk")], everyone_received,
+                   "events at every consumer")
         os.kill(status["children"]["forwarder"]["pid"], signal.SIGKILL)
         wait_until(lambda: (f := system.child("forwarder")) and f["restarts"] >= 1
                    and f["state"] == "running", timeout=15, what="the forwarder to restart")
         mark = bus.mark()
         seen = {name: len(log_lines(system.log_path, "got", name)) for name in ("echo", "counter")}
-        feed_until(publisher, trade("sdk", "X"),
+        feed_until(publisher, [trade("X", provider="sdk")],
                    lambda: all(len(log_lines(system.log_path, "got", name)) > count
                                for name, count in seen.items()) and everyone_received(mark),
                    "events and heartbeats after the forwarder's restart", timeout=20)
@@ -208,12 +193,11 @@ def test_a_gap_is_told_right_before_the_event_that_revealed_it(forwarder, spawn,
     epoch = 7
 
     def send(seq: int) -> None:  # numbered by hand: the gap is a skip of five numbers
-        event = trade("order", "X")
-        event.seq, event.epoch = seq, epoch
+        event = trade("X", provider="order", seq=seq, epoch=epoch)
         publisher.publish_raw(topic("trade", "order", "X"), encode(event))
 
-    feed_until(publisher, trade("order", "Y"), lambda: send(1) or log_lines(log_path, "in order"),
-               "the consumer's first event")
+    feed_until(publisher, [trade("Y", provider="order")],
+               lambda: send(1) or log_lines(log_path, "in order"), "the consumer's first event")
     told_before = len(log_lines(log_path, "in order"))
     for seq in (*range(2, 22), *range(27, 47)):  # a burst: the SDK takes it in batches
         send(seq)

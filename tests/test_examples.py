@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from typing import Callable
 
-from tickmesh.bus import Heartbeat, Publisher, Quote, Trade
+from tickmesh.bus import Heartbeat, Publisher
 from tickmesh.examples.plain_subscriber import GapCheck
 from tests.buslog import BusLog
 from tests.conftest import REPO
+from tests.publishing import feed_until, quote, trade
 from tests.supervised import child_toml, tickmesh, write_config
 from tests.test_consumer_sdk import consume, log_lines, stop
 from tests.waiting import wait_until
@@ -28,28 +27,6 @@ sys.meta_path.insert(0, NoTickmesh())
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-
-
-def quote(symbol: str, bid: float, ask: float) -> Quote:
-    now = time.time_ns()
-    return Quote(provider="alpaca", symbol=symbol, ts_event=now, ts_recv=now, bid_price=bid,
-                 bid_size=1.0, ask_price=ask, ask_size=1.0)
-
-
-def trade(symbol: str, price: float, provider: str = "alpaca") -> Trade:
-    now = time.time_ns()
-    return Trade(provider=provider, symbol=symbol, ts_event=now, ts_recv=now, price=price,
-                 size=1.0)
-
-
-def feed_until(publisher: Publisher, events: list, condition: Callable[[], object],
-               what: str) -> object:
-    def fed() -> object:
-        for event in events:
-            publisher.publish(event)
-        return condition()
-
-    return wait_until(fed, timeout=15, what=what, interval=0.05)
 
 
 def test_the_spread_monitor_logs_each_quotes_spread_and_warns_when_wide(forwarder, spawn,

@@ -10,17 +10,14 @@ from dataclasses import replace
 
 import pytest
 
-from tickmesh.bus import AsyncSubscriber, Heartbeat, Publisher, Subscriber, Trade
+from tickmesh.bus import AsyncSubscriber, Heartbeat, Publisher, Subscriber
 from tickmesh.bus.topics import Pattern, TopicError
 from tickmesh.runtime.metrics import SCHEMA, Counts, Metrics, UnknownMetric, flat
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
+from tests.publishing import trade
 from tests.waiting import wait_until
 from tests.supervised import Running, child_toml, write_config
-
-
-def trade(symbol: str) -> Trade:
-    return Trade(provider="test", symbol=symbol, ts_event=1, ts_recv=1, price=1.0, size=1.0)
 
 
 @pytest.mark.parametrize("text", ["trade.alpaca.", "trade..AAPL", ".alpaca", "trade."])
@@ -33,7 +30,7 @@ def _flood(endpoint: str, stop: threading.Event) -> None:
     """MSFT trades as fast as they go: each one wakes a subscriber that only wants AAPL."""
     publisher = Publisher(endpoint)
     while not stop.is_set():
-        publisher.publish(trade("MSFT"))
+        publisher.publish(trade("MSFT", provider="test"))
         time.sleep(0.001)
     publisher.close()
 
@@ -114,8 +111,7 @@ def test_the_forwarder_and_the_supervisor_heartbeat_with_their_metrics(spawn, ru
 def test_the_forwarder_refuses_a_message_over_max_message_bytes(spawn_child, bus_endpoints):
     spawn_child("tickmesh.bus.forwarder", "forwarder", bus=replace(bus_endpoints, max_message_bytes=100_000))
     wait_for_forwarder(bus_endpoints)
-    huge = Trade(provider="test", symbol="HUGE", ts_event=1, ts_recv=1, price=1.0, size=1.0,
-                 conditions=["x" * 1000] * 1000)  # ~1 MB
+    huge = trade("HUGE", provider="test", conditions=["x" * 1000] * 1000)  # ~1 MB
     with Subscriber(bus_endpoints.subscribe, ["trade.test"]) as sub:
         publisher = Publisher(bus_endpoints.publish)
         try:
@@ -123,7 +119,7 @@ def test_the_forwarder_refuses_a_message_over_max_message_bytes(spawn_child, bus
             seen = []
 
             def small_one_arrived() -> bool:
-                publisher.publish(trade("SMALL"))
+                publisher.publish(trade("SMALL", provider="test"))
                 event = sub.recv(timeout=0.05)
                 if event is not None:
                     seen.append(event.symbol)

@@ -7,19 +7,15 @@ import subprocess
 import sys
 import threading
 
-from tickmesh.bus import Publisher, Quote, Status, Trade
+from tickmesh.bus import Publisher, Status
 from tickmesh.consumers.tail import format_json, format_pretty
+from tests.publishing import quote, trade
 
-
-def trade(symbol: str) -> Trade:
-    return Trade(provider="alpaca", symbol=symbol, ts_event=1_700_000_000_123_456_789,
-                 ts_recv=1_700_000_000_200_000_000, price=126.55, size=100.0, exchange="V",
-                 conditions=["@", "I"])
-
-
-def quote(symbol: str) -> Quote:
-    return Quote(provider="alpaca", symbol=symbol, ts_event=1, ts_recv=2, bid_price=87.66,
-                 bid_size=1.0, ask_price=87.68, ask_size=4.0)
+TRADE = {"price": 126.55, "size": 100.0, "ts_event": 1_700_000_000_123_456_789,
+         "ts_recv": 1_700_000_000_200_000_000, "exchange": "V", "conditions": ["@", "I"]}
+"""The trade the tail is shown, as keyword arguments of trade()."""
+QUOTE = {"bid": 87.66, "ask": 87.68, "ask_size": 4.0, "ts_event": 1, "ts_recv": 2}
+"""The quote the tail is shown, as keyword arguments of quote()."""
 
 
 def publish_until(stop: threading.Event, endpoint: str) -> threading.Thread:
@@ -27,8 +23,8 @@ def publish_until(stop: threading.Event, endpoint: str) -> threading.Thread:
         pub = Publisher(endpoint)
         while not stop.wait(0.005):
             for symbol in ("AAPL", "AAPLX"):
-                pub.publish(trade(symbol))
-                pub.publish(quote(symbol))
+                pub.publish(trade(symbol, **TRADE))
+                pub.publish(quote(symbol, **QUOTE))
         pub.close()
 
     thread = threading.Thread(target=loop)
@@ -72,15 +68,14 @@ def test_supervised_tail_prints_its_configured_patterns(forwarder, spawn_child):
 
 
 def test_pretty_lines_show_what_a_person_needs():
-    assert format_pretty(trade("AAPL")) == (
+    assert format_pretty(trade("AAPL", **TRADE)) == (
         "22:13:20.123456  trade         alpaca     AAPL      126.55 x 100  V @,I")
     line = format_pretty(Status(provider="alpaca", ts_event=0, ts_recv=0, state="error",
                                 code=402, message="auth failed"))
     assert "error [402] auth failed" in line
-    assert json.loads(format_json(quote("MSFT")))["bp"] == 87.66
+    assert json.loads(format_json(quote("MSFT", **QUOTE)))["bp"] == 87.66
 
 
 def test_pretty_lines_show_prices_and_sizes_exactly_as_received():
-    event = trade("BTC-USD")
-    event.price, event.size = 90312.28, 0.46989847
+    event = trade("BTC-USD", 90312.28, 0.46989847)
     assert "90312.28 x 0.46989847" in format_pretty(event)

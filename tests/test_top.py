@@ -14,6 +14,7 @@ from rich.console import Console, RenderableType
 from tickmesh.bus import Subscriber
 from tickmesh.bus.events import Bbo, Quote
 from tests.conftest import free_port
+from tests.publishing import quote
 from tests.supervised import TICKMESH, Running, child_toml, env, tickmesh, write_config
 from tests.waiting import wait_until
 from tickmesh.commands.top import book_patterns
@@ -70,10 +71,11 @@ def row(frame: str, first: str) -> list[str]:
     return re.split(r" {2,}", line.strip())
 
 
-def quote(symbol: str, provider: str = "alpaca", bid: float = 187.12, ask: float = 187.13,
-          age: float = 0.5) -> Quote:
-    return Quote(provider=provider, symbol=symbol, ts_event=1, ts_recv=int((NOW - age) * 1e9),
-                 bid_price=bid, bid_size=100.0, ask_price=ask, ask_size=200.0)
+def aged_quote(symbol: str, provider: str = "alpaca", bid: float = 187.12, ask: float = 187.13,
+               age: float = 0.5) -> Quote:
+    """A quote received `age` seconds before NOW, 100 bid and 200 offered."""
+    return quote(symbol, bid, ask, provider=provider, bid_size=100.0, ask_size=200.0,
+                 ts_event=1, ts_recv=int((NOW - age) * 1e9))
 
 
 # --- the frame, from synthetic data --------------------------------------------------------
@@ -143,8 +145,8 @@ def test_durations_and_sizes():
 
 def test_the_book_shows_each_symbols_quotes_and_bbos_in_the_chosen_order():
     model = Model(("BTC-USD", "AAPL", "MSFT"), history=30)
-    model.observe_top(quote("AAPL", "polygon", 187.10, 187.14, age=12.0))
-    model.observe_top(quote("AAPL", bid=187.12, ask=187.13))
+    model.observe_top(aged_quote("AAPL", "polygon", 187.10, 187.14, age=12.0))
+    model.observe_top(aged_quote("AAPL", bid=187.12, ask=187.13))
     model.observe_top(Bbo(provider="coinbase", symbol="BTC-USD", ts_event=1,
                           ts_recv=int(NOW * 1e9), bid_price=0.0, bid_size=0.0,
                           ask_price=64123.45, ask_size=0.25))
@@ -162,8 +164,8 @@ def test_the_book_shows_each_symbols_quotes_and_bbos_in_the_chosen_order():
 
 def test_a_newer_quote_replaces_the_last_of_its_provider():
     model = Model(("AAPL",), history=30)
-    model.observe_top(quote("AAPL", bid=1.0, ask=2.0))
-    model.observe_top(quote("AAPL", bid=3.0, ask=4.0))
+    model.observe_top(aged_quote("AAPL", bid=1.0, ask=2.0))
+    model.observe_top(aged_quote("AAPL", bid=3.0, ask=4.0))
     assert row(text(book_table(model.symbols, model.tops, NOW)), "AAPL")[1] == "100 x 3"
 
 
