@@ -59,7 +59,7 @@ class Measure:
 
 
 def start_bus_and_simulator(procs: Processes, recording: Path, symbols: list[str]) -> int:
-    procs.child("tickmesh.bus.forwarder", "forwarder", {})
+    procs.child("tickmesh.runtime.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     port = free_port()

@@ -18,7 +18,7 @@ __all__ = ["cpu_seconds"]
 
 
 def start_forwarder(procs: Processes) -> subprocess.Popen:
-    forwarder = procs.child("tickmesh.bus.forwarder", "forwarder", {})
+    forwarder = procs.child("tickmesh.runtime.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     return forwarder

@@ -124,7 +124,7 @@ def scenario_live(count: int) -> tuple[float, Path, Processes]:
 
 
 def start(procs: Processes, directory: Path, count: int) -> subprocess.Popen:
-    procs.child("tickmesh.bus.forwarder", "forwarder", {})
+    procs.child("tickmesh.runtime.forwarder", "forwarder", {})
     bound = [Path(end[len("ipc://"):]) for end in (procs.bus.publish, procs.bus.subscribe)]
     wait_for(lambda: all(path.exists() for path in bound), "the forwarder to bind")
     recorder = procs.child("tickmesh.consumers.recorder", "recorder",

@@ -193,7 +193,7 @@ CHUNK = 500  # deltas published between two looks: fewer than the queues hold
 def small_bus(spawn_child, run_dir: Path) -> BusConfig:
     bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=SMALL_HWM,
                     subscriber_hwm=SMALL_HWM)
-    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
+    spawn_child("tickmesh.runtime.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     return bus
 

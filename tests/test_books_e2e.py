@@ -52,7 +52,7 @@ PROBE = "PROBE"  # a book the test publishes itself, to know the builder's subsc
 def start_forwarder(spawn_child, run_dir: Path, hwm: int | None = None) -> BusConfig:
     bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe",
                     **({"hwm": hwm, "subscriber_hwm": hwm} if hwm else {}))
-    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
+    spawn_child("tickmesh.runtime.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     return bus
 

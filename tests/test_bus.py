@@ -59,7 +59,7 @@ def test_exact_symbol_filtering(forwarder):
 
 
 def test_slow_subscriber_sees_gaps_while_publisher_and_others_keep_pace(spawn, spawn_child, bus_endpoints):
-    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=replace(bus_endpoints, hwm=2000, subscriber_hwm=2000))
+    spawn_child("tickmesh.runtime.forwarder", "forwarder", bus=replace(bus_endpoints, hwm=2000, subscriber_hwm=2000))
     wait_for_forwarder(bus_endpoints)
     count, rate = 30_000, 20_000
     fast = Subscriber(bus_endpoints.subscribe, ["trade.test"])

@@ -40,7 +40,7 @@ def test_defaults_and_the_implicit_forwarder(write):
     assert config.bus.subscribe == f"ipc:///tmp/tickmesh-{uid}/subscribe"
     assert config.control == f"ipc:///tmp/tickmesh-{uid}/control"
     forwarder, child = config.processes
-    assert (forwarder.name, forwarder.run, forwarder.settings) == ("forwarder", "tickmesh.bus.forwarder", {})
+    assert (forwarder.name, forwarder.run, forwarder.settings) == ("forwarder", "tickmesh.runtime.forwarder", {})
     assert (child.restart, child.max_restarts, child.within_seconds, child.shutdown_timeout,
             child.settings) == ("permanent", 5, 60, 3.0, {})
 

@@ -104,7 +104,7 @@ def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
 
 def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restart(
         spawn_child, bus_endpoints, spawn, run_dir):
-    forwarder = spawn_child("tickmesh.bus.forwarder", "forwarder")
+    forwarder = spawn_child("tickmesh.runtime.forwarder", "forwarder")
     wait_for_forwarder(bus_endpoints)
     proc, log_path = consume(spawn, run_dir, bus_endpoints, "tests.sdk_consumers:Counter",
                              "--pattern", "trade.other.X", "--name", "counter")
@@ -115,7 +115,7 @@ def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restar
     forwarder.kill()
     forwarder.wait(timeout=5)
     before = len(log_lines(log_path, "got"))
-    spawn_child("tickmesh.bus.forwarder", "forwarder")  # binds the same endpoints again
+    spawn_child("tickmesh.runtime.forwarder", "forwarder")  # binds the same endpoints again
     with BusLog(bus_endpoints.subscribe, ["heartbeat.counter"]) as bus:  # the new forwarder's
         feed_until(publisher, [trade("X", provider="other")],
                    lambda: (b := beat_of(bus, "counter")) and b.metric("events_received")

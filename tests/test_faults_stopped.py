@@ -49,7 +49,7 @@ def test_a_consumer_stopped_for_30_s_costs_nothing_upstream_and_reports_its_gap(
         spawn_child, run_dir):
     bus = BusConfig(f"ipc://{run_dir}/publish", f"ipc://{run_dir}/subscribe", hwm=HWM,
                     subscriber_hwm=HWM)
-    forwarder = spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
+    forwarder = spawn_child("tickmesh.runtime.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     directory = run_dir / "rec"
     spawn_child("tickmesh.consumers.recorder", "recorder", {"directory": str(directory)}, bus=bus)

@@ -50,7 +50,7 @@ print(json.dumps({"seqs": seqs, "gaps": sub.gaps, "filled": sub.filled,
 def test_a_dropped_consumer_fills_its_gap_from_the_recorder(spawn, spawn_child, bus_endpoints,
                                                             run_dir):
     bus = replace(bus_endpoints, subscriber_hwm=1000)  # the forwarder keeps little for a stopped consumer
-    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=bus)
+    spawn_child("tickmesh.runtime.forwarder", "forwarder", bus=bus)
     wait_for_forwarder(bus)
     directory, endpoint = run_dir / "rec", f"ipc://{run_dir}/gapfill"
     start_recorder(spawn_child, directory, gapfill_endpoint=endpoint, bus=bus)

@@ -109,7 +109,7 @@ def test_the_forwarder_and_the_supervisor_heartbeat_with_their_metrics(spawn, ru
 
 
 def test_the_forwarder_refuses_a_message_over_max_message_bytes(spawn_child, bus_endpoints):
-    spawn_child("tickmesh.bus.forwarder", "forwarder", bus=replace(bus_endpoints, max_message_bytes=100_000))
+    spawn_child("tickmesh.runtime.forwarder", "forwarder", bus=replace(bus_endpoints, max_message_bytes=100_000))
     wait_for_forwarder(bus_endpoints)
     huge = trade("HUGE", provider="test", conditions=["x" * 1000] * 1000)  # ~1 MB
     with Subscriber(bus_endpoints.subscribe, ["trade.test"]) as sub:

@@ -163,7 +163,7 @@ def check_curve_bus(spawn, bus: Bus, hosts: dict[str, str | None]) -> None:
     """The forwarder on hosts["forwarder"]; intruders (unauthorized, and without CURVE at all)
     on hosts["intruder"] are refused, get nothing and inject nothing while a publisher on
     hosts["publisher"] reaches a subscriber on hosts["consumer"]."""
-    start(spawn, "tickmesh.bus.forwarder", "forwarder", bus.forwarder, netns=hosts["forwarder"])
+    start(spawn, "tickmesh.runtime.forwarder", "forwarder", bus.forwarder, netns=hosts["forwarder"])
     intruders = [probe(spawn, "sub", "spy", bus.bad, hosts["intruder"]),
                  probe(spawn, "pub", "intruder", bus.bad, hosts["intruder"]),
                  probe(spawn, "sub", "plainspy", bus.plain, hosts["intruder"]),

@@ -1,0 +1,59 @@
+"""The forwarder's process, the supervisor's first child: `python -m tickmesh.runtime.forwarder`.
+
+bus.forwarder is the proxy itself; this makes it one of the system's processes: its log, its
+lifeline to the supervisor, "ready" once both sides are bound, and a heartbeat every second,
+published through its own front door.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from tickmesh.bus import forwarder
+from tickmesh.bus.publisher import Publisher
+from tickmesh.bus.sockets import BusConfig
+from tickmesh.runtime.lifeline import exit_with_parent
+from tickmesh.runtime.logs import configure_logging, log
+from tickmesh.runtime.metrics import Metrics
+from tickmesh.runtime.process import HEARTBEAT_SECONDS, publish_heartbeat
+from tickmesh.runtime.readiness import announce_ready
+from tickmesh.runtime.spec import child_spec
+
+Settings = None
+"""The forwarder takes no settings: the [bus] table is its configuration."""
+
+
+def main() -> None:
+    spec = child_spec()
+    configure_logging(spec.name)
+    exit_with_parent()
+    log().info("forwarder starting", publish=spec.bus.publish, subscribe=spec.bus.subscribe,
+               hwm=spec.bus.hwm, max_message_bytes=spec.bus.max_message_bytes,
+               curve=spec.bus.curve)
+    try:
+        forwarder.serve(spec.bus, lambda: _bound(spec.bus, spec.name))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os._exit(0)
+
+
+def _bound(config: BusConfig, name: str) -> None:
+    announce_ready()
+    threading.Thread(target=_heartbeats, args=(config, name), daemon=True,
+                     name="heartbeat").start()
+
+
+def _heartbeats(config: BusConfig, name: str) -> None:
+    publisher = Publisher(config.publish)
+    metrics = Metrics()
+    while True:
+        time.sleep(HEARTBEAT_SECONDS)
+        publish_heartbeat(publisher, name, metrics)
+        publisher.drain_subscriptions()
+
+
+if __name__ == "__main__":
+    main()
