@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -123,6 +123,44 @@ def bus(request: pytest.FixtureRequest, forwarder: BusConfig) -> Iterator[BusLog
             f"{request.module.__name__} uses the bus fixture without BUS_PATTERNS")
     with BusLog(forwarder.subscribe, list(patterns)) as log:
         yield log
+
+
+FAST_RECONNECT = {"backoff_min": 0.05, "backoff_max": 0.5}
+"""A handler's waits between connection attempts, short enough for a test."""
+SIMULATOR_ADDRESS: dict[str, Callable[[int], dict[str, Any]]] = {
+    "alpaca": lambda port: {"url": f"ws://127.0.0.1:{port}/v2/iex"},
+    "binance": lambda port: {"url": f"ws://127.0.0.1:{port}/stream",
+                             "rest_url": f"http://127.0.0.1:{port}"},
+    "coinbase": lambda port: {"url": f"ws://127.0.0.1:{port}"},
+    "ib": lambda port: {"port": port},
+    "polygon": lambda port: {"url": f"ws://127.0.0.1:{port}/stocks"},
+}
+"""The settings that point a provider's handler at that provider's simulator on a loopback port."""
+
+
+@pytest.fixture
+def start_handler(request: pytest.FixtureRequest, spawn_child) -> Callable[..., subprocess.Popen]:
+    """start_handler(provider, port=None, *, name=None, bus=None, log=None, **settings) -> Popen:
+    tickmesh.handlers.<provider>.handler as the child `name` (else `provider`) on this test's bus
+    (or `bus`), its process group killed at teardown, its stderr to the file `log` if given.
+
+    Its settings, each over the ones before: FAST_RECONNECT; the address of the provider's
+    simulator on loopback `port` (SIMULATOR_ADDRESS), if given; the test module's
+    HANDLER_SETTINGS (a dict), if it has one; `settings`."""
+    module_settings = getattr(request.module, "HANDLER_SETTINGS", {})
+
+    def _start_handler(provider: str, port: int | None = None, *, name: str | None = None,
+                       bus: BusConfig | None = None, log: Path | None = None,
+                       **settings: Any) -> subprocess.Popen:
+        address = SIMULATOR_ADDRESS[provider](port) if port is not None else {}
+        config = {**FAST_RECONNECT, **address, **module_settings, **settings}
+        module = f"tickmesh.handlers.{provider}.handler"
+        if log is None:
+            return spawn_child(module, name or provider, config, bus=bus)
+        with open(log, "w") as stderr:
+            return spawn_child(module, name or provider, config, bus=bus, stderr=stderr)
+
+    return _start_handler
 
 
 @pytest.fixture

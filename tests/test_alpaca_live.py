@@ -22,7 +22,7 @@ from tests.simcontrol import control
 from tests.waiting import wait_until
 
 SIM = "tickmesh.handlers.alpaca.sim.server"
-HANDLER = "tickmesh.handlers.alpaca.handler"
+HANDLER_SETTINGS = {"symbols": ["AAPL", "BRK.B"]}
 BUS_PATTERNS = ["trade.alpaca", "quote.alpaca", "status.alpaca"]
 
 
@@ -30,18 +30,12 @@ def start_simulator(spawn_child, port: int | None = None, **settings) -> int:
     return simulators.start(spawn_child, SIM, "alpaca-sim", port, settings)[0]
 
 
-def start_handler(spawn_child, port: int, **settings) -> None:
-    defaults = {"url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL", "BRK.B"],
-                "backoff_min": 0.05, "backoff_max": 0.5}
-    spawn_child(HANDLER, "alpaca", {**defaults, **settings})
-
-
 # --- the handler ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("encoding", ["msgpack", "json"])
-def test_normalized_trades_and_quotes_arrive(spawn_child, bus, encoding):
+def test_normalized_trades_and_quotes_arrive(spawn_child, start_handler, bus, encoding):
     port = start_simulator(spawn_child, rate=1000, symbols=["AAPL", "MSFT", "BRK.B"])
-    start_handler(spawn_child, port, encoding=encoding)
+    start_handler("alpaca", port, encoding=encoding)
     bus.until(lambda ev: len(bus.of(Trade)) >= 5 and len(bus.of(Quote)) >= 5,
                    what="trades and quotes")
     trades, quotes = bus.of(Trade), bus.of(Quote)
@@ -70,9 +64,9 @@ def reconnected(bus: BusLog, since: int) -> list[Status]:
     return bus.of(Status, since)
 
 
-def test_reconnects_and_resubscribes_after_a_dropped_connection(spawn_child, bus):
+def test_reconnects_and_resubscribes_after_a_dropped_connection(spawn_child, start_handler, bus):
     port = start_simulator(spawn_child, rate=500)
-    start_handler(spawn_child, port)
+    start_handler("alpaca", port)
     streaming(bus)
     dropped = bus.mark()
     assert control(port, "drop")["connections"] == 1
@@ -82,9 +76,9 @@ def test_reconnects_and_resubscribes_after_a_dropped_connection(spawn_child, bus
     assert control(port, "stats")["counters"]['sim_controls{action="drop"}'] == 1
 
 
-def test_stale_connection_is_dropped_and_replaced(spawn_child, bus):
+def test_stale_connection_is_dropped_and_replaced(spawn_child, start_handler, bus):
     port = start_simulator(spawn_child, rate=500)
-    start_handler(spawn_child, port, stale_after=0.4, ping_interval=30)
+    start_handler("alpaca", port, stale_after=0.4, ping_interval=30)
     streaming(bus)
     quieted = bus.mark()
     control(port, "quiet", seconds=30)
@@ -92,9 +86,9 @@ def test_stale_connection_is_dropped_and_replaced(spawn_child, bus):
     assert "stale" in disconnect.message
 
 
-def test_unanswered_pings_end_the_connection(spawn_child, bus):
+def test_unanswered_pings_end_the_connection(spawn_child, start_handler, bus):
     port = start_simulator(spawn_child, rate=500)
-    start_handler(spawn_child, port, stale_after=0, ping_interval=0.2, ping_timeout=0.3)
+    start_handler("alpaca", port, stale_after=0, ping_interval=0.2, ping_timeout=0.3)
     streaming(bus)
     stalled = bus.mark()
     control(port, "stall", seconds=30)
@@ -102,13 +96,14 @@ def test_unanswered_pings_end_the_connection(spawn_child, bus):
     assert "ping timeout" in disconnect.message
 
 
-def test_wrong_keys_give_error_402_and_a_growing_backoff(spawn_child, bus, monkeypatch):
+def test_wrong_keys_give_error_402_and_a_growing_backoff(
+        spawn_child, start_handler, bus, monkeypatch):
     monkeypatch.setenv("TEST_SIM_KEY", "right-key")
     monkeypatch.setenv("TEST_SIM_SECRET", "right-secret")
     monkeypatch.setenv("TEST_ALPACA_KEY", "wrong-key")
     monkeypatch.setenv("TEST_ALPACA_SECRET", "wrong-secret")
     port = start_simulator(spawn_child, key_env="TEST_SIM_KEY", secret_env="TEST_SIM_SECRET")
-    start_handler(spawn_child, port, key_env="TEST_ALPACA_KEY", secret_env="TEST_ALPACA_SECRET",
+    start_handler("alpaca", port, key_env="TEST_ALPACA_KEY", secret_env="TEST_ALPACA_SECRET",
                   backoff_min=0.05, backoff_max=10)
 
     def attempts(events):
@@ -141,7 +136,7 @@ RECORDING = [
 
 
 @pytest.mark.parametrize("encoding", ["msgpack", "json"])
-def test_replay_of_a_recorded_file(spawn_child, forwarder, tmp_path, encoding):
+def test_replay_of_a_recorded_file(spawn_child, start_handler, forwarder, tmp_path, encoding):
     recording = tmp_path / "alpaca.jsonl"
     recording.write_text("\n".join(RECORDING) + "\n")
     bus = BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca", "heartbeat.alpaca"])
@@ -149,7 +144,7 @@ def test_replay_of_a_recorded_file(spawn_child, forwarder, tmp_path, encoding):
     # once, and a publisher's very first messages could leave before the forwarder has passed
     # it the subscriptions.
     port = free_port()
-    start_handler(spawn_child, port, symbols=["*"], encoding=encoding)
+    start_handler("alpaca", port, symbols=["*"], encoding=encoding)
     start_simulator(spawn_child, port, replay=str(recording), rate=1000)
 
     def malformed(events):

@@ -18,14 +18,13 @@ from tickmesh.bus.subscriber import MAX_GAP
 from tests.buslog import BusLog
 from tests.polygon_sim import start_sim
 from tests.scripted_server import ScriptedServer
-from tests.test_polygon_handler import start_handler as start_polygon
+from tests.test_polygon_handler import HANDLER_SETTINGS as POLYGON_HANDLER
+from tests.test_polygon_handler import KEY, KEY_ENV
 from tests.test_readme import readme_consumer
 
-CLIENT = {"backoff_min": 0.05, "backoff_max": 0.5}
 
-
-def test_polygon_keeps_the_good_trades_of_frames_with_bad_numbers(forwarder, spawn_child,
-                                                                    monkeypatch, tmp_path):
+def test_polygon_keeps_the_good_trades_of_frames_with_bad_numbers(
+        forwarder, spawn_child, start_handler, monkeypatch, tmp_path):
     def trade(n: int, price: str = "1.5", size: str = "10") -> str:
         return (f'{{"ev":"T","sym":"AAPL","x":4,"i":"{n}","p":{price},"s":{size},'
                 f'"t":1764600000000,"q":{n}}}')
@@ -38,7 +37,9 @@ def test_polygon_keeps_the_good_trades_of_frames_with_bad_numbers(forwarder, spa
     recording.write_text("\n".join(lines) + "\n")
     with BusLog(forwarder.subscribe, ["trade.polygon", "bar.polygon", "heartbeat.polygon"]) as bus:
         sim = start_sim(spawn_child, replay=str(recording), rate=100)
-        start_polygon(spawn_child, monkeypatch, sim, channels=["T", "A"], stale_after=0)
+        monkeypatch.setenv(KEY_ENV, KEY)
+        start_handler("polygon", sim.port,
+                      **{**POLYGON_HANDLER, "channels": ["T", "A"], "stale_after": 0})
 
         def counted(_events) -> Heartbeat | None:
             return next((b for b in reversed(bus.of(Heartbeat))
@@ -53,7 +54,7 @@ def test_polygon_keeps_the_good_trades_of_frames_with_bad_numbers(forwarder, spa
         assert beat.metric("connects") == 1
 
 
-def test_alpaca_msgpack_bad_values_are_counted_and_the_rest_published(forwarder, spawn_child):
+def test_alpaca_msgpack_bad_values_are_counted_and_the_rest_published(forwarder, start_handler):
     ts = msgpack.Timestamp.from_unix_nano(1_764_600_000_123_000_000)
 
     def trade(n: int, **changes) -> dict:
@@ -79,8 +80,7 @@ def test_alpaca_msgpack_bad_values_are_counted_and_the_rest_published(forwarder,
     with ScriptedServer(script, greeting, raw=True) as server, \
             BusLog(forwarder.subscribe, ["trade.alpaca", "quote.alpaca",
                                          "heartbeat.alpaca"]) as bus:
-        spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", {
-            "url": server.url + "/v2/iex", "symbols": ["AAPL"], **CLIENT})
+        start_handler("alpaca", url=server.url + "/v2/iex", symbols=["AAPL"])
         beat = bus.until(lambda _: next((b for b in reversed(bus.of(Heartbeat))
                                          if b.metric("bad_input", reason="unsubscribed")), None),
                          what="a heartbeat counting the bad messages")

@@ -23,6 +23,7 @@ from tests.buslog import BusLog
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "LTC-USDT", "LINK-USDT", "AVAX-USDT",
            "ETH-BTC", "BNB-USDT", "XRP-USDT", "DOGE-USDT"]
+HANDLER_SETTINGS = {"symbols": SYMBOLS, "backoff_min": 0.1}
 BUS_PATTERNS = [f"{kind}.binance" for kind in
                 ("book_snapshot", "book_delta", "status", "trade", "quote", "heartbeat")]
 
@@ -40,13 +41,6 @@ def start_sim(spawn_child, **settings) -> Sim:
     port, _ = simulators.start(spawn_child, "tickmesh.handlers.binance.sim.server", "binance-sim", None,
                                settings, ready=simcontrol.serving)
     return Sim(port)
-
-
-def start_handler(spawn_child, sim: Sim, **settings):
-    config = {"url": f"ws://127.0.0.1:{sim.port}/stream",
-              "rest_url": f"http://127.0.0.1:{sim.port}", "symbols": SYMBOLS,
-              "backoff_min": 0.1, "backoff_max": 0.5, **settings}
-    return spawn_child("tickmesh.handlers.binance.handler", "binance", config)
 
 
 def books(events: list) -> dict[str, tuple[dict, dict]]:
@@ -90,9 +84,9 @@ def books_match(bus: BusLog, sim: Sim, symbols=SYMBOLS) -> None:
     bus.until(matching, what="the books on the bus to equal the simulator's", timeout=20)
 
 
-def test_books_on_the_bus_equal_the_true_books(forwarder, bus, spawn_child):
+def test_books_on_the_bus_equal_the_true_books(forwarder, bus, spawn_child, start_handler):
     sim = start_sim(spawn_child)
-    start_handler(spawn_child, sim)
+    start_handler("binance", sim.port)
     all_synced(bus)
     bus.until(lambda events: len(bus.of(BookDelta)) > 100 and bus.of(Trade) and bus.of(Quote),
               what="deltas, trades and quotes")
@@ -107,9 +101,10 @@ def test_books_on_the_bus_equal_the_true_books(forwarder, bus, spawn_child):
         for c in ("depth@100ms", "trade", "bookTicker"))
 
 
-def test_a_gap_resyncs_that_symbol_while_the_others_stream_on(forwarder, bus, spawn_child):
+def test_a_gap_resyncs_that_symbol_while_the_others_stream_on(
+        forwarder, bus, spawn_child, start_handler):
     sim = start_sim(spawn_child)
-    start_handler(spawn_child, sim, channels=["depth"])
+    start_handler("binance", sim.port, channels=["depth"])
     all_synced(bus)
     sim.control("delay", symbol="BTCUSDT", seconds=1.0)  # its new snapshot takes a second
     sim.control("gap", symbol="BTCUSDT")
@@ -130,9 +125,9 @@ def test_a_gap_resyncs_that_symbol_while_the_others_stream_on(forwarder, bus, sp
     books_match(bus, sim)
 
 
-def test_a_control_request_over_the_bus_resyncs(forwarder, bus, spawn_child):
+def test_a_control_request_over_the_bus_resyncs(forwarder, bus, spawn_child, start_handler):
     sim = start_sim(spawn_child, symbols=SYMBOLS[:2])
-    start_handler(spawn_child, sim, symbols=SYMBOLS[:2])
+    start_handler("binance", sim.port, symbols=SYMBOLS[:2])
     all_synced(bus, SYMBOLS[:2])
     now = time.time_ns()
     publisher = Publisher(forwarder.publish)
@@ -187,12 +182,12 @@ def recording(path: Path) -> tuple[Path, Path, dict]:
     return frames, answers, expected
 
 
-def test_replay_of_recorded_frames_and_snapshots_builds_their_books(forwarder, bus, spawn_child,
-                                                                    tmp_path):
+def test_replay_of_recorded_frames_and_snapshots_builds_their_books(
+        forwarder, bus, spawn_child, start_handler, tmp_path):
     frames, answers, expected = recording(tmp_path)
     sim = start_sim(spawn_child, symbols=["BTC-USDT", "ETH-USDT"], replay=str(frames),
                     snapshots=str(answers))
-    handler = start_handler(spawn_child, sim, symbols=["BTC-USDT", "ETH-USDT"],
+    handler = start_handler("binance", sim.port, symbols=["BTC-USDT", "ETH-USDT"],
                             channels=["depth", "trade"])
     bus.until(lambda events: books(events) == expected and bus.of(Trade),
               what="the books the recording implies, and its good trade")
@@ -204,9 +199,10 @@ def test_replay_of_recorded_frames_and_snapshots_builds_their_books(forwarder, b
     assert handler.poll() is None and "resyncing" not in bus.states()
 
 
-def test_a_resync_that_keeps_failing_backs_off_more_and_more(forwarder, bus, spawn_child):
+def test_a_resync_that_keeps_failing_backs_off_more_and_more(
+        forwarder, bus, spawn_child, start_handler):
     sim = start_sim(spawn_child, symbols=["BTC-USDT"])  # no XRP-USDT: its snapshots fail
-    start_handler(spawn_child, sim, symbols=["BTC-USDT", "XRP-USDT"], channels=["depth"])
+    start_handler("binance", sim.port, symbols=["BTC-USDT", "XRP-USDT"], channels=["depth"])
 
     def failures(events: list) -> list[int]:
         return [e.ts_event for e in events if isinstance(e, Status)
@@ -222,9 +218,9 @@ def test_a_resync_that_keeps_failing_backs_off_more_and_more(forwarder, bus, spa
 
 
 def test_server_shutdown_ends_the_connection_and_the_handler_comes_back(forwarder, bus,
-                                                                        spawn_child):
+                                                                        spawn_child, start_handler):
     sim = start_sim(spawn_child, symbols=SYMBOLS[:1], max_age=1.5)
-    start_handler(spawn_child, sim, symbols=SYMBOLS[:1])
+    start_handler("binance", sim.port, symbols=SYMBOLS[:1])
     all_synced(bus, SYMBOLS[:1])
     mark = bus.mark()
     bus.until(lambda events: bus.resubscribed(mark) is not None and any(
@@ -238,12 +234,12 @@ RETRY_AFTER = 3
 
 
 @pytest.mark.parametrize("status", [429, 418])
-def test_retry_after_holds_every_rest_request_of_the_handler(forwarder, bus, spawn_child,
-                                                             status):
+def test_retry_after_holds_every_rest_request_of_the_handler(
+        forwarder, bus, spawn_child, start_handler, status):
     symbols = SYMBOLS[:3]
     sim = start_sim(spawn_child, symbols=symbols)
     sim.control("refuse", status=status, seconds=RETRY_AFTER)  # the next REST request
-    start_handler(spawn_child, sim, symbols=symbols, channels=["depth"], snapshots_in_flight=1)
+    start_handler("binance", sim.port, symbols=symbols, channels=["depth"], snapshots_in_flight=1)
 
     def backoff(events: list) -> Status | None:
         return next((e for e in events if isinstance(e, Status) and e.state == "error"

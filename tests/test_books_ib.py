@@ -10,9 +10,12 @@ from tickmesh.consumers.books.snapshots import request_book
 from tests.conftest import free_port
 from tests.ib_sim import start_ib_sim
 from tests.test_books_builder import start_builder
-from tests.test_ib_handler import SYMBOLS, simulators_book, start_handler
+from tests.test_ib_handler import HANDLER_SETTINGS as IB_HANDLER
+from tests.test_ib_handler import SYMBOLS, handler_on_the_bus, simulators_book
 
 ROWS = 5
+HANDLER_SETTINGS = {**IB_HANDLER, "depth_rows": ROWS}
+"""The IB handler as test_ib_handler starts it, with ROWS rows of depth."""
 BUS_PATTERNS = [f"{kind}.ib" for kind in ("book_delta", "book_status", "bbo", "status")]
 
 
@@ -25,12 +28,13 @@ def states(endpoint: str) -> set[str]:
 
 
 def test_the_builders_ib_books_equal_the_simulators_and_resync_after_an_outage(
-        spawn_child, forwarder, bus, run_dir):
+        spawn_child, start_handler, forwarder, bus, run_dir):
     endpoint = f"ipc://{run_dir}/books"
     start_builder(spawn_child, forwarder, endpoint, providers=["ib"], resync_timeout=0.5,
                   resync_max=2.0)
     port = free_port()
-    start_handler(spawn_child, bus, port, depth_rows=ROWS)
+    start_handler("ib", port)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10)
     bus.until(lambda _: all(sum(d.symbol == s for d in bus.of(BookDelta)) >= 100
                             for s in SYMBOLS) and states(endpoint) == {"live"},

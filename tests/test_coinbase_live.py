@@ -23,8 +23,8 @@ from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 SIM = "tickmesh.handlers.coinbase.sim.server"
-HANDLER = "tickmesh.handlers.coinbase.handler"
 PRODUCTS = ["BTC-USD", "ETH-USD"]
+HANDLER_SETTINGS = {"symbols": PRODUCTS}
 BUS_PATTERNS = ["book_snapshot.coinbase", "book_delta.coinbase", "trade.coinbase",
                 "status.coinbase", "heartbeat.coinbase"]
 Book = tuple[dict[float, float], dict[float, float]]
@@ -33,12 +33,6 @@ Book = tuple[dict[float, float], dict[float, float]]
 def start_simulator(spawn_child, **settings) -> int:
     settings = {"symbols": PRODUCTS, **settings}
     return simulators.start(spawn_child, SIM, "coinbase-sim", None, settings)[0]
-
-
-def start_handler(spawn_child, port: int, **settings):
-    defaults = {"url": f"ws://127.0.0.1:{port}", "symbols": PRODUCTS, "backoff_min": 0.05,
-                "backoff_max": 0.5}
-    return spawn_child(HANDLER, "coinbase", {**defaults, **settings})
 
 
 # --- books ---------------------------------------------------------------------------------
@@ -100,9 +94,9 @@ def streaming(bus: BusLog, since: int = 0, count: int = 10) -> None:
 
 # --- live ----------------------------------------------------------------------------------
 
-def test_snapshot_then_deltas_rebuild_the_true_book(spawn_child, bus):
+def test_snapshot_then_deltas_rebuild_the_true_book(spawn_child, start_handler, bus):
     port = start_simulator(spawn_child)
-    start_handler(spawn_child, port)
+    start_handler("coinbase", port)
     streaming(bus)
     bus.until(lambda _: len(bus.of(Trade)) >= 4, what="trades")
     for product in PRODUCTS:
@@ -117,9 +111,10 @@ def test_snapshot_then_deltas_rebuild_the_true_book(spawn_child, bus):
     assert "subscribed" in bus.states()
 
 
-def test_a_lost_message_resyncs_that_product_while_the_other_streams(spawn_child, bus):
+def test_a_lost_message_resyncs_that_product_while_the_other_streams(
+        spawn_child, start_handler, bus):
     port = start_simulator(spawn_child)
-    start_handler(spawn_child, port)
+    start_handler("coinbase", port)
     streaming(bus)
     mark = bus.mark()
     lost = control(port, "gap", product="BTC-USD")["lost_trade_id"]
@@ -135,9 +130,9 @@ def test_a_lost_message_resyncs_that_product_while_the_other_streams(spawn_child
     books_equal_the_simulators(bus, port)
 
 
-def test_a_control_request_over_the_bus_resyncs(spawn_child, bus, forwarder):
+def test_a_control_request_over_the_bus_resyncs(spawn_child, start_handler, bus, forwarder):
     port = start_simulator(spawn_child)
-    start_handler(spawn_child, port)
+    start_handler("coinbase", port)
     streaming(bus)
     mark = bus.mark()
     publisher = Publisher(forwarder.publish)
@@ -153,9 +148,10 @@ def test_a_control_request_over_the_bus_resyncs(spawn_child, bus, forwarder):
     books_equal_the_simulators(bus, port)
 
 
-def test_an_error_that_closes_is_reported_and_the_handler_reconnects(spawn_child, bus):
+def test_an_error_that_closes_is_reported_and_the_handler_reconnects(
+        spawn_child, start_handler, bus):
     port = start_simulator(spawn_child)
-    start_handler(spawn_child, port)
+    start_handler("coinbase", port)
     streaming(bus)
     mark = bus.mark()
     control(port, "error", code="slow_consume")
@@ -165,13 +161,13 @@ def test_an_error_that_closes_is_reported_and_the_handler_reconnects(spawn_child
 
 
 def test_a_delisted_product_is_refused_while_the_others_stream_and_retried_until_listed(
-        spawn_child, bus):
+        spawn_child, start_handler, bus):
     """Issue 16: a subscribe naming one product the exchange does not list is refused as a
     whole; the feed must go on with the others on the same connection, say which product was
     refused, and retry it (here every 0.2 to 0.5 s) until the exchange lists it again."""
     port = start_simulator(spawn_child, symbols=PRODUCTS + ["SOL-USD"])
     control(port, "delist", product="SOL-USD")
-    start_handler(spawn_child, port, symbols=PRODUCTS + ["SOL-USD"], refused_retry=0.2,
+    start_handler("coinbase", port, symbols=PRODUCTS + ["SOL-USD"], refused_retry=0.2,
                   refused_retry_max=0.5)
     streaming(bus)
     said = bus.until(lambda _: [s for s in bus.of(Status) if s.symbol == "SOL-USD"],
@@ -237,12 +233,13 @@ def recording() -> tuple[list[str], dict[str, Book], list[tuple[str, str, str]]]
     return lines, books, trades
 
 
-def test_replay_of_a_recorded_file_gives_the_book_it_implies(spawn_child, bus, tmp_path):
+def test_replay_of_a_recorded_file_gives_the_book_it_implies(
+        spawn_child, start_handler, bus, tmp_path):
     lines, books, trades = recording()
     path = tmp_path / "coinbase.jsonl"
     path.write_text("\n".join(lines) + "\n")
     port = start_simulator(spawn_child, replay=str(path), symbols=PRODUCTS + ["SOL-USD"])
-    start_handler(spawn_child, port, stale_after=0)
+    start_handler("coinbase", port, stale_after=0)
     bus.until(lambda ev: all(rebuild(ev, p) == books[p] for p in PRODUCTS),
               what="the recorded books")
     wanted = [t for t in trades if t[0] in PRODUCTS]
@@ -252,7 +249,7 @@ def test_replay_of_a_recorded_file_gives_the_book_it_implies(spawn_child, bus, t
     assert all(e.symbol != "SOL-USD" for e in bus.events if hasattr(e, "generation"))
 
 
-def test_hostile_frames_do_not_kill_the_handler(spawn_child, bus, tmp_path):
+def test_hostile_frames_do_not_kill_the_handler(spawn_child, start_handler, bus, tmp_path):
     eth = ([["2999.00", "1"]], [["3001.00", "1"]])
     lines = [
         json.dumps({"type": "snapshot", "product_id": "BTC-USD", "bids": [["100.00", "1"]],
@@ -274,7 +271,7 @@ def test_hostile_frames_do_not_kill_the_handler(spawn_child, bus, tmp_path):
     path = tmp_path / "hostile.jsonl"
     path.write_text("\n".join(lines) + "\n")
     port = start_simulator(spawn_child, replay=str(path))
-    handler = start_handler(spawn_child, port, stale_after=0)
+    handler = start_handler("coinbase", port, stale_after=0)
     expected = ({2999.0: 1.0, 2999.5: 2.0}, {3001.0: 0.5})
     bus.until(lambda ev: rebuild(ev, "ETH-USD") == expected, what="ETH-USD past the garbage")
     assert [t.trade_id for t in bus.of(Trade)] == ["1"]

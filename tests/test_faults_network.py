@@ -31,7 +31,7 @@ from tests.rawserver import RawServer, text_frame, upgrade
 from tests.simcontrol import control
 
 ALPACA_SIM = "tickmesh.handlers.alpaca.sim.server"
-ALPACA = "tickmesh.handlers.alpaca.handler"
+HANDLER_SETTINGS = {"symbols": ["AAPL"]}
 CONNECTED = b'[{"T":"success","msg":"connected"}]'
 BUS_PATTERNS = ["trade.alpaca", "quote.alpaca", "status.alpaca", "heartbeat.alpaca"]
 
@@ -39,16 +39,6 @@ BUS_PATTERNS = ["trade.alpaca", "quote.alpaca", "status.alpaca", "heartbeat.alpa
 def start_alpaca_sim(spawn_child, port: int | None = None, **settings):
     return simulators.start(spawn_child, ALPACA_SIM, "alpaca-sim", port,
                             {"rate": 200, "symbols": ["AAPL", "MSFT"], **settings})
-
-
-def start_alpaca(spawn_child, url: str, name: str = "alpaca", **settings):
-    config = {"url": url, "symbols": ["AAPL"], "backoff_min": 0.05, "backoff_max": 0.5,
-              **settings}
-    return spawn_child(ALPACA, name, config)
-
-
-def sim_url(port: int) -> str:
-    return f"ws://127.0.0.1:{port}/v2/iex"
 
 
 def disconnects(bus: BusLog, since: int = 0) -> list[Status]:
@@ -65,12 +55,12 @@ def latest_beat(bus: BusLog, name: str) -> Heartbeat | None:
 # --- the network ---------------------------------------------------------------------------
 
 @pytest.mark.timeout(60)
-def test_a_server_that_never_completes_the_handshake_times_out_and_is_retried(spawn_child, bus):
+def test_a_server_that_never_completes_the_handshake_times_out_and_is_retried(start_handler, bus):
     def mute(conn, stop):  # accepts, reads the request, answers nothing
         stop.wait(30)
 
     with RawServer(mute) as server:
-        handler = start_alpaca(spawn_child, server.url, open_timeout=0.5)
+        handler = start_handler("alpaca", url=server.url, open_timeout=0.5)
         bus.until(lambda _: len(disconnects(bus)) >= 3, what="three handshakes timed out")
         assert server.accepted >= 3
     assert all("Timeout" in s.message or "timed out" in s.message for s in disconnects(bus)), \
@@ -80,7 +70,7 @@ def test_a_server_that_never_completes_the_handshake_times_out_and_is_retried(sp
 
 
 @pytest.mark.timeout(60)
-def test_a_frame_dripped_a_byte_at_a_time_ends_in_the_stale_timeout(spawn_child, bus):
+def test_a_frame_dripped_a_byte_at_a_time_ends_in_the_stale_timeout(start_handler, bus):
     """The server upgrades, then sends a frame so slowly that it never ends: bytes keep
     arriving, but no frame does; the handler neither hangs (the stale timeout, which counts
     whole frames, ends the connection) nor crashes, and connects again."""
@@ -94,7 +84,7 @@ def test_a_frame_dripped_a_byte_at_a_time_ends_in_the_stale_timeout(spawn_child,
         stop.wait(30)
 
     with RawServer(drip) as server:
-        handler = start_alpaca(spawn_child, server.url, stale_after=1.0, ping_interval=0)
+        handler = start_handler("alpaca", url=server.url, stale_after=1.0, ping_interval=0)
         bus.until(lambda _: len(disconnects(bus)) >= 2 and server.accepted >= 3,
                   what="two dripping connections ended", timeout=20)
     for status in disconnects(bus)[:2]:
@@ -104,7 +94,7 @@ def test_a_frame_dripped_a_byte_at_a_time_ends_in_the_stale_timeout(spawn_child,
 
 
 @pytest.mark.timeout(60)
-def test_a_frame_over_the_size_limit_ends_the_connection_with_a_status(spawn_child, bus):
+def test_a_frame_over_the_size_limit_ends_the_connection_with_a_status(start_handler, bus):
     """A frame that announces 32 MiB (the client takes at most 16 MiB: MAX_MESSAGE_BYTES): the
     client fails the connection with 1009 (message too big) before reading it, says so, and
     reconnects. The server here never closes its end: the client gives it the close timeout
@@ -116,7 +106,7 @@ def test_a_frame_over_the_size_limit_ends_the_connection_with_a_status(spawn_chi
         stop.wait(30)
 
     with RawServer(oversize) as server:
-        handler = start_alpaca(spawn_child, server.url, ping_interval=0, stale_after=0)
+        handler = start_handler("alpaca", url=server.url, ping_interval=0, stale_after=0)
         bus.until(lambda _: len(disconnects(bus)) >= 2 and server.accepted >= 3,
                   what="two connections ended by an oversized frame")
     for status in disconnects(bus)[:2]:
@@ -125,9 +115,10 @@ def test_a_frame_over_the_size_limit_ends_the_connection_with_a_status(spawn_chi
 
 
 @pytest.mark.timeout(90)
-def test_a_server_restarted_again_and_again_is_reconnected_every_time(spawn_child, bus):
+def test_a_server_restarted_again_and_again_is_reconnected_every_time(
+        spawn_child, start_handler, bus):
     port, sim = start_alpaca_sim(spawn_child)
-    handler = start_alpaca(spawn_child, sim_url(port))
+    handler = start_handler("alpaca", port)
     bus.until(lambda _: bus.of(Trade), what="trades")
     for _ in range(3):
         mark = bus.mark()
@@ -141,7 +132,8 @@ def test_a_server_restarted_again_and_again_is_reconnected_every_time(spawn_chil
 
 
 @pytest.mark.timeout(60)
-def test_when_every_server_fails_at_once_the_reconnects_are_bounded(spawn_child, forwarder):
+def test_when_every_server_fails_at_once_the_reconnects_are_bounded(
+        spawn_child, start_handler, forwarder):
     """Three handlers on one simulator, which dies and stays dead: each retries with a growing
     backoff (0.05 s doubling, capped at 2 s), so over a 5 s window each makes a handful of
     attempts, not the thousands a refused connection allows without one."""
@@ -149,7 +141,7 @@ def test_when_every_server_fails_at_once_the_reconnects_are_bounded(spawn_child,
     names = ["alpaca-1", "alpaca-2", "alpaca-3"]
     with BusLog(forwarder.subscribe, [f"heartbeat.{n}" for n in names]) as beats:
         for name in names:
-            start_alpaca(spawn_child, sim_url(port), name=name, backoff_max=2.0)
+            start_handler("alpaca", port, name=name, backoff_max=2.0)
         at_start = beats.until(lambda _: connects(beats, names, lambda c: c >= 1),
                                what="every handler connected")
         os.kill(sim.pid, signal.SIGKILL)
@@ -181,11 +173,11 @@ def connects(beats: BusLog, names: list[str], ok, after: float = 0.0) -> dict[st
 
 @pytest.mark.timeout(60)
 def test_alpaca_connection_limit_406_is_said_and_retried_while_the_first_streams(
-        spawn_child, bus):
+        spawn_child, start_handler, bus):
     port, _ = start_alpaca_sim(spawn_child, max_connections=1)
-    start_alpaca(spawn_child, sim_url(port), name="alpaca")
+    start_handler("alpaca", port, name="alpaca")
     bus.until(lambda _: bus.of(Trade), what="the first handler streaming")
-    second = start_alpaca(spawn_child, sim_url(port), name="alpaca-2")
+    second = start_handler("alpaca", port, name="alpaca-2")
     mark = bus.mark()
     bus.until(lambda _: [c for c in bus.state_codes(mark) if c == ("error", 406)][1:],
               what="two 406 errors (the second handler retries)")
@@ -194,9 +186,9 @@ def test_alpaca_connection_limit_406_is_said_and_retried_while_the_first_streams
 
 
 @pytest.mark.timeout(60)
-def test_alpaca_symbol_limit_405_is_said_and_the_handler_stays_up(spawn_child, bus):
+def test_alpaca_symbol_limit_405_is_said_and_the_handler_stays_up(spawn_child, start_handler, bus):
     port, _ = start_alpaca_sim(spawn_child, symbol_limit=1)
-    handler = start_alpaca(spawn_child, sim_url(port), symbols=["AAPL", "MSFT"])
+    handler = start_handler("alpaca", port, symbols=["AAPL", "MSFT"])
     bus.until(lambda _: ("error", 405) in bus.state_codes(), what="error 405")
     beat = bus.until(lambda _: (b := latest_beat(bus, "alpaca")) and
                      b.metric("provider_errors", code="405") >= 1 and b,
@@ -205,9 +197,9 @@ def test_alpaca_symbol_limit_405_is_said_and_the_handler_stays_up(spawn_child, b
 
 
 @pytest.mark.timeout(60)
-def test_an_unknown_symbol_is_subscribed_and_the_others_stream(spawn_child, bus):
+def test_an_unknown_symbol_is_subscribed_and_the_others_stream(spawn_child, start_handler, bus):
     port, _ = start_alpaca_sim(spawn_child)
-    handler = start_alpaca(spawn_child, sim_url(port), symbols=["AAPL", "ZZZZQ"])
+    handler = start_handler("alpaca", port, symbols=["AAPL", "ZZZZQ"])
     bus.until(lambda _: len(bus.of(Trade)) >= 20, what="AAPL trades")
     assert "subscribed" in bus.states() and "error" not in bus.states()
     assert {e.symbol for e in bus.of(Trade) + bus.of(Quote)} == {"AAPL"}
@@ -217,9 +209,9 @@ def test_an_unknown_symbol_is_subscribed_and_the_others_stream(spawn_child, bus)
 
 
 @pytest.mark.timeout(60)
-def test_a_burst_of_ten_times_the_rate_is_published_whole(spawn_child, bus):
+def test_a_burst_of_ten_times_the_rate_is_published_whole(spawn_child, start_handler, bus):
     port, _ = start_alpaca_sim(spawn_child, rate=200)
-    handler = start_alpaca(spawn_child, sim_url(port))
+    handler = start_handler("alpaca", port)
     bus.until(lambda _: len(bus.of(Trade)) >= 5, what="trades")
     mark = bus.mark()
     control(port, "burst", count=2000)  # ten seconds' worth, at once
@@ -230,16 +222,15 @@ def test_a_burst_of_ten_times_the_rate_is_published_whole(spawn_child, bus):
 
 
 @pytest.mark.timeout(60)
-def test_polygon_max_connections_is_said_and_the_handler_stays_up(spawn_child, forwarder,
-                                                                 monkeypatch):
+def test_polygon_max_connections_is_said_and_the_handler_stays_up(
+        spawn_child, start_handler, forwarder, monkeypatch):
     monkeypatch.setenv(SIM_KEY_ENV, "PKFAULT")
     monkeypatch.setenv("TM_TEST_POLYGON_KEY", "PKFAULT")
     sim = start_sim(spawn_child, key_env=SIM_KEY_ENV, symbols=["AAPL"], rate=100,
                     max_connections=1)
-    config = {"url": sim.url, "symbols": ["AAPL"], "channels": ["T"], "key_env":
-              "TM_TEST_POLYGON_KEY", "backoff_min": 0.2, "backoff_max": 1.0}
     with BusLog(forwarder.subscribe, ["status.polygon", "trade.polygon"]) as log:
-        first = spawn_child("tickmesh.handlers.polygon.handler", "polygon", config)
+        first = start_handler("polygon", sim.port, channels=["T"], key_env="TM_TEST_POLYGON_KEY",
+                              backoff_min=0.2, backoff_max=1.0)
         log.until(lambda _: log.of(Trade), what="polygon trades")
         mark = log.mark()
         sim.control("error", code="max_connections")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tickmesh.bus.events import Status
 from tests.buslog import BusLog
 from tests.scripted_server import CLOSE, ScriptedServer
@@ -19,16 +21,16 @@ SECRET = "Wq8dLz3Rk5Tn1Xv7Bm2Hc9Fp4Gs6Jy0Ae3Ui8KoQ"  # 40
 CONNECTED = '[{"T":"success","msg":"connected"}]'
 AUTHENTICATED = '[{"T":"success","msg":"authenticated"}]'
 SUBSCRIBED = '[{"T":"subscription","trades":["AAPL"],"quotes":["AAPL"],"bars":[]}]'
+HANDLER_SETTINGS = {"symbols": ["AAPL"], "encoding": "json", "stale_after": 0,
+                    "key_env": "TM_TEST_ALPACA_KEY", "secret_env": "TM_TEST_ALPACA_SECRET"}
 BUS_PATTERNS = ["status.alpaca"]
 
 
-def start_alpaca(spawn_child, monkeypatch, url: str, log: Path | None = None, **settings):
+@pytest.fixture
+def credentials(monkeypatch) -> None:
+    """KEY and SECRET where the handler reads them (HANDLER_SETTINGS' key_env and secret_env)."""
     monkeypatch.setenv("TM_TEST_ALPACA_KEY", KEY)
     monkeypatch.setenv("TM_TEST_ALPACA_SECRET", SECRET)
-    config = {"url": url, "symbols": ["AAPL"], "encoding": "json", "stale_after": 0,
-              "key_env": "TM_TEST_ALPACA_KEY", "secret_env": "TM_TEST_ALPACA_SECRET", **settings}
-    stderr = open(log, "w") if log else None
-    return spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", config, stderr=stderr)
 
 
 def connect_times(bus: BusLog) -> list[int]:
@@ -36,13 +38,13 @@ def connect_times(bus: BusLog) -> list[int]:
 
 
 def test_a_server_that_subscribes_and_drops_at_once_gets_a_growing_backoff(
-        spawn_child, monkeypatch, bus):
+        start_handler, credentials, bus):
     def script(text: str) -> list:
         action = json.loads(text)["action"]
         return [AUTHENTICATED] if action == "auth" else [SUBSCRIBED, CLOSE]
 
     with ScriptedServer(script, greeting=[CONNECTED]) as server:
-        start_alpaca(spawn_child, monkeypatch, server.url, backoff_min=0.05, backoff_max=10)
+        start_handler("alpaca", url=server.url, backoff_min=0.05, backoff_max=10)
         bus.until(lambda _: len(connect_times(bus)) >= 7, what="seven connection attempts")
     assert bus.states().count("subscribed") >= 5  # every connection got all the way
     times = connect_times(bus)[:7]
@@ -52,7 +54,7 @@ def test_a_server_that_subscribes_and_drops_at_once_gets_a_growing_backoff(
     assert gaps[-1] >= 0.8 and gaps[-1] > 4 * gaps[0], gaps
 
 
-def test_echoed_credentials_reach_neither_the_bus_nor_the_log(spawn_child, monkeypatch, bus,
+def test_echoed_credentials_reach_neither_the_bus_nor_the_log(start_handler, credentials, bus,
                                                               tmp_path):
     def script(text: str) -> list:
         if json.loads(text)["action"] != "auth":
@@ -65,8 +67,7 @@ def test_echoed_credentials_reach_neither_the_bus_nor_the_log(spawn_child, monke
 
     log = tmp_path / "alpaca.log"
     with ScriptedServer(script, greeting=[CONNECTED]) as server:
-        start_alpaca(spawn_child, monkeypatch, server.url, log=log, backoff_min=0.05,
-                     backoff_max=0.1)
+        start_handler("alpaca", url=server.url, log=log, backoff_min=0.05, backoff_max=0.1)
         bus.until(lambda _: len([s for s in bus.of(Status) if s.state == "error"]) >= 2,
                   what="two echoed auth errors")
     messages = " ".join(s.message for s in bus.of(Status))

@@ -17,16 +17,16 @@ from tests.buslog import BusLog
 from tests.ib_sim import IbSim, hold_client_id, start_ib_sim, until
 
 SYMBOLS = ["AAPL", "MSFT"]
+HANDLER_SETTINGS = {"symbols": SYMBOLS, "depth_rows": 5, "backoff_min": 0.1, "backoff_max": 0.4,
+                    "timeout": 3.0}
 BUS_PATTERNS = [f"{kind}.ib" for kind in
                 ("trade", "quote", "book_snapshot", "book_delta", "status", "heartbeat")]
 
 
-def start_handler(spawn_child, bus: BusLog, port: int, **settings):
-    """The handler, before TWS is up: once its failed attempts show on the bus, what it
-    publishes reaches us (the first events of a new publisher can be lost)."""
-    config = {"port": port, "symbols": SYMBOLS, "depth_rows": 5, "backoff_min": 0.1,
-              "backoff_max": 0.4, "timeout": 3.0, **settings}
-    spawn_child("tickmesh.handlers.ib.handler", "ib", config)
+def handler_on_the_bus(bus: BusLog) -> None:
+    """Wait for the handler, started before TWS is up, to show its failed attempts on the bus:
+    from then on what it publishes reaches us (the first events of a new publisher can be
+    lost)."""
     bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
 
 
@@ -101,9 +101,11 @@ def freeze_and_compare_books(bus: BusLog, sim: IbSim) -> dict[str, tuple[dict, d
     return books
 
 
-def test_book_and_quotes_equal_the_simulators_own_through_an_ib_outage(spawn_child, bus):
+def test_book_and_quotes_equal_the_simulators_own_through_an_ib_outage(
+        spawn_child, start_handler, bus):
     port = free_port()
-    start_handler(spawn_child, bus, port)
+    start_handler("ib", port)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10)
     bus.until(lambda events: all(sum(e.symbol == s for e in bus.of(BookDelta)) >= 100
                                  for s in SYMBOLS) and flowing(bus, 0, SYMBOLS)(events),
@@ -119,11 +121,12 @@ def test_book_and_quotes_equal_the_simulators_own_through_an_ib_outage(spawn_chi
               what="data flowing again after 1102")
 
 
-def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, bus):
+def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, start_handler, bus):
     """With a TWS that acts on requests 50 ms late, as across a network, so that depth of the
     cancelled subscription is still on its way when the handler subscribes again."""
     port = free_port()
-    start_handler(spawn_child, bus, port)
+    start_handler("ib", port)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=300, depth_rows=10, latency=0.05)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
     glitched = bus.mark()
@@ -139,9 +142,11 @@ def test_depth_that_does_not_fit_the_book_resubscribes_that_book(spawn_child, bu
 
 # --- the connection ------------------------------------------------------------------------------
 
-def test_survives_dropped_connections_and_a_tws_restart_on_the_same_port(spawn_child, bus):
+def test_survives_dropped_connections_and_a_tws_restart_on_the_same_port(
+        spawn_child, start_handler, bus):
     port = free_port()
-    start_handler(spawn_child, bus, port)
+    start_handler("ib", port)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
     dropped = bus.mark()
@@ -153,9 +158,11 @@ def test_survives_dropped_connections_and_a_tws_restart_on_the_same_port(spawn_c
     subscribed_again(bus, restarted)
 
 
-def test_a_frozen_tws_goes_stale_and_everything_is_resubscribed_once_it_thaws(spawn_child, bus):
+def test_a_frozen_tws_goes_stale_and_everything_is_resubscribed_once_it_thaws(
+        spawn_child, start_handler, bus):
     port = free_port()
-    start_handler(spawn_child, bus, port, keepalive=0.5, keepalive_timeout=0.5, timeout=1.0)
+    start_handler("ib", port, keepalive=0.5, keepalive_timeout=0.5, timeout=1.0)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books")
     frozen = bus.mark()
@@ -170,11 +177,12 @@ def test_a_frozen_tws_goes_stale_and_everything_is_resubscribed_once_it_thaws(sp
     subscribed_again(bus, frozen)
 
 
-def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, bus):
+def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, start_handler, bus):
     port = free_port()
     start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
     holder = hold_client_id(port, 9)
-    start_handler(spawn_child, bus, port, client_id=9, backoff_min=0.3, backoff_max=0.6)
+    start_handler("ib", port, client_id=9, backoff_min=0.3, backoff_max=0.6)
+    handler_on_the_bus(bus)
     bus.until(lambda _: bus.state_codes().count(("error", 326)) >= 3, what="three refusals")
     statuses = bus.of(Status)
     states = [s.state for s in statuses]
@@ -190,9 +198,11 @@ def test_a_client_id_in_use_is_an_error_status_326_with_backoff(spawn_child, bus
     bus.until(flowing(bus, released, SYMBOLS), what="data once connected")
 
 
-def test_an_unknown_symbol_is_an_error_status_200_while_the_others_flow(spawn_child, bus):
+def test_an_unknown_symbol_is_an_error_status_200_while_the_others_flow(
+        spawn_child, start_handler, bus):
     port = free_port()
-    start_handler(spawn_child, bus, port, symbols=["AAPL", "NOPE", "MSFT"])
+    start_handler("ib", port, symbols=["AAPL", "NOPE", "MSFT"])
+    handler_on_the_bus(bus)
     start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=100)
     bus.until(flowing(bus, 0, SYMBOLS), what="trades, quotes and books for the known symbols")
     [unknown] = [s for s in bus.of(Status) if s.state == "error"]
@@ -232,12 +242,11 @@ def peak_rss_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for {pid}")
 
 
-def test_a_length_over_the_limit_drops_the_connection_and_memory_stays_small(spawn_child, bus):
+def test_a_length_over_the_limit_drops_the_connection_and_memory_stays_small(
+        spawn_child, start_handler, bus):
     port = free_port()
-    handler = spawn_child("tickmesh.handlers.ib.handler", "ib",
-                          {"port": port, "symbols": SYMBOLS, "depth_rows": 0, "backoff_min": 0.1,
-                           "backoff_max": 0.4, "timeout": 3.0, "keepalive": 0})
-    bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
+    handler = start_handler("ib", port, depth_rows=0, keepalive=0)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
     bus.until(flowing(bus, 0, SYMBOLS, (Trade, Quote)), what="trades and quotes")
     before = peak_rss_mb(handler.pid)
@@ -250,13 +259,12 @@ def test_a_length_over_the_limit_drops_the_connection_and_memory_stays_small(spa
     assert peak_rss_mb(handler.pid) - before < 32, "the handler buffered the oversized message"
 
 
-def test_a_flood_of_undecodable_messages_is_logged_sparingly(spawn_child, bus, tmp_path):
+def test_a_flood_of_undecodable_messages_is_logged_sparingly(
+        spawn_child, start_handler, bus, tmp_path):
     port = free_port()
     log = tmp_path / "ib.log"
-    spawn_child("tickmesh.handlers.ib.handler", "ib",
-                {"port": port, "symbols": SYMBOLS, "depth_rows": 0, "backoff_min": 0.1,
-                 "backoff_max": 0.4, "timeout": 3.0}, stderr=open(log, "w"))
-    bus.until(lambda _: ("disconnected", 0) in bus.state_codes(), what="the handler on the bus")
+    start_handler("ib", port, log=log, depth_rows=0)
+    handler_on_the_bus(bus)
     sim = start_ib_sim(spawn_child, port, symbols=SYMBOLS, rate=50)
     bus.until(lambda _: "subscribed" in bus.states(), what="subscribed")
     sim.control("garbage", count=20000)

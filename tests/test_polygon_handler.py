@@ -4,7 +4,6 @@ the bus, through dropped connections, stalled connections, server restarts and a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +19,8 @@ KEY_ENV = "TICKMESH_TEST_POLYGON_KEY"
 SYMBOLS = ["AAPL", "MSFT"]
 CHANNELS = ["T", "Q", "A"]
 TOPICS = sorted(f"{c}.{s}" for c in CHANNELS for s in SYMBOLS)
+HANDLER_SETTINGS = {"symbols": SYMBOLS, "channels": CHANNELS, "key_env": KEY_ENV,
+                    "stale_after": 1.0, "backoff_min": 0.1}
 BUS_PATTERNS = [f"{kind}.polygon" for kind in ("trade", "quote", "bar", "status", "heartbeat")]
 
 
@@ -29,13 +30,11 @@ def sim(spawn_child, monkeypatch) -> Sim:
     return start_sim(spawn_child, key_env=SIM_KEY_ENV, symbols=SYMBOLS + ["SPY"], rate=100)
 
 
-def start_handler(spawn_child, monkeypatch, sim: Sim, key: str = KEY, log: Path | None = None,
-                  **settings):
-    monkeypatch.setenv(KEY_ENV, key)
-    config = {"url": sim.url, "symbols": SYMBOLS, "channels": CHANNELS, "key_env": KEY_ENV,
-              "stale_after": 1.0, "backoff_min": 0.1, "backoff_max": 0.5, **settings}
-    stderr = open(log, "w") if log else None
-    return spawn_child("tickmesh.handlers.polygon.handler", "polygon", config, stderr=stderr)
+@pytest.fixture
+def handler_key(monkeypatch) -> str:
+    """The key the handler reads (from KEY_ENV): the one the simulator accepts."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return KEY
 
 
 def streaming(bus: BusLog) -> None:
@@ -52,13 +51,13 @@ def subscribed_again(bus: BusLog, since: int) -> None:
     bus.until(back, what="a reconnect, resubscribe and fresh trades")
 
 
-def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, monkeypatch,
-                                                  tmp_path):
+def test_trades_quotes_and_bars_arrive_normalized(
+        forwarder, bus, spawn_child, start_handler, handler_key, monkeypatch, tmp_path):
     # The handler starts first, so that its bus connection is up (a heartbeat came through)
     # before the simulator opens and every state change of the first session is seen.
     port = free_port()
     log = tmp_path / "handler.log"
-    start_handler(spawn_child, monkeypatch, Sim(port), log=log)
+    start_handler("polygon", port, log=log)
     bus.until(lambda events: any(isinstance(e, Heartbeat) for e in events), what="a heartbeat")
     monkeypatch.setenv(SIM_KEY_ENV, KEY)
     sim = start_sim(spawn_child, port=port, key_env=SIM_KEY_ENV, symbols=SYMBOLS + ["SPY"],
@@ -79,8 +78,8 @@ def test_trades_quotes_and_bars_arrive_normalized(forwarder, bus, spawn_child, m
     assert KEY not in log.read_text()
 
 
-def test_survives_a_dropped_connection(forwarder, bus, sim, spawn_child, monkeypatch):
-    start_handler(spawn_child, monkeypatch, sim)
+def test_survives_a_dropped_connection(forwarder, bus, sim, start_handler, handler_key):
+    start_handler("polygon", sim.port)
     streaming(bus)
     since = bus.mark()
     sim.control("drop")
@@ -88,8 +87,8 @@ def test_survives_a_dropped_connection(forwarder, bus, sim, spawn_child, monkeyp
     assert sim.stats()["subscriptions"] == [TOPICS]
 
 
-def test_survives_a_silent_connection(forwarder, bus, sim, spawn_child, monkeypatch):
-    start_handler(spawn_child, monkeypatch, sim)
+def test_survives_a_silent_connection(forwarder, bus, sim, start_handler, handler_key):
+    start_handler("polygon", sim.port)
     streaming(bus)
     since = bus.mark()
     sim.control("stall", seconds=30)
@@ -99,8 +98,8 @@ def test_survives_a_silent_connection(forwarder, bus, sim, spawn_child, monkeypa
     assert TOPICS in sim.stats()["subscriptions"]
 
 
-def test_survives_a_server_restart(forwarder, bus, sim, spawn_child, monkeypatch):
-    start_handler(spawn_child, monkeypatch, sim)
+def test_survives_a_server_restart(forwarder, bus, sim, spawn_child, start_handler, handler_key):
+    start_handler("polygon", sim.port)
     streaming(bus)
     since = bus.mark()
     kill_group(sim.proc)
@@ -110,9 +109,10 @@ def test_survives_a_server_restart(forwarder, bus, sim, spawn_child, monkeypatch
     assert restarted.stats()["subscriptions"] == [TOPICS]
 
 
-def test_bad_key_gives_an_error_status_and_growing_backoff(forwarder, bus, sim, spawn_child,
+def test_bad_key_gives_an_error_status_and_growing_backoff(forwarder, bus, sim, start_handler,
                                                            monkeypatch):
-    start_handler(spawn_child, monkeypatch, sim, key="wrong", backoff_min=0.2, backoff_max=10)
+    monkeypatch.setenv(KEY_ENV, "wrong")
+    start_handler("polygon", sim.port, backoff_min=0.2, backoff_max=10)
     bus.until(lambda _: bus.states().count("connecting") >= 5, timeout=20,
               what="five connection attempts")
     errors = [s for s in bus.of(Status) if s.state == "error"]
@@ -124,15 +124,15 @@ def test_bad_key_gives_an_error_status_and_growing_backoff(forwarder, bus, sim, 
     assert sim.stats()["counters"]['sim_errors_sent{code="auth_failed"}'] >= 4
 
 
-def test_garbage_from_the_server_is_counted_not_fatal(forwarder, bus, spawn_child, monkeypatch,
-                                                      tmp_path):
+def test_garbage_from_the_server_is_counted_not_fatal(
+        forwarder, bus, spawn_child, start_handler, handler_key, tmp_path):
     good = {"ev": "T", "sym": "AAPL", "x": 4, "i": "1", "p": 1.5, "s": 10, "t": 1, "q": 1}
     lines = ["not json at all", json.dumps({"ev": "T"}), json.dumps([{**good, "p": "NaN"}]),
              json.dumps([{"ev": "LULD", "T": "AAPL"}, good])]
     recording = tmp_path / "frames.jsonl"
     recording.write_text("\n".join(lines * 3) + "\n")
     sim = start_sim(spawn_child, replay=str(recording), rate=100)
-    start_handler(spawn_child, monkeypatch, sim, channels=["T"], stale_after=0)
+    start_handler("polygon", sim.port, channels=["T"], stale_after=0)
 
     def counted(events) -> Heartbeat | None:
         beats = [e for e in events
