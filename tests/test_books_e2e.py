@@ -41,9 +41,9 @@ from tests.waiting import wait_until
 Book = tuple[dict[float, float], dict[float, float]]
 
 BINANCE_SIM = "tickmesh.handlers.binance.sim.server"
-BINANCE_HANDLER = "tickmesh.handlers.binance.handler"
+BINANCE_DEPTH = {"channels": ["depth"], "depth_limit": 500}
+"""The Binance handler's settings here: depth only, and deep snapshots."""
 COINBASE_SIM = "tickmesh.handlers.coinbase.sim.server"
-COINBASE_HANDLER = "tickmesh.handlers.coinbase.handler"
 PROBE = "PROBE"  # a book the test publishes itself, to know the builder's subscription is in
 
 
@@ -144,13 +144,6 @@ def start_binance_sim(spawn_child, **settings) -> int:
     port, _ = simulators.start(spawn_child, BINANCE_SIM, "binance-sim", None, settings,
                                ready=simcontrol.serving)
     return port
-
-
-def start_binance_handler(spawn_child, bus: BusConfig, port: int, symbols: list[str], **settings):
-    config = {"url": f"ws://127.0.0.1:{port}/stream", "rest_url": f"http://127.0.0.1:{port}",
-              "symbols": symbols, "channels": ["depth"], "depth_limit": 500,
-              "backoff_min": 0.05, "backoff_max": 0.5, **settings}
-    return spawn_child(BINANCE_HANDLER, "binance", config, bus=bus)
 
 
 def binance_true_book(port: int, symbol: str) -> Book:
@@ -277,7 +270,7 @@ def stopped(pid: int) -> bool:
 
 @pytest.mark.timeout(120)
 def test_binance_100k_changes_with_provider_gaps_and_bus_drops_end_in_the_true_books(
-        spawn_child, run_dir):
+        spawn_child, start_handler, run_dir):
     started = time.monotonic()
     bus = start_forwarder(spawn_child, run_dir, hwm=BUS_HWM)
     endpoint = f"ipc://{run_dir}/books"
@@ -286,7 +279,7 @@ def test_binance_100k_changes_with_provider_gaps_and_bus_drops_end_in_the_true_b
     patterns = ["book_delta.binance", "status.binance", "book_status.binance", "heartbeat.books",
                 "heartbeat.binance"]
     with BusLog(bus.subscribe, patterns) as log:
-        start_binance_handler(spawn_child, bus, port, SYMBOLS)
+        start_handler("binance", port, bus=bus, symbols=SYMBOLS, **BINANCE_DEPTH)
         run = BinanceRun(port, log, endpoint, builder)
         run.live()
         first_ids = update_ids(port)
@@ -336,15 +329,8 @@ def coinbase_true_book(port: int, product: str) -> Book:
             {float(p): float(s) for p, s in answer["asks"]})
 
 
-def start_coinbase_handler(spawn_child, bus: BusConfig, port: int, products: list[str],
-                           **settings):
-    config = {"url": f"ws://127.0.0.1:{port}", "symbols": products, "backoff_min": 0.05,
-              "backoff_max": 0.5, **settings}
-    return spawn_child(COINBASE_HANDLER, "coinbase", config, bus=bus)
-
-
 def test_coinbase_a_lost_message_is_resynced_and_the_books_equal_the_true_books(
-        spawn_child, run_dir):
+        spawn_child, start_handler, run_dir):
     bus = start_forwarder(spawn_child, run_dir)
     endpoint = f"ipc://{run_dir}/books"
     port, _ = simulators.start(spawn_child, COINBASE_SIM, "coinbase-sim", None,
@@ -352,7 +338,7 @@ def test_coinbase_a_lost_message_is_resynced_and_the_books_equal_the_true_books(
     start_builder(spawn_child, bus, endpoint, "coinbase")
     patterns = ["status.coinbase", "book_status.coinbase", "book_delta.coinbase"]
     with BusLog(bus.subscribe, patterns) as log:
-        start_coinbase_handler(spawn_child, bus, port, PRODUCTS)
+        start_handler("coinbase", port, bus=bus, symbols=PRODUCTS)
         before = log.until(lambda _: all_live(endpoint, "coinbase", PRODUCTS),
                            what="every book live")
         log.until(lambda _: all(sum(d.symbol == p for d in log.of(BookDelta)) >= 20
@@ -443,7 +429,7 @@ def binance_recording(path: Path, rng: random.Random) -> tuple[Path, Path, dict[
 
 
 def test_binance_replay_through_simulator_handler_and_builder_gives_the_implied_books(
-        spawn_child, run_dir, tmp_path):
+        spawn_child, start_handler, run_dir, tmp_path):
     frames, snapshots, implied = binance_recording(tmp_path, random.Random(21))
     bus = start_forwarder(spawn_child, run_dir)
     endpoint = f"ipc://{run_dir}/books"
@@ -453,7 +439,7 @@ def test_binance_replay_through_simulator_handler_and_builder_gives_the_implied_
     start_builder(spawn_child, bus, endpoint, "binance")
     with BusLog(bus.subscribe, ["status.binance", "book_status.binance"]) as log:
         subscribed(bus, endpoint, "binance")  # the replay publishes each book once
-        start_binance_handler(spawn_child, bus, port, symbols)
+        start_handler("binance", port, bus=bus, symbols=symbols, **BINANCE_DEPTH)
         answers = log.until(lambda _: equal_books(endpoint, "binance", implied),
                             what="the builder's books equal to the recording's")
         assert not [s for s in log.of(Status) if s.state == "resyncing"]
@@ -500,7 +486,7 @@ def coinbase_recording(path: Path, rng: random.Random) -> tuple[Path, dict[str, 
 
 
 def test_coinbase_replay_through_simulator_handler_and_builder_gives_the_implied_books(
-        spawn_child, run_dir, tmp_path):
+        spawn_child, start_handler, run_dir, tmp_path):
     frames, implied = coinbase_recording(tmp_path, random.Random(33))
     bus = start_forwarder(spawn_child, run_dir)
     endpoint = f"ipc://{run_dir}/books"
@@ -509,7 +495,7 @@ def test_coinbase_replay_through_simulator_handler_and_builder_gives_the_implied
     start_builder(spawn_child, bus, endpoint, "coinbase")
     with BusLog(bus.subscribe, ["status.coinbase", "book_status.coinbase"]) as log:
         subscribed(bus, endpoint, "coinbase")
-        start_coinbase_handler(spawn_child, bus, port, PRODUCTS, stale_after=0)
+        start_handler("coinbase", port, bus=bus, symbols=PRODUCTS, stale_after=0)
         answers = log.until(lambda _: equal_books(endpoint, "coinbase", implied),
                             what="the builder's books equal to the recording's")
         assert not [s for s in log.of(Status) if s.state == "resyncing"]
@@ -523,7 +509,7 @@ def test_coinbase_replay_through_simulator_handler_and_builder_gives_the_implied
 # --- a late joiner --------------------------------------------------------------------------------
 
 def test_a_late_joiner_gets_a_live_consistent_binance_book_within_a_second(
-        spawn, spawn_child, run_dir):
+        spawn, spawn_child, start_handler, run_dir):
     bus = start_forwarder(spawn_child, run_dir)
     endpoint = f"ipc://{run_dir}/books"
     symbols = ["BTC-USDT", "ETH-USDT", "SOL-USDT"]
@@ -534,7 +520,7 @@ def test_a_late_joiner_gets_a_live_consistent_binance_book_within_a_second(
     patterns = ["book_snapshot.binance", "book_delta.binance.BTC-USDT"]
     with BusLog(bus.subscribe, patterns) as log:
         subscribed(bus, endpoint, "binance", log)
-        start_binance_handler(spawn_child, bus, port, symbols)
+        start_handler("binance", port, bus=bus, symbols=symbols, **BINANCE_DEPTH)
         log.until(lambda _: all_live(endpoint, "binance", symbols)
                   and sum(d.symbol == "BTC-USDT" for d in log.of(BookDelta)) >= 20,
                   what="every book live, and BTC-USDT streaming")
