@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from tickmesh.bus import Status, Subscriber
+from tickmesh.bus import Heartbeat, Status, Subscriber
 from tests.waiting import wait_until
 
 T = TypeVar("T")
@@ -40,6 +40,11 @@ class BusLog:
         """Collect until `condition(events)` is truthy, and return it; fail after `timeout` s."""
         return wait_until(lambda: condition(self._collect()), timeout=timeout, what=what)
 
+    def read(self) -> list:
+        """Take in what has arrived (waiting up to 0.05 s for a first event), and return every
+        event so far: for conditions polled outside `until`."""
+        return self._collect()
+
     def _collect(self) -> list:
         wait = 0.05  # for the first event; then take what has arrived
         for _ in range(DRAIN_AT_MOST):
@@ -56,6 +61,21 @@ class BusLog:
 
     def of(self, kind: type, since: int = 0) -> list:
         return [e for e in self.events[since:] if isinstance(e, kind)]
+
+    def heartbeats(self, process: str, since: int = 0) -> list[Heartbeat]:
+        """The heartbeats of `process` (a Heartbeat's provider is its process's name)."""
+        return [h for h in self.of(Heartbeat, since) if h.provider == process]
+
+    def heartbeat(self, process: str, since: int = 0) -> Heartbeat | None:
+        """The latest heartbeat of `process` (None before its first)."""
+        beats = self.heartbeats(process, since)
+        return beats[-1] if beats else None
+
+    def metric(self, process: str, name: str, since: int = 0, **labels: str) -> float:
+        """The highest value of the metric `name` (with `labels`) in `process`'s heartbeats
+        (0.0 before its first)."""
+        return max((h.metric(name, **labels) for h in self.heartbeats(process, since)),
+                   default=0.0)
 
     def states(self, since: int = 0) -> list[str]:
         return [s.state for s in self.of(Status, since)]

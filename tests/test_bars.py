@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tickmesh.bus import Bar, Heartbeat, Publisher, Trade
+from tickmesh.bus import Bar, Publisher, Trade
 from tickmesh.consumers.bars.aggregate import NS, Aggregator
 from tickmesh.consumers.bars.bars import Settings, interval_seconds
 from tickmesh.runtime.settings import SettingsError, read
@@ -140,16 +140,11 @@ def test_the_aggregator_is_pure():
 
 # --- the bar builder, a real process on a real bus ------------------------------------------
 
-def builder_heartbeat(bus: BusLog) -> Heartbeat | None:
-    beats = [b for b in bus.of(Heartbeat) if b.provider == "bars"]
-    return beats[-1] if beats else None
-
-
 def wait_until_subscribed(bus: BusLog, publisher: Publisher) -> None:
     """Probe trades until the builder's heartbeat shows it received one."""
     def received() -> bool:
         publisher.publish(trade("PROBE", 1.0, 1.0))
-        beat = builder_heartbeat(bus)
+        beat = bus.heartbeat("bars")
         return bool(beat and beat.metric("events_received") > 0)
 
     bus.until(lambda _: received(), what="the bar builder to receive trades")
@@ -181,14 +176,14 @@ def test_the_bar_builder_publishes_bars_of_its_trades_on_its_own_topics(forwarde
                     for b in bus.of(Bar) if b.provider == "alpaca-bars"}
 
         bus.until(lambda _: len(built()) >= len(expected), what="every bar of the trades")
-        bus.until(lambda _: (beat := builder_heartbeat(bus)) and beat.metric(
+        bus.until(lambda _: (beat := bus.heartbeat("bars")) and beat.metric(
             "bar_trades_late", provider="alpaca", interval="2") == 1, what="the late trade")
     publisher.close()
     assert built() == expected
     assert {b.symbol for b in bus.of(Bar)} == {"AAPL", "MSFT"}
     assert [b.provider for b in bus.of(Bar) if b.provider == "polygon"] == ["polygon"]
     assert bus.sub.tracker.restarts == 0 and bus.sub.gaps == 0  # one publisher per topic
-    beat = builder_heartbeat(bus)
+    beat = bus.heartbeat("bars")
     assert beat.metric("bar_trades_late", provider="alpaca", interval="1") == 1
 
 

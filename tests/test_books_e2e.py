@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status
-from tickmesh.bus.events import BookStatus, Heartbeat, encode
+from tickmesh.bus.events import BookStatus, encode
 from tickmesh.bus.sockets import BusConfig
 from tickmesh.consumers.books.snapshots import NoBuilder, request_book
 from tickmesh.handlers.binance import wire as binance_wire
@@ -84,7 +84,7 @@ def subscribed(bus: BusConfig, endpoint: str, provider: str, log: BusLog | None 
                                            ts_recv=now, bids=[(1.0, 1.0)], asks=[(2.0, 1.0)],
                                            generation=1))
             known = "error" not in request_book(endpoint, provider, PROBE, 0, timeout=5)
-            seen = log is None or bool(log.until(lambda _: True) and any(
+            seen = log is None or bool(log.read() and any(
                 isinstance(e, BookSnapshot) and e.symbol == PROBE for e in log.events))
             return known and seen
 
@@ -127,11 +127,6 @@ def assert_consistent(answer: dict[str, Any]) -> None:
     assert all(a[0] < b[0] for a, b in zip(asks, asks[1:])), asks
     assert all(size > 0 for _, size in bids + asks)
     assert bids[0][0] < asks[0][0], (bids[0], asks[0])
-
-
-def builder_metric(log: BusLog, name: str, since: int = 0, **labels: str) -> float:
-    beats = [b for b in log.of(Heartbeat, since) if b.provider == "books"]
-    return max((b.metric(name, **labels) for b in beats), default=0.0)
 
 
 def book_statuses(log: BusLog, symbol: str, since: int = 0) -> list[tuple[str, str]]:
@@ -199,8 +194,7 @@ class BinanceRun:
         would wait for a depth event that never comes: Binance's sync needs one after the
         snapshot.)"""
         def quiet_handler(_) -> bool:
-            beats = [b.metric("resubscribes") for b in self.log.of(Heartbeat)
-                     if b.provider == "binance"]
+            beats = [b.metric("resubscribes") for b in self.log.heartbeats("binance")]
             return len(beats) >= 3 and len(set(beats[-3:])) == 1
 
         self.log.until(lambda events: quiet_handler(events) and all_live(
@@ -241,7 +235,7 @@ class BinanceRun:
         generation. Returns how many messages the builder says it lost."""
         before = self.generations()
         mark = self.log.mark()
-        missed = builder_metric(self.log, "bus_messages_missed")
+        missed = self.log.metric("books", "bus_messages_missed")
         self.builder.send_signal(signal.SIGSTOP)
         try:
             wait_until(lambda: stopped(self.builder.pid), what="the builder stopped")
@@ -254,11 +248,11 @@ class BinanceRun:
         def detected(_) -> bool:
             stale = {s.symbol for s in self.log.of(BookStatus, mark)
                      if s.state == "stale" and s.message.startswith("bus gap")}
-            grown = builder_metric(self.log, "bus_messages_missed", mark) > missed
+            grown = self.log.metric("books", "bus_messages_missed", mark) > missed
             return stale if grown else None
 
         stale = self.log.until(detected, what="the bus drop detected", timeout=20)
-        lost = builder_metric(self.log, "bus_messages_missed", mark) - missed
+        lost = self.log.metric("books", "bus_messages_missed", mark) - missed
         after = self.generations()
         assert all(after[s] > before[s] for s in stale), (stale, before, after)
         return lost

@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tickmesh.bus import BookDelta, BookSnapshot, Heartbeat, Publisher, Status, Trade
+from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status, Trade
 from tickmesh.bus.events import Control
 from tests import simulators
 from tests.buslog import BusLog
@@ -82,11 +82,6 @@ def deltas(bus: BusLog, symbol: str, since: int = 0) -> list[BookDelta]:
     return [e for e in bus.of(BookDelta, since) if e.symbol == symbol]
 
 
-def metric(bus: BusLog, name: str, **labels: str) -> float:
-    beats = [b for b in bus.of(Heartbeat) if b.provider == "coinbase"]
-    return max((b.metric(name, **labels) for b in beats), default=0.0)
-
-
 def streaming(bus: BusLog, since: int = 0, count: int = 10) -> None:
     bus.until(lambda _: all(len(deltas(bus, p, since)) >= count for p in PRODUCTS),
               what=f"{count} deltas of every product")
@@ -125,8 +120,9 @@ def test_a_lost_message_resyncs_that_product_while_the_other_streams(
     assert str(lost) not in {t.trade_id for t in bus.of(Trade) if t.symbol == "BTC-USD"}
     streaming(bus, mark, count=20)  # ETH-USD never stopped
     assert snapshots(bus, "ETH-USD", mark) == []
-    bus.until(lambda _: metric(bus, "trades_missed") >= 1
-              and metric(bus, "resyncs", reason="trade_gap") >= 1, what="the loss counted")
+    bus.until(lambda _: bus.metric("coinbase", "trades_missed") >= 1
+              and bus.metric("coinbase", "resyncs", reason="trade_gap") >= 1,
+              what="the loss counted")
     books_equal_the_simulators(bus, port)
 
 
@@ -174,7 +170,7 @@ def test_a_delisted_product_is_refused_while_the_others_stream_and_retried_until
                      what="a Status for SOL-USD")
     assert [(s.state, s.code, s.message) for s in said] == [
         ("error", 1, "Failed to subscribe: SOL-USD is not a valid product")]
-    bus.until(lambda _: metric(bus, "symbols_refused", provider="coinbase") >= 2,
+    bus.until(lambda _: bus.metric("coinbase", "symbols_refused", provider="coinbase") >= 2,
               what="the refusal and a retry's counted")
     mark = bus.mark()
     control(port, "relist", product="SOL-USD")
@@ -182,7 +178,7 @@ def test_a_delisted_product_is_refused_while_the_others_stream_and_retried_until
     assert [(s.state, s.symbol) for s in bus.of(Status, mark)] == [("subscribed", "SOL-USD")]
     streaming(bus, bus.mark())
     assert "disconnected" not in bus.states()
-    assert metric(bus, "connects") == 1
+    assert bus.metric("coinbase", "connects") == 1
 
 
 # --- replay --------------------------------------------------------------------------------
@@ -275,11 +271,12 @@ def test_hostile_frames_do_not_kill_the_handler(spawn_child, start_handler, bus,
     expected = ({2999.0: 1.0, 2999.5: 2.0}, {3001.0: 0.5})
     bus.until(lambda ev: rebuild(ev, "ETH-USD") == expected, what="ETH-USD past the garbage")
     assert [t.trade_id for t in bus.of(Trade)] == ["1"]
-    bus.until(lambda _: metric(bus, "bad_input", reason="malformed_frame") >= 2
-              and metric(bus, "bad_input", reason="bad_size") >= 1, what="the garbage counted")
+    bus.until(lambda _: bus.metric("coinbase", "bad_input", reason="malformed_frame") >= 2
+              and bus.metric("coinbase", "bad_input", reason="bad_size") >= 1,
+              what="the garbage counted")
     assert ("resyncing", "BTC-USD") in [(s.state, s.symbol) for s in bus.of(Status)]
     assert handler.poll() is None
-    assert metric(bus, "protocol_faults") == 0
+    assert bus.metric("coinbase", "protocol_faults") == 0
 
 
 # --- the simulator's protocol ----------------------------------------------------------------

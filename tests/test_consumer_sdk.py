@@ -43,13 +43,6 @@ def log_lines(path: Path, event: str, process: str | None = None) -> list[dict]:
             and (process is None or r.get("process") == process)]
 
 
-def beat_of(bus: BusLog, name: str, since: int = 0) -> Heartbeat | None:
-    """The latest heartbeat of `name` (after `since`), once what has arrived is read."""
-    bus.until(lambda _: True, timeout=1)
-    beats = [b for b in bus.of(Heartbeat, since) if b.provider == name]
-    return beats[-1] if beats else None
-
-
 def consume(spawn, run_dir: Path, bus: BusConfig, *args: str) -> tuple[subprocess.Popen, Path]:
     """`tickmesh consume ARGS --config` (a config naming only this bus), stderr in a file."""
     config = run_dir / "bus.toml"
@@ -92,7 +85,7 @@ def test_a_function_consumer_run_by_tickmesh_consume(forwarder, spawn, run_dir):
         feed_until(publisher, [trade("AFTER", provider="sdk")],
                    lambda: any(line["symbol"] == "AFTER" for line in log_lines(log_path, "got")),
                    "an event after the handler raised")
-        beat = bus.until(lambda _: (b := beat_of(bus, "consume-echo")) and b.metric(
+        beat = bus.until(lambda _: (b := bus.heartbeat("consume-echo")) and b.metric(
             "consumer_errors", hook="on_event") == 1 and b, what="a heartbeat with the error")
     publisher.close()
     assert beat.metric("events_received") >= 3
@@ -118,8 +111,9 @@ def test_a_class_consumer_with_its_patterns_replaced_survives_a_forwarder_restar
     spawn_child("tickmesh.runtime.forwarder", "forwarder")  # binds the same endpoints again
     with BusLog(bus_endpoints.subscribe, ["heartbeat.counter"]) as bus:  # the new forwarder's
         feed_until(publisher, [trade("X", provider="other")],
-                   lambda: (b := beat_of(bus, "counter")) and b.metric("events_received")
-                   > before and len(log_lines(log_path, "got")) > before,
+                   lambda: bus.read() and (b := bus.heartbeat("counter"))
+                   and b.metric("events_received") > before
+                   and len(log_lines(log_path, "got")) > before,
                    "events and heartbeats through the new forwarder", timeout=20)
     publisher.close()
     assert proc.poll() is None  # the same process all along
@@ -143,7 +137,8 @@ def test_consumers_listed_in_a_config_run_under_the_supervisor(spawn, run_dir):
     publisher = Publisher(f"ipc://{run_dir}/publish")
     with BusLog(f"ipc://{run_dir}/subscribe", ["heartbeat"]) as bus:
         def everyone_received(since: int = 0) -> bool:
-            beats = [beat_of(bus, name, since) for name in pids]
+            bus.read()
+            beats = [bus.heartbeat(name, since) for name in pids]
             return all(b and b.metric("events_received") > 0 for b in beats)
 
         feed_until(publisher, [trade("X", provider="sdk")], everyone_received,

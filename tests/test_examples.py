@@ -53,7 +53,7 @@ def test_the_anomaly_flagger_flags_only_jumps_over_its_threshold(forwarder, spaw
     proc, log_path = consume(spawn, run_dir, forwarder, "tickmesh.examples.anomaly:Flagger")
     publisher = Publisher(forwarder.publish)
     with BusLog(forwarder.subscribe, ["heartbeat.consume-flagger"]) as bus:
-        feed_until(publisher, [trade("PROBE", 1.0)], lambda: bus.until(lambda _: True, timeout=1)
+        feed_until(publisher, [trade("PROBE", 1.0)], lambda: bus.read()
                    and any(b.metric("events_received") for b in bus.of(Heartbeat)),
                    "the flagger to receive trades")
     for symbol, price in (("AAPL", 100.0), ("MSFT", 300.0), ("AAPL", 100.5), ("AAPL", 102.0),

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tickmesh.bus import Heartbeat, Quote, Status, Trade
+from tickmesh.bus import Quote, Status, Trade
 from tests import simulators
 from tests.buslog import BusLog
 from tests.polygon_sim import SIM_KEY_ENV, start_sim
@@ -43,11 +43,6 @@ def start_alpaca_sim(spawn_child, port: int | None = None, **settings):
 
 def disconnects(bus: BusLog, since: int = 0) -> list[Status]:
     return [s for s in bus.of(Status, since) if s.state == "disconnected"]
-
-
-def latest_beat(bus: BusLog, name: str) -> Heartbeat | None:
-    beats = [b for b in bus.of(Heartbeat) if b.provider == name]
-    return beats[-1] if beats else None
 
 
 # --- raw servers -----------------------------------------------------------------------------
@@ -162,7 +157,7 @@ def connects(beats: BusLog, names: list[str], ok, after: float = 0.0) -> dict[st
     (monotonic time, as the BusLog collects), once every one has one and `ok` holds."""
     result = {}
     for name in names:
-        beat = latest_beat(beats, name)
+        beat = beats.heartbeat(name)
         if beat is None or time.monotonic() < after:
             return None
         result[name] = beat.metric("connects")
@@ -190,7 +185,7 @@ def test_alpaca_symbol_limit_405_is_said_and_the_handler_stays_up(spawn_child, s
     port, _ = start_alpaca_sim(spawn_child, symbol_limit=1)
     handler = start_handler("alpaca", port, symbols=["AAPL", "MSFT"])
     bus.until(lambda _: ("error", 405) in bus.state_codes(), what="error 405")
-    beat = bus.until(lambda _: (b := latest_beat(bus, "alpaca")) and
+    beat = bus.until(lambda _: (b := bus.heartbeat("alpaca")) and
                      b.metric("provider_errors", code="405") >= 1 and b,
                      what="provider_errors{code=405} counted")
     assert beat and handler.poll() is None

@@ -58,19 +58,15 @@ def test_a_consumer_stopped_for_30_s_costs_nothing_upstream_and_reports_its_gap(
     with BusLog(bus.subscribe, ["trade.alpaca", "quote.alpaca", "heartbeat.alpaca",
                                 "heartbeat.bars"]) as log:
         bars = spawn_child("tickmesh.consumers.bars", "bars", {"intervals": ["1s"]}, bus=bus)
-        log.until(lambda _: [b for b in log.of(Heartbeat) if b.provider == "bars"],
-                  what="the bar builder running")
+        log.until(lambda _: log.heartbeats("bars"), what="the bar builder running")
         handler = spawn_child("tickmesh.handlers.alpaca.handler", "alpaca",
                               {"url": f"ws://127.0.0.1:{port}/v2/iex",
                                "symbols": ["AAPL", "MSFT"]}, bus=bus)
 
-        def beats() -> list[Heartbeat]:
-            return [b for b in log.of(Heartbeat) if b.provider == "alpaca"]
-
-        log.until(lambda _: len(beats()) >= 3 and published(beats()[-1]) > 0,
-                  what="the handler publishing for 2 s")
+        log.until(lambda _: len(log.heartbeats("alpaca")) >= 3
+                  and published(log.heartbeat("alpaca")) > 0, what="the handler publishing for 2 s")
         baseline = rss(handler.pid), rss(forwarder.pid)
-        start, before = time.monotonic(), beats()[-1]
+        start, before = time.monotonic(), log.heartbeat("alpaca")
         bars.send_signal(signal.SIGSTOP)
         peak = list(baseline)
 
@@ -80,10 +76,10 @@ def test_a_consumer_stopped_for_30_s_costs_nothing_upstream_and_reports_its_gap(
             return time.monotonic() - start >= STOP_S
 
         log.until(stopped_long_enough, timeout=STOP_S + 15, what="30 s of the stopped consumer")
-        during = [b for b in beats() if b.ts_event > before.ts_event]
+        during = [b for b in log.heartbeats("alpaca") if b.ts_event > before.ts_event]
         bars.send_signal(signal.SIGCONT)
-        gapped = log.until(lambda _: [b for b in log.of(Heartbeat) if b.provider == "bars"
-                                      and b.metric("bus_gaps") >= 1],
+        gapped = log.until(lambda _: [b for b in log.heartbeats("bars")
+                                      if b.metric("bus_gaps") >= 1],
                            what="the bar builder reporting its gap", timeout=15)[-1]
 
     # the stopped consumer lost far more than every queue on its way holds, and says so

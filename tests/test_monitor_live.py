@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickmesh.bus import Alert, Heartbeat, Trade
+from tickmesh.bus import Alert, Trade
 from tests import simulators
 from tests.buslog import BusLog
 from tests.simcontrol import control
@@ -40,15 +40,12 @@ def alerts(bus: BusLog, since: int = 0) -> list[tuple[str, str, str]]:
     return [(a.provider, a.what, a.state) for a in bus.of(Alert, since)]
 
 
-def monitor_beats(bus: BusLog, since: int = 0) -> list[Heartbeat]:
-    return [h for h in bus.of(Heartbeat, since) if h.provider == "monitor"]
-
-
 def test_a_silent_feed_in_market_hours_raises_and_clears_an_alert(spawn_child, forwarder):
     with BusLog(forwarder.subscribe, ["alert", "trade.alpaca", "heartbeat.monitor"]) as bus:
         port = start_feed(spawn_child)
         start_monitor(spawn_child, TUESDAY_10_NY)
-        bus.until(lambda _: bus.of(Trade) and monitor_beats(bus), what="trades and the monitor")
+        bus.until(lambda _: bus.of(Trade) and bus.heartbeats("monitor"),
+                  what="trades and the monitor")
         quiet = bus.mark()
         control(port, "quiet", seconds=QUIET_SECONDS)
         bus.until(lambda _: ("alpaca", "silent_connection", "raised") in alerts(bus, quiet),
@@ -66,11 +63,12 @@ def test_no_alert_for_a_silent_equity_feed_at_3_in_new_york(spawn_child, forward
     with BusLog(forwarder.subscribe, ["alert", "trade.alpaca", "heartbeat.monitor"]) as bus:
         port = start_feed(spawn_child)
         start_monitor(spawn_child, TUESDAY_03_NY)
-        bus.until(lambda _: bus.of(Trade) and monitor_beats(bus), what="trades and the monitor")
+        bus.until(lambda _: bus.of(Trade) and bus.heartbeats("monitor"),
+                  what="trades and the monitor")
         quiet = bus.mark()
         control(port, "quiet", seconds=QUIET_SECONDS)
         # the monitor has seen the market closed, and heartbeated well past the silence limit
-        bus.until(lambda _: len([h for h in monitor_beats(bus, quiet)
+        bus.until(lambda _: len([h for h in bus.heartbeats("monitor", quiet)
                                  if h.metric("monitored_feeds", phase="closed") == 1]) >= 3,
                   what="three monitor heartbeats into the silence")
         assert alerts(bus) == []

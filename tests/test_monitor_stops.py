@@ -29,10 +29,6 @@ def start_monitor(spawn_child, feeds: dict | None = None) -> None:
         "check_interval": 0.1, "feeds": feeds or {}})
 
 
-def beats(bus: BusLog, name: str, since: int = 0) -> list[Heartbeat]:
-    return [h for h in bus.of(Heartbeat, since) if h.provider == name]
-
-
 def after_final(bus: BusLog, name: str) -> int | None:
     """The place in the log right after `name`'s final heartbeat, once it came."""
     return next((i + 1 for i, e in enumerate(bus.events)
@@ -43,13 +39,13 @@ def monitor_receiving(bus: BusLog, at_least: int = 1) -> None:
     """Wait until the monitor's subscriptions are in place: it counts `at_least` events
     received."""
     bus.until(lambda _: any(h.metric("events_received") >= at_least
-                            for h in beats(bus, "monitor")), what="the monitor receiving")
+                            for h in bus.heartbeats("monitor")), what="the monitor receiving")
 
 
 def wait_past_every_limit(bus: BusLog, since: int) -> None:
     """Four of the monitor's heartbeats after `since`: past HEARTBEAT_TIMEOUT and
     SILENT_AFTER, at check_interval 0.1 s."""
-    bus.until(lambda _: len(beats(bus, "monitor", since)) >= 4,
+    bus.until(lambda _: len(bus.heartbeats("monitor", since)) >= 4,
               what="four monitor heartbeats after the stop")
 
 
@@ -62,7 +58,7 @@ def test_a_consumer_that_exits_0_raises_nothing(spawn_child, forwarder):
         stopped = bus.until(lambda _: after_final(bus, "consumer"),
                             what="the consumer's last heartbeat")
         assert consumer.wait(timeout=10) == 0
-        assert [h.final for h in beats(bus, "consumer")][-2:] == [False, True]  # seen alive
+        assert [h.final for h in bus.heartbeats("consumer")][-2:] == [False, True]  # seen alive
         wait_past_every_limit(bus, stopped)
         assert bus.of(Alert) == []
 
@@ -73,7 +69,7 @@ def test_a_handler_stopped_with_sigterm_raises_nothing(spawn_child, forwarder):
                                    None, {"rate": RATE, "symbols": ["AAPL"]})
         handler = spawn_child("tickmesh.handlers.alpaca.handler", "alpaca", {
             "url": f"ws://127.0.0.1:{port}/v2/iex", "symbols": ["AAPL"]}, **QUIET)
-        bus.until(lambda _: bus.of(Trade) and beats(bus, "alpaca"), what="trades, heartbeats")
+        bus.until(lambda _: bus.of(Trade) and bus.heartbeats("alpaca"), what="trades, heartbeats")
         # the monitor after the feed flows (a configured feed silent from its start alarms)
         start_monitor(spawn_child, {"alpaca": {"calendar": "24/7",
                                                "silent_after": SILENT_AFTER}})
