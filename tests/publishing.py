@@ -3,6 +3,7 @@ hear them has (a subscription takes a while to reach the forwarder, and a publis
 events can be lost meanwhile).
 
     publisher.publish(trade("AAPL", 126.55))                          # alpaca, 1 share, made now
+    first = send_until_received(sub, lambda: publisher.publish(trade("WARM")), "the subscription")
     feed_until(publisher, [quote("AAPL", 100.0, 100.5)], lambda: log_lines(log, "spread"),
                "the consumer's first spread")
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Iterable, TypeVar
 
-from tickmesh.bus import Publisher, Quote, Trade
+from tickmesh.bus import Publisher, Quote, Subscriber, Trade
 from tests.waiting import wait_until
 
 T = TypeVar("T")
@@ -51,3 +52,14 @@ def feed_until(publisher: Publisher, events: Iterable, condition: Callable[[], T
         return condition()
 
     return wait_until(fed, timeout=timeout, what=what, interval=0.05)
+
+
+def send_until_received(sub: Subscriber, send: Callable[[], object], what: str,
+                        timeout: float = 10) -> Any:
+    """Call `send()` (a publish) again and again until `sub` receives an event, and return that
+    event; fail after `timeout` s, saying we waited for `what`."""
+    def sent_and_received() -> Any:
+        send()
+        return sub.recv(timeout=0.05)
+
+    return wait_until(sent_and_received, timeout=timeout, what=what)

@@ -18,7 +18,7 @@ from tickmesh.bus.events import encode
 from tickmesh.bus.sequence import Gap, SequenceTracker
 from tickmesh.bus.topics import Pattern, TopicError, topic
 from tests.conftest import wait_for_forwarder
-from tests.publishing import trade
+from tests.publishing import send_until_received, trade
 from tests.waiting import wait_until
 
 SYMBOLS = ["AAPL", "AAPLX", "BRK", "BRK.B", "BTC/USD"]
@@ -159,11 +159,9 @@ def test_tcp_endpoints_work(free_tcp_endpoints):
     sub = Subscriber(subscribe, ["trade.alpaca.AAPL"])
     pub = Publisher(publish)
 
-    def delivered():
-        pub.publish(trade("AAPL"))
-        return sub.recv(timeout=0.05)
-
-    assert wait_until(delivered, timeout=15, what="a trade over tcp").symbol == "AAPL"
+    first = send_until_received(sub, lambda: pub.publish(trade("AAPL")), "a trade over tcp",
+                                timeout=15)
+    assert first.symbol == "AAPL"
     sub.close()
     pub.close()
 
@@ -192,11 +190,8 @@ def test_a_new_publisher_loses_none_of_its_first_events(forwarder):
     sub = Subscriber(forwarder.subscribe, ["trade.alpaca"])
     warm = Publisher(forwarder.publish)
 
-    def subscription_is_live():
-        warm.publish(trade("WARM"))
-        return sub.recv(timeout=0.05)
-
-    wait_until(subscription_is_live, timeout=10, what="the subscription to reach the forwarder")
+    send_until_received(sub, lambda: warm.publish(trade("WARM")),
+                        "the subscription to reach the forwarder")
     fresh = Publisher(forwarder.publish)
     assert fresh.forwarder_ready
     fresh.publish(trade("FIRST"))  # at once, no retry: it must not be lost

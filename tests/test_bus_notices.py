@@ -16,6 +16,7 @@ from tickmesh.bus.events import encode
 from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
 from tickmesh.bus.subscriber import AsyncSubscriber
 from tickmesh.bus.topics import topic
+from tests.publishing import send_until_received
 from tests.waiting import wait_until
 
 EPOCH = 1_000
@@ -39,8 +40,8 @@ def connected(forwarder, sub: Subscriber) -> Publisher:
     has begun to receive."""
     publisher = Publisher(forwarder.publish)
     seq = iter(range(1, 10**6))
-    wait_until(lambda: publisher.publish_raw(*trade("X", next(seq), 1))
-               or sub.recv(timeout=0.05), what="the subscription")
+    send_until_received(sub, lambda: publisher.publish_raw(*trade("X", next(seq), 1)),
+                        "the subscription")
     while sub.recv(timeout=0.05) is not None:
         pass
     return publisher

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tickmesh.bus import Subscriber
 from tickmesh.bus.events import Event, Trade, decode, encode
+from tests.publishing import send_until_received
 from tests.waiting import wait_until
 
 KINDS = ["trade", "quote", "book_snapshot", "book_delta", "bbo", "depth", "book_status", "alert",
@@ -102,11 +103,8 @@ def raw_bus(run_dir):
     pub.bind(endpoint)
     sub = Subscriber(endpoint, ["*"], rcvhwm=0)
 
-    def probed() -> bool:
-        pub.send_multipart([b"trade.fz.OK|", _valid(1)])
-        return sub.recv(timeout=0.05) is not None
-
-    wait_until(probed, timeout=10, what="the subscriber to receive the probe")
+    send_until_received(sub, lambda: pub.send_multipart([b"trade.fz.OK|", _valid(1)]),
+                        "the subscriber to receive the probe")
     yield pub, sub
     sub.close()
     pub.close(linger=0)
