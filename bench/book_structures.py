@@ -182,7 +182,7 @@ class RbTreeSide:
 
 
 class KeptSide:
-    """consumers.orderbook's own side (the one chosen), through its public book."""
+    """consumers.books.orderbook's own side (the one chosen), through its public book."""
 
     def __init__(self, descending: bool) -> None:
         from tickmesh.consumers.books.orderbook import BookSide
@@ -196,7 +196,7 @@ class KeptSide:
 CANDIDATES: dict[str, Callable[[bool], Side]] = {
     "sorted_dict": SortedDictSide, "lazy_sorted": LazySortedSide,
     "bisect_list": BisectListSide, "heap": HeapSide, "rbtree (pure Python)": RbTreeSide,
-    "consumers.orderbook (kept)": KeptSide,
+    "consumers.books.orderbook (kept)": KeptSide,
 }
 
 

@@ -2,7 +2,7 @@
 publish snapshots (Coinbase; Binance until a symbol is in sync): levels by price with absolute
 sizes (0 removes), the sorted views a BookSnapshot needs, and the crossed check. Pure. (The
 order-book builder has its own, faster one for reading the top at every change:
-consumers/orderbook.py.)"""
+consumers/books/orderbook.py.)"""
 
 from __future__ import annotations
 
