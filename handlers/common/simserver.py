@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from typing import Any, Awaitable, Callable, Collection, Coroutine, Generic, NamedTuple, TypeVar
 
@@ -56,7 +57,7 @@ class Close(NamedTuple):
     reason: str = ""
 
 
-class Outbox:
+class Outbox(ABC):
     """What goes out to one client. A subclass gives `transport` and says how an item is
     written (`write`), how the connection closes (`shut`) and how a slow client is told
     (`slow`; here: not at all, the connection is aborted)."""
@@ -71,11 +72,11 @@ class Outbox:
         self._flowing.set()
         self._stalls = 0
 
-    async def write(self, item: Any) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def write(self, item: Any) -> None: ...
 
-    async def shut(self, close: Close) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def shut(self, close: Close) -> None: ...
 
     def slow(self) -> None:
         self.drop()
@@ -175,9 +176,9 @@ class Client(Outbox):
     def quiet(self) -> bool:
         return time.monotonic() < self.quiet_until
 
+    @abstractmethod
     def subscriptions(self) -> Any:
         """What it subscribed to, in the provider's terms (for stats)."""
-        raise NotImplementedError
 
     async def write(self, item: Any) -> None:
         await self.ws.send(item, text=self.text)
@@ -213,7 +214,7 @@ class Client(Outbox):
 C = TypeVar("C", bound=Client)
 
 
-class WebSocketSimulator(Generic[C]):
+class WebSocketSimulator(ABC, Generic[C]):
     """What a WebSocket simulator shares: its clients, a connection's life (`connect`, the
     outbox's task, `receive` until it closes, `disconnected`), the test control (drop, stall,
     quiet per connection, the common part of stats) and serving (`serve`: listen, say ready,
@@ -235,12 +236,12 @@ class WebSocketSimulator(Generic[C]):
 
     # --- a connection ----------------------------------------------------------------------
 
+    @abstractmethod
     def connect(self, ws: ServerConnection, number: int) -> C:
         """The client of a new connection (queue its greeting, start its timers)."""
-        raise NotImplementedError
 
     def request(self, client: C, data: str | bytes) -> None:
-        """One message from the client."""
+        """One message from the client (for `receive`; a simulator with its own needs none)."""
         raise NotImplementedError
 
     async def receive(self, client: C) -> None:
@@ -300,11 +301,11 @@ class WebSocketSimulator(Generic[C]):
             client.quiet_until = time.monotonic() + seconds
         return {"connections": len(self.clients)}
 
-    def error(self, code: str) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def error(self, code: str) -> dict[str, Any]: ...
 
-    def burst(self, count: int) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def burst(self, count: int) -> dict[str, Any]: ...
 
     # --- serving ---------------------------------------------------------------------------
 
