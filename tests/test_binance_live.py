@@ -19,6 +19,7 @@ import pytest
 from tickmesh.bus import Publisher
 from tickmesh.bus.events import BookDelta, BookSnapshot, Control, Heartbeat, Quote, Status, Trade
 from tests import simcontrol, simulators
+from tests.books import implied_books
 from tests.buslog import BusLog
 
 SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "LTC-USDT", "LINK-USDT", "AVAX-USDT",
@@ -43,25 +44,6 @@ def start_sim(spawn_child, **settings) -> Sim:
     return Sim(port)
 
 
-def books(events: list) -> dict[str, tuple[dict, dict]]:
-    """Each symbol's book as a reader builds it: a snapshot replaces it, deltas of its
-    generation apply."""
-    out: dict[str, tuple[dict, dict, int]] = {}
-    for event in events:
-        if isinstance(event, BookSnapshot):
-            out[event.symbol] = (dict(event.bids), dict(event.asks), event.generation)
-        elif isinstance(event, BookDelta) and event.symbol in out:
-            bids, asks, generation = out[event.symbol]
-            assert event.generation == generation
-            for side, levels in ((bids, event.bids), (asks, event.asks)):
-                for price, size in levels:
-                    if size:
-                        side[price] = size
-                    else:
-                        side.pop(price, None)
-    return {symbol: (bids, asks) for symbol, (bids, asks, _) in out.items()}
-
-
 def true_book(sim: Sim, symbol: str) -> tuple[dict, dict]:
     answer = sim.control("book", symbol=symbol.replace("-", ""), depth=5000)
     return ({float(p): float(q) for p, q in answer["bids"]},
@@ -78,7 +60,7 @@ def books_match(bus: BusLog, sim: Sim, symbols=SYMBOLS) -> None:
     sim.control("quiet", seconds=60)
 
     def matching(events: list) -> bool:
-        built = books(events)
+        built = implied_books(events)
         return all(built.get(s) == true_book(sim, s) for s in symbols)
 
     bus.until(matching, what="the books on the bus to equal the simulator's", timeout=20)
@@ -189,7 +171,7 @@ def test_replay_of_recorded_frames_and_snapshots_builds_their_books(
                     snapshots=str(answers))
     handler = start_handler("binance", sim.port, symbols=["BTC-USDT", "ETH-USDT"],
                             channels=["depth", "trade"])
-    bus.until(lambda events: books(events) == expected and bus.of(Trade),
+    bus.until(lambda events: implied_books(events) == expected and bus.of(Trade),
               what="the books the recording implies, and its good trade")
     assert bus.of(Trade)[0].size == 0.5
     bus.until(lambda events: any(isinstance(e, Heartbeat) and e.metric(

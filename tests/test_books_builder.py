@@ -21,6 +21,7 @@ from tickmesh.bus.events import Bbo, BookStatus, Control, Heartbeat
 from tickmesh.bus.sockets import BusConfig
 from tickmesh.consumers.books.builder import Builder, Settings
 from tickmesh.consumers.books.snapshots import NoBuilder, request_book
+from tests.books import apply_levels
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
 from tests.supervised import TICKMESH, child_toml, env, tickmesh, write_config
@@ -76,14 +77,11 @@ class FakeHandler:
         changes: tuple[list, list] = ([], [])
         for _ in range(self.rng.choice((1, 1, 2, 3))):
             is_bid = self.rng.random() < 0.5
-            side = bids if is_bid else asks
             ticks = min(int(self.rng.expovariate(0.3)) + 1, 39)
             price = round(100 - 0.25 * ticks, 2) if is_bid else round(100 + 0.25 * ticks, 2)
             size = 0.0 if self.rng.random() < 0.2 else float(self.rng.randint(1, 9))
-            if size:
-                side[price] = size
-            else:
-                side.pop(price, None)
+            level = [(price, size)]
+            apply_levels((bids, asks), level if is_bid else [], [] if is_bid else level)
             changes[0 if is_bid else 1].append((price, size))
         return self._event(BookDelta, symbol, *changes)
 

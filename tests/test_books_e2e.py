@@ -33,12 +33,11 @@ from tickmesh.bus.sockets import BusConfig
 from tickmesh.consumers.books.snapshots import NoBuilder, request_book
 from tickmesh.handlers.binance import wire as binance_wire
 from tests import simcontrol, simulators
+from tests.books import Book, apply_levels
 from tests.buslog import BusLog
 from tests.conftest import wait_for_forwarder
 from tests.supervised import TICKMESH, child_toml, env, write_config
 from tests.waiting import wait_until
-
-Book = tuple[dict[float, float], dict[float, float]]
 
 BINANCE_SIM = "tickmesh.handlers.binance.sim.server"
 BINANCE_DEPTH = {"channels": ["depth"], "depth_limit": 500}
@@ -361,15 +360,6 @@ def test_coinbase_a_lost_message_is_resynced_and_the_books_equal_the_true_books(
 
 # --- replays --------------------------------------------------------------------------------------
 
-def apply(book: Book, bids, asks) -> None:
-    for side, changes in zip(book, (bids, asks)):
-        for price, size in changes:
-            if size:
-                side[price] = size
-            else:
-                side.pop(price, None)
-
-
 def binance_recording(path: Path, rng: random.Random) -> tuple[Path, Path, dict[str, Book]]:
     """Depth frames of two symbols, interleaved, each with a REST snapshot taken in the middle
     of the stream (its lastUpdateId inside one event's [U, u]); and the book each implies,
@@ -390,7 +380,8 @@ def binance_recording(path: Path, rng: random.Random) -> tuple[Path, Path, dict[
                 ticks = rng.randint(1, 40)
                 price = round(mid - 0.5 * ticks if is_bid else mid + 0.5 * ticks, 2)
                 size = 0.0 if rng.random() < 0.25 else round(rng.uniform(0.001, 99), 3)
-                apply(true, [(price, size)] if is_bid else [], [] if is_bid else [(price, size)])
+                apply_levels(true, [(price, size)] if is_bid else [],
+                             [] if is_bid else [(price, size)])
                 (bids if is_bid else asks)[price] = size
                 if n == snapshot_after and snapshot is None and rng.random() < 0.5:
                     snapshot = (last, {s: dict(side) for s, side in zip("ba", true)})
@@ -409,8 +400,8 @@ def binance_recording(path: Path, rng: random.Random) -> tuple[Path, Path, dict[
                       {float(p): float(q) for p, q in snapshots[-1]["response"]["asks"]})
         for event in events:
             if event["u"] > snapshot_id:
-                apply(book, [(float(p), float(q)) for p, q in event["b"]],
-                      [(float(p), float(q)) for p, q in event["a"]])
+                apply_levels(book, [(float(p), float(q)) for p, q in event["b"]],
+                             [(float(p), float(q)) for p, q in event["a"]])
         assert book == true  # the recording is self-consistent
         implied[native[:3] + "-USDT"] = book
         stream = binance_wire.stream_name(native, "depth")
@@ -470,8 +461,8 @@ def coinbase_recording(path: Path, rng: random.Random) -> tuple[Path, dict[str, 
             size = "0" if rng.random() < 0.25 else f"{rng.uniform(0.0001, 5):.8f}"
             changes.append([side, price, size])
             book = implied[product]
-            apply(book, [(float(price), float(size))] if side == "buy" else [],
-                  [] if side == "buy" else [(float(price), float(size))])
+            apply_levels(book, [(float(price), float(size))] if side == "buy" else [],
+                         [] if side == "buy" else [(float(price), float(size))])
         lines.append(json.dumps({"type": "l2update", "product_id": product, "changes": changes,
                                  "time": COINBASE_TIME % (n // 100, n % 100)}))
     frames = path / "coinbase.jsonl"
@@ -560,7 +551,7 @@ def bus_history(events: list, symbol: str) -> dict[tuple[int, str, int], Book]:
         if isinstance(event, BookSnapshot):
             book = (dict(event.bids), dict(event.asks))
         elif isinstance(event, BookDelta) and book is not None:
-            apply(book, event.bids, event.asks)
+            apply_levels(book, event.bids, event.asks)
         else:
             continue
         history[event.epoch, event.__struct_config__.tag, event.seq] = (

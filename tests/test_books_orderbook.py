@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tickmesh.consumers.books.orderbook import OrderBook
+from tests.books import apply_levels
 
 
 def book(bids, asks) -> OrderBook:
@@ -62,11 +63,6 @@ def test_the_book_is_the_dict_of_what_was_applied(deltas):
     b, bids, asks = OrderBook(), {}, {}
     for bid_levels, ask_levels in deltas:
         b.apply_delta(bid_levels, ask_levels)
-        for side, changes in ((bids, bid_levels), (asks, ask_levels)):
-            for price, size in changes:
-                if size:
-                    side[price] = size
-                else:
-                    side.pop(price, None)
+        apply_levels((bids, asks), bid_levels, ask_levels)
         assert b.top() == (sorted(bids.items(), reverse=True), sorted(asks.items()))
         assert b.best_bid() == (max(bids.items()) if bids else None)

@@ -34,6 +34,7 @@ from tickmesh.bus.events import BookDelta, BookSnapshot, Control, Heartbeat, enc
 from tickmesh.bus.subscriber import Subscriber
 from tickmesh.bus.topics import topic
 from tickmesh.consumers.books.builder import BOOK_KINDS, Builder, Settings
+from tests.books import apply_levels
 
 PROVIDER = "feed"
 SYMBOLS = ("A", "B", "C")
@@ -132,13 +133,7 @@ class BooksUnderABadBus(RuleBasedStateMachine):
           asks=st.dictionaries(ask_prices, sizes), fate=fates)
     def delta(self, data, bids: Side, asks: Side, fate: str) -> None:
         symbol = data.draw(st.sampled_from(sorted(self.life.books)))
-        book_bids, book_asks = self.life.books[symbol]
-        for side, changes in ((book_bids, bids), (book_asks, asks)):
-            for price, size in changes.items():
-                if size:
-                    side[price] = size
-                else:
-                    side.pop(price, None)
+        apply_levels(self.life.books[symbol], bids.items(), asks.items())
         self._send(self.life, BookDelta(provider=PROVIDER, symbol=symbol, ts_event=1, ts_recv=1,
                                         bids=list(bids.items()), asks=list(asks.items()),
                                         generation=self.life.generations[symbol]), symbol, fate)

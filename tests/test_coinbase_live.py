@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 from tickmesh.bus import BookDelta, BookSnapshot, Publisher, Status, Trade
 from tickmesh.bus.events import Control
 from tests import simulators
+from tests.books import Book, implied_books
 from tests.buslog import BusLog
 from tests.conftest import free_port
 from tests.simcontrol import control
@@ -27,7 +28,6 @@ PRODUCTS = ["BTC-USD", "ETH-USD"]
 HANDLER_SETTINGS = {"symbols": PRODUCTS}
 BUS_PATTERNS = ["book_snapshot.coinbase", "book_delta.coinbase", "trade.coinbase",
                 "status.coinbase", "heartbeat.coinbase"]
-Book = tuple[dict[float, float], dict[float, float]]
 
 
 def start_simulator(spawn_child, **settings) -> int:
@@ -36,26 +36,6 @@ def start_simulator(spawn_child, **settings) -> int:
 
 
 # --- books ---------------------------------------------------------------------------------
-
-def rebuild(events: list, symbol: str) -> Book | None:
-    """The book the bus implies for `symbol`: the last snapshot and the deltas after it."""
-    book: Book | None = None
-    generation = 0
-    for event in events:
-        if getattr(event, "symbol", None) != symbol:
-            continue
-        if isinstance(event, BookSnapshot):
-            book, generation = (dict(event.bids), dict(event.asks)), event.generation
-        elif isinstance(event, BookDelta) and book is not None:
-            assert event.generation == generation
-            for side, levels in zip(book, (event.bids, event.asks)):
-                for price, size in levels:
-                    if size:
-                        side[price] = size
-                    else:
-                        side.pop(price, None)
-    return book
-
 
 def true_book(port: int, product: str) -> Book:
     answer = control(port, "book", product=product, depth=1000)
@@ -67,7 +47,7 @@ def books_equal_the_simulators(bus: BusLog, port: int, products=PRODUCTS) -> Non
     """Stop the market, then wait until every product's bus book is the true one."""
     control(port, "quiet", seconds=120)
     truth = {product: true_book(port, product) for product in products}
-    bus.until(lambda ev: all(rebuild(ev, p) == truth[p] for p in products),
+    bus.until(lambda ev: all(implied_books(ev).get(p) == truth[p] for p in products),
               what="the books on the bus to equal the simulator's", timeout=20)
     for bids, asks in truth.values():
         assert 50 <= len(bids) <= 100 and 50 <= len(asks) <= 100
@@ -236,7 +216,7 @@ def test_replay_of_a_recorded_file_gives_the_book_it_implies(
     path.write_text("\n".join(lines) + "\n")
     port = start_simulator(spawn_child, replay=str(path), symbols=PRODUCTS + ["SOL-USD"])
     start_handler("coinbase", port, stale_after=0)
-    bus.until(lambda ev: all(rebuild(ev, p) == books[p] for p in PRODUCTS),
+    bus.until(lambda ev: all(implied_books(ev).get(p) == books[p] for p in PRODUCTS),
               what="the recorded books")
     wanted = [t for t in trades if t[0] in PRODUCTS]
     bus.until(lambda _: len(bus.of(Trade)) >= len(wanted), what="the recorded trades")
@@ -269,7 +249,8 @@ def test_hostile_frames_do_not_kill_the_handler(spawn_child, start_handler, bus,
     port = start_simulator(spawn_child, replay=str(path))
     handler = start_handler("coinbase", port, stale_after=0)
     expected = ({2999.0: 1.0, 2999.5: 2.0}, {3001.0: 0.5})
-    bus.until(lambda ev: rebuild(ev, "ETH-USD") == expected, what="ETH-USD past the garbage")
+    bus.until(lambda ev: implied_books(ev).get("ETH-USD") == expected,
+              what="ETH-USD past the garbage")
     assert [t.trade_id for t in bus.of(Trade)] == ["1"]
     bus.until(lambda _: bus.metric("coinbase", "bad_input", reason="malformed_frame") >= 2
               and bus.metric("coinbase", "bad_input", reason="bad_size") >= 1,

@@ -12,6 +12,7 @@ from ib_async import IB, Stock
 from tickmesh.bus.events import BookDelta, BookSnapshot, Heartbeat, Quote, Status, Trade
 from tickmesh.runtime.settings import read
 from tickmesh.handlers.ib.handler import IbSettings
+from tests.books import apply_levels
 from tests.conftest import free_port, kill_group
 from tests.buslog import BusLog
 from tests.ib_sim import IbSim, hold_client_id, start_ib_sim, until
@@ -61,12 +62,7 @@ class Book:
     def apply(self, event: BookSnapshot | BookDelta) -> None:
         if isinstance(event, BookSnapshot):
             self.bids, self.asks = {}, {}
-        for levels, side in ((event.bids, self.bids), (event.asks, self.asks)):
-            for price, size in levels:
-                if size:
-                    side[price] = size
-                else:
-                    side.pop(price, None)
+        apply_levels((self.bids, self.asks), event.bids, event.asks)
 
 
 def simulators_book(port: int, symbol: str, rows: int) -> tuple[dict, dict]:
