@@ -108,7 +108,7 @@ def wait_for_forwarder(endpoints: BusConfig) -> None:
 @pytest.fixture
 def forwarder(spawn_child, bus_endpoints: BusConfig) -> BusConfig:
     """A running forwarder on this test's bus; returns its endpoints once both are bound."""
-    spawn_child("tickmesh.bus.forwarder", "forwarder")
+    spawn_child("tickmesh.runtime.forwarder", "forwarder")
     wait_for_forwarder(bus_endpoints)
     return bus_endpoints
 
@@ -168,5 +168,5 @@ def free_tcp_endpoints(spawn) -> tuple[str, str]:
     """A forwarder bound on two loopback TCP ports: (publish, subscribe)."""
     endpoints = BusConfig(f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}")
     env = {SPEC_ENV: ChildSpec("forwarder", {}, endpoints).to_json(), PARENT_ENV: str(os.getpid())}
-    spawn([sys.executable, "-m", "tickmesh.bus.forwarder"], env=env)
+    spawn([sys.executable, "-m", "tickmesh.runtime.forwarder"], env=env)
     return endpoints.publish, endpoints.subscribe
