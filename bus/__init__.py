@@ -5,11 +5,14 @@
     sockets     the one factory of ZeroMQ sockets, and the `[bus]` config
     publisher   Publisher: non-blocking, per-topic sequence numbers
     sequence    what a subscriber checks of each message, and the notices it tells (pure)
-    subscriber  Subscriber / AsyncSubscriber: patterns, and the stream told in order
+    subscriber  Subscriber (and AsyncSubscriber, async_subscriber): patterns, and the stream
+                told in order; its pieces: stream (the socket, and the stream out in order),
+                intake (each message in), messages (decoding, topic checks, raw mode),
+                filling (gap fill in the stream)
     forwarder   the XSUB/XPUB proxy every process publishes to and subscribes from
 
 Handlers and consumers use this package; it knows nothing of them. The names below are
-importable from `bus` directly (`from bus import Subscriber, Trade`), loaded on first use, so
+importable from `tickmesh.bus` directly (`from tickmesh.bus import Subscriber, Trade`), loaded on first use, so
 that importing `tickmesh.bus.events` alone never loads ZeroMQ.
 """
 
@@ -33,7 +36,7 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'bus' has no attribute {name!r}")
+        raise AttributeError(f"module 'tickmesh.bus' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value

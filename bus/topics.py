@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Iterable
 
 TERMINATOR = "|"
 _NAME = re.compile(r"^[a-z0-9_-]+$")
@@ -88,3 +89,37 @@ class Pattern:
             and self.source in ("*", source)
             and self.symbol in (None, symbol)
         )
+
+
+class Selection:
+    """What a subscriber's patterns select: the prefixes to subscribe to in ZeroMQ, and the
+    filtering a prefix cannot express, finished in the client (`filters`, `wants`)."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = [Pattern.parse(p) for p in patterns]
+        self._client = [p for p in self.patterns if p.needs_client_filter]
+        self._all_by_prefix = len(self._client) < len(self.patterns)
+        self.filters = bool(self._client)
+        """Whether `wants` must be asked: some pattern needs the client's filtering."""
+
+    @property
+    def prefixes(self) -> set[bytes]:
+        return {p.prefix for p in self.patterns}
+
+    def wants(self, topic_bytes: bytes) -> bool:
+        """Whether a message that arrived (so matched some prefix) is selected."""
+        try:
+            if any(p.matches(topic_bytes) for p in self._client):
+                return True
+            return self._all_by_prefix and any(
+                not p.needs_client_filter and topic_bytes.startswith(p.prefix)
+                for p in self.patterns)
+        except (ValueError, UnicodeDecodeError):
+            return False
+
+    def matches(self, topic_bytes: bytes) -> bool:
+        """Whether any pattern matches `topic_bytes` (whatever was subscribed to)."""
+        try:
+            return any(p.matches(topic_bytes) for p in self.patterns)
+        except (ValueError, UnicodeDecodeError):
+            return False

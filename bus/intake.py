@@ -1,0 +1,141 @@
+"""One message in: what a subscriber does with each message it reads, before its reader sees it
+(bus.sequence has the rules it follows).
+
+A heartbeat notes its publisher alive (rule 8: or stopped, its final one), and is delivered
+only if a pattern asks for it. Any other message is filtered (what a prefix subscription could
+not: bus.topics.Selection), converted (bus.messages) and tracked (rules 1-7). `accept` answers
+the message to deliver now, None (not wanted, malformed or dropped), or HELD: something must be
+told first (a gap, a publisher stopped) or fetched (a fill request), and `pending` now holds
+it, in stream order, followed by the message. While the reader is caught up, `caught_up`
+looks for publishers gone silent (rule 9), now and then, and queues what it finds in
+`pending`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from tickmesh.bus.messages import Item, Malformed, beat, convert
+from tickmesh.bus.sequence import Gap, PublisherWatch, SequenceTracker
+from tickmesh.bus.topics import Selection
+
+HEARTBEATS = b"heartbeat."
+CHECK_EVERY = 0.25  # seconds between two looks for silent publishers, while caught up
+HELD = object()  # `accept`'s answer when the message waits in `pending` behind a notice
+_log = logging.getLogger("tickmesh.bus")
+
+
+@dataclass(frozen=True)
+class FillRequest:
+    """In the pending stream: ask the recorder for `gap` before delivering what follows."""
+
+    gap: Gap
+
+
+class Intake:
+    """The checks of one subscriber; `pending` is its stream of what waits to be told or
+    delivered, in order: notices (bus.sequence.Notice), fill requests and messages."""
+
+    def __init__(self, selection: Selection, raw: bool, tracker: SequenceTracker,
+                 watch: PublisherWatch | None, fill: bool) -> None:
+        self.raw = raw
+        self.tracker = tracker
+        self.watch = watch
+        self.received = 0
+        self.malformed = 0  # dropped: bus.messages.Malformed, or a message of one frame
+        self.pending: deque = deque()
+        self._fill = fill
+        self._selection = selection
+        self._filters = selection.filters
+        self._next_check = 0.0
+        tracker.on_full = self._full
+
+    def accept(self, topic: bytes, payload: bytes) -> Item | object | None:
+        """The message to deliver; None: not wanted, malformed or dropped; HELD: it waits in
+        `pending` behind a notice."""
+        if topic[:10] == HEARTBEATS and self.watch is not None:
+            return self._heartbeat(topic, payload)
+        if self._filters and not self._selection.wants(topic):
+            return None
+        try:
+            message = convert(topic, payload, self.raw)
+        except Malformed as exc:
+            self.malformed += 1
+            if exc.message is None:
+                return None
+            message = exc.message
+        return self._track(topic, message)
+
+    def convert(self, topic: bytes, payload: bytes) -> Item | None:
+        """The message to deliver of `payload`, or None: malformed (counted)."""
+        try:
+            return convert(topic, payload, self.raw)
+        except Malformed as exc:
+            self.malformed += 1
+            return exc.message
+
+    def _track(self, topic: bytes, message: Item) -> Item | object | None:
+        """Rules 1-7 for one converted message."""
+        if not (message.epoch or message.seq):
+            self.received += 1  # unstamped: not tracked
+            return message
+        verdict = self.tracker.check(topic, message.epoch, message.seq)
+        if verdict is True:
+            self.received += 1
+            return message
+        if verdict is False:
+            return None
+        self.received += 1
+        self.pending.append(FillRequest(verdict) if self._fill else verdict)
+        self.pending.append(message)
+        return HELD
+
+    def _heartbeat(self, topic: bytes, payload: bytes) -> Item | object | None:
+        """Note its publisher alive, or stopped (rules 8-9); deliver it if it was asked for."""
+        out = None
+        if self._selection.matches(topic):
+            message = self.convert(topic, payload)
+            out = self._track(topic, message) if message is not None else None
+        heard = beat(payload)
+        if heard is None or not heard.e:
+            return out
+        if not heard.fin:
+            self.watch.heard(heard.e, heard.p, time.monotonic())
+            return out
+        stopped = self.watch.stopped(heard.e, heard.p)
+        if not self.tracker.tracks(heard.e):
+            return out
+        self.tracker.forget(heard.e)
+        if out is not None and out is not HELD:
+            self.pending.append(out)
+        self.pending.append(stopped)
+        return HELD
+
+    def caught_up(self) -> None:
+        """Nothing more is waiting: look for publishers gone silent (rule 9), now and then."""
+        if self.watch is None or not len(self.watch):
+            return
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + CHECK_EVERY
+        for notice in self.watch.silent(now):
+            if self.tracker.tracks(notice.epoch):
+                self.tracker.forget(notice.epoch)
+                self.pending.append(notice)
+
+    def next_look(self, now: float) -> float | None:
+        """Seconds until `caught_up` next looks (None: it has nothing to look for)."""
+        if self.watch is None or not len(self.watch):
+            return None
+        return max(self._next_check, now + 0.01) - now
+
+    def _full(self) -> None:
+        what = "the topic tracked longest ago is forgotten for each new one " \
+            "(tracker.topics_evicted)" if self.tracker.evict else \
+            "messages of further topics are dropped (tracker.topics_refused)"
+        _log.warning("subscriber tracks %d topics, its max_topics: %s", self.tracker.max_topics,
+                     what)

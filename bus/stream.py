@@ -1,0 +1,170 @@
+"""What the blocking and the asyncio subscribers share: the SUB socket, and the stream out, in
+order. `_collect` takes what is pending (bus.intake: notices, fill requests, messages held
+behind them), then what has arrived at the socket, into a batch that ends before a notice or a
+fill request: a notice met first is told (`on_gap`, `on_publisher`), one met after messages is
+told at the next call, once the reader has handled them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import zmq
+import zmq.backend
+
+from tickmesh.bus import filling, sockets
+from tickmesh.bus.gapfill import Fill, GapFiller, default_endpoint
+from tickmesh.bus.intake import HEARTBEATS, HELD, FillRequest, Intake
+from tickmesh.bus.messages import Item
+from tickmesh.bus.sequence import (DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_TOPICS, Gap, Notice,
+                                   PublisherSilent, PublisherStopped, PublisherWatch,
+                                   SequenceTracker)
+from tickmesh.bus.topics import Selection
+
+
+class Stream:
+    """A subscriber without its way of waiting (Subscriber, AsyncSubscriber)."""
+
+    _context_class: type[zmq.Context] = zmq.Context
+
+    def __init__(
+        self,
+        endpoint: str,
+        patterns: Iterable[str],
+        *,
+        rcvhwm: int = sockets.DEFAULT_SUBSCRIBER_HWM,
+        on_gap: Callable[[Gap], object] | None = None,
+        on_publisher: Callable[[PublisherSilent | PublisherStopped], object] | None = None,
+        context: zmq.Context | None = None,
+        raw: bool = False,
+        fill_gaps: bool = False,
+        gapfill_endpoint: str | None = None,
+        heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT,
+        accept_stale: bool = False,
+        max_topics: int = DEFAULT_MAX_TOPICS,
+        evict_topics: bool = False,
+    ) -> None:
+        selection = Selection(patterns)
+        self.patterns = selection.patterns
+        self.raw = raw
+        self.on_gap = on_gap
+        self.on_publisher = on_publisher
+        self.filled = 0
+        watch = PublisherWatch(heartbeat_timeout) if heartbeat_timeout > 0 else None
+        tracker = SequenceTracker(accept_stale=accept_stale, max_topics=max_topics,
+                                  evict=evict_topics)
+        self._intake = Intake(selection, raw, tracker, watch, fill_gaps)
+        self.tracker, self.watch = tracker, watch
+        self._pending, self._accept = self._intake.pending, self._intake.accept
+        self._caught_up = self._intake.caught_up
+        self._filler = GapFiller(gapfill_endpoint or default_endpoint(endpoint)) if fill_gaps \
+            else None
+        self._told = 0  # notices told so far
+        prefixes = selection.prefixes | ({HEARTBEATS} if watch is not None else set())
+        self._socket = sockets.subscriber(endpoint, sorted(prefixes), rcvhwm,
+                                          context or self._context_class.instance())
+        # The Cython recv, without pyzmq's Python wrapper, called with copy=False for the topic:
+        # a Frame, whose `more` is far cheaper than getsockopt(RCVMORE) (~2 us, more than the
+        # rest of a message).
+        self._recv = zmq.backend.Socket.recv.__get__(self._socket)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The SUB socket, to register with a zmq.Poller beside other sockets."""
+        return self._socket
+
+    @property
+    def gaps(self) -> int:
+        return self.tracker.gaps
+
+    @property
+    def missed(self) -> int:
+        return self.tracker.missed
+
+    @property
+    def received(self) -> int:
+        return self._intake.received
+
+    @property
+    def malformed(self) -> int:
+        return self._intake.malformed
+
+    def _collect(self, recv: Callable, limit: int) -> list[Item]:
+        """Up to `limit` messages, without waiting: what is pending, then what has arrived at
+        the socket (read with `recv`). Stops before a notice that follows messages, and before
+        a fill request (both are for the next call); tells the notices it meets first."""
+        batch: list[Item] = []
+        while len(batch) < limit:
+            if self._pending:
+                if not self._take(batch, limit):
+                    break
+            elif not self._drain(recv, batch, limit):
+                break
+        return batch
+
+    def _take(self, batch: list[Item], limit: int) -> bool:
+        """Move pending messages into `batch`; True if the pending stream is now empty."""
+        pending = self._pending
+        while pending and len(batch) < limit:
+            item = pending[0]
+            if isinstance(item, FillRequest):
+                return False
+            if isinstance(item, Notice):
+                if batch:
+                    return False  # told at the next call, after this batch is handled
+                pending.popleft()
+                self._tell(item)
+            else:
+                batch.append(pending.popleft())
+        return not pending
+
+    def _drain(self, recv: Callable, batch: list[Item], limit: int) -> bool:
+        """Read arrived messages into `batch`; True if something now waits in `_pending`."""
+        accept, noblock = self._accept, zmq.NOBLOCK
+        try:
+            while len(batch) < limit:
+                frame = recv(noblock, False)
+                if not frame.more:
+                    self._intake.malformed += 1
+                    continue
+                message = accept(frame.bytes, recv())
+                if message is HELD:
+                    return True
+                if message is not None:
+                    batch.append(message)
+            return False
+        except zmq.Again:
+            self._caught_up()
+            return bool(self._pending)
+
+    def _tell(self, notice: Notice) -> None:
+        self._told += 1
+        if isinstance(notice, Gap):
+            if self.on_gap is not None:
+                self.on_gap(notice)
+        elif self.on_publisher is not None:
+            self.on_publisher(notice)
+
+    def _wait_ms(self, deadline: float | None) -> int | None:
+        """How long to wait for the socket: to the deadline, or the intake's next look,
+        whichever is first (None: for ever)."""
+        now = time.monotonic()
+        waits = [] if deadline is None else [deadline - now]
+        if (look := self._intake.next_look(now)) is not None:
+            waits.append(look)
+        return None if not waits else max(0, int(min(waits) * 1000) + 1)
+
+    def _fetch(self, gap: Gap) -> Fill | None:
+        return filling.fetch(self._filler, gap)
+
+    def _apply_fill(self, gap: Gap, fill: Fill | None) -> None:
+        """Put what takes the place of `gap` at the front of `_pending`."""
+        items, count = filling.filled(gap, fill, self._intake.convert)
+        self.filled += count
+        self._pending.extendleft(reversed(items))
+
+    def close(self) -> None:
+        self._socket.close(linger=0)
+        if self._filler is not None:
+            self._filler.close()
