@@ -10,10 +10,12 @@
                 intake (each message in), messages (decoding, topic checks, raw mode),
                 filling (gap fill in the stream)
     forwarder   the XSUB/XPUB proxy every process publishes to and subscribes from
+    endpoints   where the running system is: its run dir's system.json
 
-Handlers and consumers use this package; it knows nothing of them. The names below are
-importable from `tickmesh.bus` directly (`from tickmesh.bus import Subscriber, Trade`), loaded on first use, so
-that importing `tickmesh.bus.events` alone never loads ZeroMQ.
+Handlers and consumers use this package; it knows nothing of them, and imports nothing of
+tickmesh outside it. The names below are importable from `tickmesh.bus` directly
+(`from tickmesh.bus import Subscriber, Trade`), loaded on first use, so that importing
+`tickmesh.bus.events` alone never loads ZeroMQ.
 """
 
 from __future__ import annotations

@@ -8,7 +8,10 @@ the message to deliver now, None (not wanted, malformed or dropped), or HELD: so
 told first (a gap, a publisher stopped) or fetched (a fill request), and `pending` now holds
 it, in stream order, followed by the message. While the reader is caught up, `caught_up`
 looks for publishers gone silent (rule 9), now and then, and queues what it finds in
-`pending`.
+`pending`; and, in the first NO_SYSTEM_AFTER seconds, for any sign of a system at the
+endpoint: a subscriber that heard no heartbeat and received nothing in that time logs, once,
+that no system seems to be there (every running system has a forwarder and a supervisor that
+send a heartbeat every second).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tickmesh.bus.topics import Selection
 
 HEARTBEATS = b"heartbeat."
 CHECK_EVERY = 0.25  # seconds between two looks for silent publishers, while caught up
+NO_SYSTEM_AFTER = 5.0  # seconds without a heartbeat or a message: no system seems to be there
 HELD = object()  # `accept`'s answer when the message waits in `pending` behind a notice
 _log = logging.getLogger("tickmesh.bus")
 
@@ -39,8 +43,9 @@ class Intake:
     """The checks of one subscriber; `pending` is its stream of what waits to be told or
     delivered, in order: notices (bus.sequence.Notice), fill requests and messages."""
 
-    def __init__(self, selection: Selection, raw: bool, tracker: SequenceTracker,
+    def __init__(self, endpoint: str, selection: Selection, raw: bool, tracker: SequenceTracker,
                  watch: PublisherWatch | None, fill: bool) -> None:
+        self.endpoint = endpoint
         self.raw = raw
         self.tracker = tracker
         self.watch = watch
@@ -51,6 +56,8 @@ class Intake:
         self._selection = selection
         self._filters = selection.filters
         self._next_check = 0.0
+        # until when to look for a sign of a system (None: seen, or told none is there)
+        self._quiet_until = time.monotonic() + NO_SYSTEM_AFTER if watch is not None else None
         tracker.on_full = self._full
 
     def accept(self, topic: bytes, payload: bytes) -> Item | object | None:
@@ -102,6 +109,7 @@ class Intake:
         heard = beat(payload)
         if heard is None or not heard.e:
             return out
+        self._quiet_until = None
         if not heard.fin:
             self.watch.heard(heard.e, heard.p, time.monotonic())
             return out
@@ -115,21 +123,34 @@ class Intake:
         return HELD
 
     def caught_up(self) -> None:
-        """Nothing more is waiting: look for publishers gone silent (rule 9), now and then."""
-        if self.watch is None or not len(self.watch):
+        """Nothing more is waiting: look for publishers gone silent (rule 9), and for a sign of
+        a system, now and then."""
+        if self.watch is None or not (len(self.watch) or self._quiet_until):
             return
         now = time.monotonic()
         if now < self._next_check:
             return
         self._next_check = now + CHECK_EVERY
+        if self._quiet_until:
+            self._look_for_a_system(now)
         for notice in self.watch.silent(now):
             if self.tracker.tracks(notice.epoch):
                 self.tracker.forget(notice.epoch)
                 self.pending.append(notice)
 
+    def _look_for_a_system(self, now: float) -> None:
+        if self.received:
+            self._quiet_until = None
+        elif now >= self._quiet_until:
+            self._quiet_until = None
+            _log.warning("no system seems to be at %s: nothing heard there in %g s (every "
+                         "running system's forwarder and supervisor send a heartbeat every "
+                         "second; `tickmesh endpoints` prints the running system's)",
+                         self.endpoint, NO_SYSTEM_AFTER)
+
     def next_look(self, now: float) -> float | None:
         """Seconds until `caught_up` next looks (None: it has nothing to look for)."""
-        if self.watch is None or not len(self.watch):
+        if self.watch is None or not (len(self.watch) or self._quiet_until):
             return None
         return max(self._next_check, now + 0.01) - now
 

@@ -1,8 +1,10 @@
-"""What the blocking and the asyncio subscribers share: the SUB socket, and the stream out, in
-order. `_collect` takes what is pending (bus.intake: notices, fill requests, messages held
-behind them), then what has arrived at the socket, into a batch that ends before a notice or a
-fill request: a notice met first is told (`on_gap`, `on_publisher`), one met after messages is
-told at the next call, once the reader has handled them.
+"""What the blocking and the asyncio subscribers share: the SUB socket (to `endpoint`, else to
+the bus of the system running in the run dir: bus.endpoints), and the stream out, in order.
+
+`_collect` takes what is pending (bus.intake: notices, fill requests, messages held behind
+them), then what has arrived at the socket, into a batch that ends before a notice or a fill
+request: a notice met first is told (`on_gap`, `on_publisher`), one met after messages is told
+at the next call, once the reader has handled them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Callable, Iterable
 import zmq
 import zmq.backend
 
-from tickmesh.bus import filling, sockets
+from tickmesh.bus import endpoints, filling, sockets
 from tickmesh.bus.gapfill import Fill, GapFiller, default_endpoint
 from tickmesh.bus.intake import HEARTBEATS, HELD, FillRequest, Intake
 from tickmesh.bus.messages import Item
@@ -21,6 +23,8 @@ from tickmesh.bus.sequence import (DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_TOPICS
                                    PublisherSilent, PublisherStopped, PublisherWatch,
                                    SequenceTracker)
 from tickmesh.bus.topics import Selection
+
+EVERYTHING = ("*",)
 
 
 class Stream:
@@ -30,8 +34,8 @@ class Stream:
 
     def __init__(
         self,
-        endpoint: str,
-        patterns: Iterable[str],
+        endpoint: str | None = None,
+        patterns: Iterable[str] = EVERYTHING,
         *,
         rcvhwm: int = sockets.DEFAULT_SUBSCRIBER_HWM,
         on_gap: Callable[[Gap], object] | None = None,
@@ -45,6 +49,7 @@ class Stream:
         max_topics: int = DEFAULT_MAX_TOPICS,
         evict_topics: bool = False,
     ) -> None:
+        self.endpoint = endpoint if endpoint is not None else endpoints.running_bus().subscribe
         selection = Selection(patterns)
         self.patterns = selection.patterns
         self.raw = raw
@@ -54,15 +59,15 @@ class Stream:
         watch = PublisherWatch(heartbeat_timeout) if heartbeat_timeout > 0 else None
         tracker = SequenceTracker(accept_stale=accept_stale, max_topics=max_topics,
                                   evict=evict_topics)
-        self._intake = Intake(selection, raw, tracker, watch, fill_gaps)
+        self._intake = Intake(self.endpoint, selection, raw, tracker, watch, fill_gaps)
         self.tracker, self.watch = tracker, watch
         self._pending, self._accept = self._intake.pending, self._intake.accept
         self._caught_up = self._intake.caught_up
-        self._filler = GapFiller(gapfill_endpoint or default_endpoint(endpoint)) if fill_gaps \
-            else None
+        self._filler = GapFiller(gapfill_endpoint or default_endpoint(self.endpoint)) \
+            if fill_gaps else None
         self._told = 0  # notices told so far
         prefixes = selection.prefixes | ({HEARTBEATS} if watch is not None else set())
-        self._socket = sockets.subscriber(endpoint, sorted(prefixes), rcvhwm,
+        self._socket = sockets.subscriber(self.endpoint, sorted(prefixes), rcvhwm,
                                           context or self._context_class.instance())
         # The Cython recv, without pyzmq's Python wrapper, called with copy=False for the topic:
         # a Frame, whose `more` is far cheaper than getsockopt(RCVMORE) (~2 us, more than the

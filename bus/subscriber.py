@@ -1,9 +1,16 @@
 """Subscriber SDK: receive events by topic pattern, and learn, in order, of everything you did not
 get: messages lost, duplicates and stale publishers dropped, publishers gone silent or stopped.
 
-    sub = Subscriber("ipc:///tmp/tickmesh-0/subscribe", ["trade.alpaca.AAPL", "quote.*.*"])
+    sub = Subscriber(patterns=["trade.alpaca.AAPL", "quote.*.*"])
     for event in sub:
         print(event.symbol, event.price)
+
+Where: `Subscriber(endpoint, patterns)` connects to `endpoint`; with no endpoint (None), to the
+bus of the system running in the run dir (TICKMESH_RUN_DIR, else /tmp/tickmesh-UID), whose
+keys, with CURVE on, are put to use; bus.endpoints.NoSystem, naming the run dir, if none runs
+there. No patterns: every event. Having heard nothing at its endpoint (no heartbeat, no
+message) NO_SYSTEM_AFTER s (5) after connecting, a subscriber logs once, on the "tickmesh.bus"
+logger, that no system seems to be there (bus.intake; not with heartbeat_timeout=0).
 
 What a reader is told, and where (bus.sequence has the rules): messages are delivered in the
 order they came, and each notice is told at its place among them, through a callback:

@@ -3,7 +3,8 @@ the running system (its control and bus endpoints) from a config or from its run
 its supervisor, and waiting for a process to end.
 
 Without a CONFIG, a command finds the running system through `system.json` in its run dir
-(TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID), from any directory.
+(TICKMESH_RUN_DIR, or the default /tmp/tickmesh-UID), from any directory: bus.endpoints, the
+lookup a Subscriber given no endpoint makes too.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tickmesh.bus import sockets
+from tickmesh.bus import endpoints, sockets
 from tickmesh.supervisor import config, control
-from tickmesh.supervisor.loop import SYSTEM_FILE
 
 DEFAULT_CONFIG = "config/default.toml"
 INSTALLED_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
@@ -44,12 +44,6 @@ def load(path: str) -> config.Config:
         die(str(exc), EXIT_USAGE)
 
 
-def run_dir() -> Path:
-    """The run dir a system started here would use, when no config names another."""
-    return Path(os.environ.get(config.RUN_DIR_ENV) or config.DEFAULT_RUN_DIR.replace(
-        "{uid}", str(os.getuid())))
-
-
 def find(path: str | None) -> dict[str, Any]:
     """The endpoints (and log dir) of the system `path` describes, or else of the one running
     in the run dir (exit 1 naming the run dir if there is none); the bus's CURVE keys are put
@@ -60,16 +54,11 @@ def find(path: str | None) -> dict[str, Any]:
                   "bus": loaded.bus.to_dict(), "run_dir": str(loaded.run_dir),
                   "log_dir": str(loaded.log_dir) if loaded.log_dir else None}
     else:
-        directory = run_dir()
         try:
-            system = json.loads((directory / SYSTEM_FILE).read_text())
-        except (OSError, ValueError):
-            die(f"no running system found in {directory} (start one with `tickmesh run`, or "
-                "name its config)", EXIT_NO_SUPERVISOR)
-        if not isinstance(system, dict) or not {"config", "control", "bus"} <= system.keys():
-            die(f"{directory}/{SYSTEM_FILE} does not describe a running system (name its "
-                "config instead)", EXIT_NO_SUPERVISOR)
-        system.setdefault("run_dir", str(directory))
+            system = endpoints.running_system()
+        except endpoints.NoSystem as exc:
+            die(f"{exc.problem} (start one with `tickmesh run`, set {endpoints.RUN_DIR_ENV} to "
+                "the run dir of the one running, or name its config)", EXIT_NO_SUPERVISOR)
     sockets.use(sockets.BusConfig.from_dict(system["bus"]))  # its keys, with CURVE on
     return system
 
