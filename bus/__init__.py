@@ -23,16 +23,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_EXPORTS = {
-    "Alert": "tickmesh.bus.events", "AnyEvent": "tickmesh.bus.events", "Bar": "tickmesh.bus.events", "Bbo": "tickmesh.bus.events", "BookDelta": "tickmesh.bus.events",
-    "BookSnapshot": "tickmesh.bus.events", "BookStatus": "tickmesh.bus.events", "Control": "tickmesh.bus.events",
-    "Depth": "tickmesh.bus.events", "Event": "tickmesh.bus.events", "Heartbeat": "tickmesh.bus.events",
-    "Quote": "tickmesh.bus.events", "Status": "tickmesh.bus.events", "Trade": "tickmesh.bus.events",
-    "Publisher": "tickmesh.bus.publisher",
-    "AsyncSubscriber": "tickmesh.bus.subscriber", "Gap": "tickmesh.bus.subscriber", "Subscriber": "tickmesh.bus.subscriber",
-    "PublisherSilent": "tickmesh.bus.sequence", "PublisherStopped": "tickmesh.bus.sequence",
-    "Pattern": "tickmesh.bus.topics", "topic": "tickmesh.bus.topics",
+_NAMES = {
+    "events": ("Alert", "AnyEvent", "Bar", "Bbo", "BookDelta", "BookSnapshot", "BookStatus",
+               "Control", "Depth", "Event", "Heartbeat", "Quote", "Status", "Trade"),
+    "publisher": ("Publisher",),
+    "subscriber": ("AsyncSubscriber", "Gap", "Subscriber"),
+    "sequence": ("PublisherSilent", "PublisherStopped"),
+    "topics": ("Pattern", "topic"),
 }
+_EXPORTS = {name: f"{__name__}.{module}" for module, names in _NAMES.items() for name in names}
 __all__ = sorted(_EXPORTS)
 
 
