@@ -5,7 +5,6 @@ payload under the wrong topic and a forged sequence jump leave a consumer runnin
 from __future__ import annotations
 
 import math
-import re
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from tests.polygon_sim import start_sim
 from tests.scripted_server import ScriptedServer
 from tests.test_polygon_handler import HANDLER_SETTINGS as POLYGON_HANDLER
 from tests.test_polygon_handler import KEY, KEY_ENV
-from tests.test_readme import readme_consumer
+from tests.test_readme import start_readme_consumer
 
 
 def test_polygon_keeps_the_good_trades_of_frames_with_bad_numbers(
@@ -96,11 +95,8 @@ def test_alpaca_msgpack_bad_values_are_counted_and_the_rest_published(forwarder,
 
 def test_readme_consumer_survives_a_trade_under_a_quote_topic_and_a_forged_sequence(
         forwarder, spawn, run_dir):
-    script = run_dir / "consumer.py"
-    script.write_text(re.sub(r'^ENDPOINT = .*$', f'ENDPOINT = "{forwarder.subscribe}"',
-                             readme_consumer(), flags=re.M))
-    proc = spawn([sys.executable, str(script)], stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True)
+    proc = start_readme_consumer(spawn, run_dir, forwarder, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
     sub = Subscriber(forwarder.subscribe, ["quote.*.AAPL"])
     stop = threading.Event()
     topic = b"quote.alpaca.AAPL|"

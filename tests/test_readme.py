@@ -10,6 +10,7 @@ import sys
 import threading
 
 from tickmesh.bus import Publisher, Quote
+from tickmesh.bus.endpoints import RUN_DIR_ENV, SYSTEM_FILE
 from tests.conftest import REPO
 from tests.supervised import TICKMESH, child_toml, env, write_config
 from tests.waiting import wait_until
@@ -21,13 +22,20 @@ def readme_consumer() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+def start_readme_consumer(spawn, run_dir, forwarder, **popen) -> subprocess.Popen:
+    """The README's consumer as written, finding the bus in the run dir's system.json (one
+    naming the test's forwarder, as a supervisor writes it)."""
+    script = run_dir / "consumer.py"
+    script.write_text(readme_consumer())
+    (run_dir / SYSTEM_FILE).write_text(json.dumps({
+        "config": "test", "control": f"ipc://{run_dir}/control", "bus": forwarder.to_dict()}))
+    return spawn([sys.executable, str(script)], env={RUN_DIR_ENV: str(run_dir)}, **popen)
+
+
 def test_readme_consumer_is_short_and_prints_exactly_aapl_mids(forwarder, spawn, run_dir):
     code = readme_consumer()
     assert len([line for line in code.splitlines() if line.strip()]) < 20
-    script = run_dir / "consumer.py"
-    script.write_text(re.sub(r'^ENDPOINT = .*$', f'ENDPOINT = "{forwarder.subscribe}"', code,
-                             flags=re.M))
-    proc = spawn([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    proc = start_readme_consumer(spawn, run_dir, forwarder, stdout=subprocess.PIPE, text=True)
     stop = threading.Event()
 
     def publish() -> None:
