@@ -39,12 +39,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tickmesh.bus.endpoints import DEFAULT_RUN_DIR, RUN_DIR_ENV
 from tickmesh.bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM, BusConfig, key_file_problem
 
 DEFAULT_CONFIG = Path("config/default.toml")  # `tickmesh run` and `check` without a CONFIG
 SHIPPED_CONFIGS = "tickmesh.config"  # the package whose data are the configs tickmesh ships
-RUN_DIR_ENV = "TICKMESH_RUN_DIR"
-DEFAULT_RUN_DIR = "/tmp/tickmesh-{uid}"
 DEFAULT_PUBLISH = "ipc://{run_dir}/publish"
 DEFAULT_SUBSCRIBE = "ipc://{run_dir}/subscribe"
 DEFAULT_CONTROL = "ipc://{run_dir}/control"

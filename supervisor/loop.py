@@ -47,6 +47,7 @@ from typing import Coroutine
 import structlog
 
 from tickmesh.bus import sockets
+from tickmesh.bus.endpoints import SYSTEM_FILE
 from tickmesh.bus.publisher import Publisher
 from tickmesh.runtime.logs import configure_logging
 from tickmesh.runtime.metrics import Metrics
@@ -63,7 +64,6 @@ from tickmesh.supervisor.observer import Observer
 from tickmesh.supervisor.output import Output
 from tickmesh.supervisor.summary import FIRST_AFTER, SUMMARY_EVERY, summary
 
-SYSTEM_FILE = "system.json"
 NAME = SUPERVISOR_NAME
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ import pytest
 from tickmesh.bus import AsyncSubscriber, Publisher, Subscriber
 from tickmesh.bus import endpoints
 from tickmesh.bus.endpoints import NoSystem
-from tickmesh.supervisor import config, loop
+from tickmesh.supervisor import config
 from tests.conftest import REPO
 from tests.publishing import quote
 from tests.supervised import Running, child_toml, env, tickmesh, write_config
@@ -65,11 +64,12 @@ def test_without_a_running_system_the_error_names_the_run_dir(run_dir, monkeypat
         Subscriber(patterns=["trade"])
 
 
-def test_the_default_run_dir_is_the_supervisors(monkeypatch):
+def test_the_default_run_dir_is_the_supervisors(monkeypatch, tmp_path):
+    """A reader looks where a supervisor with no run_dir of its own writes its system.json."""
     monkeypatch.delenv(endpoints.RUN_DIR_ENV, raising=False)
-    assert (endpoints.RUN_DIR_ENV, endpoints.DEFAULT_RUN_DIR, endpoints.SYSTEM_FILE) == \
-        (config.RUN_DIR_ENV, config.DEFAULT_RUN_DIR, loop.SYSTEM_FILE)
-    assert str(endpoints.run_dir()) == config.DEFAULT_RUN_DIR.replace("{uid}", str(os.getuid()))
+    path = tmp_path / "tickmesh.toml"
+    path.write_text('[[children]]\nname = "a"\nrun = "pkg.mod"\n')
+    assert endpoints.run_dir() == config.load(path).run_dir
 
 
 def test_tickmesh_endpoints_prints_the_running_systems(spawn, running):

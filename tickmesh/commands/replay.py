@@ -34,7 +34,7 @@ from tickmesh.commands.tail import pattern
 from tickmesh.runtime.spec import ChildSpec
 from tickmesh.supervisor import launch
 from tickmesh.supervisor.config import FORWARDER_MODULE, FORWARDER_NAME, ChildConfig
-from tickmesh.supervisor.loop import SYSTEM_FILE
+from tickmesh.bus.endpoints import SYSTEM_FILE
 from tickmesh.system import EXIT_USAGE, die, find
 
 if TYPE_CHECKING:
