@@ -1,8 +1,9 @@
 """tickmesh as a user installs it: the wheel, built from this tree and installed non-editable
 into a fresh venv, used from a directory that is not the checkout. The demo runs with no
-argument, `check` and `consume` of a packaged example work, site-packages holds `tickmesh` and
-no other name of ours, and neither the Supervisor process manager's `supervisor` package nor a
-project's own `handlers/` and `bus/` packages change anything.
+argument, `check`, `consume` of a packaged example and a Subscriber given no endpoint work,
+site-packages holds `tickmesh` and no other name of ours, and neither the Supervisor process
+manager's `supervisor` package nor a project's own `handlers/` and `bus/` packages change
+anything.
 
 The fresh venv downloads nothing: a .pth file in it names this venv's site-packages, where the
 dependencies are (this venv's tickmesh is an editable install: a finder that the .pth does not
@@ -36,6 +37,10 @@ from tests.waiting import wait_until
 OUR_NAMES = ("bus", "runtime", "handlers", "consumers", "supervisor", "examples", "config")
 FIRST_EVENTS_WITHIN = 15.0  # seconds from `tickmesh run` to events on the bus
 PYPI_TIMEOUT = "5"  # seconds pip waits on the registry before the stand-in supervisor is used
+NO_ENDPOINT = """from tickmesh.bus import Subscriber
+with Subscriber(patterns=["trade"]) as trades:  # the bus of the system in TICKMESH_RUN_DIR
+    print(type(trades.recv(timeout=10)).__name__)
+"""
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,8 @@ def test_the_installed_demo_runs_checks_and_consumes_from_any_directory(venv, ru
     assert events_flow(f"ipc://{run_dir}/subscribe", demo, FIRST_EVENTS_WITHIN), \
         f"no event within {FIRST_EVENTS_WITHIN} s: {(tmp_path / 'run.log').read_text()}"
     assert_checks(venv, run_dir)
+    found = venv.run([venv.python, "-c", NO_ENDPOINT], run_dir)
+    assert (found.returncode, found.stdout) == (0, "Trade\n"), found.stderr
     consume_log = tmp_path / "consume.log"
     with consume_log.open("w") as log:
         consumer = subprocess.Popen([venv.tickmesh, "consume", "tickmesh.examples.spread:monitor"],
