@@ -234,7 +234,7 @@ def cli(argv: list[str]) -> None:
     parser.add_argument("--bus", required=True, help="the [bus] table, as JSON")
     args = parser.parse_args(argv)
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: the checkout's examples/
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the user's own modules, here
     raw = {"target": args.target, "patterns": args.pattern}
     try:
         read(Settings, raw)

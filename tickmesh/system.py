@@ -15,14 +15,11 @@ import json
 import os
 import select
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from tickmesh.bus import endpoints, sockets
 from tickmesh.supervisor import config, control
 
-DEFAULT_CONFIG = "config/default.toml"
-INSTALLED_CONFIG = Path(__file__).resolve().parent.parent / DEFAULT_CONFIG
 EXIT_NO_SUPERVISOR = 1
 EXIT_TAKEN = 1  # another system holds what this one needs
 EXIT_USAGE = 2  # a bad config, an unknown child or provider
