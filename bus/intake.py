@@ -103,7 +103,7 @@ class Intake:
     def _heartbeat(self, topic: bytes, payload: bytes) -> Item | object | None:
         """Note its publisher alive, or stopped (rules 8-9); deliver it if it was asked for."""
         out = None
-        if self._selection.matches(topic):
+        if self._selection.selects(topic):
             message = self.convert(topic, payload)
             out = self._track(topic, message) if message is not None else None
         heard = beat(payload)

@@ -117,9 +117,8 @@ class Selection:
         except (ValueError, UnicodeDecodeError):
             return False
 
-    def matches(self, topic_bytes: bytes) -> bool:
-        """Whether any pattern matches `topic_bytes` (whatever was subscribed to)."""
-        try:
-            return any(p.matches(topic_bytes) for p in self.patterns)
-        except (ValueError, UnicodeDecodeError):
-            return False
+    def selects(self, topic_bytes: bytes) -> bool:
+        """Whether a message of `topic_bytes` is selected, whatever else was subscribed to
+        (heartbeats, which a subscriber takes for its own use): its prefix, then `wants`."""
+        return any(topic_bytes.startswith(prefix) for prefix in self.prefixes) and (
+            not self.filters or self.wants(topic_bytes))

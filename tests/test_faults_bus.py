@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from tickmesh.bus import Subscriber
 from tickmesh.bus.events import Event, Trade, decode, encode
+from tickmesh.bus.topics import Selection
 from tests.publishing import send_until_received
 from tests.waiting import wait_until
 
@@ -31,6 +32,9 @@ scalars = (st.none() | st.booleans() | st.integers(min_value=-2**64, max_value=2
            | st.floats(allow_nan=True) | st.text(max_size=12) | st.binary(max_size=12))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.text(max_size=4), inner, max_size=4), max_leaves=12)
+
+PATTERNS = ["*"]  # the fuzzed subscriber takes everything
+SELECTION = Selection(PATTERNS)
 
 
 @st.composite
@@ -101,7 +105,7 @@ def raw_bus(run_dir):
     pub.setsockopt(zmq.SNDHWM, 0)
     endpoint = f"ipc://{run_dir}/fuzz"
     pub.bind(endpoint)
-    sub = Subscriber(endpoint, ["*"], rcvhwm=0)
+    sub = Subscriber(endpoint, PATTERNS, rcvhwm=0)
 
     send_until_received(sub, lambda: pub.send_multipart([b"trade.fz.OK|", _valid(1)]),
                         "the subscriber to receive the probe")
@@ -121,7 +125,7 @@ def test_a_subscriber_on_a_real_socket_survives_random_messages(raw_bus):
                               st.lists(st.binary(max_size=30), min_size=1, max_size=3)
                               .map(tuple)), min_size=1, max_size=20))
     def fuzz(messages):
-        malformed, received = sub.malformed, sub.received
+        malformed, received, dropped = sub.malformed, sub.received, _dropped(sub)
         for frames in messages:
             pub.send_multipart(list(frames))
         end = sentinel[0]
@@ -140,8 +144,9 @@ def test_a_subscriber_on_a_real_socket_survives_random_messages(raw_bus):
         for event in delivered:
             topic = f"{event.__struct_config__.tag}.{event.provider}.{event.symbol}|".encode()
             assert isinstance(event, Event) and topic.endswith(b"|")
-        counted = (sub.malformed - malformed) + (sub.received - received)
-        assert counted == 1 + sum(_expected(sub, frames) for frames in messages)
+        counted = (sub.malformed - malformed) + (sub.received - received) \
+            + (_dropped(sub) - dropped)
+        assert counted == 1 + sum(_expected(frames) for frames in messages)
 
     fuzz()
     # after all of that, the subscriber still tracks gaps on the good topic
@@ -151,13 +156,21 @@ def test_a_subscriber_on_a_real_socket_survives_random_messages(raw_bus):
     assert event.seq == sentinel[0] + 5 and sub.gaps == gaps + 1
 
 
-def _expected(sub: Subscriber, frames: tuple) -> int:
-    """What one message adds to delivered + malformed: a lone frame is malformed; two frames
-    are delivered or malformed (unless the subscriber's own filter drops the topic); of three,
-    the first two are a message and the third, read as a lone topic, is malformed."""
+def _dropped(sub: Subscriber) -> int:
+    """Messages the subscriber's sequence checks dropped (bus.sequence: duplicates, stale
+    epochs, implausible jumps, topics beyond max_topics)."""
+    tracker = sub.tracker
+    return tracker.duplicates + tracker.stale_epoch + tracker.implausible + tracker.topics_refused
+
+
+def _expected(frames: tuple) -> int:
+    """What one message adds to delivered + malformed + dropped: a lone frame is malformed;
+    two frames are delivered, malformed or dropped (unless the subscriber's own filter drops
+    the topic); of three, the first two are a message and the third, read as a lone topic, is
+    malformed."""
     if len(frames) == 1:
         return 1
-    return int(sub._wanted(frames[0])) + (len(frames) == 3)
+    return int(SELECTION.wants(frames[0])) + (len(frames) == 3)
 
 
 @pytest.mark.timeout(60)
