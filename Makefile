@@ -45,8 +45,10 @@ $(TESTS): $(SYSTEM)
 run: $(SYSTEM)
 	exec $(BIN)/tickmesh run config/default.toml
 
+# Two workers (pytest-xdist): the tests mostly wait on processes and sockets, so two at a time
+# halve the suite on 2 cores (~4 min); tests on fixed ports share one xdist_group.
 test: $(TESTS)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 $(BENCH): $(SYSTEM)
 	$(INSTALL) -e '.[bench]'

@@ -13,6 +13,9 @@ import pytest
 from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Result, Running, child_toml, env, tickmesh, write_config
 
+# fixed ports (the demo's, the metrics port): never two such tests at once (pytest -n)
+pytestmark = pytest.mark.xdist_group("fixed_ports")
+
 ALPACA_SIM = "tickmesh.handlers.alpaca.sim.server"
 TICKER = "tests.children.ticker"
 

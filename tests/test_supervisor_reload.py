@@ -10,6 +10,9 @@ from tickmesh.supervisor import config
 from tickmesh.supervisor.config import ChildConfig
 from tickmesh.supervisor.reload import Changes, diff, fixed_changes
 
+# fixed ports (the demo's, the metrics port): never two such tests at once (pytest -n)
+pytestmark = pytest.mark.xdist_group("fixed_ports")
+
 
 def load(directory: Path, text: str) -> config.Config:
     path = directory / "tickmesh.toml"

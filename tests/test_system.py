@@ -17,6 +17,9 @@ from tests.conftest import REPO, free_port
 from tests.supervised import TICKMESH, Running, env
 from tests.waiting import wait_until
 
+# fixed ports (the demo's, the metrics port): never two such tests at once (pytest -n)
+pytestmark = pytest.mark.xdist_group("fixed_ports")
+
 DEMO_PORTS = (18765, 18766, 17497, 18767, 18768, 9108)
 PROVIDERS = {"alpaca", "polygon", "ib"}
 

@@ -34,6 +34,9 @@ from tests.conftest import REPO
 from tests.supervised import alive
 from tests.waiting import wait_until
 
+# fixed ports (the demo's, the metrics port): never two such tests at once (pytest -n)
+pytestmark = pytest.mark.xdist_group("fixed_ports")
+
 OUR_NAMES = ("bus", "runtime", "handlers", "consumers", "supervisor", "examples", "config")
 FIRST_EVENTS_WITHIN = 15.0  # seconds from `tickmesh run` to events on the bus
 PYPI_TIMEOUT = "5"  # seconds pip waits on the registry before the stand-in supervisor is used
