@@ -293,6 +293,7 @@ def _run_dir(sup: dict, problems: list[str]) -> Path:
 
 def _children(tables: list, places: dict[str, str], problems: list[str]) -> tuple[ChildConfig, ...]:
     children: list[ChildConfig] = []
+    indexes: list[int] = []  # each child's index among the tables (some may be dropped)
     taken = {FORWARDER_NAME: "the implicit forwarder", SUPERVISOR_NAME: "the supervisor itself"}
     for index, table in enumerate(tables):
         where = f"children[{index}]"
@@ -306,19 +307,22 @@ def _children(tables: list, places: dict[str, str], problems: list[str]) -> tupl
             owner = taken[child.name]
             problems.append(f"{where}.name: {child.name!r} is already the name of {owner}")
         taken[child.name] = where
+        indexes.append(index)
         children.append(child)
     names = {child.name for child in children}
-    for index, child in enumerate(children):
+    for index, child in zip(indexes, children):
         for name in child.after:
             if name not in names or name == child.name:
-                problems.append(f"children[{index}].after: {name!r} is not another child")
-    problems.extend(_cycle_problems(children))
+                problems.append(f"children[{index}] ({child.name}).after: {name!r} is not "
+                                "another child")
+    problems.extend(_cycle_problems(children, indexes))
     return tuple(children)
 
 
-def _cycle_problems(children: list[ChildConfig]) -> list[str]:
-    """One problem per cycle of `after`, at the first child of the cycle to appear."""
-    index = {child.name: position for position, child in enumerate(children)}
+def _cycle_problems(children: list[ChildConfig], indexes: list[int]) -> list[str]:
+    """One problem per cycle of `after`, at the first child of the cycle to appear (`indexes`:
+    each child's index among the [[children]] tables)."""
+    index = {child.name: position for position, child in zip(indexes, children)}
     waits = {child.name: [name for name in child.after if name in index and name != child.name]
              for child in children}
     problems = []

@@ -141,6 +141,16 @@ def test_a_cycle_in_after_is_named_once(write, pairs, expected):
     assert problem.startswith(expected), problem
 
 
+def test_an_unknown_after_names_the_child_and_its_own_table(write):
+    text = ("[[children]]\nname = 'a'\n"  # children[0] (no run) is dropped: the others keep their index
+            + _children_after(("b", ["c"]), ("c", ["nope", "c"])))
+    assert problems(write(text)) == [
+        "children[0].run: missing (required)",
+        "children[2] (c).after: 'nope' is not another child",
+        "children[2] (c).after: 'c' is not another child",
+    ]
+
+
 def test_children_that_wait_for_the_same_one_are_no_cycle(write):
     config = load(write(_children_after(("a", ["b", "c"]), ("b", ["d"]), ("c", ["d"]), ("d", []))))
     assert [child.name for child in config.children] == ["a", "b", "c", "d"]
