@@ -20,12 +20,13 @@ import msgspec
 from tickmesh.bus import events
 from tickmesh.bus.sequence import PublisherSilent, PublisherStopped
 from tickmesh.bus.subscriber import AsyncSubscriber, Gap, Subscriber
-from tickmesh.bus.topics import Pattern, TopicError
+from tickmesh.bus.topics import TopicError
 from tickmesh.consumers.books.exact import exact
 from tickmesh.runtime import process
 from tickmesh.runtime.badinput import count_bad_input
 from tickmesh.runtime.logs import log
 from tickmesh.runtime.settings import SettingsError, Strings
+from tickmesh.tailing import check_pattern
 
 DEFAULT_PATTERNS = ("trade", "quote")
 
@@ -40,7 +41,7 @@ class Settings:
     def __post_init__(self) -> None:
         for pattern in self.patterns:
             try:
-                Pattern.parse(pattern)
+                check_pattern(pattern)  # well formed, of a known kind
             except TopicError as exc:
                 raise SettingsError(f"settings.patterns: {exc}") from None
 
