@@ -3,9 +3,15 @@ text), and `top --once` on a real supervised system."""
 
 from __future__ import annotations
 
+import fcntl
 import io
+import os
+import pty
 import re
+import select
+import struct
 import subprocess
+import termios
 from pathlib import Path
 
 import pytest
@@ -17,7 +23,7 @@ from tests.conftest import free_port
 from tests.publishing import quote
 from tests.supervised import TICKMESH, Running, child_toml, env, tickmesh, write_config
 from tests.waiting import wait_until
-from tickmesh.commands.top import book_patterns
+from tickmesh.commands.top import book_patterns, config_symbols
 from tickmesh.dashboard import (Model, book_table, duration, feeds_table, history_length,
                                 processes_table, render, size, sparkline)
 
@@ -270,3 +276,128 @@ def test_top_without_a_terminal_prints_a_frame_every_interval(spawn, run_dir):
 
     wait_until(two_frames, timeout=10, interval=0, what="frames from `top` without --once")
     assert all(row("".join(frame), "ticker")[1] == "running" for frame in frames[:2])
+
+
+# --- issue 20: `q` quits the live dashboard; the book defaults to the config's symbols -------
+
+def test_without_symbols_the_book_takes_each_handlers_first_symbols_then_their_second(run_dir):
+    config = write_config(
+        run_dir,
+        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
+                   {"port": 1, "symbols": ["SIMONLY", "AAPL"]}),
+        child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
+                   {"url": "ws://127.0.0.1:1/v2/iex", "symbols": ["AAPL", "MSFT", "NVDA"]}),
+        child_toml("polygon", "tickmesh.handlers.polygon.handler",
+                   {"url": "ws://127.0.0.1:2/stocks", "symbols": ["AAPL", "TSLA"]}),
+        child_toml("coinbase", "tickmesh.handlers.coinbase.handler",
+                   {"url": "ws://127.0.0.1:3", "symbols": ["BTC-USD", "ETH-USD"]}),
+        child_toml("ticker", TICKER))
+    assert config_symbols(str(config)) == ("AAPL", "BTC-USD", "MSFT")
+    assert config_symbols(str(config), count=10) == ("AAPL", "BTC-USD", "MSFT", "TSLA",
+                                                     "ETH-USD", "NVDA")
+    assert config_symbols(str(run_dir / "gone.toml")) == ()
+    assert config_symbols(None) == ()
+
+
+@pytest.mark.timeout(40)
+def test_top_once_without_symbols_shows_the_configs_first_symbols(spawn, run_dir):
+    supervisor = Running(spawn, run_dir, alpaca_system(run_dir))
+    wait_for_quotes(run_dir, {"AAPL", "AAPLX"})
+    wait_until(lambda: feed_flowing(supervisor), timeout=10, what="the feed's health")
+    result = tickmesh(spawn, run_dir, "top", "--once")
+    assert result.code == 0, result.err
+    book = section(result.out, "Top of book")
+    assert row(book, "AAPL")[4:6] == ["alpaca", "quote"]
+    assert row(book, "AAPLX")[4:6] == ["alpaca", "quote"]
+
+
+class Terminal:
+    """A pseudo-terminal (200x50) for `tickmesh top`: the test writes keys to its master
+    side and reads (and so drains) what is drawn; the process gets the slave side as stdin,
+    stdout and stderr, and as its controlling terminal (so that Ctrl-C is a SIGINT)."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        self.modes = termios.tcgetattr(self.slave)
+        self.output = b""
+
+    def spawn_top(self, spawn, run_dir: Path, *args: str) -> subprocess.Popen:
+        return spawn([*TICKMESH, "top", *args], env={**env(run_dir), "TERM": "xterm-256color"},
+                     stdin=self.slave, stdout=self.slave, stderr=self.slave,
+                     preexec_fn=_take_the_terminal)
+
+    def drain(self) -> None:
+        while select.select([self.master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.output += chunk
+
+    def in_cbreak_mode(self) -> bool:
+        self.drain()
+        lflag = termios.tcgetattr(self.slave)[3]
+        return not lflag & termios.ICANON and not lflag & termios.ECHO
+
+    def close(self) -> None:
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def _take_the_terminal() -> None:
+    """In the child, after setsid: make stdin (the pty's slave) the controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.fixture
+def terminal():
+    opened = Terminal()
+    yield opened
+    opened.close()
+
+
+def live_top(spawn, run_dir: Path, terminal: Terminal) -> subprocess.Popen:
+    """`top` redrawing on the terminal, on a running system, once it reads keys."""
+    supervisor = Running(spawn, run_dir, write_config(run_dir, child_toml("ticker", TICKER)))
+    supervisor.wait_for("ticker", "running")
+    top = terminal.spawn_top(spawn, run_dir, "--interval", "0.2")
+    wait_until(terminal.in_cbreak_mode, timeout=10, interval=0, what="top to read keys")
+
+    def drawn() -> bool:
+        terminal.drain()
+        return b"ticker" in terminal.output and b"Processes" in terminal.output
+
+    wait_until(drawn, timeout=10, interval=0, what="top's first frame on the terminal")
+    return top
+
+
+def exited(top: subprocess.Popen, terminal: Terminal) -> bool:
+    terminal.drain()
+    return top.poll() is not None
+
+
+@pytest.mark.timeout(40)
+def test_q_quits_the_live_dashboard_and_restores_the_terminal(spawn, run_dir, terminal):
+    top = live_top(spawn, run_dir, terminal)
+    os.write(terminal.master, b"x")  # any other key: top goes on
+    frames = terminal.output.count(b"Processes")
+    wait_until(lambda: exited(top, terminal) or terminal.output.count(b"Processes") > frames + 1,
+               timeout=10, interval=0, what="two more frames after the key x")
+    assert top.poll() is None
+    os.write(terminal.master, b"q")
+    wait_until(lambda: exited(top, terminal), timeout=5, interval=0, what="top to quit on q")
+    assert top.returncode == 0, terminal.output.decode(errors="replace")[-2000:]
+    assert termios.tcgetattr(terminal.slave) == terminal.modes
+
+
+@pytest.mark.timeout(40)
+def test_ctrl_c_quits_the_live_dashboard_and_restores_the_terminal(spawn, run_dir, terminal):
+    top = live_top(spawn, run_dir, terminal)
+    os.write(terminal.master, b"\x03")  # the terminal's INTR: a SIGINT to top
+    wait_until(lambda: exited(top, terminal), timeout=5, interval=0, what="top to quit")
+    assert top.returncode == 0, terminal.output.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in terminal.output
+    assert termios.tcgetattr(terminal.slave) == terminal.modes
