@@ -19,14 +19,17 @@ frame, a command:
                     "not_stopped" for a child that is starting, running or about to restart
     stop            stop the whole system, as on SIGTERM (every child in reverse order, then
                     the supervisor exits): {"ok": true, "pid": the supervisor's pid}, at once
-    reload          read the config file again and check all of it; then stop and drop the
+    reload [PATH]   read the config file again and check all of it; then stop and drop the
                     children it no longer has, restart those whose entries changed, start the
                     new ones (after what they come `after`, as at start), and leave the others
                     be: {"ok": true, "config": the file, "added": [...], "removed": [...],
                     "changed": [...], "unchanged": [...]} (names), once the removed and changed
                     ones are stopped. Refused, changing nothing, with "bad_config" (and
                     "problems": [...]) for a config with problems, and "restart_required" if
-                    [bus] or [supervisor] changed
+                    [bus] or [supervisor] changed. With a PATH (absolute,
+                    or relative to the supervisor's directory), only if it is the file the
+                    system reads (the same once resolved, or the same content): refused with
+                    "other_config" otherwise (the error names both and how to switch)
 A request naming a child the supervisor does not have is refused with "unknown_child" (the
 error lists its children); `start`, `stop NAME` and `reload`, while the system is stopping,
 with "stopping".
@@ -63,8 +66,9 @@ ESSENTIAL = "essential"
 STOPPING = "stopping"
 BAD_CONFIG = "bad_config"
 RESTART_REQUIRED = "restart_required"
+OTHER_CONFIG = "other_config"
 BAD_REQUEST = "bad_request"
-KNOWN = "'status', 'restart NAME', 'start NAME', 'stop NAME', 'stop', 'reload'"
+KNOWN = "'status', 'restart NAME', 'start NAME', 'stop NAME', 'stop', 'reload [PATH]'"
 
 
 class ControlError(Exception):
@@ -101,7 +105,7 @@ class Commands(Protocol):
 
     def stop_system(self) -> dict[str, Any]: ...
 
-    async def reload(self) -> dict[str, Any]: ...
+    async def reload(self, path: str | None = None) -> dict[str, Any]: ...
 
 
 class ControlServer:
@@ -137,8 +141,8 @@ class ControlServer:
                 return self._commands.stop_child(name)
             case 1, "stop", "":
                 return self._commands.stop_system()
-            case 1, "reload", "":
-                return await self._commands.reload()
+            case 1, "reload", str():
+                return await self._commands.reload(name or None)
         return refusal(f"unknown request {request[0][:40]!r}; known: {KNOWN}", BAD_REQUEST)
 
     def close(self) -> None:

@@ -58,8 +58,8 @@ from tickmesh.supervisor import launch
 from tickmesh.supervisor import reload as reloading
 from tickmesh.supervisor.child import STARTUP_SECONDS, Child, State
 from tickmesh.supervisor.config import SUPERVISOR_NAME, Config, ConfigError
-from tickmesh.supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED, RESTART_REQUIRED,
-                                STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
+from tickmesh.supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED, OTHER_CONFIG,
+                                RESTART_REQUIRED, STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
 from tickmesh.supervisor.observer import Observer
 from tickmesh.supervisor.output import Output
 from tickmesh.supervisor.summary import FIRST_AFTER, SUMMARY_EVERY, summary
@@ -178,14 +178,21 @@ class Supervisor:
         self._stop_requested.set()
         return {"ok": True, "pid": os.getpid()}
 
-    async def reload(self) -> dict:
+    async def reload(self, path: str | None = None) -> dict:
         """Read the config file again and apply what changed among the children (the
-        control's `reload`). Refused, changing nothing, if the config has problems or its
-        [bus] or [supervisor] changed."""
+        control's `reload`). Refused, changing nothing, if `path` is given and is not the
+        system's file (nor has its content), if the config has problems or if its [bus] or
+        [supervisor] changed."""
         if self._stopping:
             return refusal("the system is stopping", STOPPING)
-        self._log.info("reloading the config", config=str(self.config.path))
         loop = asyncio.get_running_loop()
+        if path is not None:
+            other = await loop.run_in_executor(None, reloading.other_file, self.config.path,
+                                               Path(path))
+            if other:
+                self._log.warning("config not reloaded", problems=[other])
+                return refusal(other, OTHER_CONFIG)
+        self._log.info("reloading the config", config=str(self.config.path))
         try:
             new, checked = await loop.run_in_executor(None, reloading.read, self.config.path)
         except ConfigError as exc:

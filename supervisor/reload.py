@@ -5,7 +5,8 @@ then every child's module and settings, in a process of its own: it blocks, so t
 it in a thread). The rest is pure: `fixed_changes` names what a reload cannot apply ([bus]
 and [supervisor]: only a restart of the whole system can), and `diff` sorts the children by
 name into added, removed, changed (any field of its entry differs, settings included) and
-unchanged.
+unchanged. `other_file` says why a reload that names a file is refused: only the running
+system's own file (the same once resolved, or the same content) can be reloaded.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ def read(path: Path) -> tuple[Config, preflight.Checked]:
     """The config at `path`, checked completely; ConfigError lists every problem."""
     loaded = config.load(path)
     return loaded, preflight.check_children(loaded)
+
+
+def other_file(running: Path, named: Path) -> str:
+    """Why the system that reads `running` cannot reload `named` ("" if `named` is that file:
+    the same path once resolved, or the same content)."""
+    try:
+        if running.resolve() == named.resolve() or running.read_bytes() == named.read_bytes():
+            return ""
+    except OSError:
+        pass
+    return (f"the running system reads {running.resolve()}, not {named}: to run {named} "
+            f"instead, stop it (`tickmesh stop`) and `tickmesh run {named}`")
 
 
 def fixed_changes(old: Config, new: Config) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tickmesh.bus import Subscriber
+from tickmesh.supervisor.control import request
 from tests.supervised import Running, alive, child_toml, tickmesh, write_config
 from tests.waiting import wait_until
 
@@ -188,6 +189,48 @@ def test_reload_of_a_bad_config_changes_nothing(spawn, run_dir):
     after = supervisor.status()["children"]  # the same children, the same processes
     assert {name: child["pid"] for name, child in after.items()} \
         == {name: child["pid"] for name, child in before.items()}
+
+
+def test_reload_of_another_file_is_refused_naming_the_one_running(spawn, run_dir):
+    config = write_config(run_dir, child_toml("ticker", TICKER))
+    supervisor = Running(spawn, run_dir, config)
+    before = supervisor.wait_all_running()["children"]
+    other = run_dir / "other.toml"  # the same run dir, so the same control socket
+    other.write_text(child_toml("ticker", TICKER) + child_toml("new", TICKER))
+
+    refused = tickmesh(spawn, run_dir, "reload", str(other))
+
+    assert refused.code == 2 and refused.out == ""
+    assert f"the running system reads {config}, not {other}" in refused.err
+    assert f"stop it (`tickmesh stop`) and `tickmesh run {other}`" in refused.err
+    asked = request(supervisor.control, f"reload {other}".encode(), 20)  # any client: the same
+    assert asked["reason"] == "other_config" and str(config) in asked["error"]
+    after = supervisor.status()["children"]
+    assert {name: child["pid"] for name, child in after.items()} \
+        == {name: child["pid"] for name, child in before.items()}
+
+
+def test_reload_of_the_running_file_by_another_path_or_a_copy_applies_it(spawn, run_dir):
+    config = write_config(run_dir, child_toml("ticker", TICKER))
+    supervisor = Running(spawn, run_dir, config)
+    supervisor.wait_all_running()
+    link = run_dir / "link.toml"
+    link.symlink_to(config)
+    write_config(run_dir, child_toml("ticker", TICKER), child_toml("new", TICKER))
+
+    by_link = tickmesh(spawn, run_dir, "reload", str(link))
+    assert by_link.code == 0, by_link.err
+    assert by_link.out.splitlines()[:2] == [f"reloaded {config}", "  added:     new"]
+
+    write_config(run_dir, child_toml("ticker", TICKER), child_toml("newer", TICKER))
+    copy = run_dir / "copy.toml"
+    copy.write_text(config.read_text())
+    by_copy = tickmesh(spawn, run_dir, "reload", str(copy), "--json")
+    assert by_copy.code == 0, by_copy.err
+    assert json.loads(by_copy.out) == {"ok": True, "config": str(config), "added": ["newer"],
+                                       "removed": ["new"], "changed": [],
+                                       "unchanged": ["ticker"]}
+    assert list(supervisor.wait_all_running()["children"]) == ["forwarder", "ticker", "newer"]
 
 
 # --- no supervisor --------------------------------------------------------------------------
