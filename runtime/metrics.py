@@ -135,6 +135,9 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            "failed (a full disk)"),
     Metric("recorder_segments", COUNTER, "segment files the recorder opened"),
     Metric("recorder_writing", GAUGE, "1 while the recorder can write, 0 while writing fails"),
+    Metric("recorder_days_deleted", COUNTER, "day directories the recorder's retention deleted "
+           "(keep_days, keep_bytes)"),
+    Metric("recorder_bytes_deleted", COUNTER, "bytes of the day directories retention deleted"),
     Metric("gapfill_requests", COUNTER, "gap-fill requests answered, by outcome (full, partial, "
            "none, bad_request, too_many)", ("outcome",)),
     Metric("gapfill_messages_sent", COUNTER, "recorded messages sent in gap-fill answers"),

@@ -6,6 +6,7 @@ A write that fails (a full disk, ...) is cut back out of the file
 (consumers.recorder.recording), the batch is dropped, and the journal is `failing`: it counts,
 without buffering, what it is given (`lost`) until `resume` can open a new segment again,
 whose first record is an OUTAGE saying since when and how many events were lost. Nothing here ever raises OSError to the caller.
+`stop` makes it fail the same way on purpose (the free-space floor, consumers.recorder.retention).
 """
 
 from __future__ import annotations
@@ -115,6 +116,22 @@ class Journal:
         self.failure = ""
         self._day_end = (day_of(now) + 1) * NS_PER_DAY
         return True
+
+    def stop(self, why: str) -> None:
+        """Stop writing, as if a write had failed for `why`: the batch in memory is lost."""
+        if self.failure:
+            return
+        self.failure = why
+        self._failed_since = self._first_ns if self._buffer else time.time_ns()
+        self._lost_in_outage = self._buffered
+        self._buffer.clear()
+        self._buffered = 0
+        self._close_segment()
+
+    @property
+    def writing_day(self) -> int | None:
+        """The day of the open segment, if one is open."""
+        return self._segment.day if self._segment is not None else None
 
     def close(self) -> None:
         self.flush()

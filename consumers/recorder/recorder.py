@@ -17,6 +17,12 @@ When writing fails (a full disk): an `alert` (what `recording_failed`) is raised
 buffered, and every `retry_s` the recorder tries again; once it can write, it records an
 OUTAGE record, clears the alert and goes on. The bus is never held up.
 
+Every `check_s` (consumers.recorder.retention): the day directories past `keep_days` and, oldest
+first, past `keep_bytes` are deleted (never the day being written; each logged, counted in
+`recorder_days_deleted` and `recorder_bytes_deleted`), then the free space is looked at: below
+`min_free_bytes`, writing stops as on a full disk (the same alert, events counted lost) until
+there is room again.
+
 Its per-topic state (each topic's epoch and last sequence number, the subscriber's
 bus.sequence tracker) is bounded by `max_topics`: to make room for a new topic, the topic
 tracked longest ago is forgotten (`bus_topics_evicted`; its next message is recorded as first
@@ -24,9 +30,9 @@ seen, with no gap check against what came before), so every message is still rec
 topics of a publisher gone silent or stopped are forgotten first. So a publisher of endless
 distinct topics cannot grow the recorder without bound, nor stop it recording.
 Metrics: recorder_events_written, recorder_bytes_written, recorder_events_lost,
-recorder_segments, recorder_writing, gapfill_requests{outcome}, gapfill_messages_sent,
-gapfill_bytes_skipped, gapfill_records_skipped, and the consumers' events_received, bus_gaps,
-bus_messages_missed, bus_duplicates, bus_stale_epoch, bus_topics_evicted, bus_implausible.
+recorder_segments, recorder_writing, recorder_days_deleted, recorder_bytes_deleted,
+gapfill_requests{outcome}, gapfill_messages_sent, gapfill_bytes_skipped, gapfill_records_skipped,
+and the consumers' events_received, bus_gaps, bus_messages_missed, bus_duplicates, bus_stale_epoch, bus_topics_evicted, bus_implausible.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ from tickmesh.bus.sequence import DEFAULT_MAX_TOPICS
 from tickmesh.bus.subscriber import Gap, Subscriber
 from tickmesh.consumers.recorder.archive import Archive
 from tickmesh.consumers.recorder.journal import Journal
-from tickmesh.consumers.recorder.recording import GAP, GAP_DATA
+from tickmesh.consumers.recorder.recording import GAP, GAP_DATA, day_of
+from tickmesh.consumers.recorder.retention import expire, free_bytes
 from tickmesh.runtime import process
 from tickmesh.runtime.logs import log
 from tickmesh.runtime.metrics import Counts, subscriber_counts
@@ -76,6 +83,10 @@ class Settings:
     retry_s: float = 1.0  # while writes fail, how often to try again
     rcvhwm: int = RCVHWM  # messages the subscriber queues before dropping
     max_topics: int = MAX_TOPICS  # topics tracked; past it the oldest is forgotten
+    keep_days: int = 0  # UTC days kept, today's included; older ones deleted (0: no limit)
+    keep_bytes: int = 0  # oldest days deleted while the recording is larger (0: no limit)
+    min_free_bytes: int = 0  # below this free space, writing stops (0: no floor)
+    check_s: float = 10.0  # how often retention and the free space are looked at
 
     def __post_init__(self) -> None:
         require(bool(self.directory), "directory", "a path", self.directory)
@@ -84,6 +95,11 @@ class Settings:
         require(0 < self.flush_ms <= 10_000, "flush_ms", "an integer in 1..10000", self.flush_ms)
         require(self.retry_s > 0, "retry_s", "a number > 0", self.retry_s)
         require(self.rcvhwm > 0, "rcvhwm", "an integer > 0", self.rcvhwm)
+        for key in ("keep_days", "keep_bytes", "min_free_bytes"):
+            value = getattr(self, key)
+            require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, key,
+                    "an integer >= 0 (0: no limit)", value)
+        require(0 < self.check_s <= 3600, "check_s", "a number in (0, 3600]", self.check_s)
         require(self.max_topics > 0, "max_topics", "an integer > 0", self.max_topics)
         require(self.gapfill_endpoint.split("://")[0] in ("ipc", "tcp", ""), "gapfill_endpoint",
                 "an ipc:// or tcp:// endpoint, or \"\"", self.gapfill_endpoint)
@@ -114,6 +130,9 @@ class Recorder:
             self.service = _bind_service(settings.gapfill_endpoint)
         self._request: tuple[Request | None, bytes, float] | None = None  # held until read
         self._stop = threading.Event()
+        self.days_deleted = 0
+        self.bytes_deleted = 0
+        self.low_space = False  # writing stopped by the free-space floor
 
     def stop(self) -> None:
         self._stop.set()
@@ -124,6 +143,7 @@ class Recorder:
         if self.service is not None:
             poller.register(self.service, zmq.POLLIN)
         flush_s, next_flush, next_retry = self.settings.flush_ms / 1000, 0.0, 0.0
+        next_check = 0.0
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -133,19 +153,52 @@ class Recorder:
                 if self.service in ready or self._request is not None:
                     self._serve()
                 now = time.monotonic()
+                if now >= next_check:
+                    next_check = now + self.settings.check_s
+                    self._check()
                 if now >= next_flush:
                     self.journal.flush()
                     next_flush = now + flush_s
                     self._count()
                 if self.journal.failure and now >= next_retry:
                     next_retry = now + self.settings.retry_s
-                    self.journal.resume()
+                    if self.low_space:
+                        self._check()
+                    if not self.low_space:
+                        self.journal.resume()
         finally:
             self.journal.close()
             self._count()
             self.sub.close()
             if self.service is not None:
                 self.service.close(linger=0)
+
+    def _check(self) -> None:
+        """Retention, then the free-space floor."""
+        settings, journal = self.settings, self.journal
+        if settings.keep_days or settings.keep_bytes:
+            try:
+                deleted = expire(journal.root, day_of(time.time_ns()), journal.writing_day,
+                                 settings.keep_days, settings.keep_bytes)
+            except OSError as exc:
+                log().warning("recording retention failed", error=str(exc))
+                deleted = []
+            for day in deleted:
+                self.days_deleted += 1
+                self.bytes_deleted += day.size
+                log().info("recording day deleted", day=day.day, bytes=day.size, rule=day.why,
+                           limit=getattr(settings, day.why))
+        if not settings.min_free_bytes:
+            return
+        try:
+            free = free_bytes(journal.root)
+        except OSError as exc:
+            log().warning("cannot read the recording's free space", error=str(exc))
+            return
+        self.low_space = free < settings.min_free_bytes
+        if self.low_space:
+            journal.stop(f"{free} bytes free on the disk of {journal.root}, below "
+                         f"min_free_bytes {settings.min_free_bytes}: not writing")
 
     def _read(self) -> None:
         self.journal.add_messages(self.sub.recv_ready(BATCH))
@@ -189,6 +242,8 @@ class Recorder:
         counts["recorder_events_lost"] = journal.lost_now
         counts["recorder_segments"] = journal.segments
         counts["recorder_writing"] = 0 if journal.failure else 1
+        counts["recorder_days_deleted"] = self.days_deleted
+        counts["recorder_bytes_deleted"] = self.bytes_deleted
         counts["gapfill_bytes_skipped"] = self.archive.bytes_skipped
         counts["gapfill_records_skipped"] = self.archive.records_skipped
 
