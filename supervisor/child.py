@@ -94,7 +94,8 @@ class Child:
         self.pid = pid
         self.ready = False
         self._started_at = now
-        self._enter(State.STARTING)
+        self._enter(State.STARTING, pid_of="keeper (supervisor.launch): the child's own pid "
+                    "follows once the keeper reports it")
 
     def running_as(self, pid: int) -> None:
         """The child's own pid, as its keeper reported it (until then `pid` is the keeper's)."""

@@ -14,8 +14,9 @@ what changed among the children (supervisor.reload): the removed and changed one
 stopped, then the changed and added ones started as at start (after what they come `after`),
 the rest left running.
 
-A "system" log line tells the system's shape (supervisor.summary) a few seconds after the
-start, and every minute after.
+A "child ready" line tells each process ready, with its own pid (the one `status` shows); a
+"system" line tells the system's shape (supervisor.summary) once every process is ready and
+running (at the latest 10 s after the start), at 10 s, and every minute after.
 
 Its `status` answer, and its Prometheus endpoint (`[supervisor] metrics`, listening before any
 child starts), tell each process's health as the bus shows it, CPU and memory
@@ -40,7 +41,7 @@ import os
 import signal
 import subprocess
 import time
-from itertools import chain, count
+from itertools import count
 from pathlib import Path
 from typing import Coroutine
 
@@ -62,7 +63,7 @@ from tickmesh.supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT
                                 RESTART_REQUIRED, STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
 from tickmesh.supervisor.observer import Observer
 from tickmesh.supervisor.output import Output
-from tickmesh.supervisor.summary import FIRST_AFTER, SUMMARY_EVERY, summary
+from tickmesh.supervisor.summary import FLOWING_AFTER, SUMMARY_EVERY, summary
 
 NAME = SUPERVISOR_NAME
 
@@ -246,10 +247,11 @@ class Supervisor:
         self._processes[child.name] = (process, exit_code)
         child.started(process.pid, loop.time())  # the keeper's pid, until it reports the child's
         exit_code.add_done_callback(lambda done: self._exited(child, done.result()))
-        launch.watch_pid(pid_pipe).add_done_callback(
-            lambda pid: self._reported(child, process, pid.result()))
-        launch.watch_ready(ready_pipe).add_done_callback(
-            lambda said: self._said_ready(child, process, said.result()))
+        pid, ready = launch.watch_pid(pid_pipe), launch.watch_ready(ready_pipe)
+        pid.add_done_callback(lambda reported: self._reported(child, process, reported.result()))
+        # "ready" once the child's own pid is known too: the ready line shows the pid status shows
+        asyncio.gather(pid, ready).add_done_callback(
+            lambda _: self._said_ready(child, process, ready.result()))
 
     def _current(self, child: Child, process: subprocess.Popen) -> bool:
         """Is `process` the child's running keeper (not one that has exited since)?"""
@@ -312,12 +314,29 @@ class Supervisor:
             publisher.close()
 
     async def _summarize(self) -> None:
-        """The system's shape in one line: soon after the start, then now and then."""
+        """The system's shape in one line: once every process is ready and running (at the
+        latest FLOWING_AFTER seconds after the start), at FLOWING_AFTER, then now and then."""
         clock = asyncio.get_running_loop().time
         started = clock()
-        for due in chain(FIRST_AFTER, count(FIRST_AFTER[-1] + SUMMARY_EVERY, SUMMARY_EVERY)):
-            await asyncio.sleep(max(0.0, started + due - clock()))
-            self._log.info("system", **summary(self.status()))
+        try:
+            await asyncio.wait_for(self._all_up(), FLOWING_AFTER)
+        except TimeoutError:
+            pass
+        self._say_summary()
+        for due in count(FLOWING_AFTER, SUMMARY_EVERY):
+            if started + due > clock():
+                await asyncio.sleep(started + due - clock())
+                self._say_summary()
+
+    async def _all_up(self) -> None:
+        """Every child (as at the start) ready, and so running: a child says "ready" only once
+        its pid is reported, and it is up STARTUP_SECONDS after that (supervisor.child)."""
+        await asyncio.gather(*(self._ready[child.name].wait() for child in self.children))
+        await asyncio.sleep(STARTUP_SECONDS)
+
+    def _say_summary(self) -> None:
+        not_started = [child.name for child in self.children if child.pending]
+        self._log.info("system", **summary(self.status(), not_started))
 
     async def _watch(self) -> None:
         """Follow every process's heartbeats and status on the bus, once it is there."""

@@ -1,25 +1,29 @@
 """One log line that shows the system's shape: how many processes run, each feed's connection
-and event rate, what each consumer takes in. The supervisor logs it a few seconds after it
-starts, when the feeds should be flowing, and then every SUMMARY_EVERY seconds
-(supervisor.loop), from its own status answer. A feed whose handler stopped or fell silent
+and event rate, what each consumer takes in. The supervisor logs it first once every process
+has said "ready" and is running (at the latest FLOWING_AFTER seconds after its start), again
+at FLOWING_AFTER when the feeds should be flowing, then every SUMMARY_EVERY seconds
+(supervisor.loop), from its own status answer. A child not started yet (waiting for what it
+comes `after`) is named "starting", not "stopped". A feed whose handler stopped or fell silent
 (supervisor.health) is named with that state and no rate: none flows."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from tickmesh.supervisor.health import SILENT, STOPPED
 
-FIRST_AFTER = (4.0, 10.0)  # seconds after the start: the feeds connecting, then flowing
+FLOWING_AFTER = 10.0  # seconds after the start: the feeds flowing (and the first line's latest)
 SUMMARY_EVERY = 60.0
 
 
-def summary(status: dict[str, Any]) -> dict[str, str]:
-    """The line's fields, from a status answer (supervisor.control's `status`)."""
+def summary(status: dict[str, Any], not_started: Iterable[str] = ()) -> dict[str, str]:
+    """The line's fields, from a status answer (supervisor.control's `status`); `not_started`:
+    the children not started yet (stopped in the answer, "starting" in the line)."""
     children = status["children"]
+    pending = set(not_started)
     running = [name for name, child in children.items() if child["state"] == "running"]
-    not_running = [f"{name} {child['state']}" for name, child in children.items()
-                   if child["state"] != "running"]
+    not_running = [f"{name} {'starting' if name in pending else child['state']}"
+                   for name, child in children.items() if child["state"] != "running"]
     feeds, consumers = [], []
     for name, child in children.items():
         health = child.get("health") or {}

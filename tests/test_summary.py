@@ -46,3 +46,10 @@ def test_a_stopped_or_silent_feed_is_said_so_without_a_rate():
         "not_running": "coinbase stopped",
         "feeds": "alpaca subscribed 20/s, coinbase stopped, ib silent",
     }
+
+
+def test_a_child_not_started_yet_is_starting_not_stopped():
+    status = {"children": {"forwarder": child("running"), "alpaca": child("stopped"),
+                           "books": child("stopped")}}
+    assert summary(status, not_started=["alpaca"]) == {
+        "running": "1 of 3 processes", "not_running": "alpaca starting, books stopped"}
