@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -12,7 +13,8 @@ import threading
 from tickmesh.bus import Publisher, Quote
 from tickmesh.bus.endpoints import RUN_DIR_ENV, SYSTEM_FILE
 from tests.conftest import REPO
-from tests.supervised import TICKMESH, child_toml, env, write_config
+from tests.recorded import record_run
+from tests.supervised import TICKMESH, child_toml, env, tickmesh, write_config
 from tests.waiting import wait_until
 
 
@@ -81,3 +83,23 @@ def test_readme_supervised_consumer_runs_under_the_supervisor(spawn, run_dir):
     finally:
         publisher.close()
     assert spreads[0]["spread"] == 0.5 and spreads[0]["process"] == "spread"
+
+
+def test_readme_pandas_line_reads_an_export_as_written(spawn, spawn_child, forwarder, run_dir):
+    section = (REPO / "README.md").read_text().split("## Recording, replay and export", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section.split("To read a recording with pandas", 1)[1],
+                      re.S).group(1)
+    export_line, pandas_line = [line for line in block.splitlines() if line.strip()]
+    export, python = shlex.split(export_line), shlex.split(pandas_line)
+    assert export[export.index("--out") + 1] == "day/"
+    assert python[0] == ".venv/bin/python"  # the project's venv: the system's has no pandas
+    directory = run_dir / "rec"
+    record_run(spawn, spawn_child, forwarder.publish, directory, 100)
+    result = tickmesh(spawn, run_dir, "export", str(directory), "--to", "parquet", "--out",
+                      str(run_dir / "day"))
+    assert result.code == 0, result.err
+    read = spawn([str(REPO / python[0]), *python[1:]], cwd=run_dir, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)
+    out, err = read.communicate(timeout=30)
+    assert read.returncode == 0, err
+    assert "price" in out and "[5 rows x" in out  # pandas' head() of the trades table

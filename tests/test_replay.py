@@ -3,7 +3,13 @@ truncated or newer-version recording."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shlex
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import msgpack
@@ -14,6 +20,7 @@ from tickmesh.bus import events
 from tickmesh.bus.subscriber import Subscriber
 from tickmesh.consumers.recorder.recording import (FORMAT_VERSION, HEADER, MAGIC, MESSAGE,
                                                    Recording, encode_record)
+from tests.conftest import REPO
 from tests.recorded import record_run, records
 from tests.supervised import TICKMESH, tickmesh
 from tests.waiting import wait_until
@@ -31,7 +38,8 @@ def test_a_replay_is_the_recorded_sequence_byte_for_byte(spawn, spawn_child, for
                     str(replay_dir), "--wait"], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
                    text=True)
     wait_until((replay_dir / "system.json").exists, timeout=15, what="the replay's own bus")
-    sub = Subscriber(f"ipc://{replay_dir}/subscribe", ["*"], raw=True)
+    sub = Subscriber(f"ipc://{replay_dir}/subscribe", ["*"], raw=True,
+                     accept_stale=True)  # the recorded bus's heartbeats: an older epoch
     own = wait_until(lambda: sub.recv(timeout=0.1), timeout=15, what="the replay bus's "
                      "forwarder heartbeat (so the subscription is live)")
     replay.stdin.write("go\n")
@@ -131,3 +139,76 @@ def test_a_damaged_recording_is_read_as_far_as_it_can_be(spawn, run_dir):
     assert "skipped 1 events: schema version 99" in result.err
     assert f"format version {FORMAT_VERSION + 1} is newer" in result.err
     assert "torn tail" in result.err
+
+
+def _readme_recipe() -> tuple[list[str], list[str]]:
+    """The README's two-terminal replay recipe: the replay's arguments and the tail's."""
+    section = (REPO / "README.md").read_text().split("## Recording, replay and export", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1).replace("\\\n", " ")
+    replay_line, tail_line = [line for line in block.splitlines() if line.strip()]
+    replay = shlex.split(replay_line.replace("$(id -u)", str(os.getuid())))
+    tail = shlex.split(re.fullmatch(r"TICKMESH_RUN_DIR=<[^>]*> (.*)", tail_line.strip()).group(1))
+    assert replay[:2] == tail[:1] + ["replay"] == [".venv/bin/tickmesh", "replay"]
+    return replay[2:], tail[1:]
+
+
+def _lines(stream) -> list[str]:
+    """The lines that come on `stream`, as they come (a reader thread)."""
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(stream.readline, "")), daemon=True).start()
+    return lines
+
+
+def _replay_on_a_terminal(spawn, argv: list[str]) -> tuple[subprocess.Popen, Path, int]:
+    """`tickmesh replay ARGV` with a terminal as its stdin, as the README's first terminal;
+    its run dir, from what it prints; the terminal's other end (to close)."""
+    controller, terminal = os.openpty()
+    replay = spawn([*TICKMESH, "replay", *argv], stdin=terminal, stderr=subprocess.PIPE,
+                   text=True)
+    os.close(terminal)
+    said = replay.stderr.readline()
+    run_dir = Path(re.search(r"TICKMESH_RUN_DIR=(\S+)", said).group(1))
+    return replay, run_dir, controller
+
+
+def test_the_readme_replay_recipe_loses_nothing_and_leaves_nothing(spawn, spawn_child,
+                                                                    forwarder, run_dir):
+    directory = run_dir / "rec"
+    record_run(spawn, spawn_child, forwarder.publish, directory, COUNT)
+    data = [r for r in records(directory) if r.type == MESSAGE and r.topic == b"trade.test.DATA|"]
+    first, last = data[100], data[200]  # the window: from the 101st DATA trade to the 201st
+    replay_args, tail_args = _readme_recipe()
+    window = {"--filter": "trade.*.DATA", "--from": str(first.recv_ns), "--to": str(last.recv_ns)}
+    argv = [str(directory)] + [window.get(before, arg) for before, arg in
+                               zip(replay_args, replay_args[1:])]
+    assert argv[1:3] == ["--speed", "10"]
+    replay, replay_dir, terminal = _replay_on_a_terminal(spawn, argv)
+    try:
+        tail = spawn([*TICKMESH, *tail_args], env={"TICKMESH_RUN_DIR": str(replay_dir)},
+                     stdout=subprocess.PIPE, text=True)
+        printed = _lines(tail.stdout)
+        got = wait_until(lambda: [json.loads(line) for line in printed
+                                  if json.loads(line).get("s") == "DATA"],  # tail --json's
+                         timeout=20, what="the tail to print the window's DATA trades")
+        assert got[0]["q"] == events.decode(first.data).seq  # the window's first event
+        assert replay.wait(timeout=20) == 0
+    finally:
+        os.close(terminal)
+    assert not replay_dir.exists(), list(replay_dir.iterdir())
+
+
+def test_a_replay_stopped_by_ctrl_c_leaves_nothing(spawn, spawn_child, forwarder, run_dir):
+    directory = run_dir / "rec"
+    record_run(spawn, spawn_child, forwarder.publish, directory, COUNT)
+    replay, replay_dir, terminal = _replay_on_a_terminal(spawn, [str(directory)])
+    said = _lines(replay.stderr)
+    try:
+        wait_until(lambda: any("waiting for a subscriber" in line for line in said), timeout=15,
+                   what="the replay to wait for its first subscriber, its bus up")
+        assert (replay_dir / "system.json").exists()
+        replay.send_signal(signal.SIGINT)  # Ctrl-C (a terminal sends it to the whole group)
+        assert replay.wait(timeout=20) == 130
+    finally:
+        os.close(terminal)
+    assert not replay_dir.exists(), list(replay_dir.iterdir())
+    assert "Traceback" not in "".join(said)

@@ -33,14 +33,20 @@ class Played(NamedTuple):
 
 def play(recording: Recording, endpoint: str, speed: float, patterns: Sequence[str] = (),
          start: int | None = None, end: int | None = None,
-         go: Callable[[], object] = lambda: None) -> Played:
+         go: Callable[[], object] = lambda: None, subscriber: bool = False) -> Played:
     """Publish the recorded messages received between `start` and `end` (ns since the epoch,
     inclusive; None: no bound) on topics matching any of `patterns` (none: every topic) to
     the bus's publish `endpoint`, at `speed` times their recorded pace (inf: no pacing); `go`
-    is called once the publisher is connected, before the first event. Returns once the last
-    event has left (or DRAIN_LINGER_MS has passed), with ZeroMQ's context ended."""
+    is called once the publisher is connected, before the first event; with `subscriber`,
+    the first event waits (without end: Ctrl-C) until a subscriber has subscribed on the bus.
+    Returns once the last event has left (or DRAIN_LINGER_MS has passed), with ZeroMQ's
+    context ended."""
     publisher = Publisher(endpoint, ready_timeout=CONNECT_WAIT_S)
+    if subscriber:  # from now on, every subscription that reaches it (one during `go` too)
+        publisher._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # bus.publisher's XPUB
     go()
+    if subscriber:
+        wait_for_subscriber(publisher)
     pace = "max" if speed == float("inf") else f"{speed:g}"
     announce(publisher, "connected", f"replaying {recording.path} at speed {pace}")
     began = time.monotonic()
@@ -52,6 +58,18 @@ def play(recording: Recording, endpoint: str, speed: float, patterns: Sequence[s
     publisher.close(linger_ms=DRAIN_LINGER_MS)
     zmq.Context.instance().term()  # returns once the queued events have left (or the linger)
     return Played(sent, seconds)
+
+
+def wait_for_subscriber(publisher: Publisher) -> None:
+    """Until a subscriber's subscription reaches the publisher (its XPUB_VERBOSE set since the
+    forwarder's own subscription was taken: a subscription to everything, the same as the
+    forwarder's, comes through too). The forwarder (libzmq's proxy) passes each new
+    subscription of its subscribers on to every publisher, and once it has, it sends that
+    subscriber what it asked for."""
+    socket = publisher._socket  # bus.publisher's XPUB, which drains these messages otherwise
+    while True:
+        if socket.poll(200) and socket.recv()[:1] == b"\x01":
+            return
 
 
 def selected(recording: Recording, patterns: list[topics.Pattern], start: int | None,
