@@ -2,7 +2,9 @@
 
 bus.forwarder is the proxy itself; this makes it one of the system's processes: its log, its
 lifeline to the supervisor, "ready" once both sides are bound, and a heartbeat every second,
-published through its own front door.
+published through its own front door, with the messages forwarded so far
+(forwarder_messages_in, forwarder_messages_out: the forwarder's in/s and out/s in `tickmesh
+status`).
 """
 
 from __future__ import annotations
@@ -33,26 +35,33 @@ def main() -> None:
                hwm=spec.bus.hwm, max_message_bytes=spec.bus.max_message_bytes,
                curve=spec.bus.curve)
     try:
-        forwarder.serve(spec.bus, lambda: _bound(spec.bus, spec.name))
+        forwarder.serve(spec.bus, lambda counts: _bound(spec.bus, spec.name, counts))
     except KeyboardInterrupt:
         pass
     finally:
         os._exit(0)
 
 
-def _bound(config: BusConfig, name: str) -> None:
+def _bound(config: BusConfig, name: str, counts: forwarder.Counts) -> None:
     announce_ready()
-    threading.Thread(target=_heartbeats, args=(config, name), daemon=True,
+    threading.Thread(target=_heartbeats, args=(config, name, counts), daemon=True,
                      name="heartbeat").start()
 
 
-def _heartbeats(config: BusConfig, name: str) -> None:
+def _heartbeats(config: BusConfig, name: str, counts: forwarder.Counts) -> None:
     publisher = Publisher(config.publish)
     metrics = Metrics()
+    metrics.collect(lambda: _forwarded(counts))
     while True:
         time.sleep(HEARTBEAT_SECONDS)
         publish_heartbeat(publisher, name, metrics)
         publisher.drain_subscriptions()
+
+
+def _forwarded(counts: forwarder.Counts) -> list[tuple[str, float]]:
+    forwarded = counts.read()
+    return [("forwarder_messages_in", forwarded["in"]),
+            ("forwarder_messages_out", forwarded["out"])]
 
 
 if __name__ == "__main__":

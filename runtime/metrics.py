@@ -152,6 +152,11 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            "(closed, pre, regular, post)", ("phase",)),
     Metric("restart_requests", COUNTER, "hung processes the monitor asked the supervisor "
            "about, by outcome (restarted, refused, not_hung, no_supervisor)", ("outcome",)),
+    # forwarder
+    Metric("forwarder_messages_in", COUNTER, "messages the forwarder took from publishers "
+           "(heartbeats and status included; subscriptions not)"),
+    Metric("forwarder_messages_out", COUNTER, "messages the forwarder handed on to its "
+           "subscribers' side (what a slow subscriber loses at its high-water mark included)"),
     # supervisor
     Metric("child_restarts", COUNTER, "restarts of a supervised child", ("child",)),
     Metric("child_running", GAUGE, "1 while the child runs, else 0", ("child",)),

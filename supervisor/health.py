@@ -7,7 +7,8 @@ its events published (heartbeats and status excluded) and their rate over the la
 seconds, the consumers' events received, when its count of events last grew, the sequence gaps
 it saw (bus gaps, resyncs, trades missed), its reconnects, and its event latency's median and
 99th percentile over the last LATENCY_WINDOW seconds (interpolated in the histogram's buckets,
-as Prometheus' histogram_quantile does).
+as Prometheus' histogram_quantile does). The forwarder publishes no events of its own: what it
+forwards (forwarder_messages_out, and _in) is its events published and received.
 
 From a handler's Status events: its connection (`feed`). A Status names its provider (the
 handler's topic source, not necessarily the process's name); it is matched to its process by
@@ -55,6 +56,7 @@ ERRORS = frozenset({"error", "disconnected"})
 RESYNCING = "resyncing"
 NOT_EVENTS = frozenset({"heartbeat", "status"})
 GAPS = frozenset({"bus_gaps", "resyncs", "trades_missed"})
+FORWARDED_IN, FORWARDED_OUT = "forwarder_messages_in", "forwarder_messages_out"
 Quiet = tuple[str, float]  # STOPPED or SILENT, and since when (unix seconds)
 
 
@@ -292,8 +294,10 @@ def _point(samples: list[Sample], now: float) -> Point:
     for sample in samples:
         if sample.name == "events_published" and sample.labels.get("kind") not in NOT_EVENTS:
             published += sample.value
-        elif sample.name == "events_received":
+        elif sample.name in ("events_received", FORWARDED_IN):
             received = (received or 0.0) + sample.value
+        elif sample.name == FORWARDED_OUT:
+            published += sample.value
         elif sample.name == f"{EVENT_LATENCY}_bucket":
             latency[float(sample.labels["le"])] = sample.value
     return Point(now, published, received, latency)

@@ -268,3 +268,14 @@ def test_a_process_the_supervisor_saw_exit_is_stopped_without_its_final_heartbea
     assert (feed["state"], feed["since"]) == ("stopped", T0 + 5.2)
     health.ended("nobody", T0 + 6)  # never heartbeated: nothing to tell
     assert health.report("nobody", T0 + 6) is None
+
+
+def test_the_forwarders_out_and_in_per_second_are_the_messages_it_forwarded():
+    # it publishes no events of its own (its heartbeats are not counted): 540 messages/s through
+    health = fed(*(beat("forwarder", T0 + s, uptime=1 + s, published=0,
+                        forwarder_messages_in=540 * (1 + s), forwarder_messages_out=540 * (1 + s))
+                   for s in range(6)))
+    report = health.report("forwarder", T0 + 5)
+    assert report["events_per_second"] == 540.0  # out/s
+    assert report["events_received_per_second"] == 540.0  # in/s
+    assert report["events_published"] == 540 * 6
