@@ -25,7 +25,8 @@ EXIT_TAKEN = 1  # another system holds what this one needs
 EXIT_USAGE = 2  # a bad config, an unknown child or provider
 EXIT_REFUSED = 3  # the supervisor refused: e.g. nothing to restart
 EXIT_TIMED_OUT = 4  # the supervisor agreed, but what it does took longer than --timeout
-USAGE_REASONS = {control.UNKNOWN_CHILD, control.BAD_CONFIG}  # refusals that exit EXIT_USAGE
+# refusals that exit EXIT_USAGE: an unknown child, a bad config, reload of another file
+USAGE_REASONS = {control.UNKNOWN_CHILD, control.BAD_CONFIG, control.OTHER_CONFIG}
 ANSWER_SECONDS = 2.0  # how long to wait for an answer the supervisor gives at once
 
 
@@ -74,7 +75,8 @@ def ask(system: dict[str, Any], request: str, timeout: float,
         show: bool = False) -> dict[str, Any]:
     """The answer of the system's supervisor to `request` (printed as JSON if `show`). Exits 1
     if none comes within `timeout` s, naming the run dir tried; 2 if the request names an
-    unknown child or the config has problems; 3 for any other refusal."""
+    unknown child, the config has problems or is not the running system's; 3 for any other
+    refusal."""
     try:
         answer = control.request(system["control"], request.encode(), timeout)
     except control.NoSupervisor as exc:
