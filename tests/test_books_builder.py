@@ -427,6 +427,19 @@ def test_a_batch_publishes_one_bbo_per_changed_book_with_its_top_after_the_batch
     assert not [b for b in published if isinstance(b, Bbo)]
 
 
+def test_a_book_that_leaves_live_in_a_batch_gets_its_last_top_before_its_status():
+    """Deltas applied while live, then the provider disconnects, in one batch: the bbo of the
+    top it had while live comes before the stale status, so the last bbo is the book's."""
+    builder, published = builder_alone()
+    builder.on_batch([book_event(BookSnapshot, "A", [(99.0, 1.0)], [(101.0, 1.0)])], 0.0)
+    published.clear()
+    builder.on_batch([book_event(BookDelta, "A", [], [(100.5, 3.0)]),
+                      Status(provider=PROVIDER, ts_event=1, ts_recv=1, state="disconnected")],
+                     0.0)
+    assert [(type(e).__name__, getattr(e, "ask_price", None) or e.state) for e in published
+            if isinstance(e, (Bbo, BookStatus))] == [("Bbo", 100.5), ("BookStatus", "stale")]
+
+
 def test_no_bbo_for_a_book_that_is_not_live_after_the_batch():
     builder, published = builder_alone()
     builder.on_batch([book_event(BookSnapshot, "A", [(99.0, 1.0)], [(101.0, 1.0)]),

@@ -140,7 +140,8 @@ class Builder:
                           max_books=self.settings.max_books, provider=key[0], symbol=key[1])
 
     def on_batch(self, batch: list[events.AnyEvent], now: float) -> None:
-        """The events of one read off the bus, then the bbo of each live book they changed."""
+        """The events of one read off the bus, then the bbo of each live book they changed (a
+        book that leaves live during the batch gets it just before its status: `_status`)."""
         for event in batch:
             self.on_event(event, now)
         for key in self.applied:
@@ -234,6 +235,10 @@ class Builder:
     def _status(self, key: Key, machine: BookMachine, state: str, message: str) -> None:
         self.states[machine.previous] -= 1
         self.states[state] += 1
+        if machine.previous == "live" and state not in ("live", "crossed") \
+                and key in self.applied:
+            del self.applied[key]
+            self._bbo(key, machine)  # the top it had while live this batch, before it leaves
         if state != "live":
             self.bbo.pop(key, None)
         if state == "crossed":
