@@ -24,7 +24,7 @@ from typing import Callable
 import zmq
 
 from tickmesh.bus import sockets
-from tickmesh.bus.sockets import BusConfig
+from tickmesh.bus.sockets import BusConfig, Line
 
 SUBSCRIBE_ALL = b"\x01"
 FRAMES_PER_MESSAGE = 2  # topic, payload
@@ -52,13 +52,14 @@ class Counts:
         return {"in": stats[0] // FRAMES_PER_MESSAGE, "out": stats[6] // FRAMES_PER_MESSAGE}
 
 
-def serve(config: BusConfig, on_bound: Callable[[Counts], object] = lambda counts: None) -> None:
-    """Bind both sides, call `on_bound` with the proxy's Counts (the process says it is ready
-    and starts its heartbeat, say), and proxy until the process is signalled."""
+def serve(config: BusConfig, line: Line,
+          on_bound: Callable[[Counts], object] = lambda counts: None) -> None:
+    """Bind both sides of `line`, call `on_bound` with the proxy's Counts (the process says it
+    is ready and starts its heartbeat, say), and proxy until the process is signalled."""
     sockets.use(config)
     context = zmq.Context.instance()
     sockets.authenticator(config, context)  # runs as long as the process
-    frontend, backend = sockets.forwarder(config)
+    frontend, backend = sockets.forwarder(config, line)
     frontend.send(SUBSCRIBE_ALL)
     counts = Counts(context)
     on_bound(counts)

@@ -32,16 +32,16 @@ _encode_into = events.encode_into
 class Publisher:
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | tuple[str, ...],
         *,
         context: zmq.Context | None = None,
         sndhwm: int = sockets.DEFAULT_HWM,
         epoch: int | None = None,
         ready_timeout: float = DEFAULT_READY_TIMEOUT,
     ) -> None:
-        self.endpoint = endpoint
+        self.endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint)
         self.epoch = epoch if epoch is not None else time.time_ns()
-        self._socket = sockets.publisher(endpoint, sndhwm, DEFAULT_LINGER_MS, context)
+        self._socket = sockets.publisher(self.endpoints, sndhwm, DEFAULT_LINGER_MS, context)
         # The Cython send, without pyzmq's Python wrapper: a measured ~15% of the hot path.
         self._send = zmq.backend.Socket.send.__get__(self._socket)
         self._buffer = bytearray()  # every event is encoded into it; the send copies it out
@@ -51,9 +51,9 @@ class Publisher:
         self.wait_for_forwarder(ready_timeout)
 
     def wait_for_forwarder(self, timeout: float) -> bool:
-        """True once the forwarder's subscription has arrived, False if it has not within
-        `timeout` s (0: just look); events published before it arrives are dropped, as for any
-        absent forwarder."""
+        """True once a forwarder's subscription has arrived (with two lines, either's: the
+        other's copies start when it subscribes), False if none has within `timeout` s (0: just
+        look); events published before it arrives are dropped, as for any absent forwarder."""
         if not self.forwarder_ready and self._socket.poll(int(timeout * 1000)):
             self.drain_subscriptions()
             self.forwarder_ready = True

@@ -51,9 +51,22 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LINGER_MS = 0
 
 
+LINE_NAMES = ("A", "B")
+NO_FORWARDER = "none"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One bus line: a forwarder's two endpoints."""
+
+    name: str  # "A" or "B"
+    publish: str
+    subscribe: str
+
+
 @dataclass(frozen=True)
 class BusConfig:
-    publish: str
+    publish: str  # line A
     subscribe: str
     hwm: int = DEFAULT_HWM
     subscriber_hwm: int = DEFAULT_SUBSCRIBER_HWM
@@ -62,6 +75,30 @@ class BusConfig:
     server_key_file: str = ""  # the forwarder's key pair (its public key only, elsewhere)
     client_key_file: str = ""  # this process's key pair
     authorized_keys: str = ""  # a directory of the public keys the forwarder admits
+    publish_b: str = ""  # line B, if there is one: a second forwarder carrying every message
+    subscribe_b: str = ""
+    forwarder: str = "A"  # the line whose forwarder this host's supervisor runs, or "none"
+
+    @property
+    def lines(self) -> tuple[Line, ...]:
+        """Line A, and line B if there is one."""
+        a = Line("A", self.publish, self.subscribe)
+        return (a, Line("B", self.publish_b, self.subscribe_b)) if self.publish_b else (a,)
+
+    @property
+    def publish_endpoints(self) -> tuple[str, ...]:
+        """Where a publisher sends every message: each line's publish endpoint."""
+        return tuple(line.publish for line in self.lines)
+
+    @property
+    def subscribe_endpoints(self) -> tuple[str, ...]:
+        """Where a subscriber reads: each line's subscribe endpoint."""
+        return tuple(line.subscribe for line in self.lines)
+
+    @property
+    def served_line(self) -> Line | None:
+        """The line whose forwarder runs here (None: no forwarder on this host)."""
+        return next((line for line in self.lines if line.name == self.forwarder), None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,7 +119,8 @@ def use(bus: BusConfig) -> None:
 
 def _curve_for(endpoint: str) -> BusConfig | None:
     """This process's bus, if it has CURVE on and `endpoint` is one of its two endpoints."""
-    if _bus is not None and _bus.curve and endpoint in (_bus.publish, _bus.subscribe):
+    if _bus is not None and _bus.curve and any(endpoint in (line.publish, line.subscribe)
+                                               for line in _bus.lines):
         return _bus
     return None
 
@@ -154,14 +192,17 @@ def _socket(kind: int, *, context: zmq.Context | None = None, linger: int = DEFA
     return socket_
 
 
-def publisher(endpoint: str, hwm: int, linger_ms: int,
+def publisher(endpoints: tuple[str, ...], hwm: int, linger_ms: int,
               context: zmq.Context | None = None) -> zmq.Socket:
-    """An XPUB connected to the forwarder's publish side (XPUB: it sees the forwarder's
-    subscription, which tells it the forwarder is there)."""
+    """An XPUB connected to the publish side of each line's forwarder (XPUB: it sees each
+    forwarder's subscription, which tells it a forwarder is there). One socket for both lines:
+    libzmq sends every message to each forwarder subscribed, each through a queue of its own
+    (`hwm` each), so a line that is down or slow loses its own copies and never blocks."""
     sock = _socket(zmq.XPUB, context=context, linger=linger_ms, sndhwm=hwm)
-    if curve := _curve_for(endpoint):
+    if curve := _curve_for(endpoints[0]):
         _curve_client(sock, curve)
-    sock.connect(endpoint)
+    for endpoint in endpoints:
+        sock.connect(endpoint)
     return sock
 
 
@@ -177,13 +218,14 @@ def subscriber(endpoint: str, prefixes: list[bytes], hwm: int,
     return sock
 
 
-def forwarder(config: BusConfig, context: zmq.Context | None = None) -> tuple[zmq.Socket, zmq.Socket]:
-    """(frontend XSUB bound at publish, backend XPUB bound at subscribe); both CURVE servers
-    if config.curve (their context needs an `authenticator`)."""
+def forwarder(config: BusConfig, line: Line,
+              context: zmq.Context | None = None) -> tuple[zmq.Socket, zmq.Socket]:
+    """(frontend XSUB bound at the line's publish endpoint, backend XPUB bound at its subscribe
+    endpoint); both CURVE servers if config.curve (their context needs an `authenticator`)."""
     frontend = _socket(zmq.XSUB, context=context, rcvhwm=config.hwm,
                        maxmsgsize=config.max_message_bytes)
     backend = _socket(zmq.XPUB, context=context, sndhwm=config.subscriber_hwm)
-    for sock, endpoint in ((frontend, config.publish), (backend, config.subscribe)):
+    for sock, endpoint in ((frontend, line.publish), (backend, line.subscribe)):
         if config.curve:
             _curve_server(sock, config)
         prepare_endpoint(endpoint)

@@ -15,7 +15,7 @@ import time
 
 from tickmesh.bus import forwarder
 from tickmesh.bus.publisher import Publisher
-from tickmesh.bus.sockets import BusConfig
+from tickmesh.bus.sockets import Line
 from tickmesh.runtime.lifeline import exit_with_parent
 from tickmesh.runtime.logs import configure_logging, log
 from tickmesh.runtime.metrics import Metrics
@@ -31,25 +31,29 @@ def main() -> None:
     spec = child_spec()
     configure_logging(spec.name)
     exit_with_parent()
-    log().info("forwarder starting", publish=spec.bus.publish, subscribe=spec.bus.subscribe,
-               hwm=spec.bus.hwm, max_message_bytes=spec.bus.max_message_bytes,
-               curve=spec.bus.curve)
+    line = spec.bus.served_line
+    if line is None:
+        raise SystemExit(f"{spec.name}: [bus] forwarder = {spec.bus.forwarder!r}: this host "
+                         "runs no forwarder")
+    log().info("forwarder starting", line=line.name, publish=line.publish,
+               subscribe=line.subscribe, hwm=spec.bus.hwm,
+               max_message_bytes=spec.bus.max_message_bytes, curve=spec.bus.curve)
     try:
-        forwarder.serve(spec.bus, lambda counts: _bound(spec.bus, spec.name, counts))
+        forwarder.serve(spec.bus, line, lambda counts: _bound(line, spec.name, counts))
     except KeyboardInterrupt:
         pass
     finally:
         os._exit(0)
 
 
-def _bound(config: BusConfig, name: str, counts: forwarder.Counts) -> None:
+def _bound(line: Line, name: str, counts: forwarder.Counts) -> None:
     announce_ready()
-    threading.Thread(target=_heartbeats, args=(config, name, counts), daemon=True,
+    threading.Thread(target=_heartbeats, args=(line, name, counts), daemon=True,
                      name="heartbeat").start()
 
 
-def _heartbeats(config: BusConfig, name: str, counts: forwarder.Counts) -> None:
-    publisher = Publisher(config.publish)
+def _heartbeats(line: Line, name: str, counts: forwarder.Counts) -> None:
+    publisher = Publisher(line.publish)  # through its own front door: on its own line only
     metrics = Metrics()
     metrics.collect(lambda: _forwarded(counts))
     while True:
