@@ -20,6 +20,8 @@ STATUS_STATES = ("connecting", "connected", "authenticated", "subscribed", "disc
 """The last is one symbol's: its book is being rebuilt (a snapshot follows)."""
 BOOK_STATES = ("live", "stale", "resyncing", "crossed")
 ALERT_STATES = ("raised", "cleared")
+CHECKSUMS = {"kraken-crc32": "Kraken's CRC32 of the top 10 asks and bids, on every update"}
+"""The values of BookSnapshot.checksum: the venue checksums a handler verifies books with."""
 
 PriceLevel = tuple[float, float]
 """(price, size); in a delta, size 0.0 removes the level."""
@@ -65,12 +67,15 @@ class BookSnapshot(Event, tag="book_snapshot"):
     number of the last book_delta the publisher sent on the symbol's delta topic before this
     snapshot (0: none; the Publisher stamps it): the deltas that follow the snapshot are
     numbered delta_seq + 1, + 2, ..., so a reader knows whether it missed one even when the
-    snapshot is the first thing it heard (-1: unknown, an older recording)."""
+    snapshot is the first thing it heard (-1: unknown, an older recording). `checksum` names
+    the venue's checksum the handler verified every update of this generation against before
+    publishing its delta (CHECKSUMS; "": the venue sends none, the book is not so verified)."""
 
     bids: list[PriceLevel] = msgspec.field(name="b")
     asks: list[PriceLevel] = msgspec.field(name="a")
     generation: int = msgspec.field(default=0, name="g")
     delta_seq: int = msgspec.field(default=-1, name="dq")
+    checksum: str = msgspec.field(default="", name="ck")
 
 
 class BookDelta(Event, tag="book_delta"):
