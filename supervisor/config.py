@@ -3,9 +3,19 @@
 Everything is checked before anything starts; every problem found is reported at once, each
 naming the file, the key (`children[2].restart`, counting from 0) and what is wrong.
 `{run_dir}` and `{uid}` in strings are replaced; TICKMESH_RUN_DIR overrides the run_dir.
-The forwarder is implicit: `Config.processes` is the forwarder, then the configured children.
-A child's `after` names the children it waits for (each must say "ready" first, or its
-`ready_timeout` pass); every child waits for the forwarder; a cycle of `after` is an error.
+
+The bus has line A (`publish`, `subscribe`) and may have line B (`publish_b`, `subscribe_b`,
+both or neither): a second forwarder, on another host, carrying every message too. Every
+endpoint differs from the others and from supervisor.control. `forwarder` says which line's
+forwarder this host's supervisor runs: "A" (the default), "B" (line B required) or "none" (a
+host of handlers and consumers whose bus is elsewhere). The forwarder is implicit: it is named
+"forwarder" on line A and "forwarder-b" on line B, and `Config.processes` is it (if this host
+runs one), then the configured children; a config may have no children (a forwarder-only
+host), but not neither. Process names are topic sources, unique across the hosts of one bus:
+the forwarders' names, and the supervisor's own (`[supervisor] name`, default "supervisor"),
+are taken. A child's `after` names the children it waits for (each must say "ready" first, or
+its `ready_timeout` pass); every child waits for the forwarder, if this host runs one; a cycle
+of `after` is an error.
 Every number has a range (`_RANGES`), so an infinite or NaN one (`1e999`, `nan`) never passes;
 a number in a child's settings must be finite.
 
@@ -40,7 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from tickmesh.bus.endpoints import DEFAULT_RUN_DIR, RUN_DIR_ENV
-from tickmesh.bus.sockets import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM, BusConfig, key_file_problem
+from tickmesh.bus.sockets import (DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM,
+                                  LINE_NAMES, NO_FORWARDER, BusConfig, key_file_problem)
 
 DEFAULT_CONFIG = Path("config/default.toml")  # `tickmesh run` and `check` without a CONFIG
 SHIPPED_CONFIGS = "tickmesh.config"  # the package whose data are the configs tickmesh ships
@@ -51,25 +62,27 @@ DEFAULT_LOG_DIR = "{run_dir}/logs"
 DEFAULT_LOG_MAX_BYTES = 10_000_000
 DEFAULT_LOG_BACKUPS = 3
 DEFAULT_IMPORT_TIMEOUT = 5.0
-FORWARDER_NAME = "forwarder"
+FORWARDER_NAME = "forwarder"  # line A's
+FORWARDER_NAMES = {"A": FORWARDER_NAME, "B": "forwarder-b"}  # each line's forwarder's name
 FORWARDER_MODULE = "tickmesh.runtime.forwarder"
-SUPERVISOR_NAME = "supervisor"  # its heartbeats, metrics and log file go by this name
+SUPERVISOR_NAME = "supervisor"  # the default name: its heartbeats, metrics and log file go by it
+FORWARDER_CHOICES = (*LINE_NAMES, NO_FORWARDER)
 RESTART_POLICIES = ("permanent", "transient", "temporary")
 IPC_PATH_MAX = 107  # sun_path is 108 bytes, with the terminating NUL
 ZMQ_INT_MAX = 2**31 - 1  # libzmq's int socket options (the high-water marks)
 INT64_MAX = 2**63 - 1
 DAY = 86_400
 
-_CHILD_NAME = re.compile(r"[a-z0-9_-]+")  # a child's name is a topic source (bus.topics)
+_CHILD_NAME = re.compile(r"[a-z0-9_-]+")  # a process's name is a topic source (bus.topics)
 _NUMBER = (int, float)
 _NAMES = (list,)  # an array of child names (a tuple, to have a type name of its own)
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "": {"bus": dict, "supervisor": dict, "children": list},
-    "bus": {"publish": str, "subscribe": str, "hwm": int, "subscriber_hwm": int,
-            "max_message_bytes": int,
+    "bus": {"publish": str, "subscribe": str, "publish_b": str, "subscribe_b": str,
+            "forwarder": str, "hwm": int, "subscriber_hwm": int, "max_message_bytes": int,
             "curve": bool, "server_key_file": str, "client_key_file": str,
             "authorized_keys": str},
-    "supervisor": {"control": str, "run_dir": str, "metrics": str, "log_dir": str,
+    "supervisor": {"name": str, "control": str, "run_dir": str, "metrics": str, "log_dir": str,
                    "log_max_bytes": int, "log_backups": int, "import_timeout": _NUMBER},
     "child": {
         "name": str, "run": str, "restart": str, "max_restarts": int,
@@ -140,8 +153,9 @@ class Config:
     run_dir: Path
     control: str
     bus: BusConfig
-    forwarder: ChildConfig
+    forwarder: ChildConfig | None  # None: this host runs no forwarder ([bus] forwarder = "none")
     children: tuple[ChildConfig, ...]
+    name: str = SUPERVISOR_NAME  # the supervisor's process name ([supervisor] name)
     metrics: tuple[str, int] | None = None  # (host, port) of the Prometheus endpoint; None: off
     log_dir: Path | None = None  # each child's output goes to NAME.log here, rotated
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES  # a log file is rotated past this size
@@ -151,7 +165,7 @@ class Config:
     @property
     def processes(self) -> tuple[ChildConfig, ...]:
         """Everything the supervisor runs, in start order."""
-        return (self.forwarder, *self.children)
+        return (self.forwarder, *self.children) if self.forwarder else self.children
 
 
 def default_path() -> Path:
@@ -187,19 +201,18 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
     sup = _checked(top.get("supervisor", {}), "supervisor", "supervisor.", problems)
     run_dir = _run_dir(sup, problems)
     places = {"{run_dir}": str(run_dir), "{uid}": str(os.getuid())}
-    endpoints = {
-        key: _endpoint(_expand(table.get(key, default), places), f"{section}.{key}", problems)
-        for section, table, key, default in (
-            ("bus", bus, "publish", DEFAULT_PUBLISH),
-            ("bus", bus, "subscribe", DEFAULT_SUBSCRIBE),
-            ("supervisor", sup, "control", DEFAULT_CONTROL),
-        )
-    }
-    if len(set(endpoints.values())) < len(endpoints):
-        problems.append("bus.publish, bus.subscribe and supervisor.control must all differ")
+    endpoints = _endpoints(bus, sup, places, problems)
+    line_b = _line_b(bus, places, problems)
+    problems.extend(_same_endpoints(endpoints, line_b))
+    forwarder = _forwarder_line(bus.get("forwarder", "A"), bool(line_b), problems)
+    name = _supervisor_name(sup.get("name", SUPERVISOR_NAME), bool(line_b), problems)
     curve = bus.get("curve", False)
     keys = {key: str(path.parent / _expand(bus[key], places)) for key in _CURVE_KEYS if key in bus}
     problems.extend(_curve_problems(curve, keys))
+    children = _children(top.get("children", []), places, _taken(name, bool(line_b)), problems)
+    if forwarder == NO_FORWARDER and not top.get("children"):
+        problems.append("bus.forwarder: \"none\" and no [[children]]: this supervisor would "
+                        "run nothing")
     if endpoints["control"].startswith("tcp://") and not curve:
         problems.append("supervisor.control: a tcp:// control socket needs [bus] curve = true "
                         "(else anyone who reaches the port commands the supervisor); "
@@ -212,15 +225,89 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
                       hwm=bus.get("hwm", DEFAULT_HWM),
                       subscriber_hwm=bus.get("subscriber_hwm", DEFAULT_SUBSCRIBER_HWM),
                       max_message_bytes=bus.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
-                      curve=curve, **keys),
-        forwarder=ChildConfig(FORWARDER_NAME, FORWARDER_MODULE),
-        children=_children(top.get("children", []), places, problems),
+                      curve=curve, **keys, **line_b, forwarder=forwarder),
+        forwarder=(None if forwarder == NO_FORWARDER
+                   else ChildConfig(FORWARDER_NAMES[forwarder], FORWARDER_MODULE)),
+        children=children,
+        name=name,
         metrics=_metrics_address(sup.get("metrics"), problems),
         log_dir=_log_dir(_expand(sup.get("log_dir", DEFAULT_LOG_DIR), places), path),
         log_max_bytes=sup.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES),
         log_backups=sup.get("log_backups", DEFAULT_LOG_BACKUPS),
         import_timeout=sup.get("import_timeout", DEFAULT_IMPORT_TIMEOUT),
     )
+
+
+def _endpoints(bus: dict, sup: dict, places: dict[str, str],
+               problems: list[str]) -> dict[str, str]:
+    """Line A's two endpoints and the control socket's, by key (publish, subscribe, control)."""
+    return {
+        key: _endpoint(_expand(table.get(key, default), places), f"{section}.{key}", problems)
+        for section, table, key, default in (
+            ("bus", bus, "publish", DEFAULT_PUBLISH),
+            ("bus", bus, "subscribe", DEFAULT_SUBSCRIBE),
+            ("supervisor", sup, "control", DEFAULT_CONTROL),
+        )
+    }
+
+
+def _line_b(bus: dict, places: dict[str, str], problems: list[str]) -> dict[str, str]:
+    """{"publish_b": ..., "subscribe_b": ...} if the config has line B (both keys), else {}."""
+    given = [key for key in ("publish_b", "subscribe_b") if key in bus]
+    if len(given) == 1:
+        missing = "subscribe_b" if given == ["publish_b"] else "publish_b"
+        problems.append(f"bus.{missing}: missing (line B needs both bus.publish_b and "
+                        "bus.subscribe_b)")
+        return {}
+    return {key: _endpoint(_expand(bus[key], places), f"bus.{key}", problems) for key in given}
+
+
+def _same_endpoints(endpoints: dict[str, str], line_b: dict[str, str]) -> list[str]:
+    """Every bus endpoint and the control socket must differ."""
+    if len(set(endpoints.values())) < len(endpoints):
+        return ["bus.publish, bus.subscribe and supervisor.control must all differ"]
+    keys = {**{f"bus.{key}": value for key, value in endpoints.items() if key != "control"},
+            "supervisor.control": endpoints["control"],
+            **{f"bus.{key}": value for key, value in line_b.items()}}
+    problems, seen = [], {}
+    for key, endpoint in keys.items():
+        if endpoint in seen:
+            problems.append(f"{key}: {endpoint!r} is also {seen[endpoint]}: every bus endpoint, "
+                            "on either line, and supervisor.control must differ")
+        seen.setdefault(endpoint, key)
+    return problems
+
+
+def _forwarder_line(value: str, has_line_b: bool, problems: list[str]) -> str:
+    """bus.forwarder: "A", "B" (only with line B) or "none"; "A" if it is wrong."""
+    if value not in FORWARDER_CHOICES:
+        problems.append(f"bus.forwarder: {value!r} must be \"A\", \"B\" or \"none\" (the "
+                        "line whose forwarder this host runs, or none)")
+        return "A"
+    if value == "B" and not has_line_b:
+        problems.append("bus.forwarder: \"B\" needs line B (bus.publish_b and bus.subscribe_b)")
+        return "A"
+    return value
+
+
+def _supervisor_name(name: str, has_line_b: bool, problems: list[str]) -> str:
+    if not _CHILD_NAME.fullmatch(name):
+        problems.append(f"supervisor.name: {name!r} must match [a-z0-9_-]+ (it names bus topics)")
+    elif name in _forwarders(has_line_b):
+        problems.append(f"supervisor.name: {name!r} is the name of "
+                        f"{_forwarders(has_line_b)[name]}")
+    return name
+
+
+def _forwarders(has_line_b: bool) -> dict[str, str]:
+    """The forwarders' names (whichever host runs them: names are unique on a bus)."""
+    lines = LINE_NAMES if has_line_b else LINE_NAMES[:1]
+    return {FORWARDER_NAMES[line]: f"line {line}'s forwarder" for line in lines}
+
+
+def _taken(supervisor: str, has_line_b: bool) -> dict[str, str]:
+    """The names no child may have, and whose they are."""
+    return {**_forwarders(has_line_b), supervisor: "the supervisor itself"}
 
 
 def _metrics_address(text: str | None, problems: list[str]) -> tuple[str, int] | None:
@@ -259,10 +346,19 @@ def _curve_problems(curve: bool, keys: dict[str, str]) -> list[str]:
 
 
 def warnings(config: Config) -> list[str]:
-    """What the config allows but should not: a tcp bus reachable from other machines
-    without CURVE."""
+    """What the config allows but should not: a tcp bus endpoint (of either line) reachable
+    from other machines without CURVE."""
     found = []
-    for key, endpoint in (("publish", config.bus.publish), ("subscribe", config.bus.subscribe)):
+    for line in config.bus.lines:
+        suffix = "" if line.name == "A" else "_b"
+        found += _open_endpoints(config, ((f"publish{suffix}", line.publish),
+                                          (f"subscribe{suffix}", line.subscribe)))
+    return found
+
+
+def _open_endpoints(config: Config, endpoints: tuple[tuple[str, str], ...]) -> list[str]:
+    found = []
+    for key, endpoint in endpoints:
         scheme, _, address = endpoint.partition("://")
         host = address.rpartition(":")[0].strip("[]")
         if scheme == "tcp" and not config.bus.curve and not _loopback(host):
@@ -291,10 +387,12 @@ def _run_dir(sup: dict, problems: list[str]) -> Path:
     return run_dir
 
 
-def _children(tables: list, places: dict[str, str], problems: list[str]) -> tuple[ChildConfig, ...]:
+def _children(tables: list, places: dict[str, str], taken: dict[str, str],
+              problems: list[str]) -> tuple[ChildConfig, ...]:
+    """The [[children]]; `taken`: the names they may not have (and whose they are)."""
     children: list[ChildConfig] = []
     indexes: list[int] = []  # each child's index among the tables (some may be dropped)
-    taken = {FORWARDER_NAME: "the implicit forwarder", SUPERVISOR_NAME: "the supervisor itself"}
+    taken = dict(taken)
     for index, table in enumerate(tables):
         where = f"children[{index}]"
         if not isinstance(table, dict):

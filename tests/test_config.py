@@ -206,3 +206,87 @@ def test_a_number_in_a_childs_settings_must_be_finite(write, value):
     shown = "inf" if value == "1e999" else value
     assert found == [f"children[0].settings.rate: must be a finite number, not {shown}",
                      f"children[0].settings.deep[0].x: must be a finite number, not {shown}"]
+
+
+# --- across machines: line B, the forwarder's line, the supervisor's name (issue 19) -------
+
+LINE_B = "[bus]\npublish_b = 'tcp://10.0.0.2:7001'\nsubscribe_b = 'tcp://10.0.0.2:7002'\n"
+
+
+def test_one_line_and_a_forwarder_by_default(write):
+    config = load(write(MINIMAL))
+    assert [line.name for line in config.bus.lines] == ["A"]
+    assert (config.bus.forwarder, config.name) == ("A", "supervisor")
+    assert config.forwarder.name == "forwarder" and config.bus.served_line.name == "A"
+
+
+def test_line_b_is_expanded_and_its_forwarder_named_forwarder_b(write):
+    config = load(write("[bus]\npublish_b = 'ipc://{run_dir}/publish-b'\n"
+                        "subscribe_b = 'ipc://{run_dir}/subscribe-b'\nforwarder = 'B'\n" + MINIMAL))
+    uid = os.getuid()
+    assert config.bus.publish_endpoints == (f"ipc:///tmp/tickmesh-{uid}/publish",
+                                            f"ipc:///tmp/tickmesh-{uid}/publish-b")
+    assert config.bus.subscribe_endpoints[1] == f"ipc:///tmp/tickmesh-{uid}/subscribe-b"
+    assert [process.name for process in config.processes] == ["forwarder-b", "a"]
+    assert config.bus.served_line.name == "B"
+
+
+def test_a_host_without_a_forwarder_runs_only_its_children(write):
+    config = load(write("[bus]\nforwarder = 'none'\n[supervisor]\nname = 'host-2'\n" + MINIMAL))
+    assert config.forwarder is None and config.bus.served_line is None
+    assert [process.name for process in config.processes] == ["a"]
+    assert config.name == "host-2"
+
+
+def test_a_forwarder_only_host_is_valid(write):
+    config = load(write("[bus]\npublish = 'tcp://127.0.0.1:7001'\n"))
+    assert [process.name for process in config.processes] == ["forwarder"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[bus]\npublish_b = 'tcp://10.0.0.2:7001'\n",
+     "bus.subscribe_b: missing (line B needs both bus.publish_b and bus.subscribe_b)"),
+    ("[bus]\nsubscribe_b = 'tcp://10.0.0.2:7002'\n", "bus.publish_b: missing"),
+    (LINE_B.replace("tcp://10.0.0.2:7001", "http://x"),
+     "bus.publish_b: 'http://x' must start with ipc:// or tcp://"),
+    (LINE_B.replace("10.0.0.2:7002", "10.0.0.2"),
+     "bus.subscribe_b: 'tcp://10.0.0.2' must be tcp://HOST:PORT"),
+    (LINE_B.replace("10.0.0.2:7002", "10.0.0.2:7001"),
+     "bus.subscribe_b: 'tcp://10.0.0.2:7001' is also bus.publish_b"),
+    (LINE_B.replace("tcp://10.0.0.2:7002", "ipc://{run_dir}/subscribe"),
+     "bus.subscribe_b: 'ipc:///tmp/tickmesh-"),
+    (LINE_B.replace("tcp://10.0.0.2:7001", "ipc://{run_dir}/control"),
+     "bus.publish_b: 'ipc:///tmp/tickmesh-"),
+    ("[bus]\npublish_b = 1\n", "bus.publish_b: must be a string"),
+    ("[bus]\nforwarder = 'C'\n", "bus.forwarder: 'C' must be \"A\", \"B\" or \"none\""),
+    ("[bus]\nforwarder = 'a'\n", "bus.forwarder: 'a' must be"),
+    ("[bus]\nforwarder = 'B'\n", "bus.forwarder: \"B\" needs line B"),
+    ("[bus]\nforwarder = 'none'\n", "bus.forwarder: \"none\" and no [[children]]"),
+    ("[supervisor]\nname = 'Host 2'\n", "supervisor.name: 'Host 2' must match [a-z0-9_-]+"),
+    ("[supervisor]\nname = 'forwarder'\n",
+     "supervisor.name: 'forwarder' is the name of line A's forwarder"),
+    (LINE_B + "[supervisor]\nname = 'forwarder-b'\n",
+     "supervisor.name: 'forwarder-b' is the name of line B's forwarder"),
+    ("[supervisor]\nname = 'host-2'\n" + MINIMAL.replace('"a"', '"host-2"'),
+     "children[0].name: 'host-2' is already the name of the supervisor itself"),
+    (LINE_B + "[[children]]\nname = 'forwarder-b'\nrun = 'x'\n",
+     "children[0].name: 'forwarder-b' is already the name of line B's forwarder"),
+    ("[bus]\nforwarder = 'none'\n[[children]]\nname = 'forwarder'\nrun = 'x'\n",
+     "children[0].name: 'forwarder' is already the name of line A's forwarder"),
+])
+def test_mistakes_in_the_lines_are_named(write, text, expected):
+    found = problems(write(text))
+    assert any(problem.startswith(expected) for problem in found), found
+
+
+def test_the_same_endpoint_on_both_lines_names_both_keys(write):
+    found = problems(write(LINE_B.replace("tcp://10.0.0.2:7001", "tcp://10.0.0.1:7001")
+                           .replace("[bus]\n", "[bus]\npublish = 'tcp://10.0.0.1:7001'\n")))
+    assert found == ["bus.publish_b: 'tcp://10.0.0.1:7001' is also bus.publish: every bus "
+                     "endpoint, on either line, and supervisor.control must differ"]
+
+
+def test_warnings_cover_line_b(write):
+    from tickmesh.supervisor.config import warnings
+    found = warnings(load(write(LINE_B + "[[children]]\nname = 'a'\nrun = 'pkg.mod'\n")))
+    assert [warning.split(":")[0] for warning in found] == ["bus.publish_b", "bus.subscribe_b"]
