@@ -74,6 +74,10 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
     Metric("resyncs", COUNTER, "books found out of step and resynced, by why", ("reason",)),
     Metric("symbols_refused", COUNTER, "subscribes of one symbol the provider refused "
            "(unknown or delisted), retries included", ("provider",)),
+    # kraken
+    Metric("checksum_mismatches", COUNTER, "book updates whose venue checksum did not match the "
+           "book after applying them (Kraken's CRC32 of the top 10): never published, the "
+           "symbol resynced"),
     # binance
     Metric("binance_snapshots", COUNTER, "Binance REST depth snapshots, by outcome "
            "(requested, applied, stale, failed, refused)", ("outcome",)),
