@@ -1,0 +1,45 @@
+"""A line's reachability, as supervisor.reach judges it from the heartbeats heard on it: up
+only while the supervisor's own heartbeat comes back (both sides work), unreachable otherwise,
+saying how long since it was heard, or that it never was."""
+
+from tickmesh.bus.sockets import Line
+from tickmesh.supervisor.reach import UNREACHABLE, UP, UP_WITHIN, Reach
+
+A = Line("A", "tcp://10.0.0.1:7001", "tcp://10.0.0.1:7002")
+B = Line("B", "tcp://10.0.0.2:7001", "tcp://10.0.0.2:7002")
+T0 = 1_700_000_000.0
+
+
+def states(reach: Reach, now: float) -> dict[str, tuple]:
+    return {line["line"]: (line["state"], line["own_heartbeat_age"], line["heartbeat_age"])
+            for line in reach.report(now)}
+
+
+def test_a_line_never_heard_is_unreachable():
+    reach = Reach([A, B], served=None)
+    assert states(reach, T0) == {"A": (UNREACHABLE, None, None), "B": (UNREACHABLE, None, None)}
+    [a, b] = reach.report(T0)
+    assert (a["publish"], a["subscribe"], a["forwarder_here"]) == (A.publish, A.subscribe, False)
+
+
+def test_a_line_is_up_while_its_own_heartbeat_comes_back():
+    reach = Reach([A, B], served="A")
+    reach.heard("A", own=True, now=T0)
+    reach.heard("B", own=True, now=T0 + 0.5)
+    assert states(reach, T0 + 1) == {"A": (UP, 1.0, 1.0), "B": (UP, 0.5, 0.5)}
+    assert [line["forwarder_here"] for line in reach.report(T0)] == [True, False]
+    # line B goes: its heartbeats stop coming; line A's go on
+    for second in range(1, 6):
+        reach.heard("A", own=True, now=T0 + second)
+    assert states(reach, T0 + 5.5) == {"A": (UP, 0.5, 0.5), "B": (UNREACHABLE, 5.0, 5.0)}
+    assert reach.up("A", T0 + 5 + UP_WITHIN) and not reach.up("A", T0 + 5.1 + UP_WITHIN)
+
+
+def test_other_heartbeats_alone_do_not_make_a_line_up():
+    """Heard from others but not itself: the line forwards to this host but does not take its
+    messages (its publish side is wrong or refused)."""
+    reach = Reach([A], served=None)
+    reach.heard("A", own=False, now=T0)
+    assert states(reach, T0 + 1) == {"A": (UNREACHABLE, None, 1.0)}
+    reach.heard("A", own=True, now=T0 + 2)
+    assert states(reach, T0 + 2) == {"A": (UP, 0.0, 0.0)}
