@@ -133,6 +133,7 @@ SIMULATOR_ADDRESS: dict[str, Callable[[int], dict[str, Any]]] = {
                              "rest_url": f"http://127.0.0.1:{port}"},
     "coinbase": lambda port: {"url": f"ws://127.0.0.1:{port}"},
     "ib": lambda port: {"port": port},
+    "kraken": lambda port: {"url": f"ws://127.0.0.1:{port}"},
     "polygon": lambda port: {"url": f"ws://127.0.0.1:{port}/stocks"},
 }
 """The settings that point a provider's handler at that provider's simulator on a loopback port."""
