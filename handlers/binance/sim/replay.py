@@ -6,6 +6,11 @@
   on a real socket).
 - The snapshots file: one REST depth answer per line, `{"symbol":"BTCUSDT","response":{...}}`.
   `Snapshots.next(symbol)` gives that symbol's answers in order, then the last one again.
+
+`first_update_ids(frames)` are the symbols the frames' streams are of (the simulator lists
+them while it replays them), each with the U of its first recorded depthUpdate; a symbol with
+no recorded answer gets `unrecorded_snapshot`: an empty book as of just before that update,
+from which its recorded updates build its book.
 """
 
 from __future__ import annotations
@@ -46,6 +51,34 @@ def load_frames(path: str | Path) -> list[Frame]:
     if not frames:
         raise ReplayError(f"{path}: no frames to replay")
     return frames
+
+
+def first_update_ids(frames: list[Frame]) -> dict[str, int]:
+    """{native symbol (BTCUSDT): U of its first recorded depthUpdate (0: none)}, for every
+    symbol a frame's stream names, in the order they first come."""
+    firsts: dict[str, int] = {}
+    for frame in frames:
+        try:
+            native, channel = wire.split_stream(frame.stream)
+        except wire.Malformed:
+            continue
+        if channel == "depth" and not firsts.get(native):
+            firsts[native] = _first_id(frame.raw)
+        else:
+            firsts.setdefault(native, 0)
+    return firsts
+
+
+def unrecorded_snapshot(first_id: int) -> dict[str, Any]:
+    """The depth answer for a replayed symbol with no recorded one: an empty book as of just
+    before its first recorded depthUpdate `first_id` (0: none)."""
+    return {"lastUpdateId": max(0, first_id - 1), "bids": [], "asks": []}
+
+
+def _first_id(raw: str) -> int:
+    """The U of a frame's data (a JSON object, as load_frames encoded it; 0 if it has none)."""
+    first = msgspec.json.decode(raw).get("U")
+    return first if isinstance(first, int) and not isinstance(first, bool) and first > 0 else 0
 
 
 class Snapshots:

@@ -33,7 +33,10 @@ they happen, bookTicker when the touch moves. Or, with `replay`, the recorded fr
 (handlers.binance.sim.replay) of the streams a connection subscribed to, in recorded order,
 as fast as it reads (`speed` > 0: at that multiple of the recorded pace), and with
 `snapshots` the recorded REST answers, per symbol in order, the last one again once they run
-out.
+out. Listed, in exchangeInfo and for REST depth, are `symbols`, the symbols of the replayed
+frames' streams and of the recorded answers; while replaying, a listed symbol with no recorded
+answer gets an empty book as of just before its first recorded depthUpdate (its recorded
+updates build its book), and any other symbol Binance's -1121 "Invalid symbol.".
 
 Run it standalone (`tickmesh sim binance --port 19443`, i.e. `cli(argv)`) or supervised
 (`python -m tickmesh.handlers.binance.sim.server`, settings from TICKMESH_CHILD).
@@ -78,6 +81,10 @@ FILTERS = [
 ]
 """A symbol's filters as exchangeInfo lists them (clients such as cryptofeed read the first
 one's tickSize)."""
+QUOTE_ASSETS = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "BTC", "ETH", "BNB", "EUR", "TRY",
+                "BRL", "JPY", "DAI")
+"""Binance's usual quote assets, the longest first: what a replayed symbol that `symbols` does
+not name is taken to end with, for exchangeInfo (else its last three letters)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +149,9 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         now = time.time_ns()
         self.frames = replay.load_frames(settings.replay) if settings.replay else []
         self.snapshots = replay.Snapshots(settings.snapshots or None)
+        self.first_ids = replay.first_update_ids(self.frames)
+        self.listed = _listed(settings.symbols, [*self.first_ids, *self.snapshots.answers])
+        """{native symbol: (base, quote)}: what exchangeInfo lists and REST depth answers."""
         self.markets = {} if self.frames else {
             joined(s): SymbolMarket(s, settings.rate, rng, now) for s in settings.symbols}
         self.quiet_until = 0.0
@@ -297,11 +307,21 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         self.rest["requests"] += 1
         if symbol in self.delays:
             await asyncio.sleep(self.delays[symbol])
-        answer = (self.snapshots.next(symbol) if symbol in self.snapshots else
-                  self.markets[symbol].snapshot(limit) if symbol in self.markets else None)
+        answer = self._snapshot(symbol, limit)
         if answer is None:
             return self._rest(connection, 400, {"code": -1121, "msg": "Invalid symbol."})
         return self._rest(connection, 200, answer)
+
+    def _snapshot(self, symbol: str, limit: int) -> dict[str, Any] | None:
+        """A depth answer: recorded, the market's, or (replaying) an empty book before the
+        recorded updates; None for a symbol not listed."""
+        if symbol in self.snapshots:
+            return self.snapshots.next(symbol)
+        if symbol in self.markets:
+            return self.markets[symbol].snapshot(limit)
+        if symbol in self.listed:  # no market: replaying
+            return replay.unrecorded_snapshot(self.first_ids.get(symbol, 0))
+        return None
 
     def _refusal(self, now: float) -> tuple[int, float] | None:
         """(status, until) while a `refuse` control is in force (the armed one begins now)."""
@@ -350,7 +370,6 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         return sum(weight for _, weight in self.rest_sent)
 
     def _exchange_info(self) -> dict[str, Any]:
-        pairs = [split_crypto(s) for s in self.settings.symbols]
         return {"timezone": "UTC", "serverTime": time.time_ns() // wire.MS,
                 "rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
                                 "intervalNum": 1, "limit": self.settings.weight_per_minute}],
@@ -358,14 +377,14 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
                 "symbols": [{"symbol": base + quote, "status": "TRADING", "baseAsset": base,
                              "quoteAsset": quote, "isSpotTradingAllowed": True,
                              "permissions": ["SPOT"], "filters": FILTERS}
-                            for base, quote in pairs]}
+                            for base, quote in self.listed.values()]}
 
     # --- test control ----------------------------------------------------------------------
 
     def _symbol(self, text: str) -> str:
         symbol = text.upper()
-        if symbol not in self.markets and symbol not in self.snapshots:
-            known = sorted(self.markets) or sorted(self.snapshots.answers)
+        if symbol not in self.listed:
+            known = sorted(self.listed)
             raise simcontrol.ControlError(f"unknown symbol {text[:40]!r}; known: {known}")
         return symbol
 
@@ -434,6 +453,23 @@ def _refusal(text: str) -> int:
     if text not in ("429", "418"):
         raise simcontrol.ControlError(f"status must be 429 or 418, not {text[:20]!r}")
     return int(text)
+
+
+def _listed(symbols: tuple[str, ...], natives: list[str]) -> dict[str, tuple[str, str]]:
+    """{native: (base, quote)} of the settings' `symbols` (BTC-USDT), then of `natives`
+    (BTCUSDT) that they do not name."""
+    listed = {joined(s): split_crypto(s) for s in symbols}
+    for native in natives:
+        listed.setdefault(native, _assets(native))
+    return listed
+
+
+def _assets(native: str) -> tuple[str, str]:
+    """(base, quote) of a native symbol such as BANDBTC: a QUOTE_ASSETS suffix, else its
+    last three letters (none of a symbol that short)."""
+    quote = next((q for q in QUOTE_ASSETS if native.endswith(q) and len(native) > len(q)),
+                 native[-3:] if len(native) > 3 else "")
+    return native[:len(native) - len(quote)], quote
 
 
 def _json(connection: ServerConnection, status: int, body: dict[str, Any]) -> Response:

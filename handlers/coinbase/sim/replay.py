@@ -4,7 +4,8 @@ The file holds one frame per line, exactly as the exchange sent it: a JSON objec
 `type` (blank lines are skipped). Each line keeps its recorded text, which is what goes out;
 its decoded object says whose it is (type and product_id) and when (`time`, if it has one).
 A line that is not a JSON object is kept too, as garbage to send as it is (tests put hostile
-frames on a real socket this way).
+frames on a real socket this way). `products(frames)` are the products the frames are of: the
+simulator lists them while it replays them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ def load(path: str | Path) -> list[Frame]:
     if not frames:
         raise ReplayError(f"{path}: no frames to replay")
     return frames
+
+
+def products(frames: list[Frame]) -> set[str]:
+    """The product_id of every frame that names one."""
+    return {f.message["product_id"] for f in frames
+            if f.message is not None and isinstance(f.message.get("product_id"), str)}
 
 
 def _frame(line: str) -> Frame:

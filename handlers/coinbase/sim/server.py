@@ -6,20 +6,22 @@ within `subscribe_timeout` seconds (5, as Coinbase) is disconnected (close 1008)
 and unsubscribe are answered by `subscriptions`, or, for a request it refuses (unknown
 channel or product, no channels, a channel without products, `level2` without the auth
 fields), by an error `Failed to subscribe` (or unsubscribe) with the reason, the request
-ignored as a whole; a refused product (one not in `symbols`, or delisted) is followed, as at
-Coinbase, by the `subscriptions` as they still are. A new book subscription gets its
-product's snapshot, a new matches one its `last_match`. Data is the products' books of
-handlers/coinbase/sim/market.py, stepped every TICK_SECONDS: `level2` subscribers get each
-step's l2update, `level2_batch` ones the product's changes every BATCH_SECONDS in one
-l2update; matches at `rate` a second per product, trade ids +1; a heartbeat per product every
-second. A client whose outbox overflows gets ErrSlowConsume and is disconnected.
+ignored as a whole; a refused product (one not listed: neither in `symbols` nor in the
+replayed file; or delisted) is followed, as at Coinbase, by the `subscriptions` as they still
+are. A new book subscription gets its product's snapshot, a new matches one its `last_match`.
+Data is the products' books of handlers/coinbase/sim/market.py, stepped every TICK_SECONDS:
+`level2` subscribers get each step's l2update, `level2_batch` ones the product's changes
+every BATCH_SECONDS in one l2update; matches at `rate` a second per product, trade ids +1; a
+heartbeat per product every second. A client whose outbox overflows gets ErrSlowConsume and
+is disconnected.
 
 With `replay = FILE` (one JSON frame per line, as the exchange sent it), each connection, once
 it subscribes, gets the recorded frames of the products and channels it subscribed to, in
 recorded order, as fast as it reads (`speed` > 0: in recorded time, that many times as fast,
 paced by the frames' `time`); recorded subscriptions and errors are left out (the session
 makes its own), and a line that is not a JSON object goes out as it is (garbage on a real
-socket, for tests).
+socket, for tests). The file's products are listed as well as `symbols`: a subscribe may name
+any of them.
 
 Test control, outside the protocol: HTTP GET /control/<action> on the same port, as
 handlers.common.simcontrol documents (stats, drop, stall, quiet, error, burst). Here: quiet
@@ -29,10 +31,10 @@ burst?count=N makes N trades at once. And:
                         message (the next match or heartbeat shows the trade id skip)
     book?product=P&depth=N   P's true book now, its top N levels a side (strings, as on the
                         wire)
-    delist?product=P    from now on a subscribe or unsubscribe naming P is refused, as for a
-                        product the exchange does not list (subscriptions already made are
-                        left as they are); relist?product=P undoes it. Both answer the
-                        products delisted
+    delist?product=P    from now on a subscribe or unsubscribe naming P (a listed product) is
+                        refused, as for a product the exchange does not list (subscriptions
+                        already made are left as they are); relist?product=P undoes it. Both
+                        answer the products delisted
 
 Run it standalone (`tickmesh sim coinbase --port 8769`, i.e. `cli(argv)`) or supervised
 (`python -m tickmesh.handlers.coinbase.sim.server`, settings from TICKMESH_CHILD).
@@ -51,7 +53,7 @@ from websockets.asyncio.server import ServerConnection
 
 from tickmesh.handlers.coinbase import wire
 from tickmesh.handlers.coinbase.sim.market import Market
-from tickmesh.handlers.coinbase.sim.replay import Frame, load
+from tickmesh.handlers.coinbase.sim.replay import Frame, load, products
 from tickmesh.handlers.common import simcontrol, simserver, simulator
 from tickmesh.handlers.common.simulator import SimulatorSettings
 from tickmesh.runtime.badinput import count_bad_input
@@ -135,12 +137,14 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         super().__init__(settings, counters, wire.PROVIDER, extra={
             "gap": simcontrol.Action(self.gap, {"product": self._product}),
             "book": simcontrol.Action(self.book, {"product": self._product, "depth": _depth}),
-            "delist": simcontrol.Action(self.delist, {"product": self._product}),
-            "relist": simcontrol.Action(self.relist, {"product": self._product})})
+            "delist": simcontrol.Action(self.delist, {"product": self._listed}),
+            "relist": simcontrol.Action(self.relist, {"product": self._listed})})
         self.settings: SimSettings = settings
         self.market = Market(list(settings.symbols), settings.rate, time.time_ns(),
                              settings.seed or None)
         self.frames: list[Frame] = load(settings.replay) if settings.replay else []
+        self.listed = set(self.market.books) | products(self.frames)
+        """What a subscribe may name: `symbols`, and the products of the replayed file."""
         self.quiet_until = 0.0
         self.delisted: set[str] = set()
 
@@ -199,7 +203,7 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
             if not (request.product_ids or getattr(channel, "product_ids", None)):
                 return f"You need to specify at least one product ID for channel {name}"
         for channel, product in request.pairs():
-            if product not in self.market.books or product in self.delisted:
+            if product not in self.listed or product in self.delisted:
                 return wire.not_listed(product[:40])
             if channel == wire.LEVEL2 and request.type == "subscribe" and not all(
                     (request.key, request.passphrase, request.timestamp, request.signature)):
@@ -304,6 +308,12 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         if text not in self.market.books:
             raise simcontrol.ControlError(f"unknown product {text[:40]!r}; known: "
                                           f"{sorted(self.market.books)}")
+        return text
+
+    def _listed(self, text: str) -> str:
+        if text not in self.listed:
+            raise simcontrol.ControlError(f"unknown product {text[:40]!r}; known: "
+                                          f"{sorted(self.listed)}")
         return text
 
     def quiet(self, seconds: float) -> dict[str, Any]:
