@@ -29,9 +29,12 @@ class AsyncSubscriber(Stream):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # a blocking view of the same libzmq socket (closed with it: never close it apart)
-        self._shadow = zmq.Socket.shadow(self._socket.underlying)
-        self._shadow_recv = zmq.backend.Socket.recv.__get__(self._shadow)
+        # a blocking view of each libzmq socket (closed with it: never close it apart)
+        self._shadows = [zmq.Socket.shadow(sock.underlying) for sock in self._sockets]
+        self._shadow_recvs = [zmq.backend.Socket.recv.__get__(shadow) for shadow in self._shadows]
+        self._poller = zmq.asyncio.Poller()  # with two bus lines: waits for either
+        for sock in self._sockets:
+            self._poller.register(sock, zmq.POLLIN)
         self._filling: asyncio.Future | None = None
 
     async def recv(self, timeout: float | None = None) -> Item | None:
@@ -57,7 +60,7 @@ class AsyncSubscriber(Stream):
                      until_told: bool = False) -> list[Item]:
         told = self._told
         while True:
-            batch = self._collect(self._shadow_recv, limit)
+            batch = self._collect(self._shadow_recvs, limit)
             if batch or (until_told and self._told != told):
                 return batch
             if self._pending:
@@ -66,7 +69,10 @@ class AsyncSubscriber(Stream):
                 continue
             if deadline is not None and time.monotonic() >= deadline:
                 return []
-            await self._socket.poll(self._wait_ms(deadline), zmq.POLLIN)
+            if len(self._sockets) == 1:
+                await self._socket.poll(self._wait_ms(deadline), zmq.POLLIN)
+            else:
+                await self._poller.poll(self._wait_ms(deadline))
 
     async def _fill_head(self, deadline: float | None) -> bool:
         """Carry out the fill request at the head of `_pending` (in a thread: it waits on the

@@ -21,7 +21,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from tickmesh.bus.messages import Item, Malformed, beat, convert
+from tickmesh.bus.lines import DROP, LINE_HOLD, PASS, Arbiter
+from tickmesh.bus.messages import Item, Malformed, beat, convert, stamp
 from tickmesh.bus.sequence import Gap, PublisherWatch, SequenceTracker
 from tickmesh.bus.topics import Selection
 
@@ -44,8 +45,10 @@ class Intake:
     delivered, in order: notices (bus.sequence.Notice), fill requests and messages."""
 
     def __init__(self, endpoint: str, selection: Selection, raw: bool, tracker: SequenceTracker,
-                 watch: PublisherWatch | None, fill: bool) -> None:
+                 watch: PublisherWatch | None, fill: bool, lines: int = 1,
+                 line_hold: float = LINE_HOLD) -> None:
         self.endpoint = endpoint
+        self.arbiter = Arbiter(tracker, line_hold) if lines > 1 else None
         self.raw = raw
         self.tracker = tracker
         self.watch = watch
@@ -76,6 +79,38 @@ class Intake:
             message = exc.message
         return self._track(topic, message)
 
+    def accept_from(self, line: int, topic: bytes, payload: bytes) -> Item | object | None:
+        """`accept` for a message read from bus line `line` of two (bus.lines arbitrates)."""
+        if topic[:10] == HEARTBEATS and self.watch is not None:
+            return self._heartbeat(topic, payload, line)
+        if self._filters and not self._selection.wants(topic):
+            return None
+        return self._arbitrate(line, topic, payload)
+
+    def _arbitrate(self, line: int, topic: bytes, payload: bytes) -> Item | object | None:
+        """Rules 1-4 of bus.lines, then, for what passes, rules 1-7 of bus.sequence."""
+        now = self.arbiter.heard[line] = time.monotonic()
+        epoch, seq = stamp(payload)
+        if not (epoch or seq):  # unstamped or malformed: never arbitrated
+            message = self.convert(topic, payload)
+            return self._track(topic, message) if message is not None else None
+        verdict = self.arbiter.offer(line, topic, epoch, seq, payload, now)
+        if verdict is PASS:
+            message = self.convert(topic, payload)
+            return self._track(topic, message) if message is not None else None
+        if verdict is DROP:
+            return None
+        self._pass_on(topic, verdict)
+        return HELD if self.pending else None
+
+    def _pass_on(self, topic: bytes, payloads: list[bytes]) -> None:
+        """What a topic held for the other line, in order, into `pending` (rules 1-7 first)."""
+        for payload in payloads:
+            message = self.convert(topic, payload)
+            out = self._track(topic, message) if message is not None else None
+            if out is not None and out is not HELD:
+                self.pending.append(out)
+
     def convert(self, topic: bytes, payload: bytes) -> Item | None:
         """The message to deliver of `payload`, or None: malformed (counted)."""
         try:
@@ -100,12 +135,18 @@ class Intake:
         self.pending.append(message)
         return HELD
 
-    def _heartbeat(self, topic: bytes, payload: bytes) -> Item | object | None:
-        """Note its publisher alive, or stopped (rules 8-9); deliver it if it was asked for."""
+    def _heartbeat(self, topic: bytes, payload: bytes, line: int | None = None) -> Item | object | None:
+        """Note its publisher alive, or stopped (rules 8-9); deliver it if it was asked for.
+        `line`: the bus line it came from, with two."""
         out = None
         if self._selection.selects(topic):
-            message = self.convert(topic, payload)
-            out = self._track(topic, message) if message is not None else None
+            if line is not None:
+                out = self._arbitrate(line, topic, payload)
+            else:
+                message = self.convert(topic, payload)
+                out = self._track(topic, message) if message is not None else None
+        elif line is not None:
+            self.arbiter.heard[line] = time.monotonic()
         heard = beat(payload)
         if heard is None or not heard.e:
             return out
@@ -116,15 +157,20 @@ class Intake:
         stopped = self.watch.stopped(heard.e, heard.p)
         if not self.tracker.tracks(heard.e):
             return out
-        self.tracker.forget(heard.e)
         if out is not None and out is not HELD:
             self.pending.append(out)
+        if self.arbiter is not None:  # what waits for the other line is told before the stop
+            for held_topic, payloads in self.arbiter.release_epoch(heard.e):
+                self._pass_on(held_topic, payloads)
+        self.tracker.forget(heard.e, ended=True)
         self.pending.append(stopped)
         return HELD
 
     def caught_up(self) -> None:
-        """Nothing more is waiting: look for publishers gone silent (rule 9), and for a sign of
-        a system, now and then."""
+        """Nothing more is waiting: pass on what waited for the other bus line in vain
+        (bus.lines, rule 3); look for publishers gone silent (rule 9), and for a sign of a
+        system, now and then."""
+        self.end_waits()
         if self.watch is None or not (len(self.watch) or self._quiet_until):
             return
         now = time.monotonic()
@@ -138,6 +184,13 @@ class Intake:
                 self.tracker.forget(notice.epoch)
                 self.pending.append(notice)
 
+    def end_waits(self, now: float | None = None) -> None:
+        """Pass on, into `pending`, what waited for the other bus line past its time (at
+        `now`, default the monotonic clock's)."""
+        if self.arbiter is not None and self.arbiter.waiting:
+            for topic, payloads in self.arbiter.expire(now or time.monotonic()):
+                self._pass_on(topic, payloads)
+
     def _look_for_a_system(self, now: float) -> None:
         if self.received:
             self._quiet_until = None
@@ -150,9 +203,12 @@ class Intake:
 
     def next_look(self, now: float) -> float | None:
         """Seconds until `caught_up` next looks (None: it has nothing to look for)."""
-        if self.watch is None or not (len(self.watch) or self._quiet_until):
-            return None
-        return max(self._next_check, now + 0.01) - now
+        looks = []
+        if self.arbiter is not None and (deadline := self.arbiter.next_deadline()) is not None:
+            looks.append(max(deadline, now + 0.001) - now)
+        if self.watch is not None and (len(self.watch) or self._quiet_until):
+            looks.append(max(self._next_check, now + 0.01) - now)
+        return min(looks, default=None)
 
     def _full(self) -> None:
         what = "the topic tracked longest ago is forgotten for each new one " \

@@ -59,6 +59,16 @@ def beat(payload: bytes) -> Beat | None:
         return None
 
 
+def stamp(payload: bytes) -> tuple[int, int]:
+    """(epoch, sequence number) of a message, read without decoding the rest; (0, 0) if they
+    cannot be read."""
+    try:
+        read = _stamp(payload)
+    except _BAD:
+        return 0, 0
+    return read.e, read.q
+
+
 def topic_of(event: events.Event) -> bytes:
     """The topic a publisher puts `event` under (bus.topics.topic, without its checks: an
     event whose symbol holds a `|` matches no topic it can arrive on anyway)."""

@@ -26,7 +26,9 @@ it started; bus.publisher):
 Publishers (by epoch), from their heartbeats (every tickmesh process sends one a second, and a
 last one marked `final` when it stops on purpose):
  8. a final heartbeat: `PublisherStopped`, told at its place in the stream (after everything
-    the publisher sent before it).
+    the publisher sent before it). A message of a stopped publisher that comes after it (a
+    late copy on the other bus line: bus.lines) is a duplicate (rule 4); the last MAX_ENDED
+    stopped publishers are remembered for this.
  9. no heartbeat for `timeout` seconds, while the reader is caught up (nothing more waiting on
     its socket: a reader that is behind has not read the heartbeats yet, and is not told a
     lie): `PublisherSilent`, told after everything read so far.
@@ -45,6 +47,7 @@ MAX_GAP = 10_000_000
 sockets.DEFAULT_HWM) could ever lose on one topic at a time by orders of magnitude: a larger
 jump is a forgery or a corrupt number, not lost messages (rule 3)."""
 DEFAULT_MAX_TOPICS = 100_000
+MAX_ENDED = 10_000  # publishers that said they stopped, remembered (rule 8)
 DEFAULT_HEARTBEAT_TIMEOUT = 3.0
 
 
@@ -100,6 +103,7 @@ class SequenceTracker:
         self.duplicates = self.stale_epoch = self.topics_refused = self.implausible = 0
         self._last: dict[bytes, list[int]] = {}  # topic -> [epoch, last seq]
         self._topics_of: dict[int, set[bytes]] = {}  # epoch -> its tracked topics
+        self._ended: dict[int, None] = {}  # the epochs of publishers that said they stopped
 
     def check(self, topic: bytes, epoch: int, seq: int) -> bool | Gap:
         """DELIVER, DROP (a duplicate, a stale epoch, no room: counted), or the Gap this
@@ -125,6 +129,9 @@ class SequenceTracker:
 
     def _other_epoch(self, topic: bytes, epoch: int, seq: int, state: list[int] | None) -> bool:
         if state is None:
+            if epoch in self._ended:
+                self.duplicates += 1
+                return DROP
             if len(self._last) >= self.max_topics:
                 if not (self.topics_refused or self.topics_evicted) and self.on_full:
                     self.on_full()
@@ -165,10 +172,19 @@ class SequenceTracker:
         """Whether a topic of the publisher `epoch` is tracked (its messages were delivered)."""
         return epoch in self._topics_of
 
-    def forget(self, epoch: int) -> None:
-        """Drop every topic of the publisher `epoch` (rule 7)."""
+    def forget(self, epoch: int, ended: bool = False) -> None:
+        """Drop every topic of the publisher `epoch` (rule 7); `ended`: it said it stopped, so
+        a message of its that comes after (a late copy on another bus line) is a duplicate."""
         for topic in self._topics_of.pop(epoch, ()):
             del self._last[topic]
+        if ended:
+            self._ended[epoch] = None
+            if len(self._ended) > MAX_ENDED:
+                del self._ended[next(iter(self._ended))]
+
+    def state(self, topic: bytes) -> list[int] | None:
+        """[epoch, last sequence number] of `topic` (the tracker's own: do not change it)."""
+        return self._last.get(topic)
 
     def position(self, topic: bytes) -> tuple[int, int] | None:
         """(epoch, last sequence number) seen on `topic`, or None."""

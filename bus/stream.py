@@ -18,6 +18,7 @@ import zmq.backend
 from tickmesh.bus import endpoints, filling, sockets
 from tickmesh.bus.gapfill import Fill, GapFiller, default_endpoint
 from tickmesh.bus.intake import HEARTBEATS, HELD, FillRequest, Intake
+from tickmesh.bus.lines import LINE_HOLD
 from tickmesh.bus.messages import Item
 from tickmesh.bus.sequence import (DEFAULT_HEARTBEAT_TIMEOUT, DEFAULT_MAX_TOPICS, Gap, Notice,
                                    PublisherSilent, PublisherStopped, PublisherWatch,
@@ -34,7 +35,7 @@ class Stream:
 
     def __init__(
         self,
-        endpoint: str | None = None,
+        endpoint: str | tuple[str, ...] | None = None,
         patterns: Iterable[str] = EVERYTHING,
         *,
         rcvhwm: int = sockets.DEFAULT_SUBSCRIBER_HWM,
@@ -48,8 +49,12 @@ class Stream:
         accept_stale: bool = False,
         max_topics: int = DEFAULT_MAX_TOPICS,
         evict_topics: bool = False,
+        line_hold: float = LINE_HOLD,
     ) -> None:
-        self.endpoint = endpoint if endpoint is not None else endpoints.running_bus().subscribe
+        if endpoint is None:
+            endpoint = endpoints.running_bus().subscribe_endpoints
+        self.endpoints = (endpoint,) if isinstance(endpoint, str) else tuple(endpoint)
+        self.endpoint = self.endpoints[0]
         selection = Selection(patterns)
         self.patterns = selection.patterns
         self.raw = raw
@@ -59,25 +64,36 @@ class Stream:
         watch = PublisherWatch(heartbeat_timeout) if heartbeat_timeout > 0 else None
         tracker = SequenceTracker(accept_stale=accept_stale, max_topics=max_topics,
                                   evict=evict_topics)
-        self._intake = Intake(self.endpoint, selection, raw, tracker, watch, fill_gaps)
+        self._intake = Intake(self.endpoint, selection, raw, tracker, watch, fill_gaps,
+                              len(self.endpoints), line_hold)
+        self.arbiter = self._intake.arbiter  # two lines: bus.lines, its counts
         self.tracker, self.watch = tracker, watch
         self._pending, self._accept = self._intake.pending, self._intake.accept
         self._caught_up = self._intake.caught_up
         self._filler = GapFiller(gapfill_endpoint or default_endpoint(self.endpoint)) \
             if fill_gaps else None
         self._told = 0  # notices told so far
-        prefixes = selection.prefixes | ({HEARTBEATS} if watch is not None else set())
-        self._socket = sockets.subscriber(self.endpoint, sorted(prefixes), rcvhwm,
-                                          context or self._context_class.instance())
+        prefixes = sorted(selection.prefixes | ({HEARTBEATS} if watch is not None else set()))
+        context = context or self._context_class.instance()
+        self._sockets = [sockets.subscriber(end, prefixes, rcvhwm, context)
+                         for end in self.endpoints]  # one per bus line
+        self._socket = self._sockets[0]
         # The Cython recv, without pyzmq's Python wrapper, called with copy=False for the topic:
         # a Frame, whose `more` is far cheaper than getsockopt(RCVMORE) (~2 us, more than the
         # rest of a message).
-        self._recv = zmq.backend.Socket.recv.__get__(self._socket)
+        self._recvs = [zmq.backend.Socket.recv.__get__(sock) for sock in self._sockets]
+        self._recv = self._recvs[0]
+        self._first_line = 0  # with two lines, the one read first at the next call (in turn)
 
     @property
     def socket(self) -> zmq.Socket:
-        """The SUB socket, to register with a zmq.Poller beside other sockets."""
+        """The SUB socket (line A's, with two lines: see `sockets`)."""
         return self._socket
+
+    @property
+    def sockets(self) -> list[zmq.Socket]:
+        """The SUB sockets, one per bus line, to register with a zmq.Poller beside others."""
+        return self._sockets
 
     @property
     def gaps(self) -> int:
@@ -95,16 +111,18 @@ class Stream:
     def malformed(self) -> int:
         return self._intake.malformed
 
-    def _collect(self, recv: Callable, limit: int) -> list[Item]:
+    def _collect(self, recvs: list[Callable], limit: int) -> list[Item]:
         """Up to `limit` messages, without waiting: what is pending, then what has arrived at
-        the socket (read with `recv`). Stops before a notice that follows messages, and before
-        a fill request (both are for the next call); tells the notices it meets first."""
+        the sockets (read with `recvs`, one per line). Stops before a notice that follows
+        messages, and before a fill request (both are for the next call); tells the notices it
+        meets first."""
         batch: list[Item] = []
+        drain = self._drain if len(recvs) == 1 else self._drain_lines
         while len(batch) < limit:
             if self._pending:
                 if not self._take(batch, limit):
                     break
-            elif not self._drain(recv, batch, limit):
+            elif not drain(recvs, batch, limit):
                 break
         return batch
 
@@ -124,9 +142,9 @@ class Stream:
                 batch.append(pending.popleft())
         return not pending
 
-    def _drain(self, recv: Callable, batch: list[Item], limit: int) -> bool:
+    def _drain(self, recvs: list[Callable], batch: list[Item], limit: int) -> bool:
         """Read arrived messages into `batch`; True if something now waits in `_pending`."""
-        accept, noblock = self._accept, zmq.NOBLOCK
+        recv, accept, noblock = recvs[0], self._accept, zmq.NOBLOCK
         try:
             while len(batch) < limit:
                 frame = recv(noblock, False)
@@ -142,6 +160,31 @@ class Stream:
         except zmq.Again:
             self._caught_up()
             return bool(self._pending)
+
+    def _drain_lines(self, recvs: list[Callable], batch: list[Item], limit: int) -> bool:
+        """`_drain` for two bus lines: each line's arrived messages in turn (the first line
+        read alternates), through the arbiter (bus.lines)."""
+        accept, noblock, intake = self._intake.accept_from, zmq.NOBLOCK, self._intake
+        first = self._first_line = 1 - self._first_line
+        for line in (first, 1 - first):
+            recv = recvs[line]
+            try:
+                while len(batch) < limit:
+                    frame = recv(noblock, False)
+                    if not frame.more:
+                        intake.malformed += 1
+                        continue
+                    message = accept(line, frame.bytes, recv())
+                    if message is HELD:
+                        return True
+                    if message is not None:
+                        batch.append(message)
+            except zmq.Again:
+                continue
+            intake.end_waits()  # a busy line: what waits in vain is not kept waiting
+            return bool(self._pending)
+        self._caught_up()
+        return bool(self._pending)
 
     def _tell(self, notice: Notice) -> None:
         self._told += 1
@@ -170,6 +213,7 @@ class Stream:
         self._pending.extendleft(reversed(items))
 
     def close(self) -> None:
-        self._socket.close(linger=0)
+        for sock in self._sockets:
+            sock.close(linger=0)
         if self._filler is not None:
             self._filler.close()

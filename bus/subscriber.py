@@ -77,6 +77,8 @@ class Subscriber(Stream):
         """The next wanted event, or None if none came within `timeout` seconds (a deadline for
         the whole call, however many unwanted messages arrive meanwhile)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if len(self._sockets) > 1:
+            return self._recv_lines(deadline)
         recv, accept, noblock = self._recv, self._accept, zmq.NOBLOCK
         while True:
             if self._pending:
@@ -100,11 +102,24 @@ class Subscriber(Stream):
             if message is not None and message is not HELD:
                 return message
 
+    def _recv_lines(self, deadline: float | None) -> Item | None:
+        """`recv` on two bus lines."""
+        poller = zmq.Poller()
+        for sock in self._sockets:
+            poller.register(sock, zmq.POLLIN)
+        while True:
+            batch = self.recv_ready(1)
+            if batch:
+                return batch[0]
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            poller.poll(self._wait_ms(deadline))
+
     def recv_ready(self, limit: int) -> list[Item]:
         """Up to `limit` wanted messages that have already arrived, without waiting: a batch
         for readers that keep up with the whole bus (e.g. the recorder)."""
         while True:
-            batch = self._collect(self._recv, limit)
+            batch = self._collect(self._recvs, limit)
             if batch or not self._pending:
                 return batch
             request = self._pending.popleft()  # a fill request: nothing is before it

@@ -3,7 +3,8 @@
 then marks the end with trades of price -1 on the same symbol until told to quit: a subscriber
 can only see that it lost the last messages of a topic when a later one arrives.
 
-usage: python -m tests.bus_publisher ENDPOINT SYMBOL COUNT RATE
+usage: python -m tests.bus_publisher ENDPOINT[,ENDPOINT_B] SYMBOL COUNT RATE
+(two endpoints: every message on both bus lines)
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from tests.publishing import trade
 
 
 def main() -> None:
-    endpoint, symbol, count, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-    publisher = Publisher(endpoint)
+    endpoints, symbol, count, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    publisher = Publisher(tuple(endpoints.split(",")))
     while not select.select([sys.stdin], [], [], 0.01)[0]:
         publisher.publish(trade("WARM", 0.0, provider="test"))
     sys.stdin.readline()
