@@ -7,7 +7,9 @@ Answer, one JSON frame:
     {"provider", "symbol", "state" (bus.events.BOOK_STATES), "message",
      "bids": [[price, size], ...] best first, "asks": [...] best first,
      "ts_event", "kind" and "seq" (the kind and bus sequence number of the last book event
-     applied: book_snapshot or book_delta), "epoch", "generation"}
+     applied: book_snapshot or book_delta), "epoch", "generation", "checksum" (the venue's
+     checksum the handler verified every update of this book with, bus.events.CHECKSUMS: e.g.
+     "kraken-crc32"; "" if the venue sends none)}
 or {"error": "...", "reason": "unknown_book" | "bad_request"}.
 Only a "live" book is the provider's; any other state is the last book held, not the truth.
 
@@ -65,7 +67,7 @@ def describe(provider: str, symbol: str, machine: BookMachine,
         "ts_event": last.ts_event if last else 0,
         "kind": last.__struct_config__.tag if last else "",
         "seq": last.seq if last else 0, "epoch": machine.version[0],
-        "generation": machine.version[1],
+        "generation": machine.version[1], "checksum": machine.checksum,
     }
 
 
@@ -109,7 +111,9 @@ def format_table(book: dict[str, Any]) -> str:
     as received (consumers.books.exact: never rounded)."""
     lines = [f"{book['provider']} {book['symbol']}: {book['state']}"
              + (f" ({book['message']})" if book["message"] else "")
-             + f", generation {book['generation']}, seq {book['seq']}",
+             + f", generation {book['generation']}, seq {book['seq']}"
+             + (f", every update verified by the venue's checksum ({book['checksum']})"
+                if book.get("checksum") else ""),
              f"{'bid size':>12} {'bid':>12}   {'ask':<12} ask size"]
     bids, asks = book["bids"], book["asks"]
     for i in range(max(len(bids), len(asks))):

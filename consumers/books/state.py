@@ -96,6 +96,7 @@ class BookMachine:
         self.previous = STALE  # the state before the last change
         self.message = "no snapshot yet"
         self.version: Version = (0, 0)  # of the book held
+        self.checksum = ""  # the venue's checksum that verified the book held (its snapshot's)
         self.next_delta: int | None = None  # the sequence number the next delta must have
         self.seen: Version = (0, 0)  # the newest of any book event
         self.last: BookSnapshot | BookDelta | None = None  # the last event applied
@@ -112,6 +113,7 @@ class BookMachine:
             return Actions(ignored=OLD_SNAPSHOT)
         self.book.apply_snapshot(event.bids, event.asks)
         self.last = event
+        self.checksum = event.checksum
         self.version = self.seen = version
         self.next_delta = event.delta_seq + 1 if event.delta_seq >= 0 else None
         cross = self.book.cross()
