@@ -138,7 +138,7 @@ async def _supervised(ctx: process.ProcessContext[Settings]) -> None:
         count_bad_input(counts, "bus_gaps", log(), "bus gap",
                         topic=gap.topic.decode(errors="replace"), missed=gap.missed)
 
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe, ctx.settings.patterns, on_gap=on_gap)
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, ctx.settings.patterns, on_gap=on_gap)
     try:
         async for event in sub:
             counts["events_received"] += 1

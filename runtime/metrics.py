@@ -108,6 +108,10 @@ SCHEMA: dict[str, Metric] = {m.name: m for m in (
            "sequence number more than MAX_GAP ahead (forged or corrupt)"),
     Metric("bus_topics_refused", COUNTER, "messages dropped by a consumer's subscriber because "
            "it already tracks its max_topics topics"),
+    Metric("line_duplicates", COUNTER, "second copies a consumer's subscriber dropped, with "
+           "two bus lines: the copy of a message the other line delivered first"),
+    Metric("line_first", COUNTER, "messages a consumer's subscriber took from each bus line "
+           "first, with two lines (a line that is seldom first is slow)", ("line",)),
     Metric("publishers_gone", COUNTER, "publishers a consumer was told of as gone: silent (no "
            "heartbeat for heartbeat_timeout) or stopped (a final heartbeat)", ("how",)),
     Metric("lines_printed", COUNTER, "lines the tail printed"),
@@ -254,11 +258,15 @@ class Metrics:
 def subscriber_counts(sub: Any) -> list[tuple[Hashable, float]]:
     """A bus subscriber's drop counters (bus.sequence), as a collector's pairs:
     `metrics.collect(lambda: subscriber_counts(sub))`."""
-    tracker = sub.tracker
-    return [("bus_duplicates", tracker.duplicates), ("bus_stale_epoch", tracker.stale_epoch),
-            ("bus_topics_refused", tracker.topics_refused),
-            ("bus_implausible", tracker.implausible),
-            ("bus_topics_evicted", tracker.topics_evicted)]
+    tracker, arbiter = sub.tracker, sub.arbiter
+    pairs = [("bus_duplicates", tracker.duplicates), ("bus_stale_epoch", tracker.stale_epoch),
+             ("bus_topics_refused", tracker.topics_refused),
+             ("bus_implausible", tracker.implausible),
+             ("bus_topics_evicted", tracker.topics_evicted)]
+    if arbiter is not None:  # two bus lines (bus.lines)
+        pairs += [("line_duplicates", arbiter.duplicates),
+                  (("line_first", "A"), arbiter.first[0]), (("line_first", "B"), arbiter.first[1])]
+    return pairs
 
 
 def flat(counts: Counts) -> dict[str, float]:

@@ -272,7 +272,7 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
         ctx.counts["book_requests", outcome] += 1
 
     service = BookService(ctx.settings.snapshot_endpoint, builder.books, count_request)
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns(ctx.settings),
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns(ctx.settings),
                           rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
                           on_gap=lambda gap: builder.on_gap(gap, time.monotonic()),
                           on_publisher=lambda gone: builder.on_publisher(gone, time.monotonic()),

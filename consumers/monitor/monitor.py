@@ -206,7 +206,7 @@ class Monitor:
 
 async def work(ctx: process.ProcessContext[Settings]) -> None:
     monitor = Monitor(ctx, Clock(start_time(ctx.settings.fake_now)))
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe, patterns(ctx.settings),
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns(ctx.settings),
                           rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
                           on_gap=monitor.on_gap)
     checks = asyncio.create_task(_checks(monitor, ctx.settings.check_interval), name="checks")

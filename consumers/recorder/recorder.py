@@ -121,7 +121,7 @@ class Recorder:
         self.settings = settings
         self.counts = counts
         self.journal = Journal(Path(settings.directory), settings.segment_bytes)
-        self.sub = Subscriber(bus.subscribe, settings.patterns, raw=True, on_gap=self._on_gap,
+        self.sub = Subscriber(bus.subscribe_endpoints, settings.patterns, raw=True, on_gap=self._on_gap,
                               rcvhwm=settings.rcvhwm, max_topics=settings.max_topics,
                               evict_topics=True)
         self.archive = Archive(self.journal.root)
@@ -139,7 +139,8 @@ class Recorder:
 
     def run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self.sub.socket, zmq.POLLIN)
+        for line in self.sub.sockets:  # one per bus line
+            poller.register(line, zmq.POLLIN)
         if self.service is not None:
             poller.register(self.service, zmq.POLLIN)
         flush_s, next_flush, next_retry = self.settings.flush_ms / 1000, 0.0, 0.0
@@ -148,7 +149,7 @@ class Recorder:
             while not self._stop.is_set():
                 now = time.monotonic()
                 ready = dict(poller.poll(max(0.0, next_flush - now) * 1000))
-                if self.sub.socket in ready:
+                if any(line in ready for line in self.sub.sockets):
                     self._read()
                 if self.service in ready or self._request is not None:
                     self._serve()

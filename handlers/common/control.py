@@ -15,7 +15,7 @@ from tickmesh.runtime.process import ProcessContext
 async def listen_for_control(ctx: ProcessContext, provider: str,
                              handle: Callable[[Control], None]) -> None:
     """Call `handle(request)` for each control request to `provider`, until cancelled."""
-    subscriber = AsyncSubscriber(ctx.spec.bus.subscribe, [f"control.{provider}"])
+    subscriber = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, [f"control.{provider}"])
     try:
         while True:
             request = await subscriber.recv()
