@@ -14,8 +14,9 @@ does not restart), sets up logging (runtime.logs), the lifeline (runtime.lifelin
 publisher, then runs `work(ctx)` beside three duties of its own:
 - a Heartbeat every second with the process's metrics (runtime.metrics);
 - the publisher's subscription draining (bus.publisher says why);
-- readiness: `work` starts once the publisher is connected to the forwarder (at most
-  FORWARDER_WAIT s: a handler's first Status must not be lost), and "ready" is said then,
+- readiness: `work` starts once the publisher is connected to a forwarder (of either line,
+  at most FORWARDER_WAIT s: a handler's first Status must not be lost; a forwarder that comes
+  later, on another host, gets what is published from then on), and "ready" is said then,
   unless the child says it itself (`announces_ready=True`, then `ctx.ready()`: a simulator,
   once it listens; its `work` starts at once, since it publishes nothing but heartbeats).
 SIGTERM or SIGINT cancels `work` and ends the process with 0; `work` raising ends it with 1.
@@ -108,7 +109,8 @@ def run(main: Callable[[ProcessContext[S]], Awaitable[None]], settings: type[S] 
         log().error("bad settings", error=str(exc))
         sys.exit(EXIT_BAD_SETTINGS)
     exit_with_parent()
-    publisher = Publisher(spec.bus.publish, sndhwm=spec.bus.hwm, ready_timeout=0)
+    # one publisher connected to every line's forwarder (bus.publisher)
+    publisher = Publisher(spec.bus.publish_endpoints, sndhwm=spec.bus.hwm, ready_timeout=0)
     metrics = Metrics()
     metrics.collect(lambda: [(("events_published", kind, provider), count)
                              for (kind, provider), count in publisher.stream_counts().items()])

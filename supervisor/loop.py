@@ -1,11 +1,14 @@
-"""The supervisor loop: start the forwarder and the children, restart them as their state
-machines say, answer the control socket, heartbeat, and on SIGINT/SIGTERM stop them in
-reverse order (SIGTERM, then SIGKILL after each one's shutdown_timeout).
+"""The supervisor loop: start the forwarder (if this host runs one) and the children, restart
+them as their state machines say, answer the control socket, heartbeat, and on SIGINT/SIGTERM
+stop them in reverse order (SIGTERM, then SIGKILL after each one's shutdown_timeout).
 
-Start order: every child waits for the forwarder to say "ready", and for the children its
-`after` names (runtime.readiness), at most its `ready_timeout` seconds in all; then it starts
-anyway, with a warning (a handler reconnects with backoff; nothing is gained by never
-starting it). A restart does not wait. `restart NAME` on the control socket kills a running
+Start order: every child waits for the forwarder, if this host runs one, to say "ready", and
+for the children its `after` names (runtime.readiness), at most its `ready_timeout` seconds in
+all; then it starts anyway, with a warning (a handler reconnects with backoff; nothing is
+gained by never starting it). A restart does not wait. On a host without a forwarder
+([bus] forwarder = "none") nothing waits for one: the children and the supervisor's own
+heartbeat and watch connect to the bus's lines elsewhere, and catch up whenever a forwarder
+comes (libzmq reconnects). `restart NAME` on the control socket kills a running
 child (as at a stop: SIGTERM, then SIGKILL after its shutdown_timeout) and its exit restarts it
 at once. `stop NAME` stops one child the same way and holds it stopped; `start NAME` starts
 it again (supervisor.child). `stop` stops the whole system, as SIGTERM does. `reload` reads
@@ -21,7 +24,10 @@ running (at the latest 10 s after the start), at 10 s, and every minute after.
 Its `status` answer, and its Prometheus endpoint (`[supervisor] metrics`, listening before any
 child starts), tell each process's health as the bus shows it, CPU and memory
 (supervisor.observer); a child whose process exited is stopped there, final heartbeat or not
-(one killed outright sends none).
+(one killed outright sends none). They also tell each bus line's reachability: the supervisor
+heartbeats on every line (one publisher connected to each) and reads each line alone for its
+own heartbeat coming back (supervisor.reach). It goes by its name, `[supervisor] name`: its
+heartbeats, metrics and log.
 
 Each child's stdout and stderr, and the supervisor's own log, are relayed line by line to the
 console and to NAME.log in the log dir (supervisor.output).
@@ -58,14 +64,12 @@ from tickmesh.runtime.spec import ChildSpec
 from tickmesh.supervisor import launch
 from tickmesh.supervisor import reload as reloading
 from tickmesh.supervisor.child import STARTUP_SECONDS, Child, State
-from tickmesh.supervisor.config import SUPERVISOR_NAME, Config, ConfigError
+from tickmesh.supervisor.config import Config, ConfigError
 from tickmesh.supervisor.control import (BAD_CONFIG, ESSENTIAL, NOT_RUNNING, NOT_STOPPED, OTHER_CONFIG,
                                 RESTART_REQUIRED, STOPPING, UNKNOWN_CHILD, ControlServer, refusal)
 from tickmesh.supervisor.observer import Observer
 from tickmesh.supervisor.output import Output
 from tickmesh.supervisor.summary import FLOWING_AFTER, SUMMARY_EVERY, summary
-
-NAME = SUPERVISOR_NAME
 
 
 class Supervisor:
@@ -85,13 +89,16 @@ class Supervisor:
         self.metrics = Metrics()
         self.metrics.collect(self._child_metrics)
         self.output = Output(config, self.metrics)  # every process's output: console, log files
-        self.observer = Observer(lambda: self.children, NAME)  # health, CPU, memory, Prometheus
+        # health, CPU, memory, the lines' reach, Prometheus
+        self.observer = Observer(lambda: self.children, config.name, config.bus)
+        self._epoch = time.time_ns()  # its heartbeat publisher's: its own heartbeats' mark
         _mask_secrets(self.variables)
 
     async def run(self) -> None:
         """Supervise until SIGINT or SIGTERM, then stop every child."""
         self.output.start()
-        configure_logging(NAME, sink=self.output.sink(NAME))  # its own log: the same way
+        name = self.config.name
+        configure_logging(name, sink=self.output.sink(name))  # its own log: the same way
         sockets.use(self.config.bus)  # its heartbeat and control sockets: the bus's security
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -100,13 +107,16 @@ class Supervisor:
         control = ControlServer(self.config.control, self)
         serving = asyncio.create_task(control.serve(), name="control")
         self._write_system_file()
+        bus = self.config.bus
         self._log.info("supervisor starting", config=str(self.config.path), pid=os.getpid(),
-                       control=self.config.control)
-        forwarder, *children = self.children
+                       control=self.config.control, forwarder=bus.forwarder,
+                       lines={line.name: [line.publish, line.subscribe] for line in bus.lines})
         watching = asyncio.create_task(self._watch(), name="watch")  # before the children
-        self._start(forwarder)
-        for child in children:
-            self._spawn(self._start_when_ready(child))
+        for child in self.children:
+            if child.config is self.config.forwarder:
+                self._start(child)
+            else:
+                self._spawn(self._start_when_ready(child))
         beating = asyncio.create_task(self._heartbeat(), name="heartbeat")
         summing = asyncio.create_task(self._summarize(), name="summary")
         await self._stop_requested.wait()
@@ -163,7 +173,7 @@ class Supervisor:
             return self._unknown(name)
         if self._stopping:
             return refusal("the system is stopping", STOPPING)
-        if name == self.config.forwarder.name:
+        if self.config.forwarder and name == self.config.forwarder.name:
             return refusal(f"{name} cannot be stopped alone: every process depends on it "
                            f"(`tickmesh stop` stops the whole system, `tickmesh restart {name}` "
                            "restarts it)", ESSENTIAL)
@@ -226,7 +236,8 @@ class Supervisor:
         task.add_done_callback(self._waiting.discard)
 
     async def _start_when_ready(self, child: Child) -> None:
-        waits_for = [self.config.forwarder.name, *child.config.after]
+        forwarder = [self.config.forwarder.name] if self.config.forwarder else []
+        waits_for = [*forwarder, *child.config.after]
         pending = [self._ready[name].wait() for name in waits_for]
         try:
             await asyncio.wait_for(asyncio.gather(*pending), child.config.ready_timeout)
@@ -293,7 +304,8 @@ class Supervisor:
         fresh = {child.name: Child(child) for child in new.children
                  if child.name not in changes.unchanged}
         kept = {child.name: child for child in self.children}
-        self.children = [self.children[0],  # the forwarder, which never changes
+        forwarder = [kept[new.forwarder.name]] if new.forwarder else []  # it never changes
+        self.children = [*forwarder,
                          *(fresh.get(child.name) or kept[child.name] for child in new.children)]
         for child in fresh.values():  # (readiness events are never dropped: a start under
             self._ready.setdefault(child.name, asyncio.Event())  # way may wait on any)
@@ -301,13 +313,20 @@ class Supervisor:
 
     # --- heartbeat --------------------------------------------------------------------------
 
+    async def _forwarder_ready(self) -> None:
+        """Once this host's forwarder said "ready" (at once, if it runs none)."""
+        if self.config.forwarder:
+            await self._ready[self.config.forwarder.name].wait()
+
     async def _heartbeat(self) -> None:
-        await self._ready[self.config.forwarder.name].wait()
-        publisher = Publisher(self.config.bus.publish, sndhwm=self.config.bus.hwm,
-                              ready_timeout=0)
+        """A heartbeat every second on every line, all its life: it tells the other processes
+        (and other hosts) it is there, and its coming back tells each line's reach."""
+        await self._forwarder_ready()
+        publisher = Publisher(self.config.bus.publish_endpoints, sndhwm=self.config.bus.hwm,
+                              ready_timeout=0, epoch=self._epoch)
         try:
             while True:
-                publish_heartbeat(publisher, NAME, self.metrics)
+                publish_heartbeat(publisher, self.config.name, self.metrics)
                 publisher.drain_subscriptions()
                 await asyncio.sleep(HEARTBEAT_SECONDS)
         finally:
@@ -339,9 +358,10 @@ class Supervisor:
         self._log.info("system", **summary(self.status(), not_started))
 
     async def _watch(self) -> None:
-        """Follow every process's heartbeats and status on the bus, once it is there."""
-        await self._ready[self.config.forwarder.name].wait()
-        await self.observer.watch(self.config.bus.subscribe)
+        """Follow every process's heartbeats and status on the bus, and each line's reach, once
+        this host's forwarder is there (if it runs one)."""
+        await self._forwarder_ready()
+        await asyncio.gather(self.observer.watch(), self.observer.watch_lines(self._epoch))
 
     def _child_metrics(self) -> list[tuple[tuple[str, str], float]]:
         pairs: list[tuple[tuple[str, str], float]] = []

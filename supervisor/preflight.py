@@ -8,12 +8,13 @@
   of its own, killed when the check ends, so that nothing a module started at import (a
   server, a process) outlives it;
 - no two listeners of the config share a TCP port (on one address, or on a wildcard one) or an
-  ipc socket file: the bus endpoints, the control socket, the Prometheus endpoint and what the
-  children's settings listen on (runtime.check);
-- before `tickmesh run` only, the machine: nobody may already hold the bus endpoints or the
-  ports the children will listen on (a second system would otherwise knock the first off or
-  quietly take its bus over); with CURVE, the forwarder this system starts needs the server's
-  secret key; the Prometheus endpoint's port must be free.
+  ipc socket file: the endpoints of the bus line whose forwarder runs here (none, with
+  [bus] forwarder = "none": the bus is elsewhere), the control socket, the Prometheus endpoint
+  and what the children's settings listen on (runtime.check);
+- before `tickmesh run` only, the machine: nobody may already hold the endpoints of the line
+  whose forwarder runs here or the ports the children will listen on (a second system would
+  otherwise knock the first off or quietly take its bus over); with CURVE, a forwarder this
+  system starts needs the server's secret key; the Prometheus endpoint's port must be free.
 
 Each problem names the file, the child (children[3] (polygon)) and the key.
 """
@@ -170,10 +171,18 @@ def _text(file: IO[bytes]) -> str:
 
 # --- listeners -----------------------------------------------------------------------------
 
+def _forwarder_listens(config: Config) -> list[list[str]]:
+    """[key, endpoint] of what this host's forwarder listens on (none if it runs none)."""
+    line = config.bus.served_line
+    if line is None:
+        return []
+    suffix = "" if line.name == "A" else "_b"
+    return [[f"bus.publish{suffix}", line.publish], [f"bus.subscribe{suffix}", line.subscribe]]
+
+
 def _own_listens(config: Config) -> list[list[str]]:
     """[key, endpoint] of what the supervisor and the forwarder listen on."""
-    found = [["bus.publish", config.bus.publish], ["bus.subscribe", config.bus.subscribe],
-             ["supervisor.control", config.control]]
+    found = [*_forwarder_listens(config), ["supervisor.control", config.control]]
     if config.metrics:
         host, port = config.metrics
         found.append(["supervisor.metrics", tcp_endpoint(host, port)])
@@ -224,11 +233,12 @@ def _tcp_address(endpoint: str) -> tuple[str, int] | None:
 # --- the machine ---------------------------------------------------------------------------
 
 def check_machine(config: Config, listens: list[list[str]]) -> None:
-    """Raise ConfigError if the bus endpoints or a child's listening port are held already."""
-    problems = [f"bus.{key}: {problem}" for key, endpoint in
-                (("publish", config.bus.publish), ("subscribe", config.bus.subscribe))
+    """Raise ConfigError if the endpoints of the line whose forwarder runs here, or a child's
+    listening port, are held already."""
+    problems = [f"{key}: {problem}" for key, endpoint in _forwarder_listens(config)
                 if (problem := owner_problem(endpoint))]
-    if config.bus.curve and (problem := key_file_problem(config.bus.server_key_file, secret=True)):
+    if (config.forwarder and config.bus.curve
+            and (problem := key_file_problem(config.bus.server_key_file, secret=True))):
         problems.append(f"bus.server_key_file: {problem} (the forwarder runs here)")
     problems += [f"{key}: {problem}" for key, endpoint in listens
                  if (problem := _held(endpoint))]

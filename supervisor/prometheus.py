@@ -13,13 +13,19 @@ exported. Derived, per process:
     tickmesh_process_cpu_seconds_total         user + system CPU time (psutil)
     tickmesh_process_resident_memory_bytes     resident memory (psutil)
     tickmesh_child_state{state}                1 for the child's state, 0 for the others
+
+And, per bus line (supervisor.reach), without a `process` label:
+
+    tickmesh_bus_line_up{line}                 1 while the supervisor's own heartbeat comes back
+                                               on the line, else 0
+    tickmesh_bus_line_heartbeat_age_seconds{line}  seconds since it last came (none: never)
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -31,6 +37,7 @@ from tickmesh.bus.events import Sample
 from tickmesh.runtime.metrics import COUNTER, HISTOGRAM, SCHEMA, Metric
 from tickmesh.supervisor.child import Child, State
 from tickmesh.supervisor.health import Health
+from tickmesh.supervisor.reach import UP
 from tickmesh.supervisor.usage import Usage
 
 PATH = "/metrics"
@@ -44,12 +51,15 @@ class Exporter(Collector):
     """Reads the supervisor's view of its processes at each scrape."""
 
     def __init__(self, health: Health, usage: Usage, children: Callable[[], Sequence[Child]],
-                 supervisor: str) -> None:
-        """`children`: the supervised children now; `supervisor`: its own process name."""
+                 supervisor: str,
+                 lines: Callable[[], list[dict[str, Any]]] = lambda: []) -> None:
+        """`children`: the supervised children now; `supervisor`: its own process name;
+        `lines`: each bus line's reachability now (supervisor.reach's report)."""
         self._health = health
         self._usage = usage
         self._children = children
         self._supervisor = supervisor
+        self._lines = lines
 
     def collect(self) -> Iterator[Family]:
         now = time.time()
@@ -62,6 +72,7 @@ class Exporter(Collector):
         yield from self._health_families(running, now)
         yield from self._usage_families(running)
         yield self._states()
+        yield from self._line_families()
 
     def _health_families(self, running: dict[str, int], now: float) -> tuple[Family, ...]:
         age = GaugeMetricFamily(f"{PREFIX}heartbeat_age_seconds",
@@ -102,6 +113,20 @@ class Exporter(Collector):
             for state in State:
                 states.add_metric([child.name, str(state)], float(child.state is state))
         return states
+
+
+    def _line_families(self) -> tuple[Family, ...]:
+        up = GaugeMetricFamily(f"{PREFIX}bus_line_up", "1 while the supervisor's own heartbeat "
+                               "comes back on the bus line (both its sides work from this host), "
+                               "else 0", labels=["line"])
+        age = GaugeMetricFamily(f"{PREFIX}bus_line_heartbeat_age_seconds", "seconds since the "
+                                "supervisor's own heartbeat last came back on the bus line",
+                                labels=["line"])
+        for line in self._lines():
+            up.add_metric([line["line"]], float(line["state"] == UP))
+            if line["own_heartbeat_age"] is not None:
+                age.add_metric([line["line"]], line["own_heartbeat_age"])
+        return up, age
 
 
 def _heartbeat_families(beats: Iterable[tuple[str, list[Sample]]]) -> Iterable[Family]:

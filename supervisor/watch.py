@@ -3,7 +3,12 @@ book snapshot (a resync's end), fed to supervisor.health with the time each came
 
 One subscriber with a small queue (HWM): if the supervisor falls behind, it loses messages
 rather than anyone waiting for it, and health catches up at the next heartbeats. Book
-snapshots are received raw and never decoded, so large books cost next to nothing.
+snapshots are received raw and never decoded, so large books cost next to nothing. It reads
+every line of the bus (bus.subscriber arbitrates them).
+
+Beside it, `watch_line` follows one line alone, for supervisor.reach: the heartbeats that line
+brings, raw (their topic and epoch only), and among them the supervisor's own (its topic, and
+its heartbeat publisher's epoch).
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from tickmesh.bus import events
 from tickmesh.bus.subscriber import AsyncSubscriber, RawMessage
 from tickmesh.bus.topics import split
 from tickmesh.supervisor.health import Health
+from tickmesh.supervisor.reach import Reach
 
 PATTERNS = ("heartbeat", "status", "book_snapshot")
 HWM = 10_000
+LINE_HWM = 1_000  # a line's heartbeats only
 
 
-async def watch(endpoint: str, health: Health) -> None:
-    """Feed `health` from the bus at `endpoint` until cancelled."""
-    subscriber = AsyncSubscriber(endpoint, PATTERNS, rcvhwm=HWM, raw=True)
+async def watch(endpoints: tuple[str, ...], health: Health) -> None:
+    """Feed `health` from the bus at `endpoints` (each line's) until cancelled."""
+    subscriber = AsyncSubscriber(endpoints, PATTERNS, rcvhwm=HWM, raw=True)
     try:
         async for message in subscriber:
             try:
@@ -50,3 +57,15 @@ def observe(health: Health, message: RawMessage, now: float) -> None:
         health.status(event, now)
     elif kind == "book_snapshot":
         health.snapshot(provider, symbol, message.epoch)
+
+
+async def watch_line(line: str, endpoint: str, reach: Reach, own: tuple[bytes, int]) -> None:
+    """Tell `reach` of every heartbeat that comes on `line` (at `endpoint`) until cancelled;
+    `own`: the topic and publisher epoch of the supervisor's own heartbeats."""
+    subscriber = AsyncSubscriber(endpoint, ("heartbeat",), rcvhwm=LINE_HWM, raw=True,
+                                 heartbeat_timeout=0)
+    try:
+        async for message in subscriber:
+            reach.heard(line, (message.topic, message.epoch) == own, time.time())
+    finally:
+        subscriber.close()

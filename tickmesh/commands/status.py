@@ -1,7 +1,10 @@
 """ask the running supervisor how its processes are (exit 1 if none answers)
 
-Two tables: every process (the supervisor first) with its life and its CPU and memory, then
-every feed (a handler's connection) with its state, traffic, gaps and last error. `--json`
+Three tables: every process of this host (the supervisor first, by its name) with its life and
+its CPU and memory; every feed (a handler's connection) with its state, traffic, gaps and last
+error; then the bus: each line, whether its forwarder runs on this host, whether it is
+reachable from here (up: the supervisor's own heartbeat came back on it within 3 s,
+supervisor.reach), when its own and any heartbeat last came, and its endpoints. `--json`
 prints the supervisor's whole answer (docs/operations.md describes each field).
 """
 
@@ -20,6 +23,8 @@ PROCESS_COLUMNS = ("name", "state", "ready", "pid", "uptime", "restarts", "exit"
                    "rss_mb", "out/s", "in/s", "heartbeat")
 FEED_COLUMNS = ("process", "provider", "connection", "events/s", "last_event", "gaps",
                 "reconnects", "resyncing", "p50_ms", "p99_ms", "last_error")
+LINE_COLUMNS = ("line", "state", "forwarder", "own_heartbeat", "any_heartbeat", "publish",
+                "subscribe")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,8 +44,10 @@ def run(args: argparse.Namespace, _rest: list[str]) -> None:
 
 
 def table(status: dict[str, Any], now: Callable[[], float] = time.time) -> str:
-    """The processes' table, then the feeds' (if any handler has a connection)."""
-    processes = {"supervisor": {"state": "running", **status["supervisor"]},
+    """The processes' table, then the feeds' (if any handler has a connection), then the bus
+    lines' (if the answer has them)."""
+    supervisor = status["supervisor"].get("name", "supervisor")
+    processes = {supervisor: {"state": "running", **status["supervisor"]},
                  **status["children"]}
     lines = [f"supervisor pid {status['pid']}, config {status['config']}", ""]
     lines += _aligned([PROCESS_COLUMNS, *(_process_row(name, process)
@@ -50,7 +57,21 @@ def table(status: dict[str, Any], now: Callable[[], float] = time.time) -> str:
     if feeds:
         lines += ["", *_fitted([FEED_COLUMNS, *(_feed_row(name, health, now())
                                                 for name, health in feeds)])]
+    if (status.get("bus") or {}).get("lines"):
+        lines += ["", *_fitted([LINE_COLUMNS, *map(_line_row, status["bus"]["lines"])])]
     return "\n".join(lines)
+
+
+def _line_row(line: dict[str, Any]) -> tuple[str, ...]:
+    """A bus line: "A  up  here  0.4s ago  0.4s ago  PUBLISH  SUBSCRIBE" (heartbeats: when
+    the supervisor's own, and any, last came on it; "never")."""
+    return (line["line"], line["state"], "here" if line["forwarder_here"] else "elsewhere",
+            _ago(line["own_heartbeat_age"]), _ago(line["heartbeat_age"]), line["publish"],
+            line["subscribe"])
+
+
+def _ago(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{_duration(seconds)} ago"
 
 
 def _process_row(name: str, process: dict[str, Any]) -> tuple[str, ...]:

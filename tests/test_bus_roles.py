@@ -1,0 +1,154 @@
+"""Across machines (issue 19), two hosts played by two supervisors on one machine, each with a
+run dir of its own, on one bus over loopback TCP: host 1 runs only the forwarder (line A),
+host 2 runs no forwarder ([bus] forwarder = "none") but a simulator, its handler and a tail.
+Events flow from host 2 through host 1's forwarder; `tickmesh status` on each host lists only
+that host's processes, and the line with its reachability. Started with no forwarder there
+yet, host 2 runs its children, says line A is unreachable, and catches up, with nobody doing
+anything, once host 1 comes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tickmesh.bus import Subscriber
+from tests.conftest import free_port
+from tests.supervised import Running, child_toml, tickmesh, write_config
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+HOST_2_CHILDREN = ["alpaca-sim", "alpaca", "tail"]
+
+
+def bus_toml(publish: int, subscribe: int, name: str, forwarder: str = "A") -> str:
+    return (f'[bus]\npublish = "tcp://127.0.0.1:{publish}"\n'
+            f'subscribe = "tcp://127.0.0.1:{subscribe}"\nforwarder = "{forwarder}"\n'
+            f'[supervisor]\nname = "{name}"\n')
+
+
+def host_1(machine: Path, ports: tuple[int, int]) -> tuple[Path, Path]:
+    """(run dir, config) of a forwarder-only host, in the directory `machine`."""
+    run_dir = _run_dir(machine, "h1")
+    return run_dir, write_config(run_dir, bus_toml(*ports, "host-1"))
+
+
+def host_2(machine: Path, ports: tuple[int, int]) -> tuple[Path, Path]:
+    """(run dir, config) of a host of handlers, with no forwarder, in the directory `machine`."""
+    run_dir, sim = _run_dir(machine, "h2"), free_port()
+    return run_dir, write_config(
+        run_dir, bus_toml(*ports, "host-2", forwarder="none"),
+        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
+                   {"host": "127.0.0.1", "port": sim, "rate": 50, "symbols": ["AAPL"]}),
+        child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
+                   {"url": f"ws://127.0.0.1:{sim}/v2/iex", "symbols": ["AAPL"],
+                    "backoff_min": 0.05, "backoff_max": 0.5},
+                   after=["alpaca-sim"], shutdown_timeout=1.0),
+        child_toml("tail", "tickmesh.consumers.tail", {"patterns": ["trade.alpaca"]}))
+
+
+def _run_dir(machine: Path, name: str) -> Path:
+    path = machine / name
+    path.mkdir()
+    return path
+
+
+def status(spawn: Callable, run_dir: Path) -> dict[str, Any]:
+    """`tickmesh status --json` on the host of `run_dir` (its system.json finds it)."""
+    answer = tickmesh(spawn, run_dir, "status", "--json")
+    assert answer.code == 0, answer.err
+    return json.loads(answer.out)
+
+
+def line_a(answer: dict[str, Any]) -> dict[str, Any]:
+    [line] = answer["bus"]["lines"]
+    assert line["line"] == "A"
+    return line
+
+
+def received(host: Running, name: str) -> int:
+    """What host's child `name` has counted received or published, as the bus shows it."""
+    health = ((host.status() or {"children": {}})["children"].get(name) or {}).get("health")
+    if not health:
+        return 0
+    return max(health["events_received"] or 0, health["events_published"])
+
+
+def flowing(host: Running) -> bool:
+    """The handler publishes and the tail receives, as host's supervisor sees on the bus."""
+    return received(host, "alpaca") > 0 and received(host, "tail") > 0
+
+
+def trades_through(subscribe: int) -> Any:
+    """A trade of host 2's handler, read at host 1's forwarder (a third host, say)."""
+    with Subscriber(f"tcp://127.0.0.1:{subscribe}", ["trade.alpaca"]) as sub:
+        return sub.recv(timeout=10)
+
+
+def test_a_host_without_a_forwarder_publishes_through_another_hosts(spawn, run_dir):
+    ports = (free_port(), free_port())
+    run_1, config_1 = host_1(run_dir, ports)
+    run_2, config_2 = host_2(run_dir, ports)
+    first = Running(spawn, run_1, config_1)
+    first.wait_for("forwarder", "running")
+    second = Running(spawn, run_2, config_2)
+    second.wait_all_running(timeout=20)
+
+    wait_until(lambda: flowing(second), timeout=20,
+               what="host 2's handler publishing and its tail receiving")
+    trade = trades_through(ports[1])
+    assert trade is not None and trade.provider == "alpaca" and trade.symbol == "AAPL"
+
+    one, two = status(spawn, run_1), status(spawn, run_2)
+    assert list(one["children"]) == ["forwarder"]  # its own processes only
+    assert list(two["children"]) == HOST_2_CHILDREN
+    assert (one["supervisor"]["name"], two["supervisor"]["name"]) == ("host-1", "host-2")
+    assert (one["bus"]["forwarder"], two["bus"]["forwarder"]) == ("A", "none")
+    wait_until(lambda: line_a(status(spawn, run_1))["state"] == "up", timeout=10,
+               what="host 1 to find line A up")
+    line = line_a(two)
+    assert line == {**line, "state": "up", "forwarder_here": False,
+                    "publish": f"tcp://127.0.0.1:{ports[0]}",
+                    "subscribe": f"tcp://127.0.0.1:{ports[1]}"}
+    assert line["own_heartbeat_age"] < 3 and line_a(one)["forwarder_here"] is True
+    # host 1's forwarder carries host 2's events
+    forwarder = one["children"]["forwarder"]["health"]
+    assert forwarder["events_published"] > 0
+
+    table = tickmesh(spawn, run_2, "status").out
+    rows = [line.split()[0] for line in table.split("\n\n")[1].splitlines()[1:]]
+    assert rows == ["host-2", *HOST_2_CHILDREN]
+    bus = table.split("\n\n")[-1].splitlines()
+    assert bus[0].split() == ["line", "state", "forwarder", "own_heartbeat", "any_heartbeat",
+                              "publish", "subscribe"]
+    row = bus[1].split()
+    assert row[:3] == ["A", "up", "elsewhere"] and row[4] == row[6] == "ago"
+    assert row[-2:] == [f"tcp://127.0.0.1:{ports[0]}", f"tcp://127.0.0.1:{ports[1]}"]
+
+
+def test_without_its_forwarder_a_host_runs_and_catches_up_when_it_comes(spawn, run_dir):
+    ports = (free_port(), free_port())
+    run_1, config_1 = host_1(run_dir, ports)
+    run_2, config_2 = host_2(run_dir, ports)
+    second = Running(spawn, run_2, config_2)
+    second.wait_all_running(timeout=20)  # nothing waits for a forwarder that is not there
+
+    line = line_a(status(spawn, run_2))
+    assert (line["state"], line["own_heartbeat_age"], line["heartbeat_age"]) == (
+        "unreachable", None, None)
+    table = tickmesh(spawn, run_2, "status").out
+    assert table.split("\n\n")[-1].splitlines()[1].split()[:5] == [
+        "A", "unreachable", "elsewhere", "never", "never"]
+    assert not flowing(second)  # its supervisor sees nothing: the bus is not there
+
+    Running(spawn, run_1, config_1)  # the forwarder comes; nobody touches host 2
+    wait_until(lambda: line_a(status(spawn, run_2))["state"] == "up", timeout=20,
+               what="host 2 to find line A up")
+    wait_until(lambda: flowing(second), timeout=20,
+               what="host 2's handler publishing and its tail receiving")
+    trade = trades_through(ports[1])
+    assert trade is not None and trade.provider == "alpaca"
+    assert all(child["restarts"] == 0 for child in status(spawn, run_2)["children"].values())
