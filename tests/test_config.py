@@ -72,8 +72,8 @@ def test_the_shipped_default_config_is_valid(write):
     config = load(REPO / "config" / "default.toml")
     names = [child.name for child in config.processes]
     assert names == ["forwarder", "alpaca-sim", "polygon-sim", "ib-sim", "coinbase-sim",
-                     "binance-sim", "books", "alpaca", "polygon", "ib", "coinbase", "binance",
-                     "recorder", "bars", "monitor"]
+                     "binance-sim", "kraken-sim", "books", "alpaca", "polygon", "ib", "coinbase",
+                     "binance", "kraken", "recorder", "bars", "monitor"]
 
 
 @pytest.mark.parametrize("text, expected", [

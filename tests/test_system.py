@@ -20,7 +20,7 @@ from tests.waiting import wait_until
 # fixed ports (the demo's, the metrics port): never two such tests at once (pytest -n)
 pytestmark = pytest.mark.xdist_group("fixed_ports")
 
-DEMO_PORTS = (18765, 18766, 17497, 18767, 18768, 9108)
+DEMO_PORTS = (18765, 18766, 17497, 18767, 18768, 18769, 9108)
 PROVIDERS = {"alpaca", "polygon", "ib"}
 
 
