@@ -108,7 +108,7 @@ def _write(line: str) -> None:
     sys.stdout.flush()
 
 
-def print_events(endpoint: str, patterns: Sequence[str], count: int = 0,
+def print_events(endpoint: str | tuple[str, ...], patterns: Sequence[str], count: int = 0,
                  force_json: bool = False) -> None:
     """Print the events matching `patterns` (checked already; none: DEFAULT_PATTERNS) from the
     forwarder's subscribe `endpoint` until interrupted, or until `count` are printed (0: no

@@ -31,7 +31,7 @@ class Played(NamedTuple):
     seconds: float
 
 
-def play(recording: Recording, endpoint: str, speed: float, patterns: Sequence[str] = (),
+def play(recording: Recording, endpoint: str | tuple[str, ...], speed: float, patterns: Sequence[str] = (),
          start: int | None = None, end: int | None = None,
          go: Callable[[], object] = lambda: None, subscriber: bool = False) -> Played:
     """Publish the recorded messages received between `start` and `end` (ns since the epoch,

@@ -74,7 +74,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, _rest: list[str]) -> None:
     from tickmesh.consumers.recorder import recording  # loaded by this command alone
 
-    live = find(args.config)["bus"]["publish"] if args.live else None
+    live = BusConfig.from_dict(find(args.config)["bus"]).publish_endpoints if args.live else None
     try:
         source = recording.Recording(args.path)
     except recording.RecordingError as exc:
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace, _rest: list[str]) -> None:
         own.close(args.keep_log)
 
 
-def _play(args: argparse.Namespace, source: Recording, endpoint: str,
+def _play(args: argparse.Namespace, source: Recording, endpoint: str | tuple[str, ...],
           subscriber: bool = False) -> None:
     """Replay `source` onto the bus at `endpoint` as the arguments say, and say how it went."""
     from tickmesh.consumers.recorder import playback

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tickmesh.bus.sockets import BusConfig
 from tickmesh.bus.topics import TopicError
 from tickmesh.tailing import KINDS, check_pattern, unpublished
 from tickmesh.supervisor import config as configs
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace, _rest: list[str]) -> None:
     system = find(args.config)
     for warning in unpublished(args.patterns, _children(system.get("config"))):
         print(f"tickmesh tail: warning: {warning}", file=sys.stderr, flush=True)
-    print_events(system["bus"]["subscribe"], args.patterns, args.count, args.json)
+    print_events(BusConfig.from_dict(system["bus"]).subscribe_endpoints, args.patterns,
+                 args.count, args.json)
 
 
 def _children(path: str | None) -> tuple[configs.ChildConfig, ...] | None:

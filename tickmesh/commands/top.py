@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.live import Live
 
 from tickmesh.bus.events import Bbo, Quote
+from tickmesh.bus.sockets import BusConfig
 from tickmesh.bus.subscriber import Subscriber
 from tickmesh.bus.topics import TERMINATOR
 from tickmesh.supervisor import config as system_config
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace, _rest: list[str]) -> None:
     chosen = symbols(args.symbols)
     system = find(args.config)
     model = Model(chosen or config_symbols(system.get("config")), history_length(args.interval))
-    with Inputs(system["control"], system["bus"]["subscribe"], model) as inputs:
+    with Inputs(system["control"], BusConfig.from_dict(system["bus"]).subscribe_endpoints,
+                model) as inputs:
         if not inputs.poll():
             die(f"{model.error} (run dir {system['run_dir']})", EXIT_NO_SUPERVISOR)
         console = _console(args.width)
@@ -122,7 +124,7 @@ class Inputs:
     """What the dashboard reads into its model: the supervisor's status, one request per
     poll, and, between polls, the bus's quotes and bbos of the chosen symbols."""
 
-    def __init__(self, control: str, subscribe: str, model: Model) -> None:
+    def __init__(self, control: str, subscribe: tuple[str, ...], model: Model) -> None:
         self.model = model
         self._control = control
         self._subscribe = subscribe
