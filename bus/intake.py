@@ -1,8 +1,10 @@
 """One message in: what a subscriber does with each message it reads, before its reader sees it
 (bus.sequence has the rules it follows).
 
-A heartbeat notes its publisher alive (rule 8: or stopped, its final one), and is delivered
-only if a pattern asks for it. Any other message is filtered (what a prefix subscription could
+With two bus lines (`accept_from`), each message is first arbitrated (bus.lines: the second
+copy dropped, a message that reveals a gap on one line held for the other), and only what
+passes goes on as follows. A heartbeat notes its publisher alive (rule 8: or stopped, its
+final one), and is delivered only if a pattern asks for it. Any other message is filtered (what a prefix subscription could
 not: bus.topics.Selection), converted (bus.messages) and tracked (rules 1-7). `accept` answers
 the message to deliver now, None (not wanted, malformed or dropped), or HELD: something must be
 told first (a gap, a publisher stopped) or fetched (a fill request), and `pending` now holds

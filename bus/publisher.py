@@ -1,6 +1,7 @@
 """Publisher: puts events on the bus without ever blocking the caller.
 
-Connects an XPUB socket to the forwarder's publish endpoint. The forwarder subscribes to
+Connects an XPUB socket to the forwarder's publish endpoint (with two bus lines, to both
+forwarders': every message goes on both lines, each through a queue of its own, bus.sockets). The forwarder subscribes to
 everything as soon as a publisher connects; the publisher waits (boundedly) for that
 subscription before its first send, so a new process does not lose its first events to the
 "slow joiner" race. After that, sends never block: libzmq drops past the send high-water mark,

@@ -3,7 +3,9 @@ forwarder's two, and the request/reply pairs (the supervisor's control socket, t
 builder's snapshot service). Socket options, and transport security, are therefore set in
 one place.
 
-`BusConfig` is the `[bus]` table of a config, as every child receives it: the two endpoints,
+`BusConfig` is the `[bus]` table of a config, as every child receives it: the two endpoints
+of line A (and of line B, if there is one: a second forwarder, on another host, that carries
+every message too; `forwarder` says which line's forwarder this host runs, or "none"),
 the high-water marks (messages queued before libzmq drops: `hwm` for each publisher's send
 queue and the forwarder's intake from it, `subscriber_hwm` for the forwarder's send queue to
 each subscriber and, unless a consumer sets its own, that subscriber's receive queue: what a

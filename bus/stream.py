@@ -1,5 +1,7 @@
 """What the blocking and the asyncio subscribers share: the SUB socket (to `endpoint`, else to
-the bus of the system running in the run dir: bus.endpoints), and the stream out, in order.
+the bus of the system running in the run dir: bus.endpoints; with two bus lines, a SUB socket
+each, read in turn, and bus.lines keeping the first copy of each message), and the stream out,
+in order.
 
 `_collect` takes what is pending (bus.intake: notices, fill requests, messages held behind
 them), then what has arrived at the socket, into a batch that ends before a notice or a fill

@@ -8,7 +8,10 @@ get: messages lost, duplicates and stale publishers dropped, publishers gone sil
 Where: `Subscriber(endpoint, patterns)` connects to `endpoint`; with no endpoint (None), to the
 bus of the system running in the run dir (TICKMESH_RUN_DIR, else /tmp/tickmesh-UID), whose
 keys, with CURVE on, are put to use; bus.endpoints.NoSystem, naming the run dir, if none runs
-there. No patterns: every event. Having heard nothing at its endpoint (no heartbeat, no
+there. Two endpoints (a tuple: `BusConfig.subscribe_endpoints` with two bus lines): both lines
+are read, and the first copy of each message is kept (bus.lines: the second is dropped and
+counted in `arbiter.duplicates`, the line that was first in `arbiter.first`; a message lost on
+one line is no gap if the other brought it). No patterns: every event. Having heard nothing at its endpoint (no heartbeat, no
 message) NO_SYSTEM_AFTER s (5) after connecting, a subscriber logs once, on the "tickmesh.bus"
 logger, that no system seems to be there (bus.intake; not with heartbeat_timeout=0).
 
