@@ -17,6 +17,7 @@ import pytest
 from tickmesh.bus import Subscriber
 from tests.conftest import free_port
 from tests.supervised import Running, child_toml, tickmesh, write_config
+from tests.test_prometheus import scrape, value
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -24,10 +25,12 @@ pytestmark = pytest.mark.timeout(90)
 HOST_2_CHILDREN = ["alpaca-sim", "alpaca", "tail"]
 
 
-def bus_toml(publish: int, subscribe: int, name: str, forwarder: str = "A") -> str:
+def bus_toml(publish: int, subscribe: int, name: str, forwarder: str = "A",
+             metrics: int | None = None) -> str:
     return (f'[bus]\npublish = "tcp://127.0.0.1:{publish}"\n'
             f'subscribe = "tcp://127.0.0.1:{subscribe}"\nforwarder = "{forwarder}"\n'
-            f'[supervisor]\nname = "{name}"\n')
+            f'[supervisor]\nname = "{name}"\n'
+            + (f'metrics = "127.0.0.1:{metrics}"\n' if metrics else ""))
 
 
 def host_1(machine: Path, ports: tuple[int, int]) -> tuple[Path, Path]:
@@ -36,11 +39,13 @@ def host_1(machine: Path, ports: tuple[int, int]) -> tuple[Path, Path]:
     return run_dir, write_config(run_dir, bus_toml(*ports, "host-1"))
 
 
-def host_2(machine: Path, ports: tuple[int, int]) -> tuple[Path, Path]:
-    """(run dir, config) of a host of handlers, with no forwarder, in the directory `machine`."""
+def host_2(machine: Path, ports: tuple[int, int],
+           metrics: int | None = None) -> tuple[Path, Path]:
+    """(run dir, config) of a host of handlers, with no forwarder, in the directory `machine`;
+    its Prometheus endpoint on loopback port `metrics`, if given."""
     run_dir, sim = _run_dir(machine, "h2"), free_port()
     return run_dir, write_config(
-        run_dir, bus_toml(*ports, "host-2", forwarder="none"),
+        run_dir, bus_toml(*ports, "host-2", forwarder="none", metrics=metrics),
         child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
                    {"host": "127.0.0.1", "port": sim, "rate": 50, "symbols": ["AAPL"]}),
         child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
@@ -129,10 +134,16 @@ def test_a_host_without_a_forwarder_publishes_through_another_hosts(spawn, run_d
     assert row[-2:] == [f"tcp://127.0.0.1:{ports[0]}", f"tcp://127.0.0.1:{ports[1]}"]
 
 
+def line_up(metrics: int) -> float | None:
+    """tickmesh_bus_line_up{line="A"} at the Prometheus endpoint on port `metrics`."""
+    samples = scrape(metrics)
+    return None if samples is None else value(samples, "tickmesh_bus_line_up", line="A")
+
+
 def test_without_its_forwarder_a_host_runs_and_catches_up_when_it_comes(spawn, run_dir):
-    ports = (free_port(), free_port())
+    ports, metrics = (free_port(), free_port()), free_port()
     run_1, config_1 = host_1(run_dir, ports)
-    run_2, config_2 = host_2(run_dir, ports)
+    run_2, config_2 = host_2(run_dir, ports, metrics)
     second = Running(spawn, run_2, config_2)
     second.wait_all_running(timeout=20)  # nothing waits for a forwarder that is not there
 
@@ -143,6 +154,7 @@ def test_without_its_forwarder_a_host_runs_and_catches_up_when_it_comes(spawn, r
     assert table.split("\n\n")[-1].splitlines()[1].split()[:5] == [
         "A", "unreachable", "elsewhere", "never", "never"]
     assert not flowing(second)  # its supervisor sees nothing: the bus is not there
+    assert line_up(metrics) == 0.0
 
     Running(spawn, run_1, config_1)  # the forwarder comes; nobody touches host 2
     wait_until(lambda: line_a(status(spawn, run_2))["state"] == "up", timeout=20,
@@ -151,4 +163,5 @@ def test_without_its_forwarder_a_host_runs_and_catches_up_when_it_comes(spawn, r
                what="host 2's handler publishing and its tail receiving")
     trade = trades_through(ports[1])
     assert trade is not None and trade.provider == "alpaca"
+    assert line_up(metrics) == 1.0
     assert all(child["restarts"] == 0 for child in status(spawn, run_2)["children"].values())
