@@ -51,6 +51,14 @@ DEFAULT_HWM = 100_000
 DEFAULT_SUBSCRIBER_HWM = 100_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LINGER_MS = 0
+PEER_HEARTBEAT_MS = 1000  # libzmq pings each bus connection's peer this often ...
+PEER_TIMEOUT_MS = 3000  # ... and drops the connection (then reconnects) after this silence
+_PEER_WATCH = {"heartbeat_ivl": PEER_HEARTBEAT_MS, "heartbeat_timeout": PEER_TIMEOUT_MS}
+"""On every bus socket (publishers', subscribers', the forwarder's): a forwarder host that
+vanished (powered off, its link cut) closes no TCP connection; without pings its peers would
+keep the dead connection for many minutes (TCP's retransmission timeout), and not reconnect
+when it returns. With them, a dead peer is dropped in PEER_TIMEOUT_MS, and libzmq reconnects
+to it as soon as it is back."""
 
 
 LINE_NAMES = ("A", "B")
@@ -200,7 +208,7 @@ def publisher(endpoints: tuple[str, ...], hwm: int, linger_ms: int,
     forwarder's subscription, which tells it a forwarder is there). One socket for both lines:
     libzmq sends every message to each forwarder subscribed, each through a queue of its own
     (`hwm` each), so a line that is down or slow loses its own copies and never blocks."""
-    sock = _socket(zmq.XPUB, context=context, linger=linger_ms, sndhwm=hwm)
+    sock = _socket(zmq.XPUB, context=context, linger=linger_ms, sndhwm=hwm, **_PEER_WATCH)
     if curve := _curve_for(endpoints[0]):
         _curve_client(sock, curve)
     for endpoint in endpoints:
@@ -211,7 +219,7 @@ def publisher(endpoints: tuple[str, ...], hwm: int, linger_ms: int,
 def subscriber(endpoint: str, prefixes: list[bytes], hwm: int,
                context: zmq.Context | None = None) -> zmq.Socket:
     """A SUB connected to the forwarder's subscribe side, subscribed to `prefixes`."""
-    sock = _socket(zmq.SUB, context=context, rcvhwm=hwm)
+    sock = _socket(zmq.SUB, context=context, rcvhwm=hwm, **_PEER_WATCH)
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix)
     if curve := _curve_for(endpoint):
@@ -225,8 +233,8 @@ def forwarder(config: BusConfig, line: Line,
     """(frontend XSUB bound at the line's publish endpoint, backend XPUB bound at its subscribe
     endpoint); both CURVE servers if config.curve (their context needs an `authenticator`)."""
     frontend = _socket(zmq.XSUB, context=context, rcvhwm=config.hwm,
-                       maxmsgsize=config.max_message_bytes)
-    backend = _socket(zmq.XPUB, context=context, sndhwm=config.subscriber_hwm)
+                       maxmsgsize=config.max_message_bytes, **_PEER_WATCH)
+    backend = _socket(zmq.XPUB, context=context, sndhwm=config.subscriber_hwm, **_PEER_WATCH)
     for sock, endpoint in ((frontend, line.publish), (backend, line.subscribe)):
         if config.curve:
             _curve_server(sock, config)
