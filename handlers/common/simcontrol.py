@@ -4,9 +4,9 @@ Tests (and people) drive a running simulator, outside the provider's protocol, w
 
     GET /control/<action>?<params>          e.g. curl 'http://127.0.0.1:8765/control/stall?seconds=5'
 
-on the port it serves its clients on (Alpaca, Polygon, Coinbase, Binance: next to the WebSocket
-upgrade; IB: the TWS API port, where a connection whose first bytes are `GET ` is taken for HTTP, answered and
-closed). The answer is a JSON object: `{"ok": true, "action": "drop", "connections": 2}` (what
+on the port it serves its clients on (Alpaca, Polygon, Coinbase, Binance, Kraken: next to the
+WebSocket upgrade; IB: the TWS API port, where a connection whose first bytes are `GET ` is
+taken for HTTP, answered and closed). The answer is a JSON object: `{"ok": true, "action": "drop", "connections": 2}` (what
 the action reached) with status 200 once it is applied; `{"ok": false, "error": "..."}` with 400
 for a bad, missing or unknown parameter (or, on IB's port, a request that is not an HTTP GET),
 404 for an unknown action (the answer lists the known ones in "actions"). Every
@@ -27,8 +27,8 @@ Every simulator:
                           data is `drop` (and a provider's `gap`)
     quiet?seconds=N       no data for N seconds, but the connections still answer (pings,
                           requests): a quiet market (Alpaca, Polygon: to the connections open
-                          now; Coinbase, Binance, IB: the markets stand still, so that a book
-                          can be compared with the simulator's)
+                          now; Coinbase, Binance, Kraken, IB: the markets stand still, so that
+                          a book can be compared with the simulator's)
     error?code=C          send every connection the provider's own error C, and close those
                           connections the real server would close after it:
                           Alpaca: an error message {"T":"error","code":C,"msg":...} for the codes
@@ -38,6 +38,8 @@ Every simulator:
                           Coinbase: slow_consume, slow_read, too_big (each then closes with
                             1008) or failed_subscribe (stays open);
                           Binance: its error codes 0 to 3 (none closes);
+                          Kraken: maintenance or online (a systemStatus), malformed (an error
+                            event); none closes;
                           IB: TWS error C with its text (1100, 1101, 1102, 2103..2158, 326, 200,
                             317, 321): 200, 317 and 321 go to every subscription's request id
                             (317 to depth ones), the others to id -1; 326 closes (only the
@@ -46,8 +48,10 @@ Every simulator:
                           even a quiet one (a stalled one when the stall ends)
                           (Alpaca: from its market, as subscribed; Polygon, Binance: trades on
                           the connection's trade topics or streams; Coinbase: N trades over
-                          the products, to their matches subscribers; IB: N market steps or
-                          more, until each subscribed connection got N messages)
+                          the products, to their matches subscribers; Kraken: N trades over
+                          the pairs, to their trade subscribers, with their book updates; IB: N
+                          market steps or more, until each subscribed connection got N
+                          messages)
 IB also:
     connectivity?online=0|1   IB's side of TWS: 0 sends 1100 and the markets stop; 1 sends 1102
                           (restored, data maintained) and they move again

@@ -1,6 +1,6 @@
 """The one server of every simulator: a client's outbox and the loop that sends it, the test
 control's drop and stall, and, for the WebSocket simulators (Alpaca, Polygon, Coinbase,
-Binance), a connection's life and the server itself. A simulator keeps its protocol and its
+Binance, Kraken), a connection's life and the server itself. A simulator keeps its protocol and its
 market; IB's fake TWS, on a raw TCP socket, shares the outbox, drop and stall.
 
 The outbox. Whatever a simulator sends a client waits in that client's outbox, OUTBOX_LIMIT

@@ -24,7 +24,9 @@ pair:
   resyncs{checksum}, and Resubscribe(pair): the client's per-symbol capped, jittered backoff
   (handlers.common.effects), then `resubscribe` unsubscribes and subscribes the pair's book
   for a new snapshot. Updates before that snapshot are ignored. So a book on the bus is only
-  ever one whose every state the venue's checksum confirmed.
+  ever one whose every state the venue's checksum confirmed. (Kraken's checksum covers the top
+  10 levels only: a lost update that changed nothing but deeper levels shows once those levels
+  reach the top 10, and never if later updates overwrite them first.)
 - trade -> Trade per entry (side: the taker's; Kraken v1 trades have no id).
 - spread -> Quote (Kraken's L1).
 A crossed book, and a book message that cannot be read (a bad price, volume or time, no `c`,
