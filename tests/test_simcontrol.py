@@ -93,6 +93,27 @@ class CoinbaseClient:
         return [(m["message"], m["reason"]) for m in messages if m["type"] == "error"]
 
 
+class KrakenClient:
+    """A plain WebSocket client, subscribed to XBT/USD's trades."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        assert json.loads(self.ws.recv(timeout=READ_TIMEOUT))["event"] == "systemStatus"
+        self.ws.send(json.dumps({"event": "subscribe", "pair": ["XBT/USD"],
+                                 "subscription": {"name": "trade"}}))
+        assert json.loads(self.ws.recv(timeout=READ_TIMEOUT))["status"] == "subscribed"
+
+    def messages(self) -> list:
+        return [json.loads(self.ws.recv(timeout=READ_TIMEOUT))]
+
+    def data(self, messages: list) -> int:
+        return sum(isinstance(m, list) and m[-2] == "trade" for m in messages)
+
+    def errors(self, messages: list) -> list[tuple[Any, str]]:
+        return [(m["event"], m.get("errorMessage") or m.get("status", "")) for m in messages
+                if isinstance(m, dict) and m["event"] in ("error", "systemStatus")]
+
+
 class BinanceClient:
     """A plain WebSocket client of BTCUSDT's raw trade stream."""
 
@@ -142,7 +163,7 @@ class IbClient:
         return [(int(m[3]), m[4]) for m in messages if int(m[0]) == ib_wire.In.ERR_MSG]
 
 
-WebSocketClient = AlpacaClient | PolygonClient | CoinbaseClient | BinanceClient
+WebSocketClient = AlpacaClient | PolygonClient | CoinbaseClient | BinanceClient | KrakenClient
 Client = WebSocketClient | IbClient
 
 
@@ -165,6 +186,12 @@ def coinbase_client(port: int) -> Iterator[Client]:
 
 
 @contextmanager
+def kraken_client(port: int) -> Iterator[Client]:
+    with connect(f"ws://127.0.0.1:{port}") as ws:
+        yield KrakenClient(ws)
+
+
+@contextmanager
 def binance_client(port: int) -> Iterator[Client]:
     with connect(f"ws://127.0.0.1:{port}/ws/btcusdt@trade") as ws:
         yield BinanceClient(ws)
@@ -184,14 +211,16 @@ SIMULATORS: dict[str, tuple[str, dict[str, Any], Callable[[int], ContextManager[
     "binance": ("tickmesh.handlers.binance.sim.server", {"symbols": ["BTC-USDT"]},
                 binance_client),
     "ib": ("tickmesh.handlers.ib.sim.server", {"symbols": ["AAPL"]}, ib_client),
+    "kraken": ("tickmesh.handlers.kraken.sim.server", {"symbols": ["BTC-USD"]}, kraken_client),
 }
-WEBSOCKET = ["alpaca", "binance", "coinbase", "polygon"]
+WEBSOCKET = ["alpaca", "binance", "coinbase", "kraken", "polygon"]
 ERRORS = {  # an error code that keeps the connection open, what the client reads of it, and
     # an unknown code
     "alpaca": (406, (406, "connection limit exceeded"), "999"),
     "polygon": ("error", ("error", "simulated error"), "nope"),
     "coinbase": ("failed_subscribe", ("Failed to subscribe", "simulated"), "nope"),
     "binance": (2, (2, "Invalid request"), "4"),
+    "kraken": ("malformed", ("error", "Malformed request"), "nope"),
     "ib": (1100, (1100, "Connectivity between IB and Trader Workstation has been lost."), "1"),
 }
 CLOSING_ERRORS = {  # an error code the real server closes the connection after, and what the
@@ -326,7 +355,7 @@ def test_a_stall_holds_everything_back_and_sends_it_when_it_ends(port, client):
     assert "sim_slow_clients" not in control(port, "stats")["counters"]
 
 
-@pytest.mark.parametrize("provider", ["binance", "coinbase"])
+@pytest.mark.parametrize("provider", ["binance", "coinbase", "kraken"])
 def test_a_stall_longer_than_the_outbox_holds_ends_as_a_slow_client(port, client):
     """The outbox is bounded: what the stall holds back past OUTBOX_LIMIT frames (a burst sends
     a frame a trade here) disconnects the client as too slow, with the provider's goodbye."""
