@@ -4,7 +4,9 @@ host 2 runs no forwarder ([bus] forwarder = "none") but a simulator, its handler
 Events flow from host 2 through host 1's forwarder; `tickmesh status` on each host lists only
 that host's processes, and the line with its reachability. Started with no forwarder there
 yet, host 2 runs its children, says line A is unreachable, and catches up, with nobody doing
-anything, once host 1 comes."""
+anything, once host 1 comes. With lines A and B, each forwarder on a host of its own, the
+handlers' host finds both up; once line B's host stops, B is unreachable and events go on
+flowing on A."""
 
 from __future__ import annotations
 
@@ -43,16 +45,22 @@ def host_2(machine: Path, ports: tuple[int, int],
            metrics: int | None = None) -> tuple[Path, Path]:
     """(run dir, config) of a host of handlers, with no forwarder, in the directory `machine`;
     its Prometheus endpoint on loopback port `metrics`, if given."""
-    run_dir, sim = _run_dir(machine, "h2"), free_port()
+    run_dir = _run_dir(machine, "h2")
     return run_dir, write_config(
         run_dir, bus_toml(*ports, "host-2", forwarder="none", metrics=metrics),
-        child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
-                   {"host": "127.0.0.1", "port": sim, "rate": 50, "symbols": ["AAPL"]}),
-        child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
-                   {"url": f"ws://127.0.0.1:{sim}/v2/iex", "symbols": ["AAPL"],
-                    "backoff_min": 0.05, "backoff_max": 0.5},
-                   after=["alpaca-sim"], shutdown_timeout=1.0),
-        child_toml("tail", "tickmesh.consumers.tail", {"patterns": ["trade.alpaca"]}))
+        *handler_children())
+
+
+def handler_children() -> tuple[str, ...]:
+    """HOST_2_CHILDREN: a simulator, its handler and a tail of the handler's trades."""
+    sim = free_port()
+    return (child_toml("alpaca-sim", "tickmesh.handlers.alpaca.sim.server",
+                       {"host": "127.0.0.1", "port": sim, "rate": 50, "symbols": ["AAPL"]}),
+            child_toml("alpaca", "tickmesh.handlers.alpaca.handler",
+                       {"url": f"ws://127.0.0.1:{sim}/v2/iex", "symbols": ["AAPL"],
+                        "backoff_min": 0.05, "backoff_max": 0.5},
+                       after=["alpaca-sim"], shutdown_timeout=1.0),
+            child_toml("tail", "tickmesh.consumers.tail", {"patterns": ["trade.alpaca"]}))
 
 
 def _run_dir(machine: Path, name: str) -> Path:
@@ -165,3 +173,48 @@ def test_without_its_forwarder_a_host_runs_and_catches_up_when_it_comes(spawn, r
     assert trade is not None and trade.provider == "alpaca"
     assert line_up(metrics) == 1.0
     assert all(child["restarts"] == 0 for child in status(spawn, run_2)["children"].values())
+
+
+# --- lines A and B, each forwarder on a host of its own -------------------------------------
+
+def two_lines_toml(ports: tuple[int, int, int, int], name: str, forwarder: str) -> str:
+    a_pub, a_sub, b_pub, b_sub = ports
+    return (f'[bus]\npublish = "tcp://127.0.0.1:{a_pub}"\nsubscribe = "tcp://127.0.0.1:{a_sub}"\n'
+            f'publish_b = "tcp://127.0.0.1:{b_pub}"\nsubscribe_b = "tcp://127.0.0.1:{b_sub}"\n'
+            f'forwarder = "{forwarder}"\n[supervisor]\nname = "{name}"\n')
+
+
+def states(spawn: Callable, run_dir: Path) -> dict[str, tuple[str, bool]]:
+    """Each line's (state, forwarder_here) in the status of the host of `run_dir`."""
+    return {line["line"]: (line["state"], line["forwarder_here"])
+            for line in status(spawn, run_dir)["bus"]["lines"]}
+
+
+def test_two_lines_on_two_hosts_and_one_goes(spawn, run_dir):
+    ports = tuple(free_port() for _ in range(4))
+    hosts = {name: _run_dir(run_dir, name) for name in ("h1", "h2", "h3")}
+    line_a = write_config(hosts["h1"], two_lines_toml(ports, "host-1", "A"))
+    line_b = write_config(hosts["h3"], two_lines_toml(ports, "host-3", "B"))
+    handlers = write_config(hosts["h2"], two_lines_toml(ports, "host-2", "none"),
+                            *handler_children())
+    Running(spawn, hosts["h1"], line_a)
+    third = Running(spawn, hosts["h3"], line_b)
+    third.wait_for("forwarder-b", "running")
+    second = Running(spawn, hosts["h2"], handlers)
+    second.wait_all_running(timeout=20)
+
+    wait_until(lambda: states(spawn, hosts["h2"]) == {"A": ("up", False), "B": ("up", False)},
+               timeout=20, what="host 2 to find both lines up")
+    wait_until(lambda: flowing(second), timeout=20, what="events flowing on host 2")
+    assert list(status(spawn, hosts["h3"])["children"]) == ["forwarder-b"]
+    wait_until(lambda: states(spawn, hosts["h3"]) == {"A": ("up", False), "B": ("up", True)},
+               timeout=10, what="host 3 to find both lines up, B its own")
+
+    assert tickmesh(spawn, hosts["h3"], "stop").code == 0  # host 3 goes, and line B with it
+    third.process.wait(timeout=10)
+    wait_until(lambda: states(spawn, hosts["h2"]) == {"A": ("up", False),
+                                                      "B": ("unreachable", False)},
+               timeout=20, what="host 2 to find line B unreachable, line A up")
+    before = received(second, "tail")
+    wait_until(lambda: received(second, "tail") > before + 10, timeout=20,
+               what="host 2's tail to go on receiving on line A alone")
