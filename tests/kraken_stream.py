@@ -31,10 +31,14 @@ def crc(asks: list[tuple[str, str]], bids: list[tuple[str, str]]) -> int:
 
 
 @dataclass
-class _Pair:
+class Venue:
+    """One pair's book as the venue holds it (deeper than the depth), and what a subscriber
+    at `depth` holds of it."""
+
     symbol: str
     native: str
     decimals: int
+    depth: int = DEPTH
     levels: dict[str, dict[int, str]] = field(default_factory=lambda: {"a": {}, "b": {}})
     prices: dict[str, list[int]] = field(default_factory=lambda: {"a": [], "b": []})
     held: dict[str, set[int]] = field(default_factory=dict)
@@ -43,7 +47,8 @@ class _Pair:
         whole, part = divmod(price, 10 ** self.decimals)
         return f"{whole}.{part:0{self.decimals}d}"
 
-    def top(self, side: str, n: int = DEPTH) -> list[int]:
+    def top(self, side: str, n: int | None = None) -> list[int]:
+        n = self.depth if n is None else n
         prices = self.prices[side]
         return prices[:-n - 1:-1] if side == "b" else prices[:n]
 
@@ -57,11 +62,11 @@ class _Pair:
                 insort(prices, price)
             levels[price] = volume
 
-    def strings(self, side: str, n: int = DEPTH) -> list[tuple[str, str]]:
+    def strings(self, side: str, n: int | None = None) -> list[tuple[str, str]]:
         return [(self.text(p), self.levels[side][p]) for p in self.top(side, n)]
 
     def book(self) -> Book:
-        """The top DEPTH a side as floats: (bids, asks)."""
+        """The top `depth` a side as floats: (bids, asks)."""
         return ({float(p): float(v) for p, v in self.strings("b")},
                 {float(p): float(v) for p, v in self.strings("a")})
 
@@ -86,7 +91,7 @@ def _volume(rng: random.Random) -> str:
     return f"{rng.uniform(0.0001, 10):.8f}"
 
 
-def _changes(pair: _Pair, rng: random.Random) -> dict[tuple[str, int], str]:
+def _changes(pair: Venue, rng: random.Random) -> dict[tuple[str, int], str]:
     """One update's changes to the venue's book (never crossing it)."""
     changes: dict[tuple[str, int], str] = {}
     for side in rng.choice((("a",), ("b",), ("a", "b"))):
@@ -116,8 +121,9 @@ def _changes(pair: _Pair, rng: random.Random) -> dict[tuple[str, int], str]:
     return changes
 
 
-def _update(pair: _Pair, changes: dict[tuple[str, int], str], stamp: str) -> list:
-    """The message that takes a subscriber from the held top to the new one."""
+def update(pair: Venue, changes: dict[tuple[str, int], str], stamp: str) -> list:
+    """The payload objects that take a subscriber from the held top to the new one, `c` in
+    the last ([] if its top did not change); the venue's book already has the changes."""
     objects = []
     for side in ("a", "b"):
         now = set(pair.top(side))
@@ -137,7 +143,7 @@ def _update(pair: _Pair, changes: dict[tuple[str, int], str], stamp: str) -> lis
 def record(path: Path, seed: int = 18, updates: int = 1200) -> Recording:
     """Write the stream to `path` (one frame per line)."""
     rng = random.Random(seed)
-    pairs = [_Pair(symbol, native, decimals) for symbol, native, _, decimals in PAIRS]
+    pairs = [Venue(symbol, native, decimals) for symbol, native, _, decimals in PAIRS]
     lines = [json.dumps({"connectionID": 1, "event": "systemStatus", "status": "online",
                          "version": "1.9.5"})]
     states: dict[str, list[int]] = {}
@@ -164,7 +170,7 @@ def record(path: Path, seed: int = 18, updates: int = 1200) -> Recording:
         n = rng.randrange(len(pairs))
         pair = pairs[n]
         stamp = f"{T0 + 0.002 * (i + 1):.6f}"
-        objects = _update(pair, _changes(pair, rng), stamp)
+        objects = update(pair, _changes(pair, rng), stamp)
         if not objects:
             continue
         lines.append(json.dumps([10 + n, *objects, "book-1000", pair.native]))
