@@ -2,11 +2,16 @@
 handler, and a bus subscriber in the test. Books are rebuilt from the bus and compared with
 the simulator's true book (its /control/book) while its market stands still (/control/quiet);
 the `corrupt` control's bad checksum is noticed, counted and recovered from; a pair Kraken
-does not know is refused alone."""
+does not know is refused alone; BTC-USD is the same market at Kraken's simulator as at
+Coinbase's."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
+from websockets.sync.client import connect
 
 from tickmesh.bus import BookDelta, BookSnapshot, Quote, Status, Trade
 from tickmesh.handlers.common.market import fair_price
@@ -100,11 +105,30 @@ def test_a_pair_kraken_does_not_know_is_refused_alone(spawn_child, start_handler
     assert "disconnected" not in bus.states()
 
 
+MID_TOLERANCE = 0.002  # tests/test_market.py's, for quotes received within a second
+
+
+def test_btc_usd_at_kraken_and_coinbase_is_the_same_market(spawn_child):
+    kraken = start_simulator(spawn_child)
+    coinbase = simulators.start(spawn_child, "tickmesh.handlers.coinbase.sim.server",
+                                "coinbase-sim", None, {"symbols": ["BTC-USD"]})[0]
+    with connect(f"ws://127.0.0.1:{kraken}") as k, connect(f"ws://127.0.0.1:{coinbase}") as c:
+        k.send(json.dumps({"event": "subscribe", "pair": ["XBT/USD"],
+                           "subscription": {"name": "spread"}}))
+        c.send(json.dumps({"type": "subscribe", "product_ids": ["BTC-USD"],
+                           "channels": ["level2_batch"]}))
+        spread = wait_until(lambda: (m := json.loads(k.recv(timeout=5))) and isinstance(m, list)
+                            and m, what="a Kraken spread")
+        at = time.monotonic()
+        book = wait_until(lambda: (m := json.loads(c.recv(timeout=5)))["type"] == "snapshot"
+                          and m, what="a Coinbase snapshot")
+        assert time.monotonic() - at < 1.0
+    kraken_mid = (float(spread[1][0]) + float(spread[1][1])) / 2
+    coinbase_mid = (float(book["bids"][0][0]) + float(book["asks"][0][0])) / 2
+    assert abs(kraken_mid / coinbase_mid - 1) < MID_TOLERANCE, (kraken_mid, coinbase_mid)
+
+
 def test_the_simulator_answers_pings_and_refuses_nonsense(spawn_child):
-    import json
-
-    from websockets.sync.client import connect
-
     port = start_simulator(spawn_child)
     with connect(f"ws://127.0.0.1:{port}") as ws:
         assert json.loads(ws.recv())["event"] == "systemStatus"
