@@ -3,7 +3,7 @@ side in the same run, each run --runs times (default 3): prints the table of med
 taken within each run) and writes bench/results.json (bench/report.py says what a record holds).
 
 usage: python -m bench [--only NAME] [--frames N] [--events N] [--count N] [--seconds S]
-                      [--runs K]
+                      [--trades N] [--runs K]
 - alpaca: Alpaca trades through our handler and the bus, against alpaca-py and against the floor,
   a hand-written loop (bench.alpaca_throughput; --frames of 10 trades, default 100,000);
 - binance: a Binance depth stream through our handler and order-book builder, against
@@ -18,10 +18,13 @@ usage: python -m bench [--only NAME] [--frames N] [--events N] [--count N] [--se
 - slow: the handler's rate with a consumer sleeping 10 ms a message, and every process's RSS
   (bench.slow_consumer; a blast of --frames);
 - symbols: the handler's CPU per trade at 10, 1,000 and 10,000 subscribed symbols
-  (bench.symbols_scale; a blast of --frames / 2).
+  (bench.symbols_scale; a blast of --frames / 2);
+- lines: the publisher's and the consumer's CPU per event on two bus lines (A/B) against one
+  line, and that none is lost (bench.two_lines; a blast of --trades over 100 symbols, default
+  200,000).
 The whole default run takes ~7 minutes on 2 cores (plus, the first time, making the peers'
 venv bench/.peer-venv: ~20 s to a few minutes). A smoke of everything in ~1 minute:
-  --frames 2000 --events 5000 --count 20000 --seconds 0.5 --runs 1
+  --frames 2000 --events 5000 --count 20000 --seconds 0.5 --trades 20000 --runs 1
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ import time
 from pathlib import Path
 
 from bench import (alpaca_throughput, binance_books, fanout, latency, recorder_throughput,
-                   slow_consumer, symbols_scale)
+                   slow_consumer, symbols_scale, two_lines)
 from bench.report import print_table, write_results
 from tickmesh.consumers.books.snapshots import NoBuilder
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 RUNS = 3
-SCENARIOS = ("alpaca", "binance", "recorder", "latency", "fanout", "slow", "symbols")
+SCENARIOS = ("alpaca", "binance", "recorder", "latency", "fanout", "slow", "symbols",
+             "lines")
 
 
 def main() -> None:
@@ -54,12 +58,14 @@ def main() -> None:
                         help="trades recorded and replayed")
     parser.add_argument("--seconds", type=float, default=latency.SECONDS,
                         help="seconds of each paced load (latency, fanout)")
+    parser.add_argument("--trades", type=int, default=two_lines.TRADES,
+                        help="trades published on one line and on two (over 100 symbols)")
     parser.add_argument("--runs", type=int, default=RUNS, help="runs of each side")
     args = parser.parse_args()
     if args.frames < 2 or args.events < binance_books.SYMBOLS or args.runs < 1 \
-            or args.seconds <= 0:
+            or args.seconds <= 0 or args.trades < 2:
         parser.error(f"--frames must be at least 2, --runs 1, --events {binance_books.SYMBOLS}, "
-                     "--seconds more than 0")
+                     "--trades 2, --seconds more than 0")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # clean up as on ^C
     started = time.monotonic()
     measures = {
@@ -70,6 +76,7 @@ def main() -> None:
         "fanout": lambda: fanout.measure(args.seconds, args.frames // 2, args.runs),
         "slow": lambda: slow_consumer.measure(args.frames, args.runs),
         "symbols": lambda: symbols_scale.measure(args.frames // 2, args.runs),
+        "lines": lambda: two_lines.measure(args.trades, args.runs),
     }
     rows = []
     for name in SCENARIOS:
