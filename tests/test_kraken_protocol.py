@@ -239,6 +239,13 @@ def test_a_bad_book_message_resyncs_its_pair(proto):
     assert out.effects == [Resubscribe("BTC-USD", "bad_price")]
 
 
+def test_a_bad_snapshot_is_asked_for_again(proto):
+    out = proto.receive(snapshot(asks=[["100.5", "nan", T]]), TS)
+    assert out.events == [] and out.effects == [Resubscribe("BTC-USD", "bad_size")]
+    assert out.changes == [Change("resyncing", symbol="BTC-USD", message="bad_size")]
+    assert [e.generation for e in proto.receive(snapshot(), TS).events] == [2]
+
+
 def test_ping_timer_sends_a_ping_and_pong_is_quiet(proto):
     out = proto.timer("ping", TS)
     assert json.loads(out.replies[0])["event"] == "ping"

@@ -315,7 +315,7 @@ class KrakenProtocol(ClientProtocol):
 
     def _bad(self, out: _Out, exc: Malformed, pair: _Pair | None) -> None:
         self._count(out, exc.kind, f"{pair.native if pair else 'frame'}: {exc}")
-        if pair is not None and not pair.syncing:
+        if pair is not None:  # a book message (a bad snapshot too: it is asked for again)
             self._resync(pair, "bad_input", exc.kind, out)
 
     def _resync(self, pair: _Pair, reason: str, why: str, out: _Out) -> None:
