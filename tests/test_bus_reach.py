@@ -43,3 +43,26 @@ def test_other_heartbeats_alone_do_not_make_a_line_up():
     assert states(reach, T0 + 1) == {"A": (UNREACHABLE, None, 1.0)}
     reach.heard("A", own=True, now=T0 + 2)
     assert states(reach, T0 + 2) == {"A": (UP, 0.0, 0.0)}
+
+
+def test_status_shows_each_line_in_120_columns():
+    """The bus table: each line's state, where its forwarder runs, when its own and any
+    heartbeat came, its endpoints (the last column cut, if need be, to fit 120 columns)."""
+    from tickmesh.commands.status import table
+    run = "ipc:///tmp/tickmesh-1000"  # the default run dir's
+    reach = Reach([A, Line("B", f"{run}/publish", f"{run}/subscribe")], served="B")
+    reach.heard("A", own=True, now=T0)
+    reach.heard("B", own=False, now=T0 - 12)
+    answer = {"pid": 1, "config": "c.toml", "children": {},
+              "supervisor": {"pid": 1, "name": "host-2", "uptime": 5.0},
+              "bus": {"forwarder": "B", "lines": reach.report(T0 + 0.4)}}
+    text = table(answer)
+    assert all(len(line) <= 120 for line in text.splitlines())
+    assert text.split("\n\n")[1].splitlines()[1].split()[0] == "host-2"
+    header, a, b = text.split("\n\n")[-1].splitlines()
+    assert header.split() == ["line", "state", "forwarder", "heard_own", "heard_any", "publish",
+                              "subscribe"]
+    assert a.split() == ["A", "up", "elsewhere", "0.4s", "ago", "0.4s", "ago", A.publish,
+                         A.subscribe]
+    assert b.split() == ["B", "unreachable", "here", "never", "12s", "ago", f"{run}/publish",
+                         f"{run}/subscribe"]

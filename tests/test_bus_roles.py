@@ -135,8 +135,8 @@ def test_a_host_without_a_forwarder_publishes_through_another_hosts(spawn, run_d
     rows = [line.split()[0] for line in table.split("\n\n")[1].splitlines()[1:]]
     assert rows == ["host-2", *HOST_2_CHILDREN]
     bus = table.split("\n\n")[-1].splitlines()
-    assert bus[0].split() == ["line", "state", "forwarder", "own_heartbeat", "any_heartbeat",
-                              "publish", "subscribe"]
+    assert bus[0].split() == ["line", "state", "forwarder", "heard_own", "heard_any", "publish",
+                              "subscribe"]
     row = bus[1].split()
     assert row[:3] == ["A", "up", "elsewhere"] and row[4] == row[6] == "ago"
     assert row[-2:] == [f"tcp://127.0.0.1:{ports[0]}", f"tcp://127.0.0.1:{ports[1]}"]

@@ -4,7 +4,8 @@ Three tables: every process of this host (the supervisor first, by its name) wit
 its CPU and memory; every feed (a handler's connection) with its state, traffic, gaps and last
 error; then the bus: each line, whether its forwarder runs on this host, whether it is
 reachable from here (up: the supervisor's own heartbeat came back on it within 3 s,
-supervisor.reach), when its own and any heartbeat last came, and its endpoints. `--json`
+supervisor.reach), when its own (heard_own) and any (heard_any) heartbeat last came on it, and
+its endpoints. `--json`
 prints the supervisor's whole answer (docs/operations.md describes each field).
 """
 
@@ -23,8 +24,7 @@ PROCESS_COLUMNS = ("name", "state", "ready", "pid", "uptime", "restarts", "exit"
                    "rss_mb", "out/s", "in/s", "heartbeat")
 FEED_COLUMNS = ("process", "provider", "connection", "events/s", "last_event", "gaps",
                 "reconnects", "resyncing", "p50_ms", "p99_ms", "last_error")
-LINE_COLUMNS = ("line", "state", "forwarder", "own_heartbeat", "any_heartbeat", "publish",
-                "subscribe")
+LINE_COLUMNS = ("line", "state", "forwarder", "heard_own", "heard_any", "publish", "subscribe")
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
