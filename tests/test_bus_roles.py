@@ -11,6 +11,7 @@ flowing on A."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any, Callable
 
@@ -218,3 +219,41 @@ def test_two_lines_on_two_hosts_and_one_goes(spawn, run_dir):
     before = received(second, "tail")
     wait_until(lambda: received(second, "tail") > before + 10, timeout=20,
                what="host 2's tail to go on receiving on line A alone")
+
+
+# --- the control path is per host, whatever the bus -----------------------------------------
+
+def test_a_host_without_a_forwarder_stops_reloads_and_is_refused_as_any(spawn, run_dir):
+    """No forwarder among its children: stop, start and reload act on its children alone, and
+    a forwarder it does not run is an unknown child."""
+    ticker = "tests.children.ticker"
+    bus = bus_toml(free_port(), free_port(), "host-2", forwarder="none")
+    config = write_config(run_dir, bus, child_toml("ticker", ticker))
+    host = Running(spawn, run_dir, config)
+    host.wait_all_running()
+
+    refused = tickmesh(spawn, run_dir, "stop", "forwarder")
+    assert refused.code == 2 and "unknown child 'forwarder'; children: ticker" in refused.err
+    assert tickmesh(spawn, run_dir, "stop", "ticker").code == 0
+    assert tickmesh(spawn, run_dir, "start", "ticker").code == 0
+    write_config(run_dir, bus, child_toml("ticker", ticker), child_toml("newer", ticker))
+    reload = tickmesh(spawn, run_dir, "reload", "--json")
+    assert reload.code == 0, reload.err
+    assert json.loads(reload.out)["added"] == ["newer"]
+    assert list(host.wait_all_running()["children"]) == ["ticker", "newer"]
+
+
+def test_run_checks_only_the_endpoints_of_the_line_it_serves(spawn, run_dir):
+    """Line A held by another host's forwarder is where this one connects, not a conflict;
+    line B, whose forwarder runs here, must be free."""
+    with socket.socket() as line_a, socket.socket() as line_b:
+        for taken in (line_a, line_b):
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+        a, b = line_a.getsockname()[1], line_b.getsockname()[1]
+        config = write_config(run_dir, two_lines_toml((a, free_port(), b, free_port()),
+                                                      "host-3", "B"))
+        refused = tickmesh(spawn, run_dir, "run", str(config))
+    assert refused.code == 1
+    assert f"bus.publish_b: tcp://127.0.0.1:{b}: cannot be bound" in refused.err
+    assert "bus.publish:" not in refused.err
