@@ -1,8 +1,9 @@
 """A local simulator of Kraken's public WebSocket API v1 (wss://ws.kraken.com), on ws://.
 
 It answers at any path, and serves the real protocol (handlers/kraken/wire.py): `systemStatus`
-on connect; `subscribe` / `unsubscribe` of one channel (book at depth 10, 25, 100, 500 or 1000 (10 if none
-is given), trade, spread) for a list of pairs, answered by one `subscriptionStatus` per pair:
+on connect; `subscribe` / `unsubscribe` of one channel (book at depth 10, 25, 100, 500 or 1000
+(10 if none is given), trade, spread) for a list of pairs, answered by one `subscriptionStatus`
+per pair:
 "subscribed" / "unsubscribed" with its channel id and name, or "error" for that pair alone (a
 pair it does not know: "Currency pair not supported XYZ/USD"; a depth it does not serve;
 already subscribed; an unsubscribe of nothing); `ping` answered by `pong` with its reqid; a
