@@ -82,8 +82,9 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "forwarder": str, "hwm": int, "subscriber_hwm": int, "max_message_bytes": int,
             "curve": bool, "server_key_file": str, "client_key_file": str,
             "authorized_keys": str},
-    "supervisor": {"name": str, "control": str, "run_dir": str, "metrics": str, "log_dir": str,
-                   "log_max_bytes": int, "log_backups": int, "import_timeout": _NUMBER},
+    "supervisor": {"name": str, "control": str, "run_dir": str, "metrics": str,
+                   "log_dir": str, "log_max_bytes": int, "log_backups": int,
+                   "import_timeout": _NUMBER},
     "child": {
         "name": str, "run": str, "restart": str, "max_restarts": int,
         "within_seconds": _NUMBER, "shutdown_timeout": _NUMBER, "after": _NAMES,

@@ -257,3 +257,19 @@ def test_run_checks_only_the_endpoints_of_the_line_it_serves(spawn, run_dir):
     assert refused.code == 1
     assert f"bus.publish_b: tcp://127.0.0.1:{b}: cannot be bound" in refused.err
     assert "bus.publish:" not in refused.err
+
+
+def test_endpoints_names_each_line_and_where_its_forwarder_runs(spawn, run_dir):
+    ports = (7001, 7002, 7101, 7102)  # not bound: endpoints reads the config only
+    config = write_config(run_dir, two_lines_toml(ports, "host-3", "B"),
+                          child_toml("ticker", "tests.children.ticker"))
+    result = tickmesh(spawn, run_dir, "endpoints", str(config))
+    assert result.code == 0, result.err
+    rows = {line.split()[0]: line.split(None, 1)[1].split() for line in result.out.splitlines()}
+    assert rows["publish"] == ["tcp://127.0.0.1:7001", "(line", "A)"]
+    assert rows["subscribe_b"] == ["tcp://127.0.0.1:7102", "(line", "B,", "forwarder", "here)"]
+    as_json = json.loads(tickmesh(spawn, run_dir, "endpoints", str(config), "--json").out)
+    assert as_json["bus"] == {
+        "publish": "tcp://127.0.0.1:7001", "subscribe": "tcp://127.0.0.1:7002",
+        "publish_b": "tcp://127.0.0.1:7101", "subscribe_b": "tcp://127.0.0.1:7102",
+        "forwarder": "B", "curve": False}
