@@ -4,20 +4,21 @@ injected on a schedule; then a table of what happened.
     python -m bench.soak [--minutes 10] [--out bench/soak.json]      (SOAK_ARGS="--minutes 1")
 
 The system (`tickmesh run` on a generated config, in a temporary run dir, free loopback ports):
-the Alpaca and Binance simulators at a high rate, the Coinbase one at its own, their handlers,
-the order-book builder, the recorder, and this process's own subscriber (a thread: every
-topic, raw, per-topic sequence tracking). Faults, in turn, one at a time (FAULTS): simulator
-drop, stall, quiet, error and burst; SIGKILL of a handler, of the builder, of the recorder, of
-the forwarder; a simulator restarted through the supervisor. A fault is recovered once, after
-it ended, every provider's data flows again (an event whose handler receive time `tr` is later
-than the fault's end), every Binance and Coinbase book is live with fresh bbo, and a killed or
-restarted process heartbeats in a new epoch. Time to recover is from the fault's end (its
-injection; the end of a stall or quiet).
+the Alpaca and Binance simulators at a high rate, the Coinbase and Kraken ones at their own,
+their handlers, the order-book builder, the recorder, and this process's own subscriber (a
+thread: every topic, raw, per-topic sequence tracking). Faults, in turn, one at a time
+(FAULTS): simulator drop, stall, quiet, error, burst and a corrupt Kraken checksum; SIGKILL of
+a handler, of the builder, of the recorder, of the forwarder; a simulator restarted through
+the supervisor. A fault is recovered once, after it ended, every provider's data flows again
+(an event whose handler receive time `tr` is later than the fault's end), every Binance,
+Coinbase and Kraken book is live with fresh bbo, and a killed or restarted process heartbeats
+in a new epoch. Time to recover is from the fault's end (its injection; the end of a stall or
+quiet).
 
 The books' invariant, end to end (BookCheck): after every CHECK_EVERY faults and at the end,
-the Binance and Coinbase simulators stand still (/control/quiet), and every book the builder
-says is live (asked through its snapshot service) must equal the simulator's true book
-(/control/book). A check first waits for every book to be live (a stale or resyncing one is
+the Binance, Coinbase and Kraken simulators stand still (/control/quiet), and every book the
+builder says is live (asked through its snapshot service) must equal the simulator's true
+book (/control/book). A check first waits for every book to be live (a stale or resyncing one is
 counted, not a failure), quiets the market, then waits until no live book differs from the
 truth (a live book may still be taking the last changes); one that still differs after
 EQUAL_TIMEOUT_S is a mismatch. A book that went stale while the market stood still (a Binance
@@ -69,19 +70,23 @@ from tickmesh.supervisor.control import NoSupervisor, request_restart, request_s
 BINANCE_SYMBOLS = ["BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC"]
 ALPACA_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "TSLA", "GOOG", "META", "AMD"]
 COINBASE_SYMBOLS = ["BTC-USD", "ETH-USD"]
-BOOKS = {"binance": BINANCE_SYMBOLS, "coinbase": COINBASE_SYMBOLS}  # providers with L2 books
+KRAKEN_SYMBOLS = ["BTC-USD", "ETH-USD"]
+BOOKS = {"binance": BINANCE_SYMBOLS, "coinbase": COINBASE_SYMBOLS,
+         "kraken": KRAKEN_SYMBOLS}  # providers with L2 books
 BOOK_KINDS = ("bbo", "depth", "book_status", "control")
 RECOVERY_TIMEOUT_S = 45.0
 GRACE_S = 2.0
 WARMUP_S = 8.0
 TAIL_S = 5.0
 FLAT_MIN_SPAN_S = 60.0
-HANDLER = {"alpaca": "alpaca", "binance": "binance", "coinbase": "coinbase"}
+HANDLER = {"alpaca": "alpaca", "binance": "binance", "coinbase": "coinbase",
+           "kraken": "kraken"}
 CHECK_EVERY = 6  # faults between two checks of the books
 LIVE_TIMEOUT_S = 60.0  # from a check's start, for every book to be live
 EQUAL_TIMEOUT_S = 10.0  # from the quiet, for every live book to equal the true one
 QUIET_S = 120.0  # a check's quiet at most (it ends the quiet itself)
-TRUE_DEPTH = {"binance": 5000, "coinbase": 1000}  # a true book's levels asked: all, the most
+TRUE_DEPTH = {"binance": 5000, "coinbase": 1000, "kraken": 1000}  # a true book's levels
+# asked: all, the most (Kraken: its subscribed depth)
 POLL_S = 0.1
 
 Book = tuple[dict[float, float], dict[float, float]]  # bids, asks: price -> size
@@ -112,6 +117,8 @@ FAULTS = [
     Fault("coinbase-sim drop", "drop", "coinbase", touches=("coinbase",)),
     Fault("SIGKILL binance handler", "kill", "binance", touches=("binance",)),
     Fault("SIGKILL coinbase handler", "kill", "coinbase", touches=("coinbase",)),
+    Fault("kraken-sim corrupt", "corrupt", "kraken", "pair=BTC-USD", touches=("kraken",)),
+    Fault("kraken-sim drop", "drop", "kraken", touches=("kraken",)),
     Fault("SIGKILL books", "kill", "books", touches=("books",)),
     Fault("SIGKILL recorder", "kill", "recorder", touches=("recorder",),
           recording_only=("*",)),
@@ -325,7 +332,7 @@ class BookCheck:
 
     def true_book(self, provider: str, symbol: str) -> Book:
         where = {"symbol": symbol.replace("-", "")} if provider == "binance" else {
-            "product": symbol}
+            "pair": symbol} if provider == "kraken" else {"product": symbol}
         answer = sim_control(self.ports[provider], "book",
                              urlencode({**where, "depth": TRUE_DEPTH[provider]}))
         return as_book(answer["bids"], answer["asks"])
@@ -367,7 +374,8 @@ class BookCheck:
 class Soak:
     def __init__(self, procs: Processes, args: argparse.Namespace) -> None:
         self.procs, self.args = procs, args
-        self.ports = {"alpaca": free_port(), "binance": free_port(), "coinbase": free_port()}
+        self.ports = {"alpaca": free_port(), "binance": free_port(), "coinbase": free_port(),
+                      "kraken": free_port()}
         self.control = f"ipc://{procs.run_dir}/control"
         self.books = BookCheck(f"ipc://{procs.run_dir}/books", self.ports)
         self.checks: list[dict] = []
@@ -378,6 +386,7 @@ class Soak:
 
     def config(self) -> Path:
         a, b, c = self.ports["alpaca"], self.ports["binance"], self.ports["coinbase"]
+        k = self.ports["kraken"]
         sim = 'host = "127.0.0.1"\nport = {port}\nrate = {rate}\nsymbols = {symbols}\n'
         text = f"""[bus]
 publish = "ipc://{{run_dir}}/publish"
@@ -399,6 +408,11 @@ name = "coinbase-sim"
 run = "tickmesh.handlers.coinbase.sim.server"
 [children.settings]
 {sim.format(port=c, rate=self.args.coinbase_rate, symbols=json.dumps(COINBASE_SYMBOLS))}
+[[children]]
+name = "kraken-sim"
+run = "tickmesh.handlers.kraken.sim.server"
+[children.settings]
+{sim.format(port=k, rate=self.args.kraken_rate, symbols=json.dumps(KRAKEN_SYMBOLS))}
 [[children]]
 name = "books"
 run = "tickmesh.consumers.books"
@@ -433,6 +447,14 @@ after = ["coinbase-sim"]
 [children.settings]
 url = "ws://127.0.0.1:{c}"
 symbols = {json.dumps(COINBASE_SYMBOLS)}
+[[children]]
+name = "kraken"
+run = "tickmesh.handlers.kraken.handler"
+after = ["kraken-sim"]
+[children.settings]
+url = "ws://127.0.0.1:{k}"
+symbols = {json.dumps(KRAKEN_SYMBOLS)}
+depth = 1000
 """
         path = self.procs.run_dir / "soak.toml"
         path.write_text(text)
@@ -588,6 +610,7 @@ symbols = {json.dumps(COINBASE_SYMBOLS)}
         return {
             "minutes": self.args.minutes, "alpaca_rate": self.args.alpaca_rate,
             "binance_rate": self.args.binance_rate, "coinbase_rate": self.args.coinbase_rate,
+            "kraken_rate": self.args.kraken_rate,
             "seconds": round(self.seconds, 1),
             "events_per_s": round(self.rate),
             "faults_injected": len(self.injected), "faults_recovered": len(times),
@@ -719,6 +742,9 @@ def main() -> None:
     parser.add_argument("--coinbase-rate", type=float, default=20.0,
                         help="Coinbase simulator trades per second per product (its books "
                         "change every 25 ms)")
+    parser.add_argument("--kraken-rate", type=float, default=20.0,
+                        help="Kraken simulator trades per second per pair (its books change "
+                        "every 25 ms)")
     parser.add_argument("--every", type=float, default=0.0,
                         help="seconds from one fault to the next (default: 15; less for a short "
                         "run, so that it injects each kind once; at least 3)")
