@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left, insort
-from typing import Any
 
 from tickmesh.handlers.common.market import fair_price, quote
 from tickmesh.handlers.kraken import wire
