@@ -51,6 +51,8 @@ class Intake:
                  line_hold: float = LINE_HOLD) -> None:
         self.endpoint = endpoint
         self.arbiter = Arbiter(tracker, line_hold) if lines > 1 else None
+        self.now = 0.0  # with two lines: the time of the read under way (the stream sets it)
+        self._heard = self.arbiter.heard if self.arbiter is not None else []
         self.raw = raw
         self.tracker = tracker
         self.watch = watch
@@ -82,7 +84,9 @@ class Intake:
         return self._track(topic, message)
 
     def accept_from(self, line: int, topic: bytes, payload: bytes) -> Item | object | None:
-        """`accept` for a message read from bus line `line` of two (bus.lines arbitrates)."""
+        """`accept` for a message read from bus line `line` of two (bus.lines arbitrates), at
+        `now` (set by the reader once a read)."""
+        self._heard[line] = self.now
         if topic[:10] == HEARTBEATS and self.watch is not None:
             return self._heartbeat(topic, payload, line)
         if self._filters and not self._selection.wants(topic):
@@ -91,12 +95,11 @@ class Intake:
 
     def _arbitrate(self, line: int, topic: bytes, payload: bytes) -> Item | object | None:
         """Rules 1-4 of bus.lines, then, for what passes, rules 1-7 of bus.sequence."""
-        now = self.arbiter.heard[line] = time.monotonic()
         epoch, seq = stamp(payload)
         if not (epoch or seq):  # unstamped or malformed: never arbitrated
             message = self.convert(topic, payload)
             return self._track(topic, message) if message is not None else None
-        verdict = self.arbiter.offer(line, topic, epoch, seq, payload, now)
+        verdict = self.arbiter.offer(line, topic, epoch, seq, payload, self.now)
         if verdict is PASS:
             message = self.convert(topic, payload)
             return self._track(topic, message) if message is not None else None
@@ -147,8 +150,6 @@ class Intake:
             else:
                 message = self.convert(topic, payload)
                 out = self._track(topic, message) if message is not None else None
-        elif line is not None:
-            self.arbiter.heard[line] = time.monotonic()
         heard = beat(payload)
         if heard is None or not heard.e:
             return out

@@ -66,28 +66,30 @@ class Arbiter:
         self.first = [0, 0]  # messages delivered first by each line
         self.duplicates = 0  # second copies dropped
         self.heard = [float("-inf"), float("-inf")]  # when each line last delivered anything
-        self._tracker = tracker
+        self._positions = tracker.positions  # topic -> [epoch, last seq] delivered (read only)
         self._waiting: dict[bytes, _Waiting] = {}
 
     def offer(self, line: int, topic: bytes, epoch: int, seq: int, item: Any,
               now: float) -> bool | list[Any]:
         """What to do with `item`, the message (epoch, seq) of `topic` from `line`."""
-        waiting = self._waiting.get(topic)
-        if waiting is not None:
-            return self._while_waiting(waiting, line, topic, epoch, seq, item, now)
-        state = self._tracker.state(topic)
-        if state is None or epoch > state[0]:
-            expected = 1  # a new topic, or its publisher restarted: it numbers from 1
-        elif epoch < state[0]:
-            return PASS  # a stale publisher: the tracker's to drop
-        else:
+        if self._waiting and topic in self._waiting:
+            return self._while_waiting(self._waiting[topic], line, topic, epoch, seq, item, now)
+        state = self._positions.get(topic)
+        if state is not None and epoch == state[0]:  # the common case first: two copies in turn
+            if seq == state[1] + 1:
+                self.first[line] += 1
+                return PASS
+            if seq <= state[1]:
+                self.duplicates += 1
+                return DROP
             expected = state[1] + 1
-        if seq == expected:
-            self.first[line] += 1
-            return PASS
-        if seq < expected:
-            self.duplicates += 1
-            return DROP
+        elif state is None or epoch > state[0]:
+            expected = 1  # a new topic, or its publisher restarted: it numbers from 1
+            if seq == 1:
+                self.first[line] += 1
+                return PASS
+        else:
+            return PASS  # a stale publisher: the tracker's to drop
         if now - self.heard[1 - line] >= LINE_QUIET:
             self.first[line] += 1
             return PASS  # rule 4: the other line is down

@@ -182,9 +182,10 @@ class SequenceTracker:
             if len(self._ended) > MAX_ENDED:
                 del self._ended[next(iter(self._ended))]
 
-    def state(self, topic: bytes) -> list[int] | None:
-        """[epoch, last sequence number] of `topic` (the tracker's own: do not change it)."""
-        return self._last.get(topic)
+    @property
+    def positions(self) -> dict[bytes, list[int]]:
+        """topic -> [epoch, last sequence number]: the tracker's own, to read, never change."""
+        return self._last
 
     def position(self, topic: bytes) -> tuple[int, int] | None:
         """(epoch, last sequence number) seen on `topic`, or None."""

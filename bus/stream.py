@@ -86,6 +86,9 @@ class Stream:
         self._recvs = [zmq.backend.Socket.recv.__get__(sock) for sock in self._sockets]
         self._recv = self._recvs[0]
         self._first_line = 0  # with two lines, the one read first at the next call (in turn)
+        self._poller = zmq.Poller()  # with two lines: waits for either (a blocking reader)
+        for sock in self._sockets:
+            self._poller.register(sock, zmq.POLLIN)
 
     @property
     def socket(self) -> zmq.Socket:
@@ -167,6 +170,7 @@ class Stream:
         """`_drain` for two bus lines: each line's arrived messages in turn (the first line
         read alternates), through the arbiter (bus.lines)."""
         accept, noblock, intake = self._intake.accept_from, zmq.NOBLOCK, self._intake
+        intake.now = time.monotonic()
         first = self._first_line = 1 - self._first_line
         for line in (first, 1 - first):
             recv = recvs[line]

@@ -64,13 +64,17 @@ import zmq
 
 from tickmesh.bus import events
 from tickmesh.bus.async_subscriber import AsyncSubscriber
-from tickmesh.bus.intake import HELD
+from tickmesh.bus.intake import HELD, FillRequest
 from tickmesh.bus.messages import Item, RawMessage
 from tickmesh.bus.sequence import MAX_GAP, Gap, Notice, PublisherSilent, PublisherStopped
 from tickmesh.bus.stream import Stream
 
 __all__ = ["AsyncSubscriber", "Gap", "MAX_GAP", "Notice", "PublisherSilent", "PublisherStopped",
            "RawMessage", "Subscriber"]
+
+
+RECV_AHEAD = 64  # messages `recv` reads at once on two bus lines (then hands out in turn)
+_NOT_MESSAGES = (Notice, FillRequest)
 
 
 class Subscriber(Stream):
@@ -106,17 +110,19 @@ class Subscriber(Stream):
                 return message
 
     def _recv_lines(self, deadline: float | None) -> Item | None:
-        """`recv` on two bus lines."""
-        poller = zmq.Poller()
-        for sock in self._sockets:
-            poller.register(sock, zmq.POLLIN)
+        """`recv` on two bus lines: what has arrived is read in a batch (RECV_AHEAD at most),
+        handed out one at a time from the front of the pending stream, in order."""
+        pending = self._pending
         while True:
-            batch = self.recv_ready(1)
+            if pending and not isinstance(pending[0], _NOT_MESSAGES):
+                return pending.popleft()
+            batch = self.recv_ready(RECV_AHEAD)
             if batch:
+                self._pending.extendleft(reversed(batch[1:]))
                 return batch[0]
             if deadline is not None and time.monotonic() >= deadline:
                 return None
-            poller.poll(self._wait_ms(deadline))
+            self._poller.poll(self._wait_ms(deadline))
 
     def recv_ready(self, limit: int) -> list[Item]:
         """Up to `limit` wanted messages that have already arrived, without waiting: a batch

@@ -5,6 +5,7 @@ once, in its publisher's order, and is told a gap only for what neither line del
 from __future__ import annotations
 
 import math
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,7 @@ class Reader:
         self.items: list = []
 
     def offer(self, line: int, symbol: str, seq: int, epoch: int = EPOCH) -> None:
+        self.intake.now = time.monotonic()  # as a reader's stream sets it, once a read
         out = self.intake.accept_from(line, *payload(symbol, seq, epoch))
         if out is HELD or out is None:
             self.take_pending()
