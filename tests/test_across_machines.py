@@ -16,7 +16,9 @@ second more, then plugged back:
 
 - the counting consumer (tests/children/counter.py) received every message exactly once: per
   topic and publisher epoch, the sequence numbers are contiguous from its first to its last,
-  none repeated, and its subscriber told no gap;
+  none repeated, and its subscriber told no gap (but for what fb's own processes, its
+  supervisor and its forwarder, sent while fb was cut off: their heartbeats could reach no
+  line, and are lost, never repeated);
 - both lines delivered first at times, and the second copies were dropped;
 - the builder's books stayed live throughout (it published no other book_status on the bus)
   and, once the market stands still, equal the simulator's true books;
@@ -31,7 +33,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
