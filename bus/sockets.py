@@ -51,14 +51,18 @@ DEFAULT_HWM = 100_000
 DEFAULT_SUBSCRIBER_HWM = 100_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LINGER_MS = 0
-PEER_HEARTBEAT_MS = 1000  # libzmq pings each bus connection's peer this often ...
+PEER_HEARTBEAT_MS = 1000  # a publisher or subscriber on tcp:// pings its forwarder this often ...
 PEER_TIMEOUT_MS = 3000  # ... and drops the connection (then reconnects) after this silence
 _PEER_WATCH = {"heartbeat_ivl": PEER_HEARTBEAT_MS, "heartbeat_timeout": PEER_TIMEOUT_MS}
-"""On every bus socket (publishers', subscribers', the forwarder's): a forwarder host that
+"""On publishers' and subscribers' tcp:// connections to a forwarder: a forwarder host that
 vanished (powered off, its link cut) closes no TCP connection; without pings its peers would
 keep the dead connection for many minutes (TCP's retransmission timeout), and not reconnect
-when it returns. With them, a dead peer is dropped in PEER_TIMEOUT_MS, and libzmq reconnects
-to it as soon as it is back."""
+when it returns. With them, a dead forwarder is dropped in PEER_TIMEOUT_MS, and libzmq
+reconnects as soon as it is back. The forwarder itself pings nobody and times nobody out (the
+pings ask no timeout of it: ZMQ_HEARTBEAT_TTL stays 0): a consumer stopped for a while (SIGSTOP)
+keeps its connection, and learns of what it lost by the sequence numbers when it resumes; a
+peer that vanished costs the forwarder at most its bounded queue until TCP gives up on it. Over
+ipc://, on one host, a process that dies closes its end: no pings."""
 
 
 LINE_NAMES = ("A", "B")
@@ -202,13 +206,19 @@ def _socket(kind: int, *, context: zmq.Context | None = None, linger: int = DEFA
     return socket_
 
 
+def _peer_watch(endpoints: tuple[str, ...]) -> dict[str, int]:
+    """The ping options for a connection to these endpoints: on tcp:// only (_PEER_WATCH)."""
+    return _PEER_WATCH if any(end.startswith("tcp://") for end in endpoints) else {}
+
+
 def publisher(endpoints: tuple[str, ...], hwm: int, linger_ms: int,
               context: zmq.Context | None = None) -> zmq.Socket:
     """An XPUB connected to the publish side of each line's forwarder (XPUB: it sees each
     forwarder's subscription, which tells it a forwarder is there). One socket for both lines:
     libzmq sends every message to each forwarder subscribed, each through a queue of its own
     (`hwm` each), so a line that is down or slow loses its own copies and never blocks."""
-    sock = _socket(zmq.XPUB, context=context, linger=linger_ms, sndhwm=hwm, **_PEER_WATCH)
+    sock = _socket(zmq.XPUB, context=context, linger=linger_ms, sndhwm=hwm,
+                   **_peer_watch(endpoints))
     if curve := _curve_for(endpoints[0]):
         _curve_client(sock, curve)
     for endpoint in endpoints:
@@ -219,7 +229,7 @@ def publisher(endpoints: tuple[str, ...], hwm: int, linger_ms: int,
 def subscriber(endpoint: str, prefixes: list[bytes], hwm: int,
                context: zmq.Context | None = None) -> zmq.Socket:
     """A SUB connected to the forwarder's subscribe side, subscribed to `prefixes`."""
-    sock = _socket(zmq.SUB, context=context, rcvhwm=hwm, **_PEER_WATCH)
+    sock = _socket(zmq.SUB, context=context, rcvhwm=hwm, **_peer_watch((endpoint,)))
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix)
     if curve := _curve_for(endpoint):
@@ -233,8 +243,8 @@ def forwarder(config: BusConfig, line: Line,
     """(frontend XSUB bound at the line's publish endpoint, backend XPUB bound at its subscribe
     endpoint); both CURVE servers if config.curve (their context needs an `authenticator`)."""
     frontend = _socket(zmq.XSUB, context=context, rcvhwm=config.hwm,
-                       maxmsgsize=config.max_message_bytes, **_PEER_WATCH)
-    backend = _socket(zmq.XPUB, context=context, sndhwm=config.subscriber_hwm, **_PEER_WATCH)
+                       maxmsgsize=config.max_message_bytes)
+    backend = _socket(zmq.XPUB, context=context, sndhwm=config.subscriber_hwm)
     for sock, endpoint in ((frontend, line.publish), (backend, line.subscribe)):
         if config.curve:
             _curve_server(sock, config)
