@@ -21,7 +21,9 @@ a number in a child's settings must be finite.
 
 `[bus] curve = true` secures the bus with ZeroMQ CURVE (bus.sockets): `server_key_file`,
 `client_key_file` and `authorized_keys` name key files and a directory (relative paths are
-read from the config file's directory), each checked here. A tcp:// control socket needs it.
+read from the config file's directory), each checked here; `authorized_keys` only where a
+CURVE server runs (a forwarder, or a tcp:// control socket). A tcp:// control socket needs
+CURVE.
 `warnings` lists what is allowed but unsafe: a tcp bus reachable from other machines without
 CURVE.
 
@@ -209,7 +211,8 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
     name = _supervisor_name(sup.get("name", SUPERVISOR_NAME), bool(line_b), problems)
     curve = bus.get("curve", False)
     keys = {key: str(path.parent / _expand(bus[key], places)) for key in _CURVE_KEYS if key in bus}
-    problems.extend(_curve_problems(curve, keys))
+    admits = forwarder != NO_FORWARDER or endpoints["control"].startswith("tcp://")
+    problems.extend(_curve_problems(curve, keys, admits))
     children = _children(top.get("children", []), places, _taken(name, bool(line_b)), problems)
     if forwarder == NO_FORWARDER and not top.get("children"):
         problems.append("bus.forwarder: \"none\" and no [[children]]: this supervisor would "
@@ -330,11 +333,15 @@ def _log_dir(text: str, path: Path) -> Path | None:
     return path.parent.resolve() / text
 
 
-def _curve_problems(curve: bool, keys: dict[str, str]) -> list[str]:
+def _curve_problems(curve: bool, keys: dict[str, str], admits: bool) -> list[str]:
+    """The CURVE keys' problems; `admits`: this host runs a CURVE server (a forwarder, or a
+    tcp:// control socket), which needs the authorized_keys it admits (a host that only
+    connects does not)."""
     if not curve:
         return [f"bus.{key}: only used with curve = true" for key in keys]
+    required = _CURVE_KEYS if admits else _CURVE_KEYS[:2]
     problems = [f"bus.{key}: missing (required with curve = true)"
-                for key in _CURVE_KEYS if key not in keys]
+                for key in required if key not in keys]
     if "server_key_file" in keys:
         problems += [f"bus.server_key_file: {p}" for p in [key_file_problem(keys["server_key_file"])] if p]
     if "client_key_file" in keys:

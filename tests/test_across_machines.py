@@ -61,11 +61,6 @@ MIN_RATE = 5_000  # the handler's events a second, at least, through the faults
 SIM_PORT = 18767  # on h1's own loopback
 CUT_OFF = ("heartbeat.fb.|", "heartbeat.forwarder-b.|")
 """The topics of fb's own publishers: what they send while fb's cable is out reaches nobody."""
-AUTHORIZED_KEYS_EVERYWHERE = True
-"""supervisor/config.py requires bus.authorized_keys with curve = true on every host, though only
-a forwarder (and a tcp:// control socket) reads it: until a host without a forwarder may leave
-it out, such a host gets an empty directory. (False: they hold their own pair and the server's
-public key only.)"""
 HANDLER_TOPICS = ("trade.coinbase.", "book_delta.coinbase.", "book_snapshot.coinbase.")
 
 
@@ -117,8 +112,6 @@ def hand_out_keys(bench: Path, host: Host) -> None:
         (host.keys / "authorized").mkdir()
         for role in ADDRESSES:
             shutil.copy(bench / f"{role}.key", host.keys / "authorized")
-    elif AUTHORIZED_KEYS_EVERYWHERE:
-        (host.keys / "authorized").mkdir()  # empty: nothing here reads it
     for name in names:
         shutil.copy2(bench / name, host.keys / name)
 
@@ -127,12 +120,11 @@ def bus_toml(role: str) -> str:
     a, b = ADDRESSES["fa"], ADDRESSES["fb"]
     forwarder = FORWARDERS.get(role, "none")
     server = "server.key_secret" if forwarder != "none" else "server.key"
-    authorized = forwarder != "none" or AUTHORIZED_KEYS_EVERYWHERE
     return (f'[bus]\npublish = "tcp://{a}:7001"\nsubscribe = "tcp://{a}:7002"\n'
             f'publish_b = "tcp://{b}:7001"\nsubscribe_b = "tcp://{b}:7002"\n'
             f'forwarder = "{forwarder}"\ncurve = true\n'
             f'server_key_file = "keys/{server}"\nclient_key_file = "keys/{role}.key_secret"\n'
-            + ('authorized_keys = "keys/authorized"\n' if authorized else "")
+            + ('authorized_keys = "keys/authorized"\n' if forwarder != "none" else "")
             + f'\n[supervisor]\nname = "{role}"\n\n')
 
 

@@ -75,6 +75,11 @@ def test_curve_keys_are_checked_each_naming_its_key(spawn, run_dir):
     assert _problems(run_dir, "[bus]\ncurve = true\n") == [
         f"bus.{key}: missing (required with curve = true)"
         for key in ("server_key_file", "client_key_file", "authorized_keys")]
+    # a host that runs no forwarder (and no tcp control socket) admits nobody: no authorized_keys
+    assert _problems(run_dir, '[bus]\ncurve = true\nforwarder = "none"\n[[children]]\n'
+                     'name = "x"\nrun = "x"\n') == [
+        f"bus.{key}: missing (required with curve = true)"
+        for key in ("server_key_file", "client_key_file")]
     problems = _problems(run_dir, '[bus]\ncurve = true\nserver_key_file = "keys/junk"\n'
                          'client_key_file = "keys/fwd.key"\nauthorized_keys = "keys/fwd.key"\n')
     assert problems[0].startswith(f"bus.server_key_file: cannot read a key from {keys}/junk")
