@@ -1,8 +1,9 @@
-"""The book benchmark's clock on our side: a process of its own that watches the bus while the
-Binance handler and the order-book builder (two other processes) turn the replayed depth
-stream into books.
+"""The book benchmarks' clock on our side: a process of its own that watches the bus while the
+handler (Binance's, or Kraken's) and the order-book builder (two other processes) turn the
+replayed depth stream into books.
 
-usage: python -m bench.book_counter SUBSCRIBE_ENDPOINT TRUTH_JSON
+usage: python -m bench.book_counter SUBSCRIBE_ENDPOINT TRUTH_JSON [PROVIDER]
+PROVIDER: binance (the default) or kraken, whose status and bbo topics it watches.
 Subscribes to the handler's status and the builder's bbo, prints "ready", then reads the pids
 of the handler and the builder from stdin. The clock starts at the handler's Status
 "subscribed" (its SUBSCRIBE acknowledged: the simulator's replay starts) and stops when every
@@ -57,10 +58,11 @@ def watch(sub: Subscriber, final: dict[str, tuple], pids: list[int]) -> dict:
 
 def main() -> None:
     endpoint, truth_path = sys.argv[1:3]
+    provider = sys.argv[3] if len(sys.argv) > 3 else "binance"
     exit_with_parent()
     final = {symbol: tuple(top) for symbol, top in
              json.loads(open(truth_path).read())["bbo"].items()}
-    sub = Subscriber(endpoint, ["status.binance", "bbo.binance"])
+    sub = Subscriber(endpoint, [f"status.{provider}", f"bbo.{provider}"])
     print("ready", flush=True)
     pids = [int(pid) for pid in sys.stdin.readline().split()]
     print(json.dumps(watch(sub, final, pids)), flush=True)

@@ -1,7 +1,9 @@
-"""Where the book scenario's time goes: our side of bench.binance_books alone (no peer), run
-after run, optionally with py-spy sampling the Binance handler and the order-book builder.
+"""Where the book scenarios' time goes: our side of bench.binance_books (or, with --kraken,
+bench.kraken_books) alone (no peer), run after run, optionally with py-spy sampling the handler
+and the order-book builder.
 
-usage: python -m bench.book_profile [--events N] [--runs N] [--spy] [--keep DIR]
+usage: python -m bench.book_profile [--kraken] [--events N] [--runs N] [--spy] [--keep DIR]
+(--events: Binance depthUpdates, or with --kraken Kraken book updates, per run)
 Prints each run's Measure (updates/s, CPU µs per update, the builder's share); with --spy,
 each process's samples summed by the innermost frame of our code (function and file), in % of
 its busy samples. Needs py-spy and ptrace rights over child processes, like bench.profile.
@@ -16,7 +18,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from bench import binance_books, binance_depth
+from bench import binance_books, binance_depth, kraken_books, kraken_depth
 from bench.processes import Processes
 from bench.profile import py_spy
 
@@ -47,16 +49,24 @@ def show(title: str, buckets: Counter, limit: int = 25) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=binance_books.EVENTS)
+    parser.add_argument("--kraken", action="store_true", help="the Kraken book scenario")
+    parser.add_argument("--events", type=int)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--spy", action="store_true")
     parser.add_argument("--rate", type=int, default=250)
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
-    recording = binance_depth.recording(binance_books.SYMBOLS, args.events)
-    truth = binance_depth.truth(recording)
+    if args.kraken:
+        scenario = kraken_books
+        recording = kraken_depth.recording(kraken_books.PAIRS, args.events or kraken_books.UPDATES)
+        truth = kraken_depth.truth(recording)
+    else:
+        scenario = binance_books  # type: ignore[assignment]
+        recording = binance_depth.recording(binance_books.SYMBOLS,
+                                            args.events or binance_books.EVENTS)
+        truth = binance_depth.truth(recording)
     with Processes() as procs:
-        port = binance_books.start_bus_and_simulator(procs, recording, truth["symbols"])
+        port = scenario.start_bus_and_simulator(procs, recording, truth["symbols"])
         spies: list[tuple[str, subprocess.Popen, Path]] = []
         if args.spy:
             child = procs.child
@@ -72,7 +82,7 @@ def main() -> None:
 
             procs.child = spied  # type: ignore[method-assign]
         for run in range(1, args.runs + 1):
-            measure = binance_books.run_ours(procs, port, recording, truth)
+            measure = scenario.run_ours(procs, port, recording, truth)
             print(f"run {run}/{args.runs}: {measure.describe()}", flush=True)
         for name, spy, out in spies:
             spy.wait(timeout=30)
