@@ -110,8 +110,8 @@ def processes_table(status: Answer | None) -> Table:
                                  "rss"), right=(2, 3, 4, 5, 6))
     supervisor = (status or {}).get("supervisor") or {}
     if status:
-        table.add_row(*_process_row("supervisor", {"state": "running", "pid": status.get("pid"),
-                                                   **supervisor}))
+        table.add_row(*_process_row(supervisor.get("name", "supervisor"),
+                                    {"state": "running", "pid": status.get("pid"), **supervisor}))
     for name, child in children(status).items():
         table.add_row(*_process_row(name, child))
     return table
