@@ -46,7 +46,7 @@ run: $(SYSTEM)
 	exec $(BIN)/tickmesh run config/default.toml
 
 # Two workers (pytest-xdist): the tests mostly wait on processes and sockets, so two at a time
-# halve the suite on 2 cores (~4 min); tests on fixed ports share one xdist_group.
+# halve the suite on 2 cores (~6 min); tests on fixed ports share one xdist_group.
 test: $(TESTS)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
@@ -58,8 +58,8 @@ $(BENCH): $(SYSTEM)
 # time, making bench/.peer-venv for the peers' SDKs (~20 s to a few minutes).
 # A smoke of everything in ~1 minute:
 # BENCH_ARGS="--frames 2000 --events 5000 --count 20000 --seconds 0.5 --runs 1";
-# one scenario: BENCH_ARGS="--only latency" (alpaca, binance, recorder, latency, fanout, slow,
-# symbols).
+# one scenario: BENCH_ARGS="--only latency" (alpaca, binance, kraken, recorder, latency, fanout,
+# slow, symbols, lines).
 bench: $(BENCH)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
