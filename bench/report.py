@@ -1,5 +1,6 @@
 """Benchmark results: the scenario rows, the table printed for people, and results.json
-(`{"commit", "machine", "scenarios": [...]}`) for the README and for later comparisons."""
+(`{"commit", "machine", "scenarios": [...]}`, each scenario's record with the commit and the
+machine too) for the README and for later comparisons."""
 
 from __future__ import annotations
 
@@ -137,6 +138,8 @@ def _target(s: Scenario) -> str:
 
 
 def write_results(path: Path, scenarios: list[Scenario]) -> None:
-    document = {"commit": commit(), "machine": machine(),
-                "scenarios": [asdict(s) for s in scenarios]}
+    """results.json: the run's commit and machine, and each record carrying them too (a record
+    copied out of the file still says where and on what it was measured)."""
+    where = {"commit": commit(), "machine": machine()}
+    document = {**where, "scenarios": [{**asdict(s), **where} for s in scenarios]}
     path.write_text(json.dumps(document, indent=2) + "\n")
