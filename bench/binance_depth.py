@@ -11,8 +11,9 @@ Files, in the simulator's replay formats (handlers.binance.sim.replay):
 - frames.jsonl: combined-stream frames, the symbols' events interleaved (event i of every
   symbol, then event i + 1);
 - snapshots.jsonl: one REST depth answer per symbol, as of its PRE-th event;
-- truth.json: {"updates": events to apply, "symbols": [...], "books": {symbol: [bids, asks]}
-  (the final books, best first, as floats), "bbo": {symbol: [bid, bid size, ask, ask size]}}.
+- truth.json: {"updates": the events after the snapshots, "symbols": [...], "books": {symbol:
+  [bids, asks]} (the final books, best first, as floats), "bbo": {symbol: [bid, bid size, ask,
+  ask size]}, "last_ids": {symbol: the u of its last event}}.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import random
 from pathlib import Path
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
-VERSION = 3
+VERSION = 4
 LEVELS = 100
 PRE = 3
 CHANGES = (5, 20)
@@ -132,7 +133,8 @@ def _make(path: Path, symbols: int, per_symbol: int, seed: int) -> None:
     for name, book in zip(names, books):
         final[name] = [[(p / 100, q / 1e8) for p, q in side] for side in book.sides()]
     document = {"updates": symbols * per_symbol, "symbols": names, "books": final,
-                "bbo": {name: [*sides[0][0], *sides[1][0]] for name, sides in final.items()}}
+                "bbo": {name: [*sides[0][0], *sides[1][0]] for name, sides in final.items()},
+                "last_ids": dict(zip(names, ids))}
     path.mkdir(parents=True, exist_ok=True)
     (path / "frames.jsonl").write_text("\n".join(frames) + "\n")
     (path / "snapshots.jsonl").write_text("\n".join(snapshots) + "\n")

@@ -3,12 +3,17 @@ sorted dicts) reading our Binance simulator, as its users run it (uvloop, a Feed
 a callback that only counts. Runs with bench/.peer-venv's python and imports nothing of
 tickmesh.
 
-usage: python peer_cryptofeed_book.py PORT SYMBOLS EXPECTED DEADLINE
-SYMBOLS is a comma-separated list (AAA-USDT,...). The clock starts when cryptofeed subscribes
-(its connection is open: the simulator's replay starts) and stops at the EXPECTED-th book
-update (an L2_BOOK callback with a delta: one depthUpdate applied to a book). Prints one JSON
-line {"events", "seconds", "cpu_seconds", "books": {symbol: [bids, asks]}} (the books as
-[price, size] floats, best first) and exits; dies (SIGALRM) after DEADLINE seconds.
+usage: python peer_cryptofeed_book.py PORT TRUTH_JSON DEADLINE
+TRUTH_JSON is the recording's (bench/binance_depth.py): its "symbols" are subscribed, its
+"last_ids" say when a book has its last update. The clock starts when cryptofeed subscribes
+(its connection is open: the simulator's replay starts) and stops when every symbol's last
+depthUpdate has been applied. Counted are the L2_BOOK callbacks with a delta: the depthUpdates
+cryptofeed applied to a book one by one (one it folded into a snapshot would not be counted;
+cryptofeed folds none: it fetches a symbol's snapshot when the symbol's first depthUpdate
+comes and reads nothing more until it has it, so every later one is a delta). Prints one JSON
+line {"events" (deltas applied), "seconds", "cpu_seconds", "books": {symbol: [bids, asks]}}
+(the books as [price, size] floats, best first) and exits; dies (SIGALRM) after DEADLINE
+seconds.
 
 Pointing cryptofeed 2.4.1 at a local server takes two workarounds: its WSAsyncConn accepts
 only wss:// addresses (rebound here to a subclass without that check), and FeedHandler.run()
@@ -63,8 +68,9 @@ def local_binance(port: int, on_subscribe) -> type[Binance]:
 
 
 class BookCounter:
-    def __init__(self, expected: int) -> None:
-        self.expected = expected
+    def __init__(self, last_ids: dict[str, int]) -> None:
+        self.last_ids = last_ids
+        self.pending = set(last_ids)  # symbols whose last depthUpdate is still to be applied
         self.events = 0
         self.start = (0.0, 0.0)  # (wall, cpu) when subscribed
         self.books = {}
@@ -77,8 +83,10 @@ class BookCounter:
             self.books[book.symbol] = book
             return
         self.events += 1
-        if self.events == self.expected:
-            self.report()
+        if book.sequence_number == self.last_ids[book.symbol]:
+            self.pending.discard(book.symbol)
+            if not self.pending:
+                self.report()
 
     def report(self) -> None:
         wall, cpu = self.start
@@ -92,17 +100,20 @@ class BookCounter:
 
 
 def main() -> None:
-    port, symbols, expected, deadline = sys.argv[1:5]
+    port, truth_path, deadline = sys.argv[1:4]
     signal.alarm(int(deadline))
-    counter = BookCounter(int(expected))
+    with open(truth_path) as file:
+        truth = json.load(file)
+    counter = BookCounter(truth["last_ids"])
     cryptofeed.feed.WSAsyncConn = PlainWSAsyncConn
     handler = FeedHandler(config={"uvloop": True, "log": {"disabled": True}})
     asyncio.set_event_loop(asyncio.new_event_loop())  # uvloop's, from the policy just set
     feed = local_binance(int(port), counter.subscribed)(
-        symbols=symbols.split(","), channels=[L2_BOOK], callbacks={L2_BOOK: counter.on_book})
+        symbols=truth["symbols"], channels=[L2_BOOK], callbacks={L2_BOOK: counter.on_book})
     handler.add_feed(feed)
     handler.run()
-    sys.exit(f"the feed ended after {counter.events} of {expected} book updates")
+    sys.exit(f"the feed ended after {counter.events} book updates, {len(counter.pending)} "
+             "books short of their last")
 
 
 if __name__ == "__main__":
