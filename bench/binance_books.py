@@ -56,7 +56,9 @@ SYMBOLS = 100
 EVENTS = 100_000
 THROUGHPUT_TARGET = 3.0
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_cryptofeed_book.py"
-SIM_WEIGHT_PER_MINUTE = 10**9  # both sides fetch 100 snapshots a run: no 429 between runs
+SIM_WEIGHT_PER_MINUTE = 10**9
+"""The simulator's REST weight budget, and our handler's: both sides fetch 100 snapshots a run,
+and neither may wait on a limit the other does not (cryptofeed paces nothing)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ def run_ours(procs: Processes, port: int, recording: Path, truth: dict) -> Measu
     wait_for(lambda: Path(endpoint[len("ipc://"):]).exists(), "the builder to start")
     handler = procs.child("tickmesh.handlers.binance.handler", "binance", {
         "url": f"ws://127.0.0.1:{port}/stream", "rest_url": f"http://127.0.0.1:{port}",
-        "symbols": truth["symbols"], "channels": ["depth"]})
+        "symbols": truth["symbols"], "channels": ["depth"],
+        "rest_weight_per_minute": SIM_WEIGHT_PER_MINUTE})
     try:
         counter.stdin.write(f"{handler.pid} {builder.pid}\n")
         counter.stdin.flush()
