@@ -1,12 +1,14 @@
 """Kraken's book checksum against the worked example of its documentation ("Book checksum
 (WebSocket v1)": a book of ten asks from 0.05005 and ten bids from 0.05000, every volume
-0.00000500, whose checksum is 974947235), and the StringBook it is computed over."""
+0.00000500, whose checksum is 974947235), and the StringBook it is computed over: its
+checksum, kept up to date level by level, always the one computed from scratch (hypothesis)."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+from hypothesis import example, given, settings, strategies as st
 
 from tickmesh.handlers.kraken.checksum import StringBook, checksum, checksum_string
 
@@ -61,3 +63,50 @@ def test_truncating_to_the_depth_drops_the_worst_levels():
         book.bids.set(float(p), (p, v))
     assert book.asks.truncate(10) == [0.06] and book.bids.truncate(10) == [0.04]
     assert book.checksum() == DOC_CHECKSUM
+
+
+PRICES = [f"0.0{n:04d}" for n in range(4990, 5014)]  # both sides on one grid: crossings too
+VOLUMES = ("0.00000500", "1.0", "12.25000000", "0.1", "3")
+change = st.tuples(st.sampled_from("ab"), st.sampled_from(PRICES),
+                   st.sampled_from(VOLUMES + (None,)))
+step = st.one_of(change, change, change, st.sampled_from([1, 3, 10, 11, 25]))
+"""A level set or removed, or (one time in four) a truncation."""
+
+
+@settings(max_examples=300)
+@example(11, [("a", PRICES[0], None), ("b", PRICES[-1], None)])  # the 11th best moves up
+@example(12, [("a", PRICES[9], "3"), ("b", PRICES[-10], "3")])  # the 10th best changes
+@given(st.integers(0, 14), st.lists(step, max_size=100))
+def test_the_kept_checksum_is_always_the_one_computed_from_scratch(filled, steps):
+    """From `filled` levels a side (around the 10 the checksum takes), levels set and removed
+    and the sides truncated at random."""
+    book = StringBook(depth=1000)
+    truth: tuple[dict, dict] = ({}, {})  # asks, bids: price -> (price, volume)
+    first = [("a", price, "1.0") for price in PRICES[:filled]]
+    for item in first + [("b", price, "2.0") for price in PRICES[-filled:] if filled] + steps:
+        if isinstance(item, int):
+            dropped = book.asks.truncate(item), book.bids.truncate(item)
+            for levels, gone, best_first in zip(truth, dropped, (sorted, _highest_first)):
+                assert gone == best_first(levels)[item:]
+                for price in gone:
+                    del levels[price]
+        else:
+            side, price, volume = item
+            level = None if volume is None else (price, volume)
+            (book.asks if side == "a" else book.bids).set(float(price), level)
+            levels = truth[side == "b"]
+            if level is None:
+                levels.pop(float(price), None)
+            else:
+                levels[float(price)] = level
+        asks = [truth[0][p] for p in sorted(truth[0])]
+        bids = [truth[1][p] for p in _highest_first(truth[1])]
+        assert book.asks.top() == asks and book.bids.top() == bids
+        assert book.asks.top(10) == asks[:10] and book.bids.top(3) == bids[:3]
+        assert book.checksum() == checksum(asks, bids)
+        assert book.asks.best() == (float(asks[0][0]) if asks else None)
+        assert book.bids.best() == (float(bids[0][0]) if bids else None)
+
+
+def _highest_first(levels: dict) -> list:
+    return sorted(levels, reverse=True)

@@ -16,7 +16,7 @@ as they came, ordered by the price's value.
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from typing import Iterable
 
 CHECKSUM_LEVELS = 10
@@ -26,6 +26,10 @@ Level = tuple[str, str]
 
 def _digits(text: str) -> str:
     return text.replace(".", "").lstrip("0")
+
+
+def _level_digits(level: Level) -> str:
+    return _digits(level[0]) + _digits(level[1])
 
 
 def checksum_string(asks: Iterable[Level], bids: Iterable[Level]) -> str:
@@ -47,52 +51,83 @@ def checksum(asks: Iterable[Level], bids: Iterable[Level]) -> int:
 
 
 class Side:
-    """One side of a StringBook: price -> (price, volume) strings, in price order."""
+    """One side of a StringBook: price -> (price, volume) strings, in price order, and the
+    checksum's digits of its best CHECKSUM_LEVELS levels, kept up to date as levels change.
+
+    The prices are kept sorted best first (as `_keys`: the price for asks, its negation for
+    bids), so that a level's rank is where bisect finds it; only a change at a rank below
+    CHECKSUM_LEVELS touches `_top`, each entry of which is one level's price digits then its
+    volume digits. At depth 1000 most levels are below the top 10, and an update there costs
+    no digits at all; one in the top 10 costs one level's."""
 
     def __init__(self, descending: bool) -> None:
         self.descending = descending
         self.levels: dict[float, Level] = {}
-        self._prices: list[float] = []  # ascending, always
+        self._keys: list[float] = []  # best first: prices ascending, or negated bids
+        self._top: list[str] = []  # _level_digits of the levels at _keys[:CHECKSUM_LEVELS]
 
     def __len__(self) -> int:
         return len(self.levels)
 
     def set(self, price: float, level: Level | None) -> None:
         """The level at `price` (None: removed)."""
+        key = -price if self.descending else price
         if level is None:
             if self.levels.pop(price, None) is not None:
-                del self._prices[bisect_left(self._prices, price)]
-            return
-        if price not in self.levels:
-            insort(self._prices, price)
-        self.levels[price] = level
+                self._removed(key)
+        elif price in self.levels:
+            self.levels[price] = level
+            keys = self._keys
+            if len(keys) <= CHECKSUM_LEVELS or key <= keys[CHECKSUM_LEVELS - 1]:
+                self._top[bisect_left(keys, key)] = _level_digits(level)
+        else:
+            self.levels[price] = level
+            self._added(key, level)
+
+    def _added(self, key: float, level: Level) -> None:
+        rank = bisect_left(self._keys, key)
+        self._keys.insert(rank, key)
+        if rank < CHECKSUM_LEVELS:
+            self._top.insert(rank, _level_digits(level))
+            del self._top[CHECKSUM_LEVELS:]
+
+    def _removed(self, key: float) -> None:
+        keys = self._keys
+        rank = bisect_left(keys, key)
+        del keys[rank]
+        if rank < CHECKSUM_LEVELS:
+            del self._top[rank]
+            if len(keys) >= CHECKSUM_LEVELS:  # the 11th best is the 10th now
+                tenth = self._price(keys[CHECKSUM_LEVELS - 1])
+                self._top.append(_level_digits(self.levels[tenth]))
+
+    def _price(self, key: float) -> float:
+        return -key if self.descending else key
 
     def truncate(self, depth: int) -> list[float]:
-        """Drop the levels past the best `depth`; the prices dropped."""
-        extra = len(self._prices) - depth
-        if extra <= 0:
+        """Drop the levels past the best `depth`; the prices dropped (best first)."""
+        if len(self._keys) <= depth:
             return []
-        if self.descending:  # the worst bids are the lowest
-            dropped, self._prices = self._prices[:extra], self._prices[extra:]
-        else:
-            dropped, self._prices = self._prices[-extra:], self._prices[:-extra]
+        dropped = [self._price(key) for key in self._keys[depth:]]
+        del self._keys[depth:], self._top[depth:]
         for price in dropped:
             del self.levels[price]
         return dropped
 
     def top(self, n: int | None = None) -> list[Level]:
         """The best `n` levels' strings (all if None), best first."""
-        prices = self._prices
+        keys = self._keys if n is None else self._keys[:max(n, 0)]
+        levels = self.levels
         if self.descending:
-            chosen = prices[::-1] if n is None else prices[:-n - 1:-1] if n > 0 else []
-        else:
-            chosen = prices if n is None else prices[:max(n, 0)]
-        return [self.levels[price] for price in chosen]
+            return [levels[-key] for key in keys]
+        return [levels[key] for key in keys]
 
     def best(self) -> float | None:
-        if not self._prices:
-            return None
-        return self._prices[-1] if self.descending else self._prices[0]
+        return self._price(self._keys[0]) if self._keys else None
+
+    def digits(self) -> str:
+        """The checksum's string of this side: its best CHECKSUM_LEVELS levels' digits."""
+        return "".join(self._top)
 
 
 class StringBook:
@@ -104,7 +139,10 @@ class StringBook:
         self.bids = Side(descending=True)
 
     def checksum(self) -> int:
-        return checksum(self.asks.top(CHECKSUM_LEVELS), self.bids.top(CHECKSUM_LEVELS))
+        """Kraken's checksum of the book as it is (`checksum` of its top levels, from the
+        digits its sides keep)."""
+        text = self.asks.digits() + self.bids.digits()
+        return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
 
     def crossed(self) -> bool:
         bid, ask = self.bids.best(), self.asks.best()
