@@ -59,7 +59,7 @@ $(BENCH): $(SYSTEM)
 # A smoke of everything in ~1 minute:
 # BENCH_ARGS="--frames 2000 --events 5000 --count 20000 --seconds 0.5 --runs 1";
 # one scenario: BENCH_ARGS="--only latency" (alpaca, binance, kraken, recorder, latency, fanout,
-# slow, symbols, lines).
+# slow, symbols, lines, sdk).
 bench: $(BENCH)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

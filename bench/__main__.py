@@ -3,7 +3,7 @@ side in the same run, each run --runs times (default 3): prints the table of med
 taken within each run) and writes bench/results.json (bench/report.py says what a record holds).
 
 usage: python -m bench [--only NAME] [--frames N] [--events N] [--count N] [--seconds S]
-                      [--trades N] [--updates N] [--runs K]
+                      [--trades N] [--messages N] [--updates N] [--runs K]
 - alpaca: Alpaca trades through our handler and the bus, against alpaca-py and against the floor,
   a hand-written loop (bench.alpaca_throughput; --frames of 10 trades, default 100,000);
 - binance: a Binance depth stream through our handler and order-book builder, against
@@ -24,11 +24,14 @@ usage: python -m bench [--only NAME] [--frames N] [--events N] [--count N] [--se
   (bench.symbols_scale; a blast of --frames / 2);
 - lines: the publisher's and the consumer's CPU per event on two bus lines (A/B) against one
   line, and that none is lost (bench.two_lines; a blast of --trades over 100 symbols, default
-  200,000).
+  200,000);
+- sdk: how fast the Subscriber SDK reads every event off the bus, against a hand-written pyzmq
+  + msgspec loop, and each one's CPU per message (bench.sdk_vs_raw; a blast of --messages
+  trades to each, default 400,000).
 The whole default run takes ~7.5 minutes on 2 cores (plus, the first time, making the peers'
 venv bench/.peer-venv: ~20 s to a few minutes). A smoke of everything in ~1 minute:
-  --frames 2000 --events 5000 --count 20000 --seconds 0.5 --trades 20000 --updates 5000
-  --runs 1
+  --frames 2000 --events 5000 --count 20000 --seconds 0.5 --trades 20000 --messages 20000
+  --updates 5000 --runs 1
 """
 
 from __future__ import annotations
@@ -41,14 +44,14 @@ import time
 from pathlib import Path
 
 from bench import (alpaca_throughput, binance_books, fanout, kraken_books, latency,
-                   recorder_throughput, slow_consumer, symbols_scale, two_lines)
+                   recorder_throughput, sdk_vs_raw, slow_consumer, symbols_scale, two_lines)
 from bench.report import print_table, write_results
 from tickmesh.consumers.books.snapshots import NoBuilder
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 RUNS = 3
 SCENARIOS = ("alpaca", "binance", "kraken", "recorder", "latency", "fanout", "slow",
-             "symbols", "lines")
+             "symbols", "lines", "sdk")
 
 
 def main() -> None:
@@ -64,14 +67,18 @@ def main() -> None:
                         help="seconds of each paced load (latency, fanout)")
     parser.add_argument("--trades", type=int, default=two_lines.TRADES,
                         help="trades published on one line and on two (over 100 symbols)")
+    parser.add_argument("--messages", type=int, default=sdk_vs_raw.MESSAGES,
+                        help="trades blasted to each consumer, the SDK's and the raw loop's")
     parser.add_argument("--updates", type=int, default=kraken_books.UPDATES,
                         help="Kraken book updates per run (over 50 pairs)")
     parser.add_argument("--runs", type=int, default=RUNS, help="runs of each side")
     args = parser.parse_args()
     if args.frames < 2 or args.events < binance_books.SYMBOLS or args.runs < 1 \
-            or args.seconds <= 0 or args.trades < 2 or args.updates < kraken_books.PAIRS:
+            or args.seconds <= 0 or args.trades < 2 or args.messages < 2 \
+            or args.updates < kraken_books.PAIRS:
         parser.error(f"--frames must be at least 2, --runs 1, --events {binance_books.SYMBOLS}, "
-                     f"--updates {kraken_books.PAIRS}, --trades 2, --seconds more than 0")
+                     f"--updates {kraken_books.PAIRS}, --trades and --messages 2, --seconds "
+                     "more than 0")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # clean up as on ^C
     started = time.monotonic()
     measures = {
@@ -84,6 +91,7 @@ def main() -> None:
         "slow": lambda: slow_consumer.measure(args.frames, args.runs),
         "symbols": lambda: symbols_scale.measure(args.frames // 2, args.runs),
         "lines": lambda: two_lines.measure(args.trades, args.runs),
+        "sdk": lambda: sdk_vs_raw.measure(args.messages, args.runs),
     }
     rows = []
     for name in SCENARIOS:
