@@ -11,10 +11,15 @@
 them while it replays them), each with the U of its first recorded depthUpdate; a symbol with
 no recorded answer gets `unrecorded_snapshot`: an empty book as of just before that update,
 from which its recorded updates build its book.
+
+`Hold` is one connection's replay held for the snapshots (the simulator's hold_for_snapshots):
+it says when the frames up to every held symbol's first depthUpdate have gone, and waits until
+a REST depth answer has been served for each of those symbols, or a deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -69,6 +74,19 @@ def first_update_ids(frames: list[Frame]) -> dict[str, int]:
     return firsts
 
 
+def depth_streams(frames: list[Frame]) -> dict[str, str]:
+    """{stream: native symbol} of the recorded depth streams (btcusdt@depth@100ms: BTCUSDT)."""
+    streams = {}
+    for frame in frames:
+        try:
+            native, channel = wire.split_stream(frame.stream)
+        except wire.Malformed:
+            continue
+        if channel == "depth":
+            streams[frame.stream] = native
+    return streams
+
+
 def unrecorded_snapshot(first_id: int) -> dict[str, Any]:
     """The depth answer for a replayed symbol with no recorded one: an empty book as of just
     before its first recorded depthUpdate `first_id` (0: none)."""
@@ -79,6 +97,42 @@ def _first_id(raw: str) -> int:
     """The U of a frame's data (a JSON object, as load_frames encoded it; 0 if it has none)."""
     first = msgspec.json.decode(raw).get("U")
     return first if isinstance(first, int) and not isinstance(first, bool) and first > 0 else 0
+
+
+class Hold:
+    """One connection's replay held for the snapshots of `streams` ({depth stream: symbol}):
+    due once each stream's first frame is `sent`, released once each symbol is `served`."""
+
+    def __init__(self, streams: dict[str, str]) -> None:
+        self.unsent = set(streams)
+        self.unserved = set(streams.values())
+        self.served_all = asyncio.Event()
+        self.holding = False
+        self.released = False
+
+    def sent(self, stream: str) -> None:
+        self.unsent.discard(stream)
+
+    @property
+    def due(self) -> bool:
+        """Every stream's first frame has gone, and the hold has not been released."""
+        return not self.unsent and not self.released
+
+    def served(self, symbol: str) -> None:
+        self.unserved.discard(symbol)
+        if not self.unserved:
+            self.served_all.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Hold until every symbol is served (True) or for `seconds` (False); released."""
+        self.holding = True
+        try:
+            await asyncio.wait_for(self.served_all.wait(), seconds)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.holding, self.released = False, True
 
 
 class Snapshots:

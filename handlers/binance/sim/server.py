@@ -38,6 +38,20 @@ frames' streams and of the recorded answers; while replaying, a listed symbol wi
 answer gets an empty book as of just before its first recorded depthUpdate (its recorded
 updates build its book), and any other symbol Binance's -1121 "Invalid symbol.".
 
+With `hold_for_snapshots` (--hold-for-snapshots, replaying only) a replay waits for the
+client's snapshots, so that the client applies the rest as deltas whenever it fetches them:
+a replaying
+connection is sent the recorded frames in order until each recorded depth stream it
+subscribed to (when its replay began: the URL's streams, or its first SUBSCRIBE's) has had
+its first depthUpdate sent (a client such as cryptofeed fetches a symbol's snapshot only when
+that comes), then nothing more until a REST depth answer has been served for each of those
+symbols since then (or HOLD_DEADLINE_S, 30 s: it then goes on, and logs a warning saying
+so), then the rest at the configured pace. Stats' `held` names, per held connection, the
+symbols it still waits for. A REST answer is tied to no connection: it counts for every held
+one, so hold for one client at a time (the book benchmark runs its sides in turn); and the
+last answer is counted as it is made, so the first frames after it may reach the client
+before it does.
+
 Run it standalone (`tickmesh sim binance --port 19443`, i.e. `cli(argv)`) or supervised
 (`python -m tickmesh.handlers.binance.sim.server`, settings from TICKMESH_CHILD).
 """
@@ -67,6 +81,8 @@ from tickmesh.runtime.settings import CommaStrings, require
 STEP_SECONDS = 0.02
 STEPS_PER_FLUSH = 5  # depthUpdates every 100 ms
 DEFAULT_SYMBOLS = ("BTC-USDT", "ETH-USDT", "SOL-USDT", "ETH-BTC")
+HOLD_DEADLINE_S = 30.0
+"""How long a replay held for the snapshots waits for them before it goes on."""
 REFUSALS = {429: "Too much request weight used; please use WebSocket Streams for live updates "
                  "to avoid polling the API.",
             418: "Way too much request weight used; IP banned until further notice."}
@@ -96,6 +112,7 @@ class SimSettings(SimulatorSettings):
     replay: str = ""
     snapshots: str = ""
     speed: float = 0.0
+    hold_for_snapshots: bool = False
     max_age: float = 86_400.0
     ping_interval: float = 20.0
     ping_timeout: float = 60.0
@@ -110,6 +127,8 @@ class SimSettings(SimulatorSettings):
         require(self.max_age > 0, "max_age", "a number > 0", self.max_age)
         require(self.weight_per_minute > 0, "weight_per_minute", "an integer > 0",
                 self.weight_per_minute)
+        require(self.replay or not self.hold_for_snapshots, "hold_for_snapshots",
+                "false without replay", self.hold_for_snapshots)
         require(self.max_streams > 0, "max_streams", "an integer > 0", self.max_streams)
 
 
@@ -123,6 +142,7 @@ class _Client(simserver.Client):
         self.streams: set[str] = set()
         self.requests: deque[float] = deque()  # when its last requests came
         self.replaying = False
+        self.hold: replay.Hold | None = None  # its replay's, with hold_for_snapshots
 
     def frame(self, stream: str, data: dict[str, Any]) -> str:
         return wire.encode({"stream": stream, "data": data} if self.combined else data)
@@ -150,6 +170,7 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         self.frames = replay.load_frames(settings.replay) if settings.replay else []
         self.snapshots = replay.Snapshots(settings.snapshots or None)
         self.first_ids = replay.first_update_ids(self.frames)
+        self.depth_streams = replay.depth_streams(self.frames)
         self.listed = _listed(settings.symbols, [*self.first_ids, *self.snapshots.answers])
         """{native symbol: (base, quote)}: what exchangeInfo lists and REST depth answers."""
         self.markets = {} if self.frames else {
@@ -182,7 +203,13 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         client.streams.update(s for s in streams if s)
         if self.frames and client.streams and not client.replaying:
             client.replaying = True
+            client.hold = self._hold(client.streams)
             client.spawn(self._replay(client))
+
+    def _hold(self, streams: set[str]) -> replay.Hold | None:
+        """The hold of a replay of `streams` (None: not held, or no recorded depth in them)."""
+        held = {s: native for s, native in self.depth_streams.items() if s in streams}
+        return replay.Hold(held) if self.settings.hold_for_snapshots and held else None
 
     def _shut(self, client: _Client) -> None:
         client.end(simserver.Close(1001, "server shutdown"),
@@ -269,13 +296,27 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         for frame in self.frames:
             if frame.stream and frame.stream not in client.streams:
                 continue
+            if client.hold and client.hold.due:
+                await self._wait_for_snapshots(client, client.hold)
             if self.settings.speed and frame.event_ms and last_ms:
                 pause = max(0, frame.event_ms - last_ms) / 1000
                 await asyncio.sleep(pause / self.settings.speed)
             last_ms = frame.event_ms or last_ms
             await client.put(frame.line if client.combined or not frame.stream else frame.raw)
             self.counters["sim_messages_sent"] += 1
+            if client.hold:
+                client.hold.sent(frame.stream)
         self.log.info("replay finished", client=client.number)
+
+    async def _wait_for_snapshots(self, client: _Client, hold: replay.Hold) -> None:
+        self.log.info("replay held for the snapshots", client=client.number,
+                      symbols=len(hold.unserved))
+        if await hold.wait(HOLD_DEADLINE_S):
+            self.log.info("replay goes on: every snapshot served", client=client.number)
+        else:
+            self.log.warning("replay goes on without every snapshot: the hold's deadline "
+                             "passed", client=client.number, seconds=HOLD_DEADLINE_S,
+                             missing=sorted(hold.unserved))
 
     # --- HTTP ------------------------------------------------------------------------------
 
@@ -310,6 +351,9 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         answer = self._snapshot(symbol, limit)
         if answer is None:
             return self._rest(connection, 400, {"code": -1121, "msg": "Invalid symbol."})
+        for client in self.clients:
+            if client.hold:
+                client.hold.served(symbol)
         return self._rest(connection, 200, answer)
 
     def _snapshot(self, symbol: str, limit: int) -> dict[str, Any] | None:
@@ -445,6 +489,8 @@ class Simulator(simserver.WebSocketSimulator[_Client]):
         return {**super().stats(),
                 "rest": {"requests": 0, "refused": 0, "early": 0, **self.rest,
                          "weight_1m": self._weight_used()},
+                "held": {str(c.number): sorted(c.hold.unserved) for c in self.clients
+                         if c.hold and c.hold.holding},
                 "update_ids": {s: m.last_id for s, m in self.markets.items()}}
 
 
@@ -484,6 +530,11 @@ COMMAND = simulator.Command(
                            '{"symbol","response"} per line'},
            "--speed": {"type": float,
                        "help": "replay at this multiple of the recorded pace (0: as fast as read)"},
+           "--hold-for-snapshots": {
+               "action": "store_true", "default": None,
+               "help": "replay each symbol's first depthUpdate, then wait (30 s at most) "
+                       "until each one's REST depth has been served (for one client at a "
+                       "time)"},
            "--max-age": {"type": float, "help": "seconds before serverShutdown"}})
 Settings, main, cli = SimSettings, COMMAND.main, COMMAND.cli
 
