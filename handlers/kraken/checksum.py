@@ -114,16 +114,20 @@ class Side:
             del self.levels[price]
         return dropped
 
+    def prices(self, n: int | None = None) -> list[float]:
+        """The best `n` prices (all if None), best first."""
+        keys = self._keys if n is None else self._keys[:max(n, 0)]
+        return [-key for key in keys] if self.descending else keys[:]
+
     def top(self, n: int | None = None) -> list[Level]:
         """The best `n` levels' strings (all if None), best first."""
-        keys = self._keys if n is None else self._keys[:max(n, 0)]
         levels = self.levels
-        if self.descending:
-            return [levels[-key] for key in keys]
-        return [levels[key] for key in keys]
+        return [levels[price] for price in self.prices(n)]
 
     def best(self) -> float | None:
-        return self._price(self._keys[0]) if self._keys else None
+        if not self._keys:
+            return None
+        return -self._keys[0] if self.descending else self._keys[0]
 
     def digits(self) -> str:
         """The checksum's string of this side: its best CHECKSUM_LEVELS levels' digits."""

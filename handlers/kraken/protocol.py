@@ -90,8 +90,8 @@ class _Out:
         self.problems: list[str] = []
 
     def output(self) -> Output:
-        return Output(self.events, self.replies, self.changes,
-                      "; ".join(self.problems)[:500], False, self.effects)
+        problem = "; ".join(self.problems)[:500] if self.problems else ""
+        return Output(self.events, self.replies, self.changes, problem, False, self.effects)
 
 
 class KrakenProtocol(ClientProtocol):
@@ -232,7 +232,7 @@ class KrakenProtocol(ClientProtocol):
         for payload in payloads:
             _object(payload)
             for key, side in (("as", pair.book.asks), ("bs", pair.book.bids)):
-                latest = max(latest, _apply(side, payload.get(key, []), set()))
+                latest = max(latest, _apply(side, payload.get(key, []), {}))
         pair.book.asks.truncate(self.depth)
         pair.book.bids.truncate(self.depth)
         if pair.book.crossed():
@@ -247,18 +247,18 @@ class KrakenProtocol(ClientProtocol):
 
     def _on_update(self, pair: _Pair, payloads: list[Any], ts_recv: int, out: _Out) -> None:
         book = pair.book
-        touched: dict[str, set[float]] = {"a": set(), "b": set()}
+        asks: dict[float, float] = {}  # price -> new volume, of each level touched
+        bids: dict[float, float] = {}
         latest, expected = 0, None
         for payload in payloads:
             _object(payload)
-            for key in ("a", "b"):
-                if key in payload:
-                    side = book.asks if key == "a" else book.bids
-                    latest = max(latest, _apply(side, payload[key], touched[key]))
-            if "c" in payload:
-                expected = payload["c"]
-        touched["a"].update(book.asks.truncate(self.depth))
-        touched["b"].update(book.bids.truncate(self.depth))
+            if "a" in payload:
+                latest = max(latest, _apply(book.asks, payload["a"], asks))
+            if "b" in payload:
+                latest = max(latest, _apply(book.bids, payload["b"], bids))
+            expected = payload.get("c", expected)
+        asks.update(dict.fromkeys(book.asks.truncate(self.depth), 0.0))
+        bids.update(dict.fromkeys(book.bids.truncate(self.depth), 0.0))
         if not isinstance(expected, str) or not expected.isdigit():
             raise Malformed("bad_checksum", f"no checksum `c` in a book update: {expected!r}"
                                             [:100])
@@ -271,9 +271,8 @@ class KrakenProtocol(ClientProtocol):
             return
         out.events.append(BookDelta(
             provider=self.provider, symbol=pair.symbol, native_symbol=pair.native,
-            ts_event=latest or ts_recv, ts_recv=ts_recv,
-            bids=_changed(book.bids, touched["b"]), asks=_changed(book.asks, touched["a"]),
-            generation=pair.generation))
+            ts_event=latest or ts_recv, ts_recv=ts_recv, bids=list(bids.items()),
+            asks=list(asks.items()), generation=pair.generation))
 
     def _on_trade(self, pair: _Pair, entry: Any, ts_recv: int, out: _Out) -> None:
         try:
@@ -338,31 +337,26 @@ def _object(payload: Any) -> None:
                                           f"{str(payload)[:80]}")
 
 
-def _apply(side: Side, levels: Any, touched: set[float]) -> int:
-    """Set each [price, volume, timestamp(, "r")] level on `side` (volume 0 removes it), adding
-    its price to `touched`; the latest of their times (ns). Raises Malformed."""
+def _apply(side: Side, levels: Any, touched: dict[float, float]) -> int:
+    """Set each [price, volume, timestamp(, "r")] level on `side` (volume 0 removes it), and
+    its volume in `touched`; the latest of their times (ns). Raises Malformed."""
     if not isinstance(levels, list):
         raise Malformed("malformed_book", f"levels that are not a list: {str(levels)[:80]}")
-    latest = 0
+    latest, stamp = 0, None
     for level in levels:
         if not isinstance(level, list) or not 3 <= len(level) <= 4:
             raise Malformed("malformed_book", f"not a [price, volume, time] level: "
                                               f"{str(level)[:80]}")
         text, size = level[0], level[1]
         price, volume = wire.price(text), wire.volume(size)
-        latest = max(latest, wire.timestamp(level[2]))
+        if stamp is None or level[2] != stamp:  # levels changed together share their time
+            stamp = level[2]
+            latest = max(latest, wire.timestamp(stamp))
         side.set(price, (text, size) if volume else None)
-        touched.add(price)
+        touched[price] = volume
     return latest
 
 
 def _floats(side: Side) -> list[tuple[float, float]]:
-    return [(float(price), float(volume)) for price, volume in side.top()]
-
-
-def _changed(side: Side, prices: set[float]) -> list[tuple[float, float]]:
-    """Each price's new absolute size on `side` (0.0: gone)."""
     levels = side.levels
-    return [(price, float(levels[price][1]) if price in levels else 0.0) for price in prices]
-
-
+    return [(price, float(levels[price][1])) for price in side.prices()]
