@@ -26,7 +26,7 @@ levels; no third-party package is needed.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from typing import Iterable
+from typing import Iterable, Sequence
 
 Level = tuple[float, float]
 
@@ -87,9 +87,11 @@ class OrderBook:
         self.bids.replace(bids)
         self.asks.replace(asks)
 
-    def apply_delta(self, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        self.bids.update(bids)
-        self.asks.update(asks)
+    def apply_delta(self, bids: Sequence[Level], asks: Sequence[Level]) -> None:
+        if bids:
+            self.bids.update(bids)
+        if asks:
+            self.asks.update(asks)
 
     def best_bid(self) -> Level | None:
         return self.bids.best()
@@ -103,7 +105,7 @@ class OrderBook:
 
     def cross(self) -> str:
         """"crossed" if the best bid is above the best ask, "locked" if equal, else ""."""
-        bid, ask = self.bids.best(), self.asks.best()
-        if bid is None or ask is None or bid[0] < ask[0]:
+        bids, asks = self.bids._prices, self.asks._prices  # ascending, both
+        if not bids or not asks or bids[-1] < asks[0]:
             return ""
-        return "locked" if bid[0] == ask[0] else "crossed"
+        return "locked" if bids[-1] == asks[0] else "crossed"
