@@ -10,7 +10,7 @@ usage: python -m bench.probe ENDPOINT [--patterns P,P,...] [--bare] [--idle S] [
 - --bare: a raw ZeroMQ SUB on b"trade.bare." reading bench.bare_hop's payloads (the trade id
   and the send time, two int64): end to end only;
 - --sleep-ms MS: the slow consumer: sleeps MS per message, forever, and measures nothing
-  (its receive queue: --rcvhwm, by default the SDK's, bus.sockets.DEFAULT_SUBSCRIBER_HWM);
+  (its receive queue: --rcvhwm, by default the SDK's, bus.sockets.DEFAULT_RECEIVE_HWM);
 - --drain: the least a user's loop does (`for event in sub: n += 1`), for bench.profile: ends
   after IDLE seconds without a message and prints {"events": n}.
 Prints "ready" once subscribed. Ends after IDLE seconds without a message (once one came), and
@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=1.5)
     parser.add_argument("--sleep-ms", type=float, default=0.0)
     parser.add_argument("--drain", action="store_true")
-    parser.add_argument("--rcvhwm", type=int, default=sockets.DEFAULT_SUBSCRIBER_HWM)
+    parser.add_argument("--rcvhwm", type=int, default=sockets.DEFAULT_RECEIVE_HWM)
     args = parser.parse_args()
     exit_with_parent()
     patterns = args.patterns.split(",")

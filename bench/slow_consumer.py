@@ -12,11 +12,12 @@ against the rate without it in the same run (target: at least 0.95), and the gro
 summed over every process (forwarder, feed, handler, counter, the slow consumer; a process
 that shrank counts 0: the forwarder gives back a previous run's queue late) with the slow
 consumer, against the growth without it (target: at most 20 MB); each process's before and
-after are in the record's details. Both figures twice: with the bus's default queue to each
-subscriber (`[bus] subscriber_hwm`, the forwarder's send queue and the slow consumer's receive
-queue), and with SMALL_QUEUES: what a slow consumer costs in memory is what those two queues
-hold, and small queues give up some of the bursts a fast consumer rides out (the counter may
-then miss trades of the blast; each miss is printed).
+after are in the record's details. Both figures twice: with the bus's default queues
+(`[bus] subscriber_hwm`, the forwarder's send queue to each subscriber, and `receive_hwm`, the
+slow consumer's own receive queue), and with SMALL_QUEUES in the forwarder too: what a slow
+consumer costs in memory is what those two queues hold (~400 bytes a message), and a small
+queue in the forwarder gives up some of the bursts a fast consumer rides out when its process
+waits for a core (the counter may then miss trades of the blast; each miss is printed).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import replace
 from bench import pipeline
 from bench.processes import Processes
 from bench.report import Scenario, scenario
-from tickmesh.bus.sockets import DEFAULT_SUBSCRIBER_HWM
+from tickmesh.bus.sockets import DEFAULT_RECEIVE_HWM, DEFAULT_SUBSCRIBER_HWM
 
 FRAMES = 100_000
 PER_FRAME = 10
@@ -39,7 +40,8 @@ RATE_TARGET = 0.95
 RSS_TARGET_MB = 20.0
 PLAN = "slow"
 SMALL_QUEUES = 10_000
-"""The second configuration's [bus] subscriber_hwm (the default is DEFAULT_SUBSCRIBER_HWM)."""
+"""The second configuration's [bus] subscriber_hwm (the default is DEFAULT_SUBSCRIBER_HWM); the
+slow consumer's receive queue is [bus] receive_hwm's default (DEFAULT_RECEIVE_HWM) in both."""
 
 
 def run(procs: Processes, port: int, fixed: dict[str, int], frames: int, slow: bool) -> dict:
@@ -57,7 +59,7 @@ def run(procs: Processes, port: int, fixed: dict[str, int], frames: int, slow: b
         if slow:
             probe = pipeline.start_probe(procs, "slow", procs.bus.subscribe,
                                          "--sleep-ms", str(SLEEP_MS),
-                                         "--rcvhwm", str(procs.bus.subscriber_hwm))
+                                         "--rcvhwm", str(procs.bus.receive_hwm))
             started.append(probe)
             pids["slow consumer"] = probe.pid
         handler = pipeline.start_handler(procs, port, PLAN)
@@ -107,7 +109,7 @@ def measure(frames: int = FRAMES, runs: int = RUNS) -> list[Scenario]:
     figures = []
     for suffix, hwm in (("", DEFAULT_SUBSCRIBER_HWM), ("-small-queues", SMALL_QUEUES)):
         without, with_slow = sides(frames, runs, hwm)
-        setting = f"[bus] subscriber_hwm = {hwm:,}"
+        setting = f"[bus] subscriber_hwm = {hwm:,}, receive_hwm = {DEFAULT_RECEIVE_HWM:,}"
         base = f"tickmesh without the slow consumer ({setting})"
         figures += [
             scenario(f"slow-consumer-rate{suffix}", f"trades/s delivered to the counter with a "

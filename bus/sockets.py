@@ -8,8 +8,11 @@ of line A (and of line B, if there is one: a second forwarder, on another host, 
 every message too; `forwarder` says which line's forwarder this host runs, or "none"),
 the high-water marks (messages queued before libzmq drops: `hwm` for each publisher's send
 queue and the forwarder's intake from it, `subscriber_hwm` for the forwarder's send queue to
-each subscriber and, unless a consumer sets its own, that subscriber's receive queue: what a
-slow consumer can hold, in two places, before it loses messages) and the largest message the
+each subscriber, `receive_hwm` for each consumer's own receive queue unless it sets its own:
+what a slow consumer can hold, in those two places, before it loses messages; the forwarder's
+is the one that shields a consumer whose whole process waits for a core, the consumer's own
+only adds to what a stalled one holds, ~400 bytes a queued message in each) and the largest
+message the
 forwarder accepts from a publisher (ZMQ_MAXMSGSIZE on its inbound side: a publisher that sends
 more is disconnected, so the forwarder's memory is bounded in bytes, not only in messages), and
 its transport security.
@@ -49,6 +52,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 DEFAULT_HWM = 100_000
 DEFAULT_SUBSCRIBER_HWM = 100_000
+DEFAULT_RECEIVE_HWM = 10_000
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 DEFAULT_LINGER_MS = 0
 PEER_HEARTBEAT_MS = 1000  # a publisher or subscriber on tcp:// pings its forwarder this often ...
@@ -84,6 +88,7 @@ class BusConfig:
     subscribe: str
     hwm: int = DEFAULT_HWM
     subscriber_hwm: int = DEFAULT_SUBSCRIBER_HWM
+    receive_hwm: int = DEFAULT_RECEIVE_HWM
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     curve: bool = False
     server_key_file: str = ""  # the forwarder's key pair (its public key only, elsewhere)

@@ -40,7 +40,7 @@ class Stream:
         endpoint: str | tuple[str, ...] | None = None,
         patterns: Iterable[str] = EVERYTHING,
         *,
-        rcvhwm: int = sockets.DEFAULT_SUBSCRIBER_HWM,
+        rcvhwm: int = sockets.DEFAULT_RECEIVE_HWM,
         on_gap: Callable[[Gap], object] | None = None,
         on_publisher: Callable[[PublisherSilent | PublisherStopped], object] | None = None,
         context: zmq.Context | None = None,

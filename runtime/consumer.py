@@ -151,7 +151,8 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
     found = resolve(ctx.settings.target)
     patterns = ctx.settings.patterns or found.patterns
     notices: list[Notice] = []  # told by the subscriber before the batch they precede
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns, rcvhwm=ctx.spec.bus.subscriber_hwm,
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns,
+                          rcvhwm=ctx.spec.bus.receive_hwm,
                           on_gap=notices.append, on_publisher=notices.append)
     ctx.metrics.collect(lambda: subscriber_counts(sub))
     if found.on_start is not None:

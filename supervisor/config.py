@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any
 
 from tickmesh.bus.endpoints import DEFAULT_RUN_DIR, RUN_DIR_ENV
-from tickmesh.bus.sockets import (DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SUBSCRIBER_HWM,
+from tickmesh.bus.sockets import (DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_RECEIVE_HWM,
+                                  DEFAULT_SUBSCRIBER_HWM,
                                   LINE_NAMES, NO_FORWARDER, BusConfig, key_file_problem)
 
 DEFAULT_CONFIG = Path("config/default.toml")  # `tickmesh run` and `check` without a CONFIG
@@ -81,7 +82,8 @@ _NAMES = (list,)  # an array of child names (a tuple, to have a type name of its
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "": {"bus": dict, "supervisor": dict, "children": list},
     "bus": {"publish": str, "subscribe": str, "publish_b": str, "subscribe_b": str,
-            "forwarder": str, "hwm": int, "subscriber_hwm": int, "max_message_bytes": int,
+            "forwarder": str, "hwm": int, "subscriber_hwm": int, "receive_hwm": int,
+            "max_message_bytes": int,
             "curve": bool, "server_key_file": str, "client_key_file": str,
             "authorized_keys": str},
     "supervisor": {"name": str, "control": str, "run_dir": str, "metrics": str,
@@ -117,6 +119,7 @@ class _Range:
 _SECONDS = _Range(0, DAY, low_included=False)
 _RANGES: dict[str, dict[str, _Range]] = {
     "bus": {"hwm": _Range(1, ZMQ_INT_MAX), "subscriber_hwm": _Range(1, ZMQ_INT_MAX),
+            "receive_hwm": _Range(1, ZMQ_INT_MAX),
             "max_message_bytes": _Range(1, INT64_MAX)},
     "supervisor": {"log_max_bytes": _Range(1, INT64_MAX),
                    "log_backups": _Range(1, 1000),  # each rotation renames every one of them
@@ -228,6 +231,7 @@ def _build(path: Path, raw: dict, problems: list[str]) -> Config:
         bus=BusConfig(endpoints["publish"], endpoints["subscribe"],
                       hwm=bus.get("hwm", DEFAULT_HWM),
                       subscriber_hwm=bus.get("subscriber_hwm", DEFAULT_SUBSCRIBER_HWM),
+                      receive_hwm=bus.get("receive_hwm", DEFAULT_RECEIVE_HWM),
                       max_message_bytes=bus.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES),
                       curve=curve, **keys, **line_b, forwarder=forwarder),
         forwarder=(None if forwarder == NO_FORWARDER

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tickmesh.bus.sockets import BusConfig
 from tickmesh.supervisor.config import RUN_DIR_ENV, ConfigError, load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,6 +44,15 @@ def test_defaults_and_the_implicit_forwarder(write):
     assert (forwarder.name, forwarder.run, forwarder.settings) == ("forwarder", "tickmesh.runtime.forwarder", {})
     assert (child.restart, child.max_restarts, child.within_seconds, child.shutdown_timeout,
             child.settings) == ("permanent", 5, 60, 3.0, {})
+    assert (config.bus.subscriber_hwm, config.bus.receive_hwm) == (100_000, 10_000)
+
+
+def test_the_consumers_receive_queue_is_its_own_setting(write):
+    """[bus] receive_hwm (each consumer's receive queue) is apart from subscriber_hwm (the
+    forwarder's queue to each subscriber): a stalled consumer holds what both hold."""
+    config = load(write("[bus]\nsubscriber_hwm = 7000\nreceive_hwm = 300\n" + MINIMAL))
+    assert (config.bus.subscriber_hwm, config.bus.receive_hwm) == (7000, 300)
+    assert BusConfig.from_dict(config.bus.to_dict()).receive_hwm == 300
 
 
 def test_placeholders_are_replaced_everywhere(write):
@@ -176,6 +186,7 @@ SECONDS = "more than 0 and at most 86400"
     ("[bus]\nhwm = 2147483648\n", "bus.hwm: must be from 1 to 2147483647, not 2147483648"),
     ("[bus]\nsubscriber_hwm = 4294967296\n",
      "bus.subscriber_hwm: must be from 1 to 2147483647, not 4294967296"),
+    ("[bus]\nreceive_hwm = 0\n", "bus.receive_hwm: must be from 1 to 2147483647, not 0"),
     ("[bus]\nmax_message_bytes = 99999999999999999999\n",
      "bus.max_message_bytes: must be from 1 to 9223372036854775807, not 99999999999999999999"),
     ("[supervisor]\nlog_max_bytes = 0\n",

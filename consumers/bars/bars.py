@@ -82,7 +82,8 @@ def patterns(settings: Settings) -> list[str]:
 async def work(ctx: process.ProcessContext[Settings]) -> None:
     settings = ctx.settings
     aggregator = Aggregator(settings.seconds, int(settings.grace * 1e9), settings.suffix)
-    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns(settings), rcvhwm=ctx.spec.bus.subscriber_hwm,
+    sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns(settings),
+                          rcvhwm=ctx.spec.bus.receive_hwm,
                           on_gap=lambda gap: _count_gap(ctx, gap))
     closing = asyncio.create_task(_close_bars(aggregator, ctx), name="close-bars")
     log().info("building bars", intervals=list(settings.seconds), patterns=patterns(settings))

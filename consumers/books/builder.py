@@ -65,7 +65,7 @@ class Settings:
     depth_rate: float = 1.0  # depth events per second per changed book; 0: none
     resync_timeout: float = 2.0  # seconds for a snapshot to answer a resync before asking again
     resync_max: float = 30.0  # the longest wait between two requests
-    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: bus.subscriber_hwm
+    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: bus.receive_hwm
     max_books: int = 20_000  # books kept at most; a book event beyond them is dropped, counted
     heartbeat_timeout: float = 3.0  # seconds without a publisher's heartbeat: its books stale
 
@@ -273,7 +273,7 @@ async def work(ctx: process.ProcessContext[Settings]) -> None:
 
     service = BookService(ctx.settings.snapshot_endpoint, builder.books, count_request)
     sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns(ctx.settings),
-                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
+                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.receive_hwm,
                           on_gap=lambda gap: builder.on_gap(gap, time.monotonic()),
                           on_publisher=lambda gone: builder.on_publisher(gone, time.monotonic()),
                           heartbeat_timeout=ctx.settings.heartbeat_timeout,

@@ -59,7 +59,7 @@ class Settings:
     clear_after: float = 5.0  # a condition fine this long clears its alert
     check_interval: float = 0.5
     fake_now: str = ""  # a test aid: the clock starts at this ISO time (see the docstring)
-    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: bus.subscriber_hwm
+    rcvhwm: int = 0  # messages the subscriber queues before dropping; 0: bus.receive_hwm
 
     def __post_init__(self) -> None:
         for key in ("heartbeat_timeout", "clear_after", "check_interval"):
@@ -207,7 +207,7 @@ class Monitor:
 async def work(ctx: process.ProcessContext[Settings]) -> None:
     monitor = Monitor(ctx, Clock(start_time(ctx.settings.fake_now)))
     sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, patterns(ctx.settings),
-                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.subscriber_hwm,
+                          rcvhwm=ctx.settings.rcvhwm or ctx.spec.bus.receive_hwm,
                           on_gap=monitor.on_gap)
     checks = asyncio.create_task(_checks(monitor, ctx.settings.check_interval), name="checks")
     try:

@@ -62,7 +62,7 @@ BATCH = 4096  # messages read before looking at the clock and the gap-fill socke
 FILL_WAIT_S = 0.5  # how long a gap-fill request waits for messages not read yet
 WATCH_SECONDS = 0.1  # how often the loop's thread is looked at for a change of state
 RCVHWM = 100_000
-"""The recorder's receive queue, whatever the bus's subscriber_hwm: the recorder is the one
+"""The recorder's receive queue, whatever [bus] receive_hwm says: the recorder is the one
 consumer that must ride out its own stalls (a slow disk flush, a GC pause) without a gap, so a
 bus whose queues are kept small (to bound what a slow consumer costs) still leaves it a deep
 one, in its own memory."""

@@ -25,7 +25,7 @@ def main() -> None:
     spec = child_spec()
     sockets.use(spec.bus)
     if spec.settings["role"] == "sub":
-        sock = sockets.subscriber(spec.bus.subscribe, [b""], spec.bus.subscriber_hwm)
+        sock = sockets.subscriber(spec.bus.subscribe, [b""], spec.bus.receive_hwm)
         publisher = None
     else:
         publisher = Publisher(spec.bus.publish, ready_timeout=0)

@@ -91,7 +91,7 @@ def write(path: Path, content: dict[str, Any]) -> None:
 async def count(ctx: ProcessContext[Settings]) -> None:
     path, tally = Path(ctx.settings.report), Count()
     sub = AsyncSubscriber(ctx.spec.bus.subscribe_endpoints, raw=True, on_gap=tally.gap,
-                          rcvhwm=ctx.spec.bus.subscriber_hwm)
+                          rcvhwm=ctx.spec.bus.receive_hwm)
     last_at, last_received, rate = time.monotonic(), 0, 0.0
     try:
         async for batch in sub.batches():
