@@ -69,8 +69,11 @@ PRICES = [f"0.0{n:04d}" for n in range(4990, 5014)]  # both sides on one grid: c
 VOLUMES = ("0.00000500", "1.0", "12.25000000", "0.1", "3")
 change = st.tuples(st.sampled_from("ab"), st.sampled_from(PRICES),
                    st.sampled_from(VOLUMES + (None,)))
-step = st.one_of(change, change, change, st.sampled_from([1, 3, 10, 11, 25]))
-"""A level set or removed, or (one time in four) a truncation."""
+replacement = st.tuples(st.sampled_from("ab"), st.dictionaries(
+    st.sampled_from(PRICES), st.sampled_from(VOLUMES + (None,)), max_size=14))
+step = st.one_of(change, change, change, change, st.sampled_from([1, 3, 10, 11, 25]),
+                 replacement)
+"""A level set or removed, or (one time in six each) a truncation or a side replaced."""
 
 
 @settings(max_examples=300)
@@ -78,8 +81,8 @@ step = st.one_of(change, change, change, st.sampled_from([1, 3, 10, 11, 25]))
 @example(12, [("a", PRICES[9], "3"), ("b", PRICES[-10], "3")])  # the 10th best changes
 @given(st.integers(0, 14), st.lists(step, max_size=100))
 def test_the_kept_checksum_is_always_the_one_computed_from_scratch(filled, steps):
-    """From `filled` levels a side (around the 10 the checksum takes), levels set and removed
-    and the sides truncated at random."""
+    """From `filled` levels a side (around the 10 the checksum takes), levels set and removed,
+    the sides truncated and replaced at random."""
     book = StringBook(depth=1000)
     truth: tuple[dict, dict] = ({}, {})  # asks, bids: price -> (price, volume)
     first = [("a", price, "1.0") for price in PRICES[:filled]]
@@ -90,6 +93,13 @@ def test_the_kept_checksum_is_always_the_one_computed_from_scratch(filled, steps
                 assert gone == best_first(levels)[item:]
                 for price in gone:
                     del levels[price]
+        elif len(item) == 2:
+            side, replaced = item
+            levels = {float(price): None if volume is None else (price, volume)
+                      for price, volume in replaced.items()}
+            (book.asks if side == "a" else book.bids).replace(levels)
+            truth[side == "b"].clear()
+            truth[side == "b"].update((p, level) for p, level in levels.items() if level)
         else:
             side, price, volume = item
             level = None if volume is None else (price, volume)

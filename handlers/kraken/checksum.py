@@ -10,7 +10,9 @@ integer, is the `c` of the update. Snapshots carry none.
 
 The strings must be the ones received: a float printed back ("0.05" for "0.05000") gives
 another string and another CRC. So `StringBook` keeps each level's price and volume strings
-as they came, ordered by the price's value.
+as they came, ordered by the price's value; each side keeps its top 10's digits as levels
+change (a change below the top 10 costs none), and the CRC is taken of them afresh every time
+`checksum()` is asked. `checksum()` of a list of levels is the same computed from scratch.
 """
 
 from __future__ import annotations
@@ -83,6 +85,13 @@ class Side:
         else:
             self.levels[price] = level
             self._added(key, level)
+
+    def replace(self, levels: dict[float, Level | None]) -> None:
+        """The whole side anew: each price's level (None: none at that price)."""
+        self.levels = {price: level for price, level in levels.items() if level is not None}
+        self._keys = sorted(-price for price in self.levels) if self.descending \
+            else sorted(self.levels)
+        self._top = [_level_digits(level) for level in self.top(CHECKSUM_LEVELS)]
 
     def _added(self, key: float, level: Level) -> None:
         rank = bisect_left(self._keys, key)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from tickmesh.bus.events import BookDelta, BookSnapshot, Event, Quote, Trade
 from tickmesh.handlers.common.protocol import (
@@ -47,7 +47,7 @@ from tickmesh.handlers.common.protocol import (
 )
 from tickmesh.handlers.common.values import quote_problem
 from tickmesh.handlers.kraken import wire
-from tickmesh.handlers.kraken.checksum import Side, StringBook
+from tickmesh.handlers.kraken.checksum import Level, Side, StringBook
 from tickmesh.handlers.kraken.wire import Malformed
 
 CHECKSUM = "kraken-crc32"
@@ -229,10 +229,14 @@ class KrakenProtocol(ClientProtocol):
     def _on_snapshot(self, pair: _Pair, payloads: list[Any], ts_recv: int, out: _Out) -> None:
         pair.reset()
         latest = 0
+        asks: dict[float, Level | None] = {}  # price -> level as read (None: volume 0)
+        bids: dict[float, Level | None] = {}
         for payload in payloads:
             _object(payload)
-            for key, side in (("as", pair.book.asks), ("bs", pair.book.bids)):
-                latest = max(latest, _apply(side, payload.get(key, []), {}))
+            latest = max(latest, _apply(asks.__setitem__, payload.get("as", []), {}),
+                         _apply(bids.__setitem__, payload.get("bs", []), {}))
+        pair.book.asks.replace(asks)
+        pair.book.bids.replace(bids)
         pair.book.asks.truncate(self.depth)
         pair.book.bids.truncate(self.depth)
         if pair.book.crossed():
@@ -253,9 +257,9 @@ class KrakenProtocol(ClientProtocol):
         for payload in payloads:
             _object(payload)
             if "a" in payload:
-                latest = max(latest, _apply(book.asks, payload["a"], asks))
+                latest = max(latest, _apply(book.asks.set, payload["a"], asks))
             if "b" in payload:
-                latest = max(latest, _apply(book.bids, payload["b"], bids))
+                latest = max(latest, _apply(book.bids.set, payload["b"], bids))
             expected = payload.get("c", expected)
         asks.update(dict.fromkeys(book.asks.truncate(self.depth), 0.0))
         bids.update(dict.fromkeys(book.bids.truncate(self.depth), 0.0))
@@ -337,9 +341,10 @@ def _object(payload: Any) -> None:
                                           f"{str(payload)[:80]}")
 
 
-def _apply(side: Side, levels: Any, touched: dict[float, float]) -> int:
-    """Set each [price, volume, timestamp(, "r")] level on `side` (volume 0 removes it), and
-    its volume in `touched`; the latest of their times (ns). Raises Malformed."""
+def _apply(set_level: Callable[[float, Level | None], None], levels: Any,
+           touched: dict[float, float]) -> int:
+    """Set each [price, volume, timestamp(, "r")] level with `set_level` (a side's `set`; None:
+    volume 0), and its volume in `touched`; the latest of their times (ns). Raises Malformed."""
     if not isinstance(levels, list):
         raise Malformed("malformed_book", f"levels that are not a list: {str(levels)[:80]}")
     latest, stamp = 0, None
@@ -352,7 +357,7 @@ def _apply(side: Side, levels: Any, touched: dict[float, float]) -> int:
         if stamp is None or level[2] != stamp:  # levels changed together share their time
             stamp = level[2]
             latest = max(latest, wire.timestamp(stamp))
-        side.set(price, (text, size) if volume else None)
+        set_level(price, (text, size) if volume else None)
         touched[price] = volume
     return latest
 
