@@ -2,7 +2,7 @@
 keyed by channel name and pair, books checked against every update's checksum (a mismatch:
 that pair resyncing, counted, resubscribed; its delta never published), levels kept as
 received, truncation to the depth with republished levels, trades and spreads, bad input
-counted without a crash."""
+counted without a crash; a level's price and volume read fast as they are read carefully."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import json
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from tickmesh.bus.events import BookDelta, BookSnapshot, Quote, Trade
 from tickmesh.handlers.common.protocol import Change, Resubscribe, Timer
@@ -259,3 +260,23 @@ def test_a_system_status_not_online_is_an_error():
     p.start()
     out = p.receive(frame(wire.system_status(1, "maintenance")), TS)
     assert [(c.state, c.message) for c in out.changes] == [("error", "system status maintenance")]
+
+
+VALUES = st.one_of(
+    st.sampled_from(["100.5", "0.00000500", "0", "0.0", "-0.0", "-1", "nan", "inf", "-inf",
+                     "1e400", " 7 ", "1_0", "", "x", "١٢", "0x10"]),
+    st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    st.floats(), st.integers(), st.booleans(), st.none(), st.just([1]))
+
+
+@settings(max_examples=500)
+@given(VALUES, VALUES)
+def test_a_level_is_read_as_price_and_volume_read_it(price, volume):
+    """wire.level's fast path: the same values, or the same Malformed, as price(), volume()."""
+    def read(call):
+        try:
+            return call()
+        except wire.Malformed as exc:
+            return exc.kind, str(exc)
+    expected = read(lambda: (wire.price(price), wire.volume(volume)))
+    assert repr(read(lambda: wire.level(price, volume))) == repr(expected)  # -0.0, nan too

@@ -353,7 +353,7 @@ def _apply(set_level: Callable[[float, Level | None], None], levels: Any,
             raise Malformed("malformed_book", f"not a [price, volume, time] level: "
                                               f"{str(level)[:80]}")
         text, size = level[0], level[1]
-        price, volume = wire.price(text), wire.volume(size)
+        price, volume = wire.level(text, size)
         if stamp is None or level[2] != stamp:  # levels changed together share their time
             stamp = level[2]
             latest = max(latest, wire.timestamp(stamp))

@@ -243,6 +243,21 @@ def volume(text: Any) -> float:
     return value
 
 
+def level(price_text: Any, volume_text: Any) -> tuple[float, float]:
+    """A book level's price and volume, as price() and volume() read them. Malformed. (The
+    hot path: two valid decimal strings are read at once; anything else goes through price()
+    and volume(), which say what is wrong.)"""
+    if type(price_text) is str and type(volume_text) is str:
+        try:
+            price_value, volume_value = float(price_text), float(volume_text)
+        except ValueError:
+            pass
+        else:
+            if 0 < price_value < math.inf and 0 <= volume_value < math.inf:  # NaN fails both
+                return price_value, volume_value
+    return price(price_text), volume(volume_text)
+
+
 def timestamp(text: Any) -> int:
     """Kraken's "1582905487.439814" (seconds) -> ns since the epoch, exactly. Malformed."""
     if not isinstance(text, str):
