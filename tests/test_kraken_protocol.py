@@ -240,6 +240,18 @@ def test_a_bad_book_message_resyncs_its_pair(proto):
     assert out.effects == [Resubscribe("BTC-USD", "bad_price")]
 
 
+@pytest.mark.parametrize("level", [["١٠١", "1", T], ["100.5", "٣", T], ["１００", "1", T]])
+def test_digits_of_another_script_are_a_bad_level_not_a_crash(proto, level):
+    """float() reads Arabic-Indic and full-width digits; the checksum (ASCII) could not."""
+    proto.receive(snapshot(), TS)
+    update = [1, {"a": [level], "c": "1"}, "book-10", "XBT/USD"]
+    out = proto.receive(json.dumps(update, ensure_ascii=False).encode(), TS)
+    assert out.events == [] and out.effects and out.effects[0].symbol == "BTC-USD"
+    assert sum(n for k, n in proto.counters.items() if k[0] == "bad_input") >= 1
+    out = proto.receive(snapshot(asks=[level]), TS)  # in a snapshot too
+    assert out.events == [] and out.effects and out.effects[0].symbol == "BTC-USD"
+
+
 def test_a_bad_snapshot_is_asked_for_again(proto):
     out = proto.receive(snapshot(asks=[["100.5", "nan", T]]), TS)
     assert out.events == [] and out.effects == [Resubscribe("BTC-USD", "bad_size")]

@@ -217,8 +217,10 @@ def convert(raw: dict[str, Any], shape: type) -> Any:
 # --- values ------------------------------------------------------------------------------
 
 def number(text: Any, kind: str) -> float:
-    """A decimal string as a finite float; Malformed(kind) if it is not one."""
-    if not isinstance(text, str):
+    """A decimal string as a finite float; Malformed(kind) if it is not one. ASCII only: float()
+    reads other scripts' digits too ("١٠١"), which the checksum, over the strings as received,
+    cannot."""
+    if not isinstance(text, str) or not text.isascii():
         raise Malformed(kind, f"not a decimal string: {str(text)[:40]!r}")
     try:
         value = float(text)
@@ -247,7 +249,8 @@ def level(price_text: Any, volume_text: Any) -> tuple[float, float]:
     """A book level's price and volume, as price() and volume() read them. Malformed. (The
     hot path: two valid decimal strings are read at once; anything else goes through price()
     and volume(), which say what is wrong.)"""
-    if type(price_text) is str and type(volume_text) is str:
+    if (type(price_text) is str and type(volume_text) is str and price_text.isascii()
+            and volume_text.isascii()):
         try:
             price_value, volume_value = float(price_text), float(volume_text)
         except ValueError:
