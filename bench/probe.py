@@ -4,15 +4,15 @@ how late each came.
 
 usage: python -m bench.probe ENDPOINT [--patterns P,P,...] [--bare] [--idle S] [--sleep-ms MS]
                              [--rcvhwm N]
-- ours (default): the Subscriber SDK (bus.Subscriber, `for event in sub` as users write it) on
+- ours (default): the Subscriber SDK (bus.Subscriber, `sub.recv(timeout)` as users write it) on
   the patterns (default trade.alpaca.*). Per trade, stamped at receive with time.time_ns():
   end to end (now - ts_event, the feed's send time) and handler to consumer (now - ts_recv);
 - --bare: a raw ZeroMQ SUB on b"trade.bare." reading bench.bare_hop's payloads (the trade id
   and the send time, two int64): end to end only;
 - --sleep-ms MS: the slow consumer: sleeps MS per message, forever, and measures nothing
   (its receive queue: --rcvhwm, by default the SDK's, bus.sockets.DEFAULT_RECEIVE_HWM);
-- --drain: the least a user's loop does (`for event in sub: n += 1`), for bench.profile: ends
-  after IDLE seconds without a message and prints {"events": n}.
+- --drain: the least a user's loop does (`while sub.recv(timeout): n += 1`), for
+  bench.profile: ends after IDLE seconds without a message and prints {"events": n}.
 Prints "ready" once subscribed. Ends after IDLE seconds without a message (once one came), and
 prints one JSON line: {"phases": {PHASE: {"count", "measured", "e2e": [p50, p99, p99.9],
 "hop": [...], "first_recv", "last_recv"}}, "gaps", "missed"} (latencies in µs; the first
@@ -37,6 +37,8 @@ from tickmesh.runtime.lifeline import exit_with_parent
 
 WARMUP = 0.2
 """Of each phase's trades (by their position in the phase), the share not measured."""
+FIRST_EVENT_TIMEOUT_S = 60.0
+"""How long the probe waits for its first message; then IDLE without one ends it."""
 BARE_PREFIX = b"trade.bare."
 BARE_PAYLOAD = struct.Struct("<qq")  # trade id, send time (ns)
 PERCENTILES = (50.0, 99.0, 99.9)
@@ -46,21 +48,17 @@ def receive_ours(endpoint: str, patterns: list[str], idle_ms: int) -> tuple[arra
     from tickmesh.bus import Subscriber
 
     sub = Subscriber(endpoint, patterns)
-    sub.socket.setsockopt(zmq.RCVTIMEO, 60_000)
     print("ready", flush=True)
     ids, recv_ns, event_ns, handler_ns = array("q"), array("q"), array("q"), array("q")
-    time_ns = time.time_ns
-    try:
-        for event in sub:
-            now = time_ns()
-            recv_ns.append(now)
-            event_ns.append(event.ts_event)
-            handler_ns.append(event.ts_recv)
-            ids.append(int(event.trade_id))
-            if len(ids) == 1:
-                sub.socket.setsockopt(zmq.RCVTIMEO, idle_ms)
-    except zmq.Again:
-        pass
+    time_ns, recv = time.time_ns, sub.recv
+    timeout = FIRST_EVENT_TIMEOUT_S
+    while (event := recv(timeout)) is not None:
+        now = time_ns()
+        recv_ns.append(now)
+        event_ns.append(event.ts_event)
+        handler_ns.append(event.ts_recv)
+        ids.append(int(event.trade_id))
+        timeout = idle_ms / 1000
     receive_ours.gaps = (sub.gaps, sub.missed)  # type: ignore[attr-defined]
     return ids, recv_ns, event_ns, handler_ns
 
@@ -70,7 +68,7 @@ def receive_bare(endpoint: str, idle_ms: int) -> tuple[array, ...]:
     socket.setsockopt(zmq.RCVHWM, sockets.DEFAULT_HWM)
     socket.setsockopt(zmq.SUBSCRIBE, BARE_PREFIX)
     socket.connect(endpoint)
-    socket.setsockopt(zmq.RCVTIMEO, 60_000)
+    socket.setsockopt(zmq.RCVTIMEO, int(FIRST_EVENT_TIMEOUT_S * 1000))
     print("ready", flush=True)
     ids, recv_ns, event_ns = array("q"), array("q"), array("q")
     recv, unpack, time_ns = socket.recv, BARE_PAYLOAD.unpack, time.time_ns
@@ -125,16 +123,12 @@ def drain(endpoint: str, patterns: list[str], idle_ms: int) -> int:
     from tickmesh.bus import Subscriber
 
     sub = Subscriber(endpoint, patterns)
-    sub.socket.setsockopt(zmq.RCVTIMEO, 60_000)
     print("ready", flush=True)
-    events = 0
-    try:
-        for _event in sub:
-            events += 1
-            if events == 1:
-                sub.socket.setsockopt(zmq.RCVTIMEO, idle_ms)
-    except zmq.Again:
-        pass
+    events, recv = 0, sub.recv
+    timeout = FIRST_EVENT_TIMEOUT_S
+    while recv(timeout) is not None:
+        events += 1
+        timeout = idle_ms / 1000
     return events
 
 
