@@ -177,7 +177,7 @@ def main() -> None:
         print(f"{received:,} of {trades:,} trades reached the consumer")
         show("handler", categorize(out["handler"], HANDLER_RULES),
              *(seconds / trades * 1e6 for seconds in handler_cpu))
-        show("consumer (Subscriber SDK, `for event in sub: n += 1`)",
+        show("consumer (Subscriber SDK, `while sub.recv(timeout): n += 1`)",
              categorize(out["consumer"], CONSUMER_RULES),
              *(seconds / max(received, 1) * 1e6 for seconds in consumer_cpu))
 
