@@ -69,7 +69,8 @@ def stdin_ready(timeout: float) -> bool:
     return bool(select.select([sys.stdin], [], [], timeout)[0])
 
 
-def publish(endpoints: tuple[str, ...], count: int, hwm: int) -> None:
+def warmed_up(endpoints: str | tuple[str, ...], hwm: int) -> Publisher:
+    """A publisher that said "ready" and published warm-up trades until "go" came on stdin."""
     publisher = Publisher(endpoints, sndhwm=hwm)
     print("ready", flush=True)
     warm = [trade(WARM, 0.0)]
@@ -79,17 +80,27 @@ def publish(endpoints: tuple[str, ...], count: int, hwm: int) -> None:
         if time.monotonic() > deadline:
             raise SystemExit("publish: no go within the warm-up's time")
     sys.stdin.readline()
+    return publisher
+
+
+def blast(publisher: Publisher, count: int) -> float:
+    """Publish `count` trades over SYMBOLS symbols, BATCH a call; the seconds it took."""
     names = symbol_names()
     pool = [trade(names[i % SYMBOLS], 100.0 + i % 7) for i in range(SYMBOLS * BATCH)]
     batches = [pool[i:i + BATCH] for i in range(0, len(pool), BATCH)]
     full, rest = divmod(count, BATCH)
-    publish_many = publisher.publish_many
-    cpu, main_cpu, started = cpu_seconds(), time.thread_time(), time.perf_counter()
+    publish_many, started = publisher.publish_many, time.perf_counter()
     for i in range(full):
         publish_many(batches[i % len(batches)])
     if rest:
         publish_many(batches[full % len(batches)][:rest])
-    seconds = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def publish(endpoints: tuple[str, ...], count: int, hwm: int) -> None:
+    publisher = warmed_up(endpoints, hwm)
+    cpu, main_cpu = cpu_seconds(), time.thread_time()
+    seconds = blast(publisher, count)
     sys.stdin.readline()  # "stop": the consumer has it all (or gave up)
     cpu, main_cpu = cpu_seconds() - cpu, time.thread_time() - main_cpu
     print(json.dumps({"events": count, "seconds": seconds, "cpu_seconds": cpu,

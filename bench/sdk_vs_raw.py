@@ -61,11 +61,11 @@ import msgspec
 import zmq
 
 from bench import pipeline, two_lines
-from bench.line_ends import (BATCH, PROVIDER, SYMBOLS, WARM, WARM_EVERY_S, WARM_TIMEOUT_S,
-                             cpu_seconds, stdin_ready, symbol_names, trade)
+from bench.line_ends import (PROVIDER, WARM, WARM_TIMEOUT_S, blast, cpu_seconds, trade,
+                             warmed_up)
 from bench.processes import Processes
 from bench.report import Scenario, scenario
-from tickmesh.bus import Publisher, Subscriber, Trade, topics
+from tickmesh.bus import Subscriber, Trade, topics
 from tickmesh.bus.sockets import BusConfig
 from tickmesh.runtime.lifeline import exit_with_parent
 
@@ -101,24 +101,8 @@ class Clock:
 
 
 def publish(endpoint: str, count: int, hwm: int) -> None:
-    publisher = Publisher(endpoint, sndhwm=hwm)
-    print("ready", flush=True)
-    warm, deadline = [trade(WARM, 0.0)], time.monotonic() + WARM_TIMEOUT_S * 2
-    while not stdin_ready(WARM_EVERY_S):
-        publisher.publish_many(warm)
-        if time.monotonic() > deadline:
-            raise SystemExit("publish: no go within the warm-up's time")
-    sys.stdin.readline()
-    names = symbol_names()
-    pool = [trade(names[i % SYMBOLS], 100.0 + i % 7) for i in range(SYMBOLS * BATCH)]
-    batches = [pool[i:i + BATCH] for i in range(0, len(pool), BATCH)]
-    full, rest = divmod(count, BATCH)
-    publish_many, started = publisher.publish_many, time.perf_counter()
-    for i in range(full):
-        publish_many(batches[i % len(batches)])
-    if rest:
-        publish_many(batches[full % len(batches)][:rest])
-    seconds = time.perf_counter() - started
+    publisher = warmed_up(endpoint, hwm)
+    seconds = blast(publisher, count)
     publisher.publish_many([trade(END, 0.0)])
     sys.stdin.readline()  # "stop": the consumer has it all (or gave up)
     print(json.dumps({"events": count, "seconds": seconds}), flush=True)
