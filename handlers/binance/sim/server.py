@@ -38,19 +38,17 @@ frames' streams and of the recorded answers; while replaying, a listed symbol wi
 answer gets an empty book as of just before its first recorded depthUpdate (its recorded
 updates build its book), and any other symbol Binance's -1121 "Invalid symbol.".
 
-With `hold_for_snapshots` (--hold-for-snapshots, replaying only) a replay waits for the
-client's snapshots, so that the client applies the rest as deltas whenever it fetches them:
-a replaying
-connection is sent the recorded frames in order until each recorded depth stream it
-subscribed to (when its replay began: the URL's streams, or its first SUBSCRIBE's) has had
-its first depthUpdate sent (a client such as cryptofeed fetches a symbol's snapshot only when
-that comes), then nothing more until a REST depth answer has been served for each of those
-symbols since then (or HOLD_DEADLINE_S, 30 s: it then goes on, and logs a warning saying
-so), then the rest at the configured pace. Stats' `held` names, per held connection, the
-symbols it still waits for. A REST answer is tied to no connection: it counts for every held
-one, so hold for one client at a time (the book benchmark runs its sides in turn); and the
-last answer is counted as it is made, so the first frames after it may reach the client
-before it does.
+With `hold_for_snapshots` (--hold-for-snapshots, replaying only) a replay waits for the client's
+snapshots, so that the client applies the rest as deltas whenever it fetches them: a replaying
+connection is sent the recorded frames in order until each recorded depth stream it subscribed
+to (when its replay began: the URL's streams, or its first SUBSCRIBE's) has had its first
+depthUpdate sent (a client such as cryptofeed fetches a symbol's snapshot only when that comes),
+then nothing more until a REST depth answer has been served for each of those symbols since then
+(or HOLD_DEADLINE_S, 30 s: it then goes on, and logs a warning saying so), then the rest at the
+configured pace. Stats' `held` names, per held connection, the symbols it still waits for. A
+REST answer is tied to no connection: it counts for every held one, so hold for one client at a
+time (the book benchmark runs its sides in turn); and the last answer is counted as it is made,
+so the first frames after it may reach the client before it does.
 
 Run it standalone (`tickmesh sim binance --port 19443`, i.e. `cli(argv)`) or supervised
 (`python -m tickmesh.handlers.binance.sim.server`, settings from TICKMESH_CHILD).
