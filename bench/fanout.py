@@ -12,7 +12,9 @@ forwarder's prefix filtering sends each only its 1%). The feed's plan, over 1,00
   any consumer (the consumers' ~1% spread evenly over the blast: bench.feed's symbol order).
 Each consumer must receive every trade of its symbols (no gap). Targets: with 16 consumers at
 least 0.9 of the rate with one (ratio within each run); the latencies are shown against one
-consumer's, without a target.
+consumer's, without a target. Where the rate goes, in the rate rows' details: the handler's
+involuntary context switches over the run (preempted: another process took its core) and the
+consumers' voluntary ones, summed (woken: each a message, or a few, arriving).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def run(procs: Processes, port: int, consumers: int, seconds: float, frames: int
         handler = pipeline.start_handler(procs, port, PLAN)
         timeout = 60 + 3 * seconds + frames * PER_FRAME / 10_000
         results = [pipeline.last_json(probe, timeout) for probe in probes]
+        handler_switches = pipeline.switches(handler.pid)
     finally:
         for proc in [handler, *probes]:
             if proc is not None:
@@ -70,7 +73,8 @@ def run(procs: Processes, port: int, consumers: int, seconds: float, frames: int
     return {"rate": frames * PER_FRAME / span,
             "p50": max(p["e2e"][0] for p in paced if p), "p99": max(p["e2e"][1] for p in paced
                                                                    if p),
-            "lost": lost}
+            "lost": lost, "handler_preempted": handler_switches[1],
+            "consumers_woken": sum(r["switches"][0] for r in results)}
 
 
 def measure(seconds: float = SECONDS, frames: int = FRAMES, runs: int = RUNS) -> list[Scenario]:
@@ -84,6 +88,8 @@ def measure(seconds: float = SECONDS, frames: int = FRAMES, runs: int = RUNS) ->
             print(f"fan-out run {number}/{runs}: " + ", ".join(
                 f"{n} consumer(s) {results[n][-1]['rate']:,.0f}/s, p50/p99 "
                 f"{results[n][-1]['p50']:,.0f}/{results[n][-1]['p99']:,.0f} µs"
+                + f", handler preempted {results[n][-1]['handler_preempted']:,}, consumers "
+                f"woken {results[n][-1]['consumers_woken']:,}"
                 + (f", {results[n][-1]['lost']} lost" if results[n][-1]["lost"] else "")
                 for n in COUNTS), flush=True)
 
@@ -93,7 +99,11 @@ def measure(seconds: float = SECONDS, frames: int = FRAMES, runs: int = RUNS) ->
     base = f"tickmesh, 1 consumer ({PER_CONSUMER} of {SYMBOLS} symbols)"
     rows = []
     for consumers in COUNTS[1:]:
-        lost = {"lost": each(consumers, "lost"), "lost_one_consumer": each(1, "lost")}
+        lost = {"lost": each(consumers, "lost"), "lost_one_consumer": each(1, "lost"),
+                "handler_preempted": each(consumers, "handler_preempted"),
+                "handler_preempted_one_consumer": each(1, "handler_preempted"),
+                "consumers_woken": each(consumers, "consumers_woken"),
+                "consumers_woken_one_consumer": each(1, "consumers_woken")}
         rows += [
             scenario(f"fanout-{consumers}-rate", f"handler trades/s (a blast over {SYMBOLS} "
                      f"symbols) with {consumers} consumers of {PER_CONSUMER} symbols each",

@@ -71,6 +71,19 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def switches(pid: int) -> list[int]:
+    """A process's context switches so far, [voluntary, involuntary]; [0, 0] if it is gone."""
+    counts = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.endswith("ctxt_switches"):
+                counts[key] = int(value)
+    except OSError:
+        pass
+    return [counts.get("voluntary_ctxt_switches", 0), counts.get("nonvoluntary_ctxt_switches", 0)]
+
+
 class StatusWatch:
     """The handler's Status events on the bus: make one before starting the handler, then
     `wait("subscribed")`."""

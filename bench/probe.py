@@ -15,7 +15,8 @@ usage: python -m bench.probe ENDPOINT [--patterns P,P,...] [--bare] [--idle S] [
   bench.profile: ends after IDLE seconds without a message and prints {"events": n}.
 Prints "ready" once subscribed. Ends after IDLE seconds without a message (once one came), and
 prints one JSON line: {"phases": {PHASE: {"count", "measured", "e2e": [p50, p99, p99.9],
-"hop": [...], "first_recv", "last_recv"}}, "gaps", "missed"} (latencies in µs; the first
+"hop": [...], "first_recv", "last_recv"}}, "gaps", "missed", "switches"} (latencies in µs;
+"switches": its context switches, [voluntary: woken, involuntary: preempted]; the first
 WARMUP of each phase's trades are counted but not measured; first/last_recv in ns).
 Latencies go into arrays while receiving and into HDR histograms (hdrhistogram) afterwards, so
 that measuring costs the receive loop four appends.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import struct
 import time
 from array import array
@@ -168,6 +170,8 @@ def main() -> None:
         gaps = receive_ours.gaps  # type: ignore[attr-defined]
     result = summarize(*arrays)
     result["gaps"], result["missed"] = gaps
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["switches"] = [usage.ru_nvcsw, usage.ru_nivcsw]
     print(json.dumps(result), flush=True)
 
 
