@@ -4,7 +4,7 @@ through them, summed by what each sample was doing (the innermost frame of ours,
 library it is in) into a breakdown per event, in % of the process's busy samples and in µs of
 its CPU per trade.
 
-usage: python -m bench.profile [--frames N] [--rate HZ] [--keep DIR]
+usage: python -m bench.profile [--frames N] [--rate HZ] [--keep DIR] [--symbols K]
 Needs py-spy (the bench extra) and ptrace rights over child processes (root, or
 kernel.yama.ptrace_scope 0). --keep DIR: also leave the raw collapsed stacks there.
 """
@@ -22,6 +22,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import pipeline
+from bench.feed import symbol_names
 from bench.processes import REPO, Processes
 
 FRAMES = 100_000
@@ -146,9 +147,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=FRAMES)
     parser.add_argument("--rate", type=int, default=RATE_HZ)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--symbols", type=int, default=0,
+                        help="trades over this many symbols, each subscribed by name (as "
+                             "scenario 6 does); default: scenario 1's 100, subscribed by '*'")
     args = parser.parse_args()
     py_spy()
-    plan = {"symbols": 100, "phases": [{"pause": 1.5}, {"blast": [0, args.frames, PER_FRAME]}]}
+    plan = {"symbols": args.symbols or 100,
+            "phases": [{"pause": 1.5}, {"blast": [0, args.frames, PER_FRAME]}]}
     trades = args.frames * PER_FRAME
     with Processes() as procs:
         pipeline.start_forwarder(procs)
@@ -156,7 +161,8 @@ def main() -> None:
         probe = pipeline.start_probe(procs, "probe", procs.bus.subscribe, "--idle", "2",
                                      "--drain")
         watch = pipeline.StatusWatch(procs)
-        handler = pipeline.start_handler(procs, port, PLAN)
+        handler = pipeline.start_handler(procs, port, PLAN,
+                                         symbol_names(args.symbols) if args.symbols else None)
         watch.wait("subscribed")
         watch.close()
         seconds = 1.5 + trades / 60_000
