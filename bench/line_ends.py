@@ -32,6 +32,7 @@ import resource
 import select
 import sys
 import time
+from subprocess import Popen
 from typing import Iterator
 
 import zmq
@@ -57,6 +58,20 @@ def cpu_seconds() -> float:
 
 def symbol_names(count: int = SYMBOLS) -> list[str]:
     return [f"S{i:03d}" for i in range(count)]
+
+
+def expect(proc: Popen, word: str, who: str) -> None:
+    """Read the line an end process prints next ("ready", "warm"); RuntimeError if it is not
+    `word`."""
+    line = proc.stdout.readline().strip()
+    if line != word:
+        raise RuntimeError(f"{who} said {line!r}, not {word!r}")
+
+
+def tell(proc: Popen, word: str) -> None:
+    """Say `word` ("go", "stop") on an end process's stdin."""
+    proc.stdin.write(f"{word}\n")
+    proc.stdin.flush()
 
 
 def trade(symbol: str, price: float) -> Trade:

@@ -61,8 +61,8 @@ import msgspec
 import zmq
 
 from bench import pipeline, two_lines
-from bench.line_ends import (PROVIDER, WARM, WARM_TIMEOUT_S, blast, cpu_seconds, trade,
-                             warmed_up)
+from bench.line_ends import (PROVIDER, WARM, WARM_TIMEOUT_S, blast, cpu_seconds, expect, tell,
+                             trade, warmed_up)
 from bench.processes import Processes
 from bench.report import Scenario, scenario
 from tickmesh.bus import Subscriber, Trade, topics
@@ -221,12 +221,6 @@ def consume(side: str, endpoint: str, count: int, hwm: int) -> None:
           flush=True)
 
 
-def _said(proc: Popen, word: str, who: str) -> None:
-    line = proc.stdout.readline().strip()
-    if line != word:
-        raise RuntimeError(f"bench.sdk_vs_raw {who} said {line!r}, not {word!r}")
-
-
 def run(procs: Processes, bus: BusConfig, side: str, trades: int) -> dict:
     """One side: its consumer's tally, with its rate and CPU per message."""
     started: list[Popen] = []
@@ -236,18 +230,16 @@ def run(procs: Processes, bus: BusConfig, side: str, trades: int) -> dict:
                 str(bus.subscriber_hwm)]
         proc = procs.start(f"{role}-{len(started)}", argv, talk=True)
         started.append(proc)
-        _said(proc, "ready", role)
+        expect(proc, "ready", f"bench.sdk_vs_raw {role}")
         return proc
 
     try:
         consumer = start(side, bus.subscribe)
         publisher = start("publish", bus.publish)
-        _said(consumer, "warm", side)
-        publisher.stdin.write("go\n")
-        publisher.stdin.flush()
+        expect(consumer, "warm", f"bench.sdk_vs_raw {side}")
+        tell(publisher, "go")
         consumed = pipeline.last_json(consumer, 60 + trades / 10_000)
-        publisher.stdin.write("stop\n")
-        publisher.stdin.flush()
+        tell(publisher, "stop")
         published = pipeline.last_json(publisher, 10)
     finally:
         for proc in started:

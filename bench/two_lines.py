@@ -28,6 +28,7 @@ from pathlib import Path
 from subprocess import Popen
 
 from bench import pipeline
+from bench.line_ends import expect, tell
 from bench.processes import Processes, wait_for
 from bench.report import Scenario, scenario
 from tickmesh.bus import sockets
@@ -69,12 +70,6 @@ def start_forwarders(procs: Processes, bus: BusConfig) -> list[Popen]:
     return forwarders
 
 
-def _said(proc: Popen, word: str, who: str) -> None:
-    line = proc.stdout.readline().strip()
-    if line != word:
-        raise RuntimeError(f"bench.line_ends {who} said {line!r}, not {word!r}")
-
-
 def run(procs: Processes, bus: BusConfig, lines: int, trades: int, forwarders: list[Popen],
         batch: int = 0) -> dict:
     """One line count: the publisher's and the consumer's tallies, the forwarders' CPU."""
@@ -88,21 +83,19 @@ def run(procs: Processes, bus: BusConfig, lines: int, trades: int, forwarders: l
                 "--hwm", str(bus.hwm), *(["--batch", str(batch)] if side == "consume" else [])]
         proc = procs.start(f"{side}-{lines}", argv, talk=True)
         started.append(proc)
-        _said(proc, "ready", side)
+        expect(proc, "ready", f"bench.line_ends {side}")
         return proc
 
     try:
         consumer = start("consume")
         publisher = start("publish")
-        _said(consumer, "warm", "consume")
+        expect(consumer, "warm", "bench.line_ends consume")
         forwarders_cpu = sum(pipeline.cpu_seconds(f.pid) for f in forwarders)
-        publisher.stdin.write("go\n")
-        publisher.stdin.flush()
+        tell(publisher, "go")
         timeout = 60 + trades / 10_000
         consumed = pipeline.last_json(consumer, timeout)
         forwarders_cpu = sum(pipeline.cpu_seconds(f.pid) for f in forwarders) - forwarders_cpu
-        publisher.stdin.write("stop\n")
-        publisher.stdin.flush()
+        tell(publisher, "stop")
         published = pipeline.last_json(publisher, 10)
     finally:
         for proc in started:
