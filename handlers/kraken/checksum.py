@@ -17,6 +17,7 @@ change (a change below the top 10 costs none), and the CRC is taken of them afre
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from bisect import bisect_left
 from typing import Iterable
@@ -36,20 +37,19 @@ def _level_digits(level: Level) -> str:
 
 def checksum_string(asks: Iterable[Level], bids: Iterable[Level]) -> str:
     """What the CRC is taken of: the given levels (best first, at most 10 a side used)."""
-    parts = []
-    for side in (asks, bids):
-        for n, (price, volume) in enumerate(side):
-            if n == CHECKSUM_LEVELS:
-                break
-            parts.append(_digits(price))
-            parts.append(_digits(volume))
-    return "".join(parts)
+    return "".join(_level_digits(level) for side in (asks, bids)
+                   for level in itertools.islice(side, CHECKSUM_LEVELS))
 
 
 def checksum(asks: Iterable[Level], bids: Iterable[Level]) -> int:
     """Kraken's checksum of a book whose asks (lowest first) and bids (highest first) these
     are."""
-    return zlib.crc32(checksum_string(asks, bids).encode("ascii")) & 0xFFFFFFFF
+    return _crc(checksum_string(asks, bids))
+
+
+def _crc(text: str) -> int:
+    """CRC32 of the checksum string, as an unsigned 32-bit integer."""
+    return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
 
 
 class Side:
@@ -154,8 +154,7 @@ class StringBook:
     def checksum(self) -> int:
         """Kraken's checksum of the book as it is (`checksum` of its top levels, from the
         digits its sides keep)."""
-        text = self.asks.digits() + self.bids.digits()
-        return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
+        return _crc(self.asks.digits() + self.bids.digits())
 
     def crossed(self) -> bool:
         bid, ask = self.bids.best(), self.asks.best()
