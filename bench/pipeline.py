@@ -60,28 +60,24 @@ def last_json(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/<pid>/status as {field: value}; {} if the process is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
 def rss_mb(pid: int) -> float:
     """The resident set of a process, in MB (VmRSS); 0.0 if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return int(proc_status(pid).get("VmRSS", "0 kB").split()[0]) / 1024
 
 
 def switches(pid: int) -> list[int]:
     """A process's context switches so far, [voluntary, involuntary]; [0, 0] if it is gone."""
-    counts = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.endswith("ctxt_switches"):
-                counts[key] = int(value)
-    except OSError:
-        pass
-    return [counts.get("voluntary_ctxt_switches", 0), counts.get("nonvoluntary_ctxt_switches", 0)]
+    status = proc_status(pid)
+    return [int(status.get(f"{kind}_ctxt_switches", 0)) for kind in ("voluntary", "nonvoluntary")]
 
 
 class StatusWatch:
